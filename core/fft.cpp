@@ -1,0 +1,62 @@
+#include "core/fft.hpp"
+
+#include <fftw3.h>
+
+#include <mutex>
+#include <stdexcept>
+
+namespace livealign {
+namespace {
+// FFTW's planner is not thread-safe; only fftwf_execute* is.
+std::mutex& PlannerMutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+}  // namespace
+
+struct RealFft2d::Impl {
+  Shape shape;
+  float* real = nullptr;
+  fftwf_complex* spectrum = nullptr;
+  fftwf_plan forward = nullptr;
+  fftwf_plan inverse = nullptr;
+
+  ~Impl() {
+    std::lock_guard<std::mutex> lock(PlannerMutex());
+    if (forward) fftwf_destroy_plan(forward);
+    if (inverse) fftwf_destroy_plan(inverse);
+    fftwf_free(real);
+    fftwf_free(spectrum);
+  }
+};
+
+RealFft2d::RealFft2d(Shape shape) : impl_(std::make_unique<Impl>()) {
+  if (shape.Empty()) throw std::invalid_argument("RealFft2d: empty shape");
+  impl_->shape = shape;
+  const std::size_t n_real = static_cast<std::size_t>(shape.Pixels());
+  const std::size_t n_complex = static_cast<std::size_t>(shape.rows) * (shape.cols / 2 + 1);
+  std::lock_guard<std::mutex> lock(PlannerMutex());
+  impl_->real = fftwf_alloc_real(n_real);
+  impl_->spectrum = fftwf_alloc_complex(n_complex);
+  if (!impl_->real || !impl_->spectrum) throw std::bad_alloc();
+  // FFTW_ESTIMATE: on this class of machine MEASURE picked no faster plans
+  // within the run-to-run noise, and ESTIMATE costs no planning time
+  // (../shared/notes/fft_limits.md, section 1).
+  impl_->forward = fftwf_plan_dft_r2c_2d(shape.rows, shape.cols, impl_->real,
+                                         impl_->spectrum, FFTW_ESTIMATE);
+  impl_->inverse = fftwf_plan_dft_c2r_2d(shape.rows, shape.cols, impl_->spectrum,
+                                         impl_->real, FFTW_ESTIMATE);
+  if (!impl_->forward || !impl_->inverse) throw std::runtime_error("RealFft2d: FFTW planning failed");
+}
+
+RealFft2d::~RealFft2d() = default;
+RealFft2d::RealFft2d(RealFft2d&&) noexcept = default;
+RealFft2d& RealFft2d::operator=(RealFft2d&&) noexcept = default;
+
+Shape RealFft2d::shape() const { return impl_->shape; }
+float* RealFft2d::real() { return impl_->real; }
+cfloat* RealFft2d::spectrum() { return reinterpret_cast<cfloat*>(impl_->spectrum); }
+void RealFft2d::Forward() { fftwf_execute(impl_->forward); }
+void RealFft2d::Inverse() { fftwf_execute(impl_->inverse); }
+
+}  // namespace livealign

@@ -1,0 +1,60 @@
+#pragma once
+// Single-precision 2-D real FFTs (FFTW) behind a move-only RAII class, so FFTW
+// never appears in core's public headers.
+//
+// A RealFft2d owns one forward (r2c) and one inverse (c2r) plan for a shape,
+// plus the two aligned buffers they run on. It is NOT thread-safe: give each
+// worker thread its own instance (planning is serialised internally by a global
+// lock, as FFTW requires; execution then runs concurrently).
+//
+//   RealFft2d fft(Shape{256, 256});
+//   std::copy(image, image + 256 * 256, fft.real());
+//   fft.Forward();                 // real() -> spectrum(), unnormalised
+//   ... modify fft.spectrum() ...
+//   fft.Inverse();                 // spectrum() -> real(); spectrum() is destroyed
+//
+// Layout: spectrum() is rows x (cols/2 + 1), row-major; entry (ky, kx) holds
+// frequency (ky < rows/2 ? ky : ky - rows, kx) in cycles per frame.
+// Forward followed by Inverse multiplies the image by rows * cols.
+
+#include <complex>
+#include <memory>
+
+#include "core/frame.hpp"
+
+namespace livealign {
+
+using cfloat = std::complex<float>;
+
+class RealFft2d {
+ public:
+  // Requires: shape not empty.
+  explicit RealFft2d(Shape shape);
+  ~RealFft2d();
+  RealFft2d(RealFft2d&&) noexcept;
+  RealFft2d& operator=(RealFft2d&&) noexcept;
+  RealFft2d(const RealFft2d&) = delete;
+  RealFft2d& operator=(const RealFft2d&) = delete;
+
+  Shape shape() const;
+  int spectrum_cols() const { return shape().cols / 2 + 1; }
+  std::size_t spectrum_size() const {
+    return static_cast<std::size_t>(shape().rows) * spectrum_cols();
+  }
+
+  float* real();
+  cfloat* spectrum();
+
+  void Forward();  // real() -> spectrum()
+  void Inverse();  // spectrum() -> real(); destroys spectrum()
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Signed frequency index for FFT row/column index k of an n-point transform.
+// For even n, index n/2 (Nyquist) maps to -n/2.
+inline int SignedFrequency(int k, int n) { return k < (n + 1) / 2 ? k : k - n; }
+
+}  // namespace livealign
