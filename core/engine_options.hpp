@@ -1,0 +1,70 @@
+#pragma once
+// Every tunable of the registration engine in one flat struct. Each field is
+// one key of config/livealign.ini and one --option of `livealign register` and
+// `livealign serve`, under the same name (tools/engine_option_binding.cpp maps
+// them), so defaults are stated once: here.
+
+#include <string>
+
+namespace livealign {
+
+struct EngineOptions {
+  // --- pre-processing and correlation (core/correlator.hpp) ---
+  // Real-space edge window before the FFT: "none", "hann" or "tukey".
+  std::string window = "tukey";
+  // Tukey taper fraction: 0 = box, 1 = Hann. 0.25 keeps most of the frame.
+  double tukey_alpha = 0.25;
+  // Fourier weight: "none", "gaussian", "lowpass" or "bandpass". The weight is
+  // exactly 0 beyond its band limit, and spectra are cached cropped to that
+  // band: a narrower band is faster and smaller, a wider one keeps more detail.
+  std::string weight = "gaussian";
+  // Gaussian width in cycles/px (Nyquist = 0.5).
+  double weight_sigma = 0.06;
+  // Band limit of gaussian/lowpass, cycles/px; also the high edge of bandpass.
+  double weight_cutoff = 0.125;
+  // Low edge of bandpass, cycles/px (removes slow background and scan ramps).
+  double weight_low = 0.01;
+  // "cc" (cross-correlation, robust at low dose), "pc" (phase: sharp but
+  // noise-sensitive) or "hybrid" (|m|^p e^{i arg m}).
+  std::string correlation = "cc";
+  // Exponent of the hybrid correlation: 1 = cc, 0 = pc, 0.5 = mutual.
+  double hybrid_p = 0.8;
+  // Largest |shift| per axis searched for, px; 0 = a quarter of the frame.
+  double max_shift_px = 0;
+  // Distinct correlation maxima kept per pair for the solver to choose from.
+  int top_k = 5;
+
+  // --- consistency solver (core/consistency_solver.hpp) ---
+  // Residual scale floor, px: pairs within a few times this of the consistent
+  // solution are inliers even when the data are very clean.
+  double inlier_floor_px = 0.5;
+  // Upper bound on robust-solver iterations per update (never hangs).
+  int solver_max_iterations = 30;
+  // A full re-solve from scratch every this many frames undoes early wrong
+  // decisions; in between the solve is warm-started.
+  int full_resolve_every = 10;
+
+  // --- crystals (issue 4) ---
+  // Estimate the lattice from the running average and snap lattice-vector hops.
+  bool lattice_snapping = true;
+
+  // --- precision stage ---
+  // Refine each frame against the average of all other frames (full band);
+  // brings precision towards the single-frame Poisson limit.
+  bool refine_against_template = true;
+
+  // --- calibration ---
+  // Pixel size in Å along x (columns) and y (rows); 0 = unknown.
+  double pixel_size_x_A = 0;
+  double pixel_size_y_A = 0;
+
+  // --- execution ---
+  // Worker threads for pair correlations; 0 = all cores.
+  int threads = 0;
+
+  // Returns false and sets *error (one line naming the option) when a value is
+  // out of range or a name is unknown.
+  bool Check(std::string* error) const;
+};
+
+}  // namespace livealign
