@@ -1,0 +1,33 @@
+#pragma once
+// Writes the files of one registered series into a directory, each replaced
+// atomically (write to a temporary name, then rename), so a crash never leaves
+// a half-written file. Used by `livealign register` and by the daemon per series.
+//
+// Files: average.tif (float32, common region), average_full.tif, average.png,
+// shifts.csv (frame,shift_x_px,shift_y_px,residual_px,flagged),
+// shift_matrix.png, report.json (effective parameters, timings, quality,
+// plus `extra` merged in at the top level).
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/registration_engine.hpp"
+
+namespace livealign {
+
+struct RegistrationOutputs {
+  std::vector<std::string> written;  // absolute paths of the files written
+};
+
+// Creates dir if needed. Throws FileError when a file cannot be written; files
+// already replaced stay complete.
+RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
+                                             const RegistrationEngine& engine,
+                                             const nlohmann::json& extra);
+
+// The report document alone (also published by the daemon).
+nlohmann::json BuildReport(const RegistrationEngine& engine, const nlohmann::json& extra);
+
+}  // namespace livealign
