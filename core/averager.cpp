@@ -222,9 +222,17 @@ AverageImage ShiftedAverager::MakeImage(const double* sum_a, const int* count_a,
                                         const double* sum_b, const int* count_b,
                                         const std::vector<Shift>& shifts) const {
   AverageImage image;
+  MakeImageInto(sum_a, count_a, sum_b, count_b, shifts, &image);
+  return image;
+}
+
+void ShiftedAverager::MakeImageInto(const double* sum_a, const int* count_a,
+                                    const double* sum_b, const int* count_b,
+                                    const std::vector<Shift>& shifts, AverageImage* out) const {
+  AverageImage& image = *out;
   image.num_included = static_cast<int>(shifts.size());
-  image.full = Frame(shape_);
-  image.counts = Frame(shape_);
+  if (image.full.shape() != shape_) image.full = Frame(shape_);
+  if (image.counts.shape() != shape_) image.counts = Frame(shape_);
   const std::size_t n = static_cast<std::size_t>(shape_.Pixels());
   float* full = image.full.data();
   float* counts = image.counts.data();
@@ -245,16 +253,32 @@ AverageImage ShiftedAverager::MakeImage(const double* sum_a, const int* count_a,
   }
   if (valid.Empty()) valid = {};
   image.valid = valid;
-  image.common = CropFrame(image.full, valid);
-  return image;
+  if (image.common.shape() != Shape{valid.rows(), valid.cols()}) {
+    image.common = CropFrame(image.full, valid);
+  } else {
+    for (int r = 0; r < valid.rows(); ++r)
+      std::copy(image.full.data() + static_cast<std::size_t>(valid.row0 + r) * shape_.cols + valid.col0,
+                image.full.data() + static_cast<std::size_t>(valid.row0 + r) * shape_.cols + valid.col1,
+                image.common.data() + static_cast<std::size_t>(r) * valid.cols());
+  }
 }
 
 AverageImage ShiftedAverager::Average() const {
-  if (frames_.empty()) return AverageImage();
+  AverageImage image;
+  Average(&image);
+  return image;
+}
+
+void ShiftedAverager::Average(AverageImage* out) const {
+  if (out == nullptr) throw std::invalid_argument("ShiftedAverager::Average: null output");
+  if (frames_.empty()) {
+    *out = AverageImage();
+    return;
+  }
   std::vector<Shift> shifts;
   for (const Entry& e : frames_)
     if (e.contributing) shifts.push_back(e.applied_shift);
-  return MakeImage(sum_[0].data(), count_[0].data(), sum_[1].data(), count_[1].data(), shifts);
+  MakeImageInto(sum_[0].data(), count_[0].data(), sum_[1].data(), count_[1].data(), shifts, out);
 }
 
 AverageImage ShiftedAverager::HalfSetAverage(int parity) const {

@@ -110,6 +110,10 @@ class ShiftedAverager {
 
   // Mean of all included frames (uses the running sums: O(pixels)).
   AverageImage Average() const;
+  // The same, reusing out's pixel buffers when their shapes already fit: on a
+  // VM, faulting in fresh pages for three new frames costs ~10x the
+  // arithmetic, so a live loop should keep one AverageImage and pass it here.
+  void Average(AverageImage* out) const;
   // Mean of the included frames with even (parity 0) or odd (parity 1) index:
   // the two interleaved half-set averages for the FRC. O(pixels).
   AverageImage HalfSetAverage(int parity) const;
@@ -138,6 +142,9 @@ class ShiftedAverager {
   void Accumulate(const Frame& frame, Shift shift, double sign, double* sum, int* count) const;
   AverageImage MakeImage(const double* sum_a, const int* count_a, const double* sum_b,
                          const int* count_b, const std::vector<Shift>& shifts) const;
+  void MakeImageInto(const double* sum_a, const int* count_a, const double* sum_b,
+                     const int* count_b, const std::vector<Shift>& shifts,
+                     AverageImage* image) const;
 
   Options options_;
   Shape shape_;

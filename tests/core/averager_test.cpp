@@ -127,6 +127,12 @@ TEST_CASE("incremental SetShift equals recomputation from scratch", "[core][aver
   REQUIRE(a.valid == b.valid);
   REQUIRE(MaxAbsDiff(a.full, b.full) < 1e-5);
   REQUIRE(MaxAbsDiff(a.counts, b.counts) == 0);
+  // Reusing an output image gives the same result.
+  AverageImage reused = scratch.HalfSetAverage(0);
+  incremental.Average(&reused);
+  REQUIRE(reused.valid == a.valid);
+  REQUIRE(reused.common.pixels() == a.common.pixels());
+  REQUIRE(reused.num_included == a.num_included);
   // Applied shifts of included frames lag requested ones by at most the tolerance.
   for (int i = 0; i < 10; ++i)
     if (final_include[i]) REQUIRE((incremental.applied_shift(i) - final_shifts[i]).Norm() <= 0.01 + 1e-12);
