@@ -93,7 +93,8 @@ LatticeVector Lattice::NearestLatticeVector(Shift v) const {
   for (int da = -1; da <= 1; ++da) {
     for (int db = -1; db <= 1; ++db) {
       const Shift candidate = Vector(ra + da, rb + db);
-      const double distance = (v - candidate).Norm();
+      const Shift miss = v - candidate;
+      const double distance = miss.x * miss.x + miss.y * miss.y;  // squared: hot path
       if (distance < best_distance) {
         best_distance = distance;
         best = LatticeVector{ra + da, rb + db, candidate};
