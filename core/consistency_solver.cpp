@@ -15,6 +15,10 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // median |r| / sigma for a 2-D isotropic Gaussian residual (Rayleigh median).
 constexpr double kRayleighMedian = 1.1774100225154747;
 
+// Shift::Norm() uses std::hypot, which is several times slower than this and
+// dominated the solver's profile; shifts here never approach overflow.
+double Length(Shift v) { return std::sqrt(v.x * v.x + v.y * v.y); }
+
 // Geman-McClure IRLS weight: 1 at r = 0, 1/4 at r = scale, ~ (scale/r)^4 beyond.
 double GemanMcClureWeight(double r, double scale) {
   const double s2 = scale * scale;
@@ -202,9 +206,9 @@ void ConsistencySolver::ScoreTriangles(int i, int j, const EstimateTable& table)
     const double tolerance = options_.snap_tolerance * lattice_->ShortestSpacing();
     std::vector<std::pair<int, int>> hops;
     for (const Shift& e : errors) {
-      if (e.Norm() < tolerance) continue;  // cheap exit for consistent triangles
+      if (Length(e) < tolerance) continue;  // cheap exit for consistent triangles
       const LatticeVector n = lattice_->NearestLatticeVector(e);
-      if (!n.IsZero() && (e - n.vector).Norm() < tolerance) hops.emplace_back(n.na, n.nb);
+      if (!n.IsZero() && Length(e - n.vector) < tolerance) hops.emplace_back(n.na, n.nb);
     }
     if (2 * hops.size() >= errors.size()) {
       std::sort(hops.begin(), hops.end());
@@ -226,7 +230,7 @@ void ConsistencySolver::ScoreTriangles(int i, int j, const EstimateTable& table)
     }
   }
   const Shift hop = lattice_ ? lattice_->Vector(p.triangle_na, p.triangle_nb) : Shift{};
-  for (std::size_t m = 0; m < errors.size(); ++m) norms[m] = (errors[m] - hop).Norm();
+  for (std::size_t m = 0; m < errors.size(); ++m) norms[m] = Length(errors[m] - hop);
   p.triangle_score = Median(&norms);
 }
 
@@ -293,7 +297,7 @@ double ConsistencySolver::Choose(int i, int j, double threshold_px) {
     for (std::size_t c = 0; c < candidates.size(); ++c) {
       const Shift v = predicted - candidates[c].j_from_i;
       const LatticeVector n = lattice_->NearestLatticeVector(v);
-      const double residual = (v - n.vector).Norm();
+      const double residual = Length(v - n.vector);
       // Candidates a lattice vector apart tie; the margin keeps the earlier
       // (brighter) one so the choice cannot flicker between iterations.
       if (!n.IsZero() && residual < tolerance && residual < best_snapped - 1e-3) {
@@ -439,26 +443,36 @@ SolverReport ConsistencySolver::Solve(bool from_scratch) {
     if (lattice_) cap = std::min(cap, options_.snap_tolerance * lattice_->ShortestSpacing());
     return std::max(options_.min_threshold_px, std::min(cap, options_.scale_multiplier * *sigma));
   };
+  struct Choice {
+    int candidate = -2, na = 0, nb = 0;
+    bool operator==(const Choice& o) const { return candidate == o.candidate && na == o.na && nb == o.nb; }
+  };
+  // Start from the choices of the previous Solve so that an incremental solve
+  // whose old pairs keep their candidates can converge at once.
+  std::vector<Choice> choice_previous(pairs_.size());
+  for (std::size_t index = 0; index < pairs_.size(); ++index) {
+    const PairState& state = pairs_[index].state;
+    choice_previous[index] = Choice{state.chosen, state.snapped ? state.snap_na : 0,
+                                    state.snapped ? state.snap_nb : 0};
+  }
   double threshold = std::numeric_limits<double>::infinity();
-  std::vector<double> residuals(pairs_.size(), kNaN);
-  for (int j = 1; j < n; ++j)
-    for (int i = 0; i < j; ++i) residuals[PairIndex(i, j)] = Choose(i, j, threshold);
   double sigma = 0;
   if (from_scratch) {
+    // The warm start's median residual sets the scale of the first, nearly
+    // convex, iterations.
     std::vector<double> finite;
-    for (double r : residuals)
-      if (std::isfinite(r)) finite.push_back(r);
+    for (int j = 1; j < n; ++j) {
+      for (int i = 0; i < j; ++i) {
+        const double r = Choose(i, j, threshold);
+        if (std::isfinite(r)) finite.push_back(r);
+      }
+    }
     const double median = finite.empty() ? 0.0 : Median(&finite);
     threshold = std::max(options_.scratch_start_factor * options_.min_threshold_px, 2 * median);
   } else {
     threshold = options_.incremental_start_factor * std::max(last_floor_px_, options_.min_threshold_px);
   }
   Eigen::MatrixXd weights = Eigen::MatrixXd::Zero(n, n);
-  struct Choice {
-    int candidate = -2, na = 0, nb = 0;
-    bool operator==(const Choice& o) const { return candidate == o.candidate && na == o.na && nb == o.nb; }
-  };
-  std::vector<Choice> choice_previous(pairs_.size());
   double floor = options_.min_threshold_px;
   int iteration = 0;
   bool converged = false;
@@ -498,8 +512,8 @@ SolverReport ConsistencySolver::Solve(bool from_scratch) {
     SolveLinear(weights);
     double moved = 0;
     for (int k = 0; k < n; ++k) {
-      moved = std::max(moved, (shifts_[static_cast<std::size_t>(k)] -
-                               before[static_cast<std::size_t>(k)]).Norm());
+      moved = std::max(moved, Length(shifts_[static_cast<std::size_t>(k)] -
+                                      before[static_cast<std::size_t>(k)]));
     }
     if (threshold <= floor && changes == 0 && moved < options_.convergence_px) {
       converged = true;
@@ -605,7 +619,7 @@ SolverReport ConsistencySolver::Solve(bool from_scratch) {
       if (p.measurement.candidates.empty()) continue;
       ++report.measured_pairs;
       const Shift predicted = shifts_[static_cast<std::size_t>(j)] - shifts_[static_cast<std::size_t>(i)];
-      state.residual_px = (predicted - state.used_j_from_i).Norm();
+      state.residual_px = Length(predicted - state.used_j_from_i);
       if (state.chosen > 0) ++report.pairs_not_brightest;
       if (chosen_before[index] >= 0 && chosen_before[index] != state.chosen) ++report.reselections;
       if (!state.inlier) continue;
@@ -705,14 +719,14 @@ CycleStatistics ConsistencySolver::EvaluateCycles() const {
     const Pair& im = pair(i, m);
     if (!ij.state.inlier || !jm.state.inlier || !im.state.inlier) return;
     const Shift used = ij.state.used_j_from_i + jm.state.used_j_from_i - im.state.used_j_from_i;
-    errors.push_back(used.Norm());
+    errors.push_back(Length(used));
     if (lattice_) {
       auto raw = [](const Pair& p) {
         return p.measurement.candidates[static_cast<std::size_t>(p.state.chosen)].j_from_i;
       };
       const Shift e = raw(ij) + raw(jm) - raw(im);
       const LatticeVector v = lattice_->NearestLatticeVector(e);
-      if (!v.IsZero() && (e - v.vector).Norm() < tolerance) ++stats.lattice_vector_count;
+      if (!v.IsZero() && Length(e - v.vector) < tolerance) ++stats.lattice_vector_count;
     }
   };
   const double total = static_cast<double>(n) * (n - 1) * (n - 2) / 6.0;

@@ -69,7 +69,7 @@ struct SolverOptions {
   // median residual of the warm start if larger); incremental solves start at
   // incremental_start_factor times the floor.
   double scratch_start_factor = 16.0;
-  double incremental_start_factor = 2.0;
+  double incremental_start_factor = 1.0;
   // A residual within this fraction of the shortest lattice spacing of a
   // non-zero lattice vector is a unit-cell hop: the pair is corrected and kept.
   double snap_tolerance = 0.25;
@@ -84,7 +84,7 @@ struct SolverOptions {
   double convergence_px = 1e-3;
   // Triangles evaluated for the cycle statistics in the report (all when
   // fewer exist, else a fixed-seed random sample).
-  int max_cycle_checks = 20000;
+  int max_cycle_checks = 5000;
 
   bool Check(std::string* error) const;
 };

@@ -88,6 +88,14 @@ LatticeVector Lattice::NearestLatticeVector(Shift v) const {
   const double fb = Cross(a, v) / det;
   const int ra = static_cast<int>(std::lround(fa));
   const int rb = static_cast<int>(std::lround(fb));
+  // Fast path: a rounded point closer than half the shortest spacing is the
+  // nearest one (every other lattice point is then farther away).
+  const Shift rounded = Vector(ra, rb);
+  const Shift rounded_miss = v - rounded;
+  const double shortest_squared = std::min(a.x * a.x + a.y * a.y, b.x * b.x + b.y * b.y);
+  if (rounded_miss.x * rounded_miss.x + rounded_miss.y * rounded_miss.y < 0.25 * shortest_squared) {
+    return LatticeVector{ra, rb, rounded};
+  }
   LatticeVector best;
   double best_distance = std::numeric_limits<double>::infinity();
   for (int da = -1; da <= 1; ++da) {
