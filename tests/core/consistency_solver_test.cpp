@@ -341,7 +341,7 @@ TEST_CASE("solver handles tiny and empty problems and refuses misuse", "[core][c
 }
 
 // Timing of the typical incremental case (hidden: run with "[.benchmark]").
-TEST_CASE("incremental solve time at 50 and 200 frames", "[.benchmark][consistency_solver]") {
+TEST_CASE("incremental solve time at 50 and 200 frames", "[.benchmark]") {
   for (int n : {50, 200}) {
     const double sigma = 0.2;
     const auto truth = TrueDrift(n);
