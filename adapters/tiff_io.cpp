@@ -167,7 +167,8 @@ struct PageLayout {
     const char* kind = sample_format == SAMPLEFORMAT_IEEEFP ? "float"
                        : sample_format == SAMPLEFORMAT_INT  ? "int"
                                                             : "uint";
-    return std::to_string(width) + "x" + std::to_string(height) + " " + kind +
+    // rows x cols, as numpy shapes are printed elsewhere.
+    return std::to_string(height) + "x" + std::to_string(width) + " " + kind +
            std::to_string(bits);
   }
 };
@@ -192,13 +193,13 @@ PageLayout ReadLayout(TIFF* tif, const std::string& path, int page) {
     throw FileError(path, where + "unsupported: palette (colour-mapped) image");
   }
   if (layout.width == 0 || layout.height == 0) {
-    throw FileError(path, where + "empty image (" + std::to_string(layout.width) + "x" +
-                              std::to_string(layout.height) + ")");
+    throw FileError(path, where + "empty image (" + std::to_string(layout.height) + "x" +
+                              std::to_string(layout.width) + ")");
   }
   if (layout.width > kMaxSide || layout.height > kMaxSide ||
       std::uint64_t{layout.width} * layout.height > kMaxPagePixels) {
-    throw FileError(path, where + "absurd size " + std::to_string(layout.width) + "x" +
-                              std::to_string(layout.height));
+    throw FileError(path, where + "absurd size " + std::to_string(layout.height) + "x" +
+                              std::to_string(layout.width) + " (rows x cols)");
   }
   const bool ok =
       (layout.sample_format == SAMPLEFORMAT_UINT &&
