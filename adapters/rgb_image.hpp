@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <ostream>
 #include <vector>
 
 namespace livealign {
@@ -14,6 +15,9 @@ struct Rgb {
   bool operator==(const Rgb& o) const { return r == o.r && g == o.g && b == o.b; }
   bool operator!=(const Rgb& o) const { return !(*this == o); }
 };
+inline std::ostream& operator<<(std::ostream& os, const Rgb& c) {
+  return os << "{r: " << int{c.r} << ", g: " << int{c.g} << ", b: " << int{c.b} << "}";
+}
 
 struct RgbImage {
   int width = 0;
