@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -288,6 +289,34 @@ TEST_CASE("npy reader refuses corrupt and unsupported files with one clear line"
     WriteFile(dir + "/noshape.npy", NpyBytes("{'descr': '<f4', 'fortran_order': False}", std::string(16, '\0')));
     RequireFileError(dir + "/noshape.npy", "missing");
   }
+}
+
+TEST_CASE("npy reader survives random corruption: a frame stack or a FileError, nothing else",
+          "[adapters][npy]") {
+  const std::string dir = testing::ScratchDir("npy_mutations");
+  const std::string good = NpyBytes(Dict("<u2", "(3, 8, 8)"), Elements<std::uint16_t>(192, false));
+  std::mt19937 rng(1234);
+  int refused = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    std::string bytes = good;
+    // Damage the header region most of the time: that is where parsing lives.
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits; ++e) {
+      const std::size_t at = rng() % (trial % 4 == 0 ? bytes.size() : 128);
+      bytes[at] = static_cast<char>(rng() % 256);
+    }
+    if (trial % 5 == 0) bytes.resize(rng() % bytes.size());
+    const std::string path = dir + "/m.npy";
+    WriteFile(path, bytes);
+    try {
+      const FrameStack stack = ReadNpy(path);
+      CHECK(!stack.empty());
+    } catch (const FileError& e) {
+      ++refused;
+      CHECK(e.path() == path);
+    }
+  }
+  CHECK(refused > 0);
 }
 
 TEST_CASE("npy reader reads the real 5-frame STO movie with its pixel size",

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -504,6 +505,39 @@ TEST_CASE("tiff reader refuses corrupt and unsupported files with one clear line
     TIFFClose(tif);
     RequireFileError(dir + "/mixed.tif", "page 1 is 4x4 float32 but the first page is 8x8 float32");
   }
+}
+
+TEST_CASE("tiff reader survives random corruption: a frame stack or a FileError, nothing else",
+          "[adapters][tiff]") {
+  const std::string dir = testing::ScratchDir("tiff_mutations");
+  TestTiff spec;
+  spec.rows = 24;
+  spec.cols = 20;
+  spec.pages = 3;
+  const bool tiled = GENERATE(false, true);
+  spec.tiled = tiled;
+  WriteTestTiff(dir + "/good.tif", spec);
+  const std::string good = ReadAll(dir + "/good.tif");
+  std::mt19937 rng(99);
+  int refused = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    std::string bytes = good;
+    const int edits = 1 + static_cast<int>(rng() % 6);
+    for (int e = 0; e < edits; ++e) {
+      bytes[rng() % bytes.size()] = static_cast<char>(rng() % 256);
+    }
+    if (trial % 5 == 0) bytes.resize(rng() % bytes.size());
+    const std::string path = dir + "/m.tif";
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+    try {
+      const FrameStack stack = ReadTiff(path);
+      CHECK(!stack.empty());
+    } catch (const FileError& e) {
+      ++refused;
+      CHECK(e.path() == path);
+    }
+  }
+  CHECK(refused > 0);
 }
 
 TEST_CASE("tiff reader reads the real SingleOrigin iDPC TIFF like its npy conversion",
