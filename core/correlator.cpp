@@ -152,6 +152,22 @@ Shift FitGridPeak(const MapView& map, const GridPeak& p) {
   return {(p.rx + ox) * map.dx, (p.ry + oy) * map.dy};
 }
 
+// Sub-pixel fits of the grid peaks; appends those whose fitted position lies in
+// the window (center +- half per axis) to *out as wrapped j_from_i candidates
+// and erases the others from *peaks, so (*peaks)[k] matches (*out)[k].
+void FitCandidates(const MapView& map, Shift center, Shift half, double norm, Shape frame,
+                   std::vector<GridPeak>* peaks, std::vector<PeakCandidate>* out) {
+  std::size_t kept = 0;
+  for (std::size_t k = 0; k < peaks->size(); ++k) {
+    const GridPeak p = (*peaks)[k];
+    const Shift s = FitGridPeak(map, p);
+    if (std::abs(s.x - center.x) > half.x + 1e-9 || std::abs(s.y - center.y) > half.y + 1e-9) continue;
+    (*peaks)[kept++] = p;
+    out->push_back({{WrapShift(s.x, frame.cols), WrapShift(s.y, frame.rows)}, p.value / norm, false});
+  }
+  peaks->resize(kept);
+}
+
 // Sum of squares of the map in the (2 r + 1)^2 block around a grid point.
 double BlockPower(const MapView& map, const GridPeak& p, int radius, int* count) {
   double sum = 0;
@@ -539,12 +555,8 @@ PairMeasurement Correlator::Search(int i, int j, Worker& w, Shift center, Shift 
   FindLocalMaxima(map, center, half, options_.top_k, &w.peaks, &w.cols);
   if (w.peaks.empty()) return result;
 
-  for (const GridPeak& p : w.peaks) {
-    const Shift s = FitGridPeak(map, p);
-    result.candidates.push_back(
-        {{WrapShift(s.x, frame_shape_.cols), WrapShift(s.y, frame_shape_.rows)},
-         p.value / norm, false});
-  }
+  FitCandidates(map, center, half, norm, frame_shape_, &w.peaks, &result.candidates);
+  if (w.peaks.empty()) return result;
   // Refine the best on the band, starting from its fit (unwrapped: C is periodic).
   const Shift start = FitGridPeak(map, w.peaks[0]);
   const BandPeak best = MaximizeBandCorrelation(
@@ -634,12 +646,8 @@ PairMeasurement Correlator::CorrelateCoarse(int i, int j, double cutoff_cycles_p
   result.j = j;
   FindLocalMaxima(map, Shift{0, 0}, max_shift_, options_.top_k, &w.peaks, &w.cols);
   if (w.peaks.empty()) return result;
-  for (const GridPeak& p : w.peaks) {
-    const Shift s = FitGridPeak(map, p);
-    result.candidates.push_back(
-        {{WrapShift(s.x, frame_shape_.cols), WrapShift(s.y, frame_shape_.rows)},
-         p.value / norm, false});
-  }
+  FitCandidates(map, Shift{0, 0}, max_shift_, norm, frame_shape_, &w.peaks, &result.candidates);
+  if (w.peaks.empty()) return result;
   const BandPeak best = MaximizeBandCorrelation(
       w.coarse_product.data(), coarse_band_, frame_shape_, FitGridPeak(map, w.peaks[0]),
       std::max(map.dx, map.dy), 1e-3, 20, &w.ex);
