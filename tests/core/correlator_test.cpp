@@ -427,6 +427,33 @@ TEST_CASE("workers correlate concurrently with the same results", "[core][correl
   }
 }
 
+TEST_CASE("shifts survive strong white noise", "[core][correlator]") {
+  // Per-pixel noise as strong as the signal: the Gaussian weight's band keeps
+  // only the low frequencies, where the content dominates.
+  const Shape shape{256, 256};
+  const Shift truth{7.43, -11.61};
+  Frame f0 = PeriodicNoise(shape, 21, {0, 0}), f1 = PeriodicNoise(shape, 21, truth);
+  double power = 0;
+  for (std::int64_t k = 0; k < shape.Pixels(); ++k) power += std::pow(f0.data()[k] - 5.0, 2);
+  const float sigma = static_cast<float>(std::sqrt(power / shape.Pixels()));
+  std::mt19937 rng(22);
+  std::normal_distribution<float> noise(0.0f, sigma);
+  for (std::int64_t k = 0; k < shape.Pixels(); ++k) {
+    f0.data()[k] += noise(rng);
+    f1.data()[k] += noise(rng);
+  }
+  const CorrelationType type = GENERATE(CorrelationType::kCc, CorrelationType::kHybrid);
+  CorrelatorOptions options = NoWindow();
+  options.type = type;
+  Correlator correlator(options, shape, 1);
+  correlator.AddFrame(f0.view());
+  correlator.AddFrame(f1.view());
+  const PairMeasurement m = correlator.Correlate(0, 1, 0);
+  CAPTURE(CorrelationTypeName(type), m, m.peak_to_rms);
+  REQUIRE(Distance(m.candidates.at(0).j_from_i, truth) < 0.1);  // measured ~0.05
+  REQUIRE(m.peak_to_rms > 10);
+}
+
 TEST_CASE("odd, unfriendly frame sizes work without a crop", "[core][correlator]") {
   const Shape shape{101, 99};
   const Shift truth{-3.41, 6.27};
