@@ -162,7 +162,10 @@ Shift TemplateRegistrar::Register(FrameView frame, Shift initial_guess,
   rep.converged = peak.converged;
   rep.iterations = peak.iterations;
   rep.height = peak.value / norm;
-  for (int pass = 0; pass < options_.overlap_iterations; ++pass) {
+  // With no window there is no moving-window bias, and the overlap "window"
+  // would be a hard-edged box (not band-limited): skip the passes.
+  const int passes = options_.window == WindowType::kNone ? 0 : options_.overlap_iterations;
+  for (int pass = 0; pass < passes; ++pass) {
     const BandPeak refined = OverlapPass(frame, s);
     const double moved = (refined.position - s).Norm();
     s = refined.position;

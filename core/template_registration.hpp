@@ -69,7 +69,8 @@ struct TemplateRegistrationOptions {
   double tolerance_px = 1e-4;  // Newton stops when a step is below this
   int max_iterations = 30;
   // Overlap-window re-registrations after the first estimate (see the file
-  // comment); 0 leaves the ~1 %-of-shift window bias in.
+  // comment); 0 leaves the ~1 %-of-shift window bias in. Ignored (no bias to
+  // remove) when window is kNone.
   int overlap_iterations = 2;
 
   // False (with a reason) for bad window/weight options, a radius <= 0,
