@@ -720,7 +720,7 @@ PairMeasurement Correlator::CorrelateCoarse(int i, int j, double cutoff_cycles_p
                                   0.5 * coarse_band_.rows / frame_shape_.rows,
                                   0.5 * coarse_band_.cols / frame_shape_.cols});
   const int band_cols = coarse_band_.cols / 2 + 1;
-  double energy_a = 0, energy_b = 0;
+  double energy_a = 0, energy_b = 0, power = 0;
   for (int r = 0; r < coarse_band_.rows; ++r) {
     const double ky = static_cast<double>(SignedFrequency(r, coarse_band_.rows)) / frame_shape_.rows;
     for (int c = 0; c < band_cols; ++c) {
@@ -731,6 +731,7 @@ PairMeasurement Correlator::CorrelateCoarse(int i, int j, double cutoff_cycles_p
       energy_a += mult * weight * std::norm(a.coarse[idx]);
       energy_b += mult * weight * std::norm(b.coarse[idx]);
       w.coarse_product[idx] = static_cast<float>(weight) * std::conj(a.coarse[idx]) * b.coarse[idx];
+      power += mult * std::norm(w.coarse_product[idx]);
     }
   }
   const double norm = energy_a > 0 && energy_b > 0 ? std::sqrt(energy_a * energy_b) : 1.0;
@@ -759,6 +760,14 @@ PairMeasurement Correlator::CorrelateCoarse(int i, int j, double cutoff_cycles_p
   c0.refined = best.converged;
   result.has_coarse = true;
   result.coarse_j_from_i = c0.j_from_i;
+  // RMS away from the peak, as in Search (Parseval minus a block of 2 coarse
+  // band pixels around the peak).
+  int excluded = 0;
+  const double block = BlockPower(map, w.peaks[0], 2 * options_.oversample, &excluded);
+  const double pixels = static_cast<double>(coarse_map_shape_.Pixels());
+  const double rest = std::max(pixels * power - block, 0.0);
+  const double rms = std::sqrt(rest / std::max(pixels - excluded, 1.0));
+  result.peak_to_rms = rms > 0 ? best.value / rms : 0.0;
   return result;
 }
 

@@ -123,6 +123,7 @@ TEST_CASE("correlator options are checked", "[core][correlator]") {
     o.hybrid_p = 1.5;
   }
   SECTION("top_k 0") { o.top_k = 0; }
+  SECTION("refine_candidates 0") { o.refine_candidates = 0; }
   SECTION("oversample 0") { o.oversample = 0; }
   SECTION("negative max shift") { o.max_shift_px = -1; }
   SECTION("coarse band not FFT-friendly") { o.coarse_band_px = 70; }
@@ -396,6 +397,22 @@ TEST_CASE("the coarse correlation ignores the lattice and follows the blob",
   // Hop-free: well within half a lattice period.
   REQUIRE(Distance(coarse.coarse_j_from_i, truth) < 1.0);
   REQUIRE(coarse.candidates.at(0).j_from_i == coarse.coarse_j_from_i);
+  // A clear coarse correlation stands far above the rest of the coarse map,
+  // unlike two unrelated noise frames.
+  CAPTURE(coarse.peak_to_rms);
+  REQUIRE(coarse.peak_to_rms > 4);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(100.0f, 10.0f);
+  Frame n0(shape), n1(shape);
+  for (std::int64_t k = 0; k < shape.Pixels(); ++k) {
+    n0.data()[k] = normal(rng);
+    n1.data()[k] = normal(rng);
+  }
+  const int a = correlator.AddFrame(n0.view()), b = correlator.AddFrame(n1.view());
+  const PairMeasurement unrelated = correlator.CorrelateCoarse(a, b, 0.04, 0);
+  CAPTURE(unrelated.peak_to_rms);
+  REQUIRE(unrelated.peak_to_rms > 0);
+  REQUIRE(unrelated.peak_to_rms < 0.5 * coarse.peak_to_rms);
 
   // The fine stage inside a window around the coarse result picks the right
   // translate. The residual (< 0.1 px) is the fixed window's bias on content
@@ -648,6 +665,48 @@ TEST_CASE("correlator per-pair timing", "[.bench]") {
     auto t5 = std::chrono::steady_clock::now();
     std::cout << "  template registration: " << std::chrono::duration<double, std::milli>(t5 - t4).count() / 5
               << " ms/frame, error " << (s - Shift{3.37, -2.71}).Norm() << " px\n";
+  }
+}
+
+// Timing and hop rate on the default simulated perovskite (hidden):
+//   ./build/tests/livealign_core_tests "[.bench]"
+// per oversample / refine_candidates setting; all pairs of 24 frames at dose 5.
+TEST_CASE("correlator per-pair timing on a simulated crystal", "[.bench]") {
+  for (int n : {512, 1024}) {
+    SimulatorOptions sim;
+    sim.shape = {n, n};
+    sim.dose_counts_per_px = 5;
+    const int frames = 24;
+    const SimulatedSeries series = Simulate(sim, frames, 11);
+    struct Setting {
+      int oversample, refine;
+    };
+    for (const Setting setting : {Setting{1, 1}, Setting{1, 3}, Setting{2, 1}, Setting{2, 3},
+                                  Setting{2, 5}}) {
+      CorrelatorOptions options;
+      options.oversample = setting.oversample;
+      options.refine_candidates = setting.refine;
+      Correlator correlator(options, sim.shape, 1);
+      for (const Frame& f : series.frames) correlator.AddFrame(f.view());
+      int pairs = 0, hops = 0;
+      double cpu_s = 0;
+      for (int j = 1; j < frames; ++j) {
+        for (int i = 0; i < j; ++i) {
+          const std::clock_t cpu0 = std::clock();
+          const PairMeasurement m = correlator.Correlate(i, j, 0);
+          cpu_s += static_cast<double>(std::clock() - cpu0) / CLOCKS_PER_SEC;
+          ++pairs;
+          const Shift truth = series.true_shifts[j] - series.true_shifts[i];
+          if (m.candidates.empty() || Distance(m.candidates[0].j_from_i, truth) > 0.35 * sim.lattice_spacing_px) {
+            ++hops;
+          }
+        }
+      }
+      std::cout << n << "x" << n << " oversample " << setting.oversample << " refine "
+                << setting.refine << ": " << 1000.0 * cpu_s / pairs << " ms/pair CPU, best not the truth in "
+                << hops << "/" << pairs << " pairs\n";
+      REQUIRE(pairs > 0);
+    }
   }
 }
 
