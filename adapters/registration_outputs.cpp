@@ -26,6 +26,8 @@ nlohmann::json OptionsJson(const EngineOptions& o) {
           {"hybrid_p", o.hybrid_p},
           {"max_shift_px", o.max_shift_px},
           {"top_k", o.top_k},
+          {"oversample", o.oversample},
+          {"refine_candidates", o.refine_candidates},
           {"inlier_floor_px", o.inlier_floor_px},
           {"solver_max_iterations", o.solver_max_iterations},
           {"full_resolve_every", o.full_resolve_every},

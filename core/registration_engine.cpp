@@ -37,6 +37,8 @@ CorrelatorOptions ToCorrelatorOptions(const EngineOptions& o) {
   c.hybrid_p = o.hybrid_p;
   c.max_shift_px = o.max_shift_px;
   c.top_k = o.top_k;
+  c.oversample = o.oversample;
+  c.refine_candidates = o.refine_candidates;
   return c;
 }
 
