@@ -17,7 +17,7 @@ bool CoarseVote(int k, const Shift& candidate_k, const std::vector<Shift>& pinne
   std::map<std::pair<int, int>, int> votes;
   std::map<std::pair<int, int>, Shift> vectors;
   for (const CoarsePairEvidence* pair : by_frame[k]) {
-    if (pair->peak_to_rms < options.min_coarse_peak_to_rms || !pinned_ok[pair->i]) continue;
+    if (pair->height < options.min_coarse_height || !pinned_ok[pair->i]) continue;
     const Shift error = (candidate_k - pinned[pair->i]) - pair->j_from_i;
     const LatticeVector nearest = lattice.NearestLatticeVector(error);
     if ((error - nearest.vector).Norm() > options.coarse_tolerance * spacing) continue;

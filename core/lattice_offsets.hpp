@@ -27,7 +27,11 @@ struct CoarsePairEvidence {
   int i = 0;
   int j = 0;
   Shift j_from_i;
-  double peak_to_rms = 0;  // clarity of the coarse peak
+  // Normalised correlation of the coarse peak (1 = identical content): the
+  // clarity of the evidence. Measured on the simulated perovskite: 0.7-0.9
+  // with non-periodic content at >= 1 count/px, 0.3-0.4 at 0.2-0.3 counts/px
+  // (right only ~60 % of the time), ~0.1 for a perfect lattice.
+  double height = 0;
 };
 
 struct LatticeOffsetOptions {
@@ -36,8 +40,8 @@ struct LatticeOffsetOptions {
   double continuity_tolerance = 0.25;
   // A coarse pair pins an offset when its residual is within this fraction.
   double coarse_tolerance = 0.3;
-  // Coarse peaks below this peak-to-RMS are noise and ignored.
-  double min_coarse_peak_to_rms = 8.0;
+  // Coarse peaks below this normalised height are too weak to trust.
+  double min_coarse_height = 0.5;
   // Coarse pairs that must agree on the lattice vector before it is applied.
   int min_coarse_agreeing = 2;
 };

@@ -74,8 +74,9 @@ constexpr double kCoarseCutoffFraction = 0.6;
 constexpr double kCoarseCutoffDefault = 0.03;  // cycles/px
 // Each new frame is coarse-correlated with this many predecessors.
 constexpr int kCoarsePartners = 4;
-// The lattice is (re-)estimated from the average when the series reaches
-// this many frames, then at every doubling, and in Finish().
+// The lattice is estimated from each new raw frame until found (at most this
+// many), re-estimated from the average when the series reaches this many
+// frames and at every doubling, and in Finish().
 constexpr int kFirstLatticeEstimate = 8;
 
 }  // namespace
@@ -138,7 +139,7 @@ struct RegistrationEngine::Impl {
   Shift PairwiseShift(int i) const;
   void PublishShifts();
   void SyncAverager(double tolerance_px);
-  void UpdateLattice();
+  void UpdateLattice(FrameView newest);
   void RefineAll();
 };
 
@@ -157,7 +158,8 @@ void RegistrationEngine::Impl::AddCoarseEvidence(int k) {
   pool.ParallelFor(count, [&](int n, int worker) {
     const int i = k - 1 - n;
     const PairMeasurement m = correlator.CorrelateCoarse(i, k, cutoff, worker);
-    found[n] = {i, k, m.has_coarse ? m.coarse_j_from_i : Shift{}, m.has_coarse ? m.peak_to_rms : 0.0};
+    found[n] = {i, k, m.has_coarse ? m.coarse_j_from_i : Shift{},
+                m.has_coarse && !m.candidates.empty() ? m.candidates.front().height : 0.0};
   });
   coarse.insert(coarse.end(), found.begin(), found.end());
 }
@@ -203,11 +205,21 @@ void RegistrationEngine::Impl::SyncAverager(double tolerance_px) {
   }
 }
 
-void RegistrationEngine::Impl::UpdateLattice() {
-  if (!options.lattice_snapping || frames.size() < 2) return;
+void RegistrationEngine::Impl::UpdateLattice(FrameView newest) {
+  if (!options.lattice_snapping || frames.empty()) return;
+  // The power spectrum does not depend on the frame's position, so a single
+  // raw frame already shows the Bragg peaks (a perovskite lattice is found in
+  // one 512^2 frame at 0.08 counts/px); this gives the solver its lattice from
+  // the first frame on, before any registration exists. Later estimates use
+  // the registered average, which is sharper.
+  LatticeEstimate estimate;
   const AverageImage average = averager.Average();
-  if (average.valid.rows() < 32 || average.valid.cols() < 32) return;
-  const LatticeEstimate estimate = EstimateLattice(average.common, LatticeEstimateOptions{});
+  if (average.valid.rows() >= 64 && average.valid.cols() >= 64 && frames.size() > 1) {
+    estimate = EstimateLattice(average.common, LatticeEstimateOptions{});
+  }
+  if (!estimate.found && newest.rows() >= 64 && newest.cols() >= 64) {
+    estimate = EstimateLattice(newest, LatticeEstimateOptions{});
+  }
   if (!estimate.found) return;
   lattice = estimate.lattice;
   solver.SetLattice(lattice);
@@ -300,9 +312,9 @@ UpdateReport RegistrationEngine::AddFrame(Frame frame) {
   t = Clock::now();
   m.averager.AddFrame(std::move(frame), m.frames.back().shift, !m.frames.back().flagged);
   m.SyncAverager(kLiveResampleTolerancePx);
-  if (k + 1 >= m.next_lattice_estimate) {
-    m.UpdateLattice();
-    m.next_lattice_estimate = 2 * (k + 1);
+  if ((!m.lattice && k < kFirstLatticeEstimate) || k + 1 >= m.next_lattice_estimate) {
+    m.UpdateLattice(m.averager.frame(k));
+    if (k + 1 >= m.next_lattice_estimate) m.next_lattice_estimate = 2 * (k + 1);
   }
   report.timings.average_ms = MsSince(t);
   report.timings.total_ms = MsSince(start);
@@ -316,7 +328,7 @@ UpdateReport RegistrationEngine::Finish() {
   report.index = static_cast<int>(m.frames.size()) - 1;
   if (m.frames.empty()) return report;
   auto t = Clock::now();
-  m.UpdateLattice();
+  m.UpdateLattice(m.averager.frame(static_cast<int>(m.frames.size()) - 1));
   m.Resolve(/*from_scratch=*/true);
   m.PublishShifts();
   m.SyncAverager(0.0);

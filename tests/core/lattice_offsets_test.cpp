@@ -55,7 +55,7 @@ TEST_CASE("clear coarse evidence pins the lattice offset across a stage jump",
     for (int i = std::max(0, k - 4); i < k; ++i) {
       // Coarse shifts are imprecise (about a pixel) but hop-free.
       const double noise = ((i * 7 + k * 3) % 5 - 2) * 0.4;
-      coarse.push_back({i, k, truth[k] - truth[i] + Shift{noise, -noise}, 20.0});
+      coarse.push_back({i, k, truth[k] - truth[i] + Shift{noise, -noise}, 0.8});
     }
   }
   const LatticeOffsetReport report =
@@ -72,7 +72,7 @@ TEST_CASE("clear coarse evidence pins the lattice offset across a stage jump",
 TEST_CASE("weak coarse peaks are ignored", "[core][lattice_offsets]") {
   const std::vector<Shift> truth = SmoothDrift(10);
   std::vector<CoarsePairEvidence> coarse;
-  for (int k = 1; k < 10; ++k) coarse.push_back({k - 1, k, Shift{16, 0}, 2.0});  // wrong but weak
+  for (int k = 1; k < 10; ++k) coarse.push_back({k - 1, k, Shift{16, 0}, 0.2});  // wrong but weak
   const LatticeOffsetReport report =
       ResolveLatticeOffsets(truth, std::vector<bool>(10, false), kLattice, coarse);
   CHECK(report.frames_moved == 0);
@@ -83,7 +83,7 @@ TEST_CASE("mismatched inputs are refused", "[core][lattice_offsets]") {
   CHECK_THROWS_AS(ResolveLatticeOffsets(SmoothDrift(3), std::vector<bool>(2), kLattice, {}),
                   std::invalid_argument);
   CHECK_THROWS_AS(ResolveLatticeOffsets(SmoothDrift(3), std::vector<bool>(3), kLattice,
-                                        {CoarsePairEvidence{2, 1, Shift{}, 10}}),
+                                        {CoarsePairEvidence{2, 1, Shift{}, 0.8}}),
                   std::invalid_argument);
 }
 
