@@ -508,11 +508,22 @@ OutMessage EncodeDrift(const DriftUpdate& d) {
 OutMessage EncodeQuality(const SeriesId& series, const EngineQuality& q) {
   msgpack::sbuffer buffer;
   Packer p(buffer);
-  p.pack_map(14);
+  p.pack_map(19);
   PackKey(p, "series");
   PackSeries(p, series);
   PackKey(p, "n_frames");
   p.pack_int(q.num_frames);
+  PackKey(p, "max_cycle_error_px");
+  PackDouble(p, q.max_cycle_error_px);
+  PackKey(p, "cycles_equal_to_lattice_vector");
+  p.pack_int(q.cycles_equal_to_lattice_vector);
+  PackKey(p, "frames_moved_by_lattice_offset");
+  p.pack_int(q.frames_moved_by_lattice_offset);
+  PackKey(p, "temporal_lattice_spikes");
+  p.pack_array(static_cast<std::uint32_t>(q.temporal_lattice_spikes.size()));
+  for (int i : q.temporal_lattice_spikes) p.pack_int(i);
+  PackKey(p, "stage_jumps");
+  p.pack_int(q.stage_jumps);
   PackKey(p, "consistency_rms_px");
   PackDouble(p, q.consistency_rms_px);
   PackKey(p, "rejected_pair_fraction");
