@@ -228,7 +228,7 @@ TEST_CASE("outbound messages carry the documented keys", "[stream][codec]") {
     AverageImage image;
     image.full = Frame(Shape{2, 3});
     image.full.at(1, 2) = 7.0f;
-    image.valid = PixelRect{0, 2, 1, 3};
+    image.valid = AverageImage::Rect{0, 2, 1, 3};
     image.num_included = 4;
     const OutMessage m = EncodeAverage(SeriesId::Int(2), 5, image);
     CHECK(m.topic == "average");

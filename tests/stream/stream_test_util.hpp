@@ -50,7 +50,7 @@ class TracerEngine : public LiveEngine {
     for (std::size_t i = 0; i < a.full.pixels().size(); ++i) {
       pixels[i] /= static_cast<float>(states_.size());
     }
-    a.valid = PixelRect{0, shape_.rows, 0, shape_.cols};
+    a.valid = AverageImage::Rect{0, shape_.rows, 0, shape_.cols};
     a.num_included = static_cast<int>(states_.size());
     return a;
   }
