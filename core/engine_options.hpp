@@ -20,7 +20,7 @@ struct EngineOptions {
   // band: a narrower band is faster and smaller, a wider one keeps more detail.
   std::string weight = "gaussian";
   // Gaussian width in cycles/px (Nyquist = 0.5).
-  double weight_sigma = 0.06;
+  double weight_sigma = 0.05;
   // Band limit of gaussian/lowpass, cycles/px; also the high edge of bandpass.
   double weight_cutoff = 0.125;
   // Low edge of bandpass, cycles/px (removes slow background and scan ramps).

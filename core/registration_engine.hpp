@@ -64,6 +64,10 @@ struct EngineQuality {
   int cycles_equal_to_lattice_vector = 0;  // triangles that expose a hop
   // Frames the hop-free coarse stage moved by a whole lattice vector.
   int frames_moved_by_lattice_offset = 0;
+  // Evidence of the hop-free coarse stage (correlations below the first Bragg
+  // ring): how consistent its own solution is, and what share of its pairs agree.
+  double coarse_consistency_rms_px = 0;
+  double coarse_inlier_fraction = 0;
   // Frames whose shift jumps by a lattice vector against both time neighbours
   // (temporal check); real stage jumps are steps and are counted apart.
   std::vector<int> temporal_lattice_spikes;
