@@ -467,9 +467,13 @@ std::string EncodeSeriesEndHeader(const SeriesEnd& end) {
 OutMessage EncodeDrift(const DriftUpdate& d) {
   msgpack::sbuffer buffer;
   Packer p(buffer);
-  p.pack_map(15);
+  p.pack_map(17);
   PackKey(p, "series");
   PackSeries(p, d.series);
+  PackKey(p, "queue_ms");
+  p.pack_double(d.queue_ms);
+  PackKey(p, "engine_ms");
+  p.pack_double(d.engine_ms);
   PackKey(p, "n_frames");
   p.pack_int64(static_cast<std::int64_t>(d.shift_x_px.size()));
   PackKey(p, "frame");

@@ -137,6 +137,9 @@ struct DriftUpdate {
   std::vector<bool> flagged;
   std::vector<double> timestamp_s;         // NaN (sent as nil) when unknown
   double latency_ms = 0;
+  // Where the latency went: waiting in the daemon's queue, and AddFrame.
+  double queue_ms = 0;
+  double engine_ms = 0;
   std::optional<Shift> drift_rate_A_per_s;
   std::optional<Shift> drift_rate_px_per_s;
   bool final = false;                      // true once the series is finished

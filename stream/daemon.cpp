@@ -163,6 +163,8 @@ struct Daemon::Impl {
   };
   std::unique_ptr<Series> series;
   std::set<std::string> ended_series;  // SeriesId::ToString of finished series
+  double last_queue_ms_ = 0;   // of the latest frame: arrival to AddFrame
+  double last_engine_ms_ = 0;  // of the latest frame: AddFrame itself
 
   // ---- helpers ------------------------------------------------------------
 
@@ -427,8 +429,12 @@ struct Daemon::Impl {
 
     std::optional<Frame> kept;
     if (options.keep_frames) kept = frame.Clone();
+    const Clock::time_point engine_start = Clock::now();
     try {
       s.engine->AddFrame(std::move(frame));
+      last_engine_ms_ = MsSince(engine_start);
+      last_queue_ms_ =
+          std::chrono::duration<double, std::milli>(engine_start - item.arrival).count();
     } catch (const std::exception& e) {
       return Drop(f, "engine_error", std::string("the engine refused it: ") + e.what());
     }
@@ -484,6 +490,8 @@ struct Daemon::Impl {
     d.frame = s.last_index;
     d.frame_indices = s.wire_indices;
     d.final = final;
+    d.queue_ms = final ? 0 : last_queue_ms_;
+    d.engine_ms = final ? 0 : last_engine_ms_;
     const std::vector<FrameState>& states = s.engine->frames();
     for (const FrameState& state : states) {
       d.shift_x_px.push_back(state.shift.x);
