@@ -66,7 +66,7 @@ int RunWatch(int argc, char** argv) {
             << std::setw(13) << "consist_px" << "\n";
   std::vector<double> latencies;
   std::map<std::string, int> events;
-  nlohmann::json last_drift, last_quality;
+  nlohmann::json last_drift, last_quality;  // latest headers (null until seen)
   int drift_updates = 0;
   auto last_message = std::chrono::steady_clock::now();
   while (true) {
@@ -93,7 +93,8 @@ int RunWatch(int argc, char** argv) {
                 << std::setw(10) << (n ? Number(h["shift_x_px"][n - 1]) : "-") << std::setw(10)
                 << (n ? Number(h["shift_y_px"][n - 1]) : "-") << std::setw(22) << rate_text
                 << std::setw(12) << Number(h["latency_ms"], 1) << std::setw(13)
-                << Number(last_quality.value("consistency_rms_px", nlohmann::json())) << "\n";
+                << (last_quality.is_object() ? Number(last_quality["consistency_rms_px"]) : "-")
+                << "\n";
       if (!h.value("final", false)) latencies.push_back(h["latency_ms"].get<double>());
       if (frames > 0 && ++drift_updates >= frames) break;
     } else if (m->topic == "event") {
