@@ -10,8 +10,9 @@
 #include "core/consistency_solver.hpp"
 #include "core/correlator.hpp"
 #include "core/lattice.hpp"
-#include "core/temporal_check.hpp"
+#include "core/lattice_offsets.hpp"
 #include "core/template_registration.hpp"
+#include "core/temporal_check.hpp"
 #include "core/thread_pool.hpp"
 
 namespace livealign {
@@ -46,35 +47,34 @@ SolverOptions ToSolverOptions(const EngineOptions& o) {
   return s;
 }
 
+// Fourier weight of the precision stage (frame against the leave-one-out
+// average). The template is far less noisy than a single frame, so a wider
+// band than the pairs' pays; measured on 40-frame 512^2 perovskite stacks
+// (bench --seed 11), sigma 0.08 / cut-off 0.25 cycles/px gave 0.0235 px RMS at
+// dose 0.2 and 0.044 px at 0.08, against 0.027 / 0.044 for the pairwise
+// solution; the full band (cut-off 0.5) made both worse (0.029 / 0.057).
+constexpr double kTemplateWeightSigma = 0.08;
+constexpr double kTemplateWeightCutoff = 0.25;
 // Frames over which the reported drift rate is fitted.
 constexpr int kDriftWindowFrames = 10;
-// A precision-stage result further than this from the consistent pairwise
-// solution is not trusted (it would mean the template locked onto something
-// else); the pairwise solution is kept for that frame.
+// A precision-stage result further than this from the pairwise solution is
+// not trusted (the template would have locked onto something else).
 constexpr double kMaxRefinementStepPx = 1.5;
-// Coarse, hop-free stage: correlations below the first Bragg ring see only
-// non-periodic content. Cut-off as a fraction of the shortest reciprocal
-// lattice vector, and the cut-off used before any lattice is known.
+// While frames stream in, a frame is re-resampled into the average only when
+// its shift moved by more than this; Finish() uses the averager's own, finer
+// tolerance. 0.05 px is far below what a preview shows and saves O(k)
+// resamplings per update as the solution settles.
+constexpr double kLiveResampleTolerancePx = 0.05;
+// Coarse, hop-free stage: a raised-cosine low-pass at this fraction of the
+// first Bragg ring, so lattice peaks vanish and only non-periodic content
+// correlates; before a lattice is known, a fixed low cut-off.
 constexpr double kCoarseCutoffFraction = 0.6;
-constexpr double kCoarseCutoffDefault = 0.02;  // cycles/px: periods > 50 px
-// The coarse solution pins the absolute lattice offset only when it is
-// consistent to well within a lattice spacing and most coarse pairs agree.
-constexpr double kCoarseMaxRmsFraction = 0.15;
-constexpr double kCoarseMinInlierFraction = 0.6;
-// A frame is moved by a lattice vector only when the main and coarse solutions
-// differ by that vector to within this fraction of the shortest spacing.
-constexpr double kOffsetToleranceFraction = 0.3;
-
-// Earlier frames each new frame is coarse-correlated with: the previous two,
-// then log-spaced back to frame 0, so the coarse graph stays connected and
-// cheap (O(log k) pairs per frame).
-std::vector<int> CoarsePartners(int k) {
-  std::vector<int> partners;
-  for (int step = 1; step <= k; step *= 2) partners.push_back(k - step);
-  if (k >= 2 && partners.back() != 0) partners.push_back(0);
-  if (k >= 3 && std::find(partners.begin(), partners.end(), k - 3) == partners.end()) partners.push_back(k - 3);
-  return partners;
-}
+constexpr double kCoarseCutoffDefault = 0.03;  // cycles/px
+// Each new frame is coarse-correlated with this many predecessors.
+constexpr int kCoarsePartners = 4;
+// The lattice is (re-)estimated from the average when the series reaches
+// this many frames, then at every doubling, and in Finish().
+constexpr int kFirstLatticeEstimate = 8;
 
 }  // namespace
 
@@ -85,7 +85,15 @@ struct RegistrationEngine::Impl {
         pool(o.threads),
         correlator(ToCorrelatorOptions(o), s, pool.NumWorkers()),
         solver(ToSolverOptions(o)) {
-    for (int w = 0; w < pool.NumWorkers(); ++w) registrars.emplace_back(s, TemplateRegistrationOptions{});
+    TemplateRegistrationOptions template_options;
+    template_options.window = *WindowTypeFromName(o.window);
+    template_options.tukey_alpha = o.tukey_alpha;
+    template_options.weight.type = FourierWeightType::kGaussian;
+    template_options.weight.sigma_cycles_per_px = kTemplateWeightSigma;
+    template_options.weight.cutoff_cycles_per_px = kTemplateWeightCutoff;
+    for (int w = 0; w < pool.NumWorkers(); ++w) {
+      registrars.emplace_back(s, template_options);
+    }
   }
 
   EngineOptions options;
@@ -96,143 +104,135 @@ struct RegistrationEngine::Impl {
   ShiftedAverager averager;
   std::vector<TemplateRegistrar> registrars;  // one per worker: own FFT scratch
   std::vector<FrameState> frames;
-  // Precision-stage correction per frame, added to the solver's shift.
+
+  SolverReport last_solve;
+  // Lattice from the running average, and the per-frame lattice vectors that
+  // pin the solver's modulo-lattice solution (core/lattice_offsets.hpp).
+  std::optional<Lattice> lattice;
+  std::vector<Shift> reciprocal_peaks;
+  int next_lattice_estimate = kFirstLatticeEstimate;
+  std::vector<CoarsePairEvidence> coarse;
+  LatticeOffsetReport offsets;
+  // Precision stage (Finish): correction on top of solver shift + offset.
   std::vector<Shift> refinement;
   std::vector<bool> refined_ok;
-  SolverReport last_solve;
-  std::optional<Lattice> lattice;
-  int next_lattice_estimate = 8;
-  int refine_cursor = 0;  // round-robin position of the live precision pass
-  // Hop-free coarse stage: a second, sparse consistency problem on
-  // correlations below the first Bragg ring, and the per-frame lattice vectors
-  // by which it moved the main solution.
-  ConsistencySolver coarse_solver{SolverOptions{}};
-  SolverReport coarse_report;
-  std::vector<Shift> lattice_offset;
-  bool offset_observable = false;
-  int frames_moved_by_offset = 0;
   TemporalCheckReport temporal;
 
-  void ApplySolution(const SolverReport& report);
-  void RefineFrames(const std::vector<int>& indices);
-  void SyncAverager();
-  void UpdateLattice();
   double CoarseCutoff() const;
-  void AddCoarsePairs(int k);
-  void ResolveLatticeOffsets(bool from_scratch);
+  void AddCoarseEvidence(int k);
+  void Resolve(bool from_scratch);
+  Shift PairwiseShift(int i) const;
+  void PublishShifts();
+  void SyncAverager(double tolerance_px);
+  void UpdateLattice();
+  void RefineAll();
 };
 
 double RegistrationEngine::Impl::CoarseCutoff() const {
   if (!lattice) return kCoarseCutoffDefault;
   // The first Bragg ring is at 1 / d_max, d_max the largest interplanar
-  // spacing: that of the planes along the shortest lattice vector,
-  // cell area / shortest spacing.
+  // spacing: that of the planes along the shortest lattice vector.
   const double d_max = lattice->CellArea() / lattice->ShortestSpacing();
   return std::min(kCoarseCutoffFraction / d_max, 0.25);
 }
 
-void RegistrationEngine::Impl::AddCoarsePairs(int k) {
-  std::vector<PairMeasurement> pairs(k);
-  for (int i = 0; i < k; ++i) {
-    pairs[i].i = i;
-    pairs[i].j = k;
-  }
-  const std::vector<int> partners = CoarsePartners(k);
+void RegistrationEngine::Impl::AddCoarseEvidence(int k) {
+  const int count = std::min(k, kCoarsePartners);
+  std::vector<CoarsePairEvidence> found(count);
   const double cutoff = CoarseCutoff();
-  pool.ParallelFor(static_cast<int>(partners.size()), [&](int n, int worker) {
-    const int i = partners[n];
-    pairs[i] = correlator.CorrelateCoarse(i, k, cutoff, worker);
-    // The coarse solver needs candidates; keep only the single broad peak.
-    if (pairs[i].candidates.size() > 1) pairs[i].candidates.resize(1);
+  pool.ParallelFor(count, [&](int n, int worker) {
+    const int i = k - 1 - n;
+    const PairMeasurement m = correlator.CorrelateCoarse(i, k, cutoff, worker);
+    found[n] = {i, k, m.has_coarse ? m.coarse_j_from_i : Shift{}, m.has_coarse ? m.peak_to_rms : 0.0};
   });
-  coarse_solver.AddFrame(std::move(pairs));
+  coarse.insert(coarse.end(), found.begin(), found.end());
 }
 
-void RegistrationEngine::Impl::ResolveLatticeOffsets(bool from_scratch) {
-  lattice_offset.assign(frames.size(), Shift{});
-  offset_observable = false;
-  frames_moved_by_offset = 0;
-  if (!lattice || frames.size() < 2) return;
-  coarse_report = coarse_solver.Solve(from_scratch);
-  const double spacing = lattice->ShortestSpacing();
-  const double inlier_fraction = 1.0 - coarse_report.rejected_pair_fraction;
-  offset_observable = coarse_report.consistency_rms_px < kCoarseMaxRmsFraction * spacing &&
-                      inlier_fraction >= kCoarseMinInlierFraction &&
-                      coarse_report.flagged_frames * 4 < static_cast<int>(frames.size());
-  if (!offset_observable) return;
-  for (std::size_t i = 1; i < frames.size(); ++i) {
-    if (last_solve.flagged[i] || coarse_report.flagged[i]) continue;
-    const Shift difference = last_solve.shifts[i] - coarse_report.shifts[i];
-    const LatticeVector nearest = lattice->NearestLatticeVector(difference);
-    if (nearest.IsZero()) continue;
-    if ((difference - nearest.vector).Norm() < kOffsetToleranceFraction * spacing) {
-      lattice_offset[i] = nearest.vector.Inverse();
-      ++frames_moved_by_offset;
+Shift RegistrationEngine::Impl::PairwiseShift(int i) const {
+  return last_solve.shifts[i] + offsets.offsets[i];
+}
+
+void RegistrationEngine::Impl::Resolve(bool from_scratch) {
+  last_solve = solver.Solve(from_scratch);
+  if (lattice) {
+    offsets = ResolveLatticeOffsets(last_solve.shifts, last_solve.flagged, *lattice, coarse);
+  } else {
+    offsets = LatticeOffsetReport{};
+    offsets.offsets.assign(frames.size(), Shift{});
+  }
+}
+
+void RegistrationEngine::Impl::PublishShifts() {
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    frames[i].shift = PairwiseShift(static_cast<int>(i)) + (refined_ok[i] ? refinement[i] : Shift{});
+    frames[i].residual_px = last_solve.frame_residual_px[i];
+    frames[i].flagged = last_solve.flagged[i];
+  }
+  std::vector<Shift> shifts(frames.size());
+  std::vector<double> times(frames.size());
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    shifts[i] = frames[i].shift;
+    times[i] = frames[i].timestamp_s;
+  }
+  temporal = TemporalCheck(shifts, times, lattice);
+}
+
+void RegistrationEngine::Impl::SyncAverager(double tolerance_px) {
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    const int index = static_cast<int>(i);
+    const bool include = !frames[i].flagged;
+    if (include == averager.included(index) &&
+        (frames[i].shift - averager.applied_shift(index)).Norm() <= tolerance_px) {
+      continue;
     }
+    averager.SetShift(index, frames[i].shift, include);
   }
-}
-
-
-void RegistrationEngine::Impl::ApplySolution(const SolverReport& report) {
-  last_solve = report;
-  lattice_offset.resize(frames.size());
-  for (std::size_t i = 0; i < frames.size(); ++i) {
-    frames[i].shift = report.shifts[i] + lattice_offset[i] + (refined_ok[i] ? refinement[i] : Shift{});
-    frames[i].residual_px = report.frame_residual_px[i];
-    frames[i].flagged = report.flagged[i];
-  }
-}
-
-void RegistrationEngine::Impl::SyncAverager() {
-  for (std::size_t i = 0; i < frames.size(); ++i) {
-    averager.SetShift(static_cast<int>(i), frames[i].shift, !frames[i].flagged);
-  }
-}
-
-void RegistrationEngine::Impl::RefineFrames(const std::vector<int>& indices) {
-  if (!options.refine_against_template || frames.size() < 3 || indices.empty()) return;
-  // Templates are taken from the current average before any of these frames
-  // move, so the pass is a Jacobi step: order does not matter.
-  std::vector<Shift> results(indices.size());
-  std::vector<bool> ok(indices.size(), false);
-  std::vector<Frame> templates(indices.size());
-  for (std::size_t n = 0; n < indices.size(); ++n) {
-    templates[n] = std::move(averager.AverageExcluding(indices[n]).full);
-  }
-  pool.ParallelFor(static_cast<int>(indices.size()), [&](int n, int worker) {
-    const int i = indices[n];
-    if (frames[i].flagged) return;
-    const Shift pairwise = last_solve.shifts[i] + lattice_offset[i];
-    TemplateRegistrationReport report;
-    registrars[worker].SetTemplate(templates[n]);
-    const Shift s = registrars[worker].Register(averager.frame(i), pairwise, &report);
-    if (report.peak_in_window && report.converged && (s - pairwise).Norm() < kMaxRefinementStepPx) {
-      results[n] = s - pairwise;
-      ok[n] = true;
-    }
-  });
-  for (std::size_t n = 0; n < indices.size(); ++n) {
-    refinement[indices[n]] = results[n];
-    refined_ok[indices[n]] = ok[n];
-  }
-  // Gauge: frame 0 stays at (0, 0) exactly.
-  const Shift origin = refined_ok[0] ? refinement[0] : Shift{};
-  for (std::size_t i = 0; i < frames.size(); ++i) {
-    if (refined_ok[i]) refinement[i] -= origin;
-  }
-  ApplySolution(last_solve);
-  SyncAverager();
 }
 
 void RegistrationEngine::Impl::UpdateLattice() {
-  if (!options.lattice_snapping) return;
+  if (!options.lattice_snapping || frames.size() < 2) return;
   const AverageImage average = averager.Average();
-  if (average.valid.Empty()) return;
-  LatticeEstimate estimate = EstimateLattice(average.common, LatticeEstimateOptions{});
-  if (estimate.found) {
-    lattice = estimate.lattice;
-    solver.SetLattice(lattice);
+  if (average.valid.rows() < 32 || average.valid.cols() < 32) return;
+  const LatticeEstimate estimate = EstimateLattice(average.common, LatticeEstimateOptions{});
+  if (!estimate.found) return;
+  lattice = estimate.lattice;
+  solver.SetLattice(lattice);
+  reciprocal_peaks.clear();
+  for (const ReciprocalPeak& peak : estimate.peaks) {
+    if (peak.indexed) reciprocal_peaks.push_back(Shift{peak.fx, peak.fy});
   }
+}
+
+void RegistrationEngine::Impl::RefineAll() {
+  const int n = static_cast<int>(frames.size());
+  if (!options.refine_against_template || n < 3) return;
+  // Jacobi step: every template comes from the average before any frame of
+  // this pass moves, so the order does not matter.
+  std::vector<Frame> templates(n);
+  for (int i = 0; i < n; ++i) {
+    if (!frames[i].flagged) templates[i] = std::move(averager.AverageExcluding(i).full);
+  }
+  std::vector<Shift> result(n);
+  std::vector<char> ok(n, 0);
+  pool.ParallelFor(n, [&](int i, int worker) {
+    if (frames[i].flagged) return;
+    const Shift pairwise = PairwiseShift(i);
+    TemplateRegistrationReport report;
+    registrars[worker].SetTemplate(templates[i]);
+    const Shift s = registrars[worker].Register(averager.frame(i), frames[i].shift, &report);
+    if (report.peak_in_window && report.converged && (s - pairwise).Norm() < kMaxRefinementStepPx) {
+      result[i] = s - pairwise;
+      ok[i] = 1;
+    }
+  });
+  // Gauge: frame 0 stays at (0, 0) exactly.
+  const Shift origin = ok[0] ? result[0] : Shift{};
+  for (int i = 0; i < n; ++i) {
+    refined_ok[i] = ok[i] != 0;
+    refinement[i] = refined_ok[i] ? result[i] - origin : Shift{};
+  }
+  PublishShifts();
+  SyncAverager(0.0);
 }
 
 RegistrationEngine::RegistrationEngine(const EngineOptions& options, Shape frame_shape) {
@@ -264,6 +264,7 @@ UpdateReport RegistrationEngine::AddFrame(Frame frame) {
   t = Clock::now();
   std::vector<PairMeasurement> pairs(k);
   m.pool.ParallelFor(k, [&](int i, int worker) { pairs[i] = m.correlator.Correlate(i, k, worker); });
+  m.AddCoarseEvidence(k);
   report.timings.correlate_ms = MsSince(t);
   report.timings.pairs = k;
 
@@ -272,36 +273,23 @@ UpdateReport RegistrationEngine::AddFrame(Frame frame) {
   state.index = k;
   state.timestamp_s = frame.header().timestamp_s;
   m.frames.push_back(state);
-  m.refinement.emplace_back();
-  m.refined_ok.push_back(false);
+  // Live shifts are the pairwise solution; the precision stage of an earlier
+  // Finish() no longer matches it once new pairs arrive.
+  m.refinement.assign(m.frames.size(), Shift{});
+  m.refined_ok.assign(m.frames.size(), false);
   m.solver.AddFrame(std::move(pairs));
-  m.AddCoarsePairs(k);
-  const bool from_scratch = k > 0 && k % m.options.full_resolve_every == 0;
-  const SolverReport solved = m.solver.Solve(from_scratch);
-  m.last_solve = solved;
-  m.ResolveLatticeOffsets(/*from_scratch=*/false);
-  m.ApplySolution(solved);
+  m.Resolve(/*from_scratch=*/k > 0 && k % m.options.full_resolve_every == 0);
+  m.PublishShifts();
   report.timings.solve_ms = MsSince(t);
 
   t = Clock::now();
   m.averager.AddFrame(std::move(frame), m.frames.back().shift, !m.frames.back().flagged);
-  m.SyncAverager();
+  m.SyncAverager(kLiveResampleTolerancePx);
   if (k + 1 >= m.next_lattice_estimate) {
     m.UpdateLattice();
-    m.next_lattice_estimate = (k + 1) * 2;
+    m.next_lattice_estimate = 2 * (k + 1);
   }
   report.timings.average_ms = MsSince(t);
-
-  // Live precision pass: the new frame plus a few earlier ones in turn, so the
-  // per-frame cost stays O(1) templates; Finish() refines every frame.
-  t = Clock::now();
-  std::vector<int> to_refine = {k};
-  for (int n = 0; n < 2 && k > 0; ++n) {
-    to_refine.push_back(m.refine_cursor % k);
-    m.refine_cursor++;
-  }
-  m.RefineFrames(to_refine);
-  report.timings.refine_ms = MsSince(t);
   report.timings.total_ms = MsSince(start);
   return report;
 }
@@ -314,25 +302,15 @@ UpdateReport RegistrationEngine::Finish() {
   if (m.frames.empty()) return report;
   auto t = Clock::now();
   m.UpdateLattice();
-  m.last_solve = m.solver.Solve(/*from_scratch=*/true);
-  m.ResolveLatticeOffsets(/*from_scratch=*/true);
-  m.ApplySolution(m.last_solve);
-  m.SyncAverager();
+  m.Resolve(/*from_scratch=*/true);
+  m.PublishShifts();
+  m.SyncAverager(0.0);
   report.timings.solve_ms = MsSince(t);
   t = Clock::now();
-  std::vector<int> all(m.frames.size());
-  for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
-  // Two Jacobi passes: the second uses templates built from refined shifts.
-  m.RefineFrames(all);
-  m.RefineFrames(all);
+  // Two passes: the second uses templates built from refined shifts.
+  m.RefineAll();
+  m.RefineAll();
   report.timings.refine_ms = MsSince(t);
-  std::vector<Shift> shifts;
-  std::vector<double> times;
-  for (const auto& f : m.frames) {
-    shifts.push_back(f.shift);
-    times.push_back(f.timestamp_s);
-  }
-  m.temporal = TemporalCheck(shifts, times, m.lattice);
   report.timings.total_ms = MsSince(start);
   return report;
 }
@@ -346,57 +324,74 @@ EngineQuality RegistrationEngine::quality() const {
   const Impl& m = *impl_;
   EngineQuality q;
   q.num_frames = num_frames();
+  if (q.num_frames == 0) {
+    q.verdict = "no frames";
+    return q;
+  }
   q.consistency_rms_px = m.last_solve.consistency_rms_px;
   q.rejected_pair_fraction = m.last_solve.rejected_pair_fraction;
   q.pairs_snapped = m.last_solve.pairs_snapped;
   q.median_cycle_error_px = m.last_solve.cycles.median_px;
+  q.max_cycle_error_px = m.last_solve.cycles.max_px;
+  q.cycles_equal_to_lattice_vector = m.last_solve.cycles.lattice_vector_count;
   for (const auto& f : m.frames) q.flagged_frames += f.flagged ? 1 : 0;
 
   // Drift rate: least-squares slope of shift against time over recent frames.
   const int n = std::min<int>(kDriftWindowFrames, num_frames());
-  if (n >= 2) {
-    double st = 0, sx = 0, sy = 0, stt = 0, stx = 0, sty = 0;
-    int used = 0;
-    for (int i = num_frames() - n; i < num_frames(); ++i) {
-      const auto& f = m.frames[i];
-      if (!std::isfinite(f.timestamp_s) || f.flagged) continue;
-      st += f.timestamp_s; sx += f.shift.x; sy += f.shift.y;
-      stt += f.timestamp_s * f.timestamp_s;
-      stx += f.timestamp_s * f.shift.x; sty += f.timestamp_s * f.shift.y;
-      ++used;
-    }
-    const double denom = used * stt - st * st;
-    if (used >= 2 && denom > 1e-12) {
-      const Shift rate{(used * stx - st * sx) / denom, (used * sty - st * sy) / denom};
-      q.drift_rate_px_per_s = rate;
-      if (m.options.pixel_size_x_A > 0 && m.options.pixel_size_y_A > 0) {
-        q.drift_rate_A_per_s = Shift{rate.x * m.options.pixel_size_x_A, rate.y * m.options.pixel_size_y_A};
-      }
+  double st = 0, sx = 0, sy = 0, stt = 0, stx = 0, sty = 0;
+  int used = 0;
+  for (int i = num_frames() - n; i < num_frames(); ++i) {
+    const auto& f = m.frames[i];
+    if (!std::isfinite(f.timestamp_s) || f.flagged) continue;
+    st += f.timestamp_s;
+    sx += f.shift.x;
+    sy += f.shift.y;
+    stt += f.timestamp_s * f.timestamp_s;
+    stx += f.timestamp_s * f.shift.x;
+    sty += f.timestamp_s * f.shift.y;
+    ++used;
+  }
+  const double denom = used * stt - st * st;
+  if (used >= 2 && denom > 1e-12) {
+    const Shift rate{(used * stx - st * sx) / denom, (used * sty - st * sy) / denom};
+    q.drift_rate_px_per_s = rate;
+    if (m.options.pixel_size_x_A > 0 && m.options.pixel_size_y_A > 0) {
+      q.drift_rate_A_per_s = Shift{rate.x * m.options.pixel_size_x_A, rate.y * m.options.pixel_size_y_A};
     }
   }
+
   if (m.lattice) {
     q.lattice.found = true;
     q.lattice.a_px = m.lattice->a;
     q.lattice.b_px = m.lattice->b;
+    q.lattice.reciprocal_cycles_per_px = m.reciprocal_peaks;
   }
-  q.lattice_offset_observable = !m.lattice || m.offset_observable;
-  q.frames_moved_by_lattice_offset = m.frames_moved_by_offset;
-  q.coarse_consistency_rms_px = m.coarse_report.consistency_rms_px;
-  q.coarse_inlier_fraction = 1.0 - m.coarse_report.rejected_pair_fraction;
+  q.frames_moved_by_lattice_offset = m.offsets.frames_moved;
+  q.frames_decided_by_coarse = m.offsets.frames_decided_by_coarse;
+  q.stage_jumps = static_cast<int>(m.offsets.jumps.size());
+  for (const StageJumpRecord& jump : m.offsets.jumps) {
+    q.stage_jump_frames.push_back(jump.frame);
+    if (!jump.lattice_offset_observable) ++q.stage_jumps_unobservable;
+  }
   for (const auto& spike : m.temporal.spikes) {
-    if (spike.is_lattice_vector) q.temporal_lattice_spikes.push_back(static_cast<int>(spike.frame));
+    if (spike.is_lattice_vector) q.temporal_lattice_spikes.push_back(spike.frame);
   }
-  q.stage_jumps = static_cast<int>(m.temporal.steps.size());
-  q.max_cycle_error_px = m.last_solve.cycles.max_px;
-  q.cycles_equal_to_lattice_vector = m.last_solve.cycles.lattice_vector_count;
+  // The absolute offset is observable from image content when the coarse
+  // (Bragg-free) stage decided most frames; without a lattice there is no
+  // ambiguity to resolve.
+  q.lattice_offset_observable =
+      !m.lattice || 2 * m.offsets.frames_decided_by_coarse >= std::max(1, q.num_frames - 1);
 
   // Valid: most frames registered, the inlier set consistent to well under a
-  // pixel, and no frame jumping by a lattice vector against its neighbours.
-  const int total = num_frames();
-  const bool enough = total > 0 && q.flagged_frames * 4 <= total;
+  // pixel, no frame jumping by a lattice vector in time, and every stage jump
+  // pinned (a jump's lattice offset cannot come from continuity).
+  const int total = q.num_frames;
+  const bool enough = q.flagged_frames * 4 <= total;
   const bool consistent = q.consistency_rms_px < 0.5;
   const bool no_spikes = q.temporal_lattice_spikes.empty();
-  q.valid = enough && consistent && no_spikes;
+  const bool jumps_pinned = !m.lattice || q.stage_jumps_unobservable == 0;
+  q.valid = enough && consistent && no_spikes && jumps_pinned;
+
   std::ostringstream verdict;
   verdict.setf(std::ios::fixed);
   verdict.precision(3);
@@ -407,14 +402,23 @@ EngineQuality RegistrationEngine::quality() const {
     verdict << "NOT valid:";
     if (!enough) verdict << " " << q.flagged_frames << "/" << total << " frames flagged;";
     if (!consistent) verdict << " consistency RMS " << q.consistency_rms_px << " px;";
-    if (!no_spikes) verdict << " " << q.temporal_lattice_spikes.size() << " frame(s) jump by a lattice vector;";
+    if (!no_spikes) {
+      verdict << " " << q.temporal_lattice_spikes.size() << " frame(s) jump by a lattice vector;";
+    }
+    if (!jumps_pinned) {
+      verdict << " lattice offset across " << q.stage_jumps_unobservable
+              << " stage jump(s) not observable;";
+    }
   }
   if (q.pairs_snapped > 0) verdict << "; " << q.pairs_snapped << " hopped pairs snapped";
+  if (q.frames_moved_by_lattice_offset > 0) {
+    verdict << "; " << q.frames_moved_by_lattice_offset << " frames moved by a lattice vector";
+  }
   if (m.lattice) {
     verdict << (q.lattice_offset_observable
                     ? "; absolute lattice offset observable (non-periodic content)"
-                    : "; absolute lattice offset NOT observable (no non-periodic content): "
-                      "shifts are known modulo the lattice");
+                    : "; absolute lattice offset not observable from image content (no clear "
+                      "non-periodic content): frames tied by temporal continuity");
   }
   q.verdict = verdict.str();
   return q;
@@ -445,6 +449,7 @@ std::vector<PairRecord> RegistrationEngine::Pairs() const {
   const Impl& m = *impl_;
   std::vector<PairRecord> records;
   const int k = num_frames();
+  if (k < 2) return records;
   records.reserve(static_cast<std::size_t>(k) * (k - 1) / 2);
   for (int j = 1; j < k; ++j) {
     for (int i = 0; i < j; ++i) {
@@ -455,7 +460,9 @@ std::vector<PairRecord> RegistrationEngine::Pairs() const {
       r.j = j;
       r.has_peak = !measurement.candidates.empty();
       if (r.has_peak) r.brightest_j_from_i = measurement.candidates.front().j_from_i;
-      r.used_j_from_i = state.used_j_from_i;
+      // The solver's pair value lives in its modulo-lattice frame; moving the
+      // two frames by their lattice offsets moves the pair value with them.
+      r.used_j_from_i = state.used_j_from_i + m.offsets.offsets[j] - m.offsets.offsets[i];
       r.inlier = state.inlier;
       r.snapped = state.snapped;
       records.push_back(r);

@@ -139,9 +139,9 @@ int RunBench(int argc, char** argv) {
                 quality.lattice.found ? "found" : "not found", quality.lattice.a_px.x,
                 quality.lattice.a_px.y, quality.lattice.b_px.x, quality.lattice.b_px.y,
                 quality.verdict.c_str());
-    std::printf("coarse stage: consistency %.3f px, inlier fraction %.3f, frames moved %d\n",
-                quality.coarse_consistency_rms_px, quality.coarse_inlier_fraction,
-                quality.frames_moved_by_lattice_offset);
+    std::printf("lattice offsets: frames moved %d, decided by coarse stage %d, stage jumps %d (%d unobservable)\n",
+                quality.frames_moved_by_lattice_offset, quality.frames_decided_by_coarse,
+                quality.stage_jumps, quality.stage_jumps_unobservable);
   }
 
   // Per-frame update time against k, in windows of 5 frames ending at k.
