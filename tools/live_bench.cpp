@@ -182,9 +182,13 @@ int RunLiveBench(int argc, char** argv) {
     }
     rows.push_back({k0, k1, Percentile(v, 0.5), Percentile(v, 0.9), Percentile(v, 1.0)});
   }
+  // The ten largest k reached (fewer than `frames` when frames were lost).
   std::vector<double> last10;
-  for (int k = std::max(1, frames - 9); k <= frames; ++k) {
-    if (latency_by_k.count(k)) last10.push_back(latency_by_k[k]);
+  int last_k0 = 0, last_k1 = 0;
+  for (auto it = latency_by_k.rbegin(); it != latency_by_k.rend() && last10.size() < 10; ++it) {
+    last10.push_back(it->second);
+    if (last_k1 == 0) last_k1 = it->first;
+    last_k0 = it->first;
   }
   // Accuracy of the final solve against the ground truth, relative to frame 0.
   double rms_error = std::nan("");
@@ -227,7 +231,7 @@ int RunLiveBench(int argc, char** argv) {
   std::cout << "  of which: queue wait median " << Percentile(queue_ms, 0.5) << " ms (max "
             << Percentile(queue_ms, 1.0) << "), engine AddFrame median "
             << Percentile(engine_ms, 0.5) << " ms (max " << Percentile(engine_ms, 1.0) << ")\n";
-  std::cout << "  median latency over the last 10 frames (k = " << frames - 9 << ".." << frames
+  std::cout << "  median latency over the last 10 frames (k = " << last_k0 << ".." << last_k1
             << "): " << Percentile(last10, 0.5) << " ms\n";
   std::cout << std::setprecision(3) << "  final RMS error vs ground truth: " << rms_error
             << " px\n" << std::setprecision(1);
