@@ -601,7 +601,6 @@ struct Daemon::Impl {
                           std::to_string(s.wire_indices.size()) + " registered",
                       s.start.series, {}, {}, 0});
     }
-    Publish(EncodeSeriesEnd(summary));
     ended_series.insert(s.start.series.ToString());
     series.reset();
     {
@@ -609,6 +608,9 @@ struct Daemon::Impl {
       ++series_completed;
     }
     SetCurrentSeriesState();
+    // Last, so that `status` already shows the series as ended to anyone who
+    // reacts to this message.
+    Publish(EncodeSeriesEnd(summary));
   }
 
   void OnSeriesEnd(const SeriesEnd& end, Clock::time_point arrival) {
