@@ -70,21 +70,40 @@ void ScatterPadded(const cfloat* band_spectrum, Shape band, RealFft2d& fft) {
   }
 }
 
-double ThreePointOffset(double m, double z, double p) {
-  if (m > 0 && z > 0 && p > 0) {  // Gaussian fit: parabola on the logarithm
+// Vertex of the 3-point fit through (-1, m), (0, z), (+1, p): its offset in
+// [-0.5, 0.5] grid steps and the factor by which the fitted peak exceeds z
+// (Gaussian fit: parabola on the logarithm; parabola on the values otherwise,
+// where the factor is (z + gain) / z, or 1 for z <= 0).
+struct AxisFit {
+  double offset = 0;
+  double factor = 1;
+};
+
+AxisFit ThreePointFit(double m, double z, double p) {
+  AxisFit fit;
+  if (m > 0 && z > 0 && p > 0) {
     const double lm = std::log(m), lz = std::log(z), lp = std::log(p);
-    const double denom = lm - 2 * lz + lp;
-    if (denom < 0) return std::clamp(0.5 * (lm - lp) / denom, -0.5, 0.5);
+    const double curvature = 0.5 * (lm - 2 * lz + lp), slope = 0.5 * (lp - lm);
+    if (curvature < 0) {
+      fit.offset = std::clamp(-slope / (2 * curvature), -0.5, 0.5);
+      fit.factor = std::exp(slope * fit.offset + curvature * fit.offset * fit.offset);
+      return fit;
+    }
   }
-  const double denom = m - 2 * z + p;
-  if (denom < 0) return std::clamp(0.5 * (m - p) / denom, -0.5, 0.5);
-  return 0.0;
+  const double curvature = 0.5 * (m - 2 * z + p), slope = 0.5 * (p - m);
+  if (curvature < 0) {
+    fit.offset = std::clamp(-slope / (2 * curvature), -0.5, 0.5);
+    const double gain = slope * fit.offset + curvature * fit.offset * fit.offset;
+    if (z > 0) fit.factor = (z + gain) / z;
+  }
+  return fit;
 }
 
 struct GridPeak {
-  float value;
-  int ry;  // unwrapped map row index (may be negative)
-  int rx;  // unwrapped map column index
+  float value;   // map value at the grid point
+  double score;  // height of the 3-point fit's vertex (the ranking key)
+  int ry;        // unwrapped map row index (may be negative)
+  int rx;        // unwrapped map column index
 };
 
 struct MapView {
@@ -105,8 +124,11 @@ void StepRange(double center, double half, double delta, int size, int* lo, int*
 }
 
 // Up to k local maxima (>= their 8 neighbours, ties broken by raster order so a
-// plateau yields one) whose grid point lies in the window; sorted by value,
-// highest first. cols_scratch is reused storage.
+// plateau yields one) whose grid point lies in the window, ranked by the
+// height of their separable 3-point fit, highest first. Ranking by the fitted
+// rather than the sampled height matters when the peaks are about as wide as
+// the grid: a lattice of equal peaks is sampled at up to half its height,
+// depending on each peak's sub-grid phase. cols_scratch is reused storage.
 void FindLocalMaxima(const MapView& map, Shift center, Shift half, int k,
                      std::vector<GridPeak>* peaks, std::vector<int>* cols_scratch) {
   peaks->clear();
@@ -129,14 +151,17 @@ void FindLocalMaxima(const MapView& map, Shift center, Shift half, int k,
     for (int i = 0; i < nx; ++i) {
       const int cl = cols[3 * i], c = cols[3 * i + 1], cr = cols[3 * i + 2];
       const float v = mid[c];
-      if (static_cast<int>(peaks->size()) == k && v <= peaks->back().value) continue;
       if (!(v > mid[cl] && v >= mid[cr] && v > up[cl] && v > up[c] && v > up[cr] &&
             v >= dn[cl] && v >= dn[c] && v >= dn[cr])) {
         continue;
       }
-      GridPeak peak{v, ry, x0 + i};
+      const double fx = ThreePointFit(mid[cl], v, mid[cr]).factor;
+      const double fy = ThreePointFit(up[c], v, dn[c]).factor;
+      const double score = v > 0 ? v * fx * fy : v;
+      if (static_cast<int>(peaks->size()) == k && score <= peaks->back().score) continue;
+      GridPeak peak{v, score, ry, x0 + i};
       auto it = std::upper_bound(peaks->begin(), peaks->end(), peak,
-                                 [](const GridPeak& a, const GridPeak& b) { return a.value > b.value; });
+                                 [](const GridPeak& a, const GridPeak& b) { return a.score > b.score; });
       peaks->insert(it, peak);
       if (static_cast<int>(peaks->size()) > k) peaks->pop_back();
     }
@@ -147,8 +172,8 @@ void FindLocalMaxima(const MapView& map, Shift center, Shift half, int k,
 // 3-point Gaussian (or parabolic) fits.
 Shift FitGridPeak(const MapView& map, const GridPeak& p) {
   const double z = p.value;
-  const double ox = ThreePointOffset(map.at(p.ry, p.rx - 1), z, map.at(p.ry, p.rx + 1));
-  const double oy = ThreePointOffset(map.at(p.ry - 1, p.rx), z, map.at(p.ry + 1, p.rx));
+  const double ox = ThreePointFit(map.at(p.ry, p.rx - 1), z, map.at(p.ry, p.rx + 1)).offset;
+  const double oy = ThreePointFit(map.at(p.ry - 1, p.rx), z, map.at(p.ry + 1, p.rx)).offset;
   return {(p.rx + ox) * map.dx, (p.ry + oy) * map.dy};
 }
 
@@ -163,7 +188,7 @@ void FitCandidates(const MapView& map, Shift center, Shift half, double norm, Sh
     const Shift s = FitGridPeak(map, p);
     if (std::abs(s.x - center.x) > half.x + 1e-9 || std::abs(s.y - center.y) > half.y + 1e-9) continue;
     (*peaks)[kept++] = p;
-    out->push_back({{WrapShift(s.x, frame.cols), WrapShift(s.y, frame.rows)}, p.value / norm, false});
+    out->push_back({{WrapShift(s.x, frame.cols), WrapShift(s.y, frame.rows)}, p.score / norm, false});
   }
   peaks->resize(kept);
 }
@@ -182,6 +207,23 @@ double BlockPower(const MapView& map, const GridPeak& p, int radius, int* count)
   }
   return sum;
 }
+
+// A refined candidate may end this far outside the search window (the 3-point
+// fit that put it inside is ~0.35 px off); farther out, Newton has climbed onto
+// a maximum that lies outside the window, and the candidate is dropped.
+constexpr double kWindowSlackPx = 1.0;
+// Refined maxima closer than this are one maximum (two fits converged on it).
+constexpr double kSameMaximumPx = 1.0;
+
+bool SameMaximum(Shift a, Shift b, Shape frame) {
+  const Shift d{WrapShift(a.x - b.x, frame.cols), WrapShift(a.y - b.y, frame.rows)};
+  return d.Norm() < kSameMaximumPx;
+}
+
+struct RefinedPeak {
+  BandPeak peak;
+  int fitted;  // index of the fitted candidate / grid peak it started from
+};
 
 struct BandEval {
   double v = 0, gx = 0, gy = 0, hxx = 0, hyy = 0, hxy = 0;
@@ -269,6 +311,7 @@ bool CorrelatorOptions::Check(std::string* error) const {
   if (!(max_shift_px >= 0) || !std::isfinite(max_shift_px))
     return Fail(error, "max_shift_px must be >= 0 (0 = a quarter of the frame)");
   if (top_k < 1) return Fail(error, "top_k must be >= 1");
+  if (refine_candidates < 1) return Fail(error, "refine_candidates must be >= 1");
   if (oversample < 1 || oversample > 8) return Fail(error, "oversample must be in [1, 8]");
   if (!IsFftFriendlyEven(coarse_band_px))
     return Fail(error, "coarse_band_px must be a positive even 2^a 3^b 5^c");
@@ -364,6 +407,9 @@ struct Correlator::Worker {
   std::vector<GridPeak> peaks;
   std::vector<int> cols;
   std::vector<cfloat> ex;
+  std::vector<RefinedPeak> refined;   // Search: refined candidates
+  std::vector<PeakCandidate> fitted;  // Search: the fitted candidates
+  std::vector<GridPeak> grid;         // Search: grid peak of each output candidate
 };
 
 Correlator::Correlator(const CorrelatorOptions& options, Shape frame_shape, int num_workers)
@@ -415,7 +461,11 @@ Correlator::Correlator(const CorrelatorOptions& options, Shape frame_shape, int 
     worker->product.resize(band_size);
     worker->coarse_product.resize(static_cast<std::size_t>(coarse_band_.rows) *
                                   (coarse_band_.cols / 2 + 1));
-    worker->peaks.reserve(static_cast<std::size_t>(options.top_k) + 1);
+    const std::size_t top_k = static_cast<std::size_t>(options.top_k);
+    worker->peaks.reserve(top_k + 1);
+    worker->refined.reserve(top_k);
+    worker->fitted.reserve(top_k);
+    worker->grid.reserve(top_k);
     workers_.push_back(std::move(worker));
   }
 }
@@ -557,28 +607,76 @@ PairMeasurement Correlator::Search(int i, int j, Worker& w, Shift center, Shift 
 
   FitCandidates(map, center, half, norm, frame_shape_, &w.peaks, &result.candidates);
   if (w.peaks.empty()) return result;
-  // Refine the best on the band, starting from its fit (unwrapped: C is periodic).
-  const Shift start = FitGridPeak(map, w.peaks[0]);
-  const BandPeak best = MaximizeBandCorrelation(
-      w.product.data(), band_, frame_shape_, start, std::max(map.dx, map.dy), 1e-3, 20, &w.ex);
-  const Shift position = options_.correct_window_bias
-                             ? CorrectWindowBias(best, preprocessor_.OverlapLogGradient(best.position))
-                             : best.position;
-  PeakCandidate& c0 = result.candidates[0];
-  c0.j_from_i = {WrapShift(position.x, frame_shape_.cols), WrapShift(position.y, frame_shape_.rows)};
-  c0.height = best.value / norm;
-  c0.refined = best.converged;
-  std::stable_sort(result.candidates.begin(), result.candidates.end(),
-                   [](const PeakCandidate& x, const PeakCandidate& y) { return x.height > y.height; });
+
+  // Refine the leading candidates (by fitted height) on the band, each from
+  // its fit (unwrapped: C is periodic), until refine_candidates distinct ones
+  // inside the window are kept. Sampled and fitted heights of a lattice of
+  // near-equal peaks differ by the sampling phase; the refined heights carry
+  // only the window/content envelope, which favours the true translate.
+  const double step = std::max(map.dx, map.dy);
+  const int num_fitted = static_cast<int>(w.peaks.size());
+  w.refined.clear();
+  int next = 0;
+  for (; next < num_fitted && static_cast<int>(w.refined.size()) < options_.refine_candidates; ++next) {
+    const BandPeak peak = MaximizeBandCorrelation(w.product.data(), band_, frame_shape_,
+                                                  FitGridPeak(map, w.peaks[next]), step, 1e-3, 20,
+                                                  &w.ex);
+    // A peak Newton carried out of the window climbed onto a maximum outside
+    // it (a wider search would find that one itself): drop it.
+    if (std::abs(peak.position.x - center.x) > half.x + kWindowSlackPx ||
+        std::abs(peak.position.y - center.y) > half.y + kWindowSlackPx) {
+      continue;
+    }
+    bool merged = false;
+    for (RefinedPeak& kept : w.refined) {
+      if (SameMaximum(kept.peak.position, peak.position, frame_shape_)) {
+        if (peak.value > kept.peak.value) kept = {peak, next};
+        merged = true;
+        break;
+      }
+    }
+    if (!merged) w.refined.push_back({peak, next});
+  }
+  std::sort(w.refined.begin(), w.refined.end(), [](const RefinedPeak& x, const RefinedPeak& y) {
+    return x.peak.value > y.peak.value || (x.peak.value == y.peak.value && x.fitted < y.fitted);
+  });
+
+  // Candidates: the refined ones by refined height, then the unrefined ones
+  // (fitted positions/heights) not on a refined maximum, by fitted height.
+  // w.peaks is reused to hold the grid peak of each output candidate.
+  std::vector<PeakCandidate>& out = result.candidates;
+  w.fitted.assign(out.begin(), out.end());
+  out.clear();
+  w.grid.clear();
+  for (const RefinedPeak& r : w.refined) {
+    const Shift position = options_.correct_window_bias
+                               ? CorrectWindowBias(r.peak, preprocessor_.OverlapLogGradient(r.peak.position))
+                               : r.peak.position;
+    out.push_back({{WrapShift(position.x, frame_shape_.cols), WrapShift(position.y, frame_shape_.rows)},
+                   r.peak.value / norm,
+                   r.peak.converged});
+    w.grid.push_back(w.peaks[static_cast<std::size_t>(r.fitted)]);
+  }
+  for (int k = next; k < num_fitted; ++k) {
+    const PeakCandidate& c = w.fitted[static_cast<std::size_t>(k)];
+    bool on_refined = false;
+    for (const RefinedPeak& r : w.refined) {
+      if (SameMaximum(r.peak.position, c.j_from_i, frame_shape_)) on_refined = true;
+    }
+    if (on_refined) continue;
+    out.push_back(c);
+    w.grid.push_back(w.peaks[static_cast<std::size_t>(k)]);
+  }
+  if (out.empty()) return result;
 
   // RMS away from the peak: total map power by Parseval (sum_x map^2 =
   // map pixels * sum_k |h|^2) minus a block of 2 band pixels around the peak.
   int excluded = 0;
-  const double block = BlockPower(map, w.peaks[0], 2 * options_.oversample, &excluded);
+  const double block = BlockPower(map, w.grid[0], 2 * options_.oversample, &excluded);
   const double pixels = static_cast<double>(map_shape_.Pixels());
   const double rest = std::max(pixels * power - block, 0.0);
   const double rms = std::sqrt(rest / std::max(pixels - excluded, 1.0));
-  result.peak_to_rms = rms > 0 ? w.peaks[0].value / rms : 0.0;
+  result.peak_to_rms = rms > 0 ? out[0].height * norm / rms : 0.0;
   return result;
 }
 
@@ -622,7 +720,7 @@ PairMeasurement Correlator::CorrelateCoarse(int i, int j, double cutoff_cycles_p
                                   0.5 * coarse_band_.rows / frame_shape_.rows,
                                   0.5 * coarse_band_.cols / frame_shape_.cols});
   const int band_cols = coarse_band_.cols / 2 + 1;
-  double energy_a = 0, energy_b = 0;
+  double energy_a = 0, energy_b = 0, power = 0;
   for (int r = 0; r < coarse_band_.rows; ++r) {
     const double ky = static_cast<double>(SignedFrequency(r, coarse_band_.rows)) / frame_shape_.rows;
     for (int c = 0; c < band_cols; ++c) {
@@ -633,6 +731,7 @@ PairMeasurement Correlator::CorrelateCoarse(int i, int j, double cutoff_cycles_p
       energy_a += mult * weight * std::norm(a.coarse[idx]);
       energy_b += mult * weight * std::norm(b.coarse[idx]);
       w.coarse_product[idx] = static_cast<float>(weight) * std::conj(a.coarse[idx]) * b.coarse[idx];
+      power += mult * std::norm(w.coarse_product[idx]);
     }
   }
   const double norm = energy_a > 0 && energy_b > 0 ? std::sqrt(energy_a * energy_b) : 1.0;
@@ -661,6 +760,14 @@ PairMeasurement Correlator::CorrelateCoarse(int i, int j, double cutoff_cycles_p
   c0.refined = best.converged;
   result.has_coarse = true;
   result.coarse_j_from_i = c0.j_from_i;
+  // RMS away from the peak, as in Search (Parseval minus a block of 2 coarse
+  // band pixels around the peak).
+  int excluded = 0;
+  const double block = BlockPower(map, w.peaks[0], 2 * options_.oversample, &excluded);
+  const double pixels = static_cast<double>(coarse_map_shape_.Pixels());
+  const double rest = std::max(pixels * power - block, 0.0);
+  const double rms = std::sqrt(rest / std::max(pixels - excluded, 1.0));
+  result.peak_to_rms = rms > 0 ? best.value / rms : 0.0;
   return result;
 }
 

@@ -10,20 +10,25 @@
 // type (cc: W m; pc: W m/|m|; hybrid: W |m|^p e^{i arg m}), zero-padded by
 // `oversample`, inverse c2r. Because W = 0 outside the band this map is the EXACT
 // band-limited correlation sampled every frame/(oversample*band) pixels. Local
-// maxima inside the search window become candidates (3-point Gaussian fits on
-// the oversampled map); the best one is refined to final precision by Newton
-// iterations on the analytic band-limited correlation
+// maxima inside the search window become candidates, ranked by the heights of
+// their 3-point Gaussian fits on the oversampled map; the leading
+// refine_candidates are refined to final precision by Newton iterations on the
+// analytic band-limited correlation
 //   C(x) = sum_k h(k) exp(2 pi i (kx x / cols + ky y / rows)),
 // whose maximum is what the upsampled matrix-DFT of Guizar-Sicairos (2008)
 // approximates on a grid; Newton gets it to ~1e-4 px at O(band) per iteration.
+// The refined candidates are then ranked by their refined heights: on a crystal
+// the correlation is a lattice of near-equal peaks whose only reliable
+// difference is the window/content envelope (centred at zero shift), a few %
+// between neighbouring translates.
 //
-// Non-best candidates keep their 3-point-fit positions (up to ~0.35 px from the
-// band maximum at oversample 1, ~0.17 px at 2); call Refine() on the one the
+// The other candidates keep their 3-point-fit positions and heights (up to
+// ~0.17 px from the band maximum at oversample 2); call Refine() on the one the
 // solver picks.
 //
 // Window bias: the edge window stays put while content moves under it, so the
 // windowed frames are not exact translates and the raw maximum is pulled toward
-// 0 by ~1 % of the shift. With correct_window_bias the refined best candidate
+// 0 by ~1 % of the shift. With correct_window_bias every refined candidate
 // is moved to the maximum of C / R, R the window's (cyclic) autocorrelation —
 // exact in expectation for statistically uniform content (on a field of blobs:
 // RMS error 0.04 px instead of 0.20 px for shifts up to 30 px at 256 px), but a
@@ -85,12 +90,24 @@ struct CorrelatorOptions {
   // 0 means a quarter of each frame axis; values above half an axis are clamped.
   double max_shift_px = 0.0;
   int top_k = 5;       // distinct local maxima kept per pair (lattice translates)
+  // How many of them (the highest by fitted height) are Newton-refined and then
+  // ranked by refined height; the rest keep 3-point-fit values. Fitted heights
+  // are off by up to a few % (peak shape, neighbouring peaks), about the
+  // envelope margin that singles out the true translate, so the few leading
+  // ones are compared at their true maxima. Each costs ~3-4 band evaluations
+  // (512^2: ~0.03 ms). Values above top_k act as top_k.
+  int refine_candidates = 3;
   // Zero-padding factor of the band before the c2r (map grid = frame/(oversample
-  // * band) px). The best candidate is Newton-refined either way, so this only
-  // sets the precision of the other candidates' 3-point fits: ~0.35 px at 1,
-  // ~0.17 px at 2 (lattice test, N/M = 4). The cost is the c2r: 2 makes a pair
-  // ~2.5x (512 px) to 3x (1024 px) slower, hence default 1.
-  int oversample = 1;
+  // * band) px). Candidates are ranked by the heights of 3-point fits on this
+  // map before the leading ones are refined, so the grid must resolve the
+  // peaks: at 1 (grid N/M = 4 px at the default band) it is critically
+  // sampled, and on a crystal (peaks about as wide as the grid, sampled at
+  // 50-100 % of their height depending on their sub-grid phase) the true
+  // translate was among the top 5 fitted candidates in only ~28 % of the
+  // pairs of the default simulated perovskite; at 2 it is first in all. The
+  // cost is the c2r: 2 makes a pair ~2.5x (512 px) to 3x (1024 px) slower
+  // than 1; use 1 only for non-periodic specimens.
+  int oversample = 2;
   // Divide out the window-overlap envelope at the refined peak (see
   // CorrectWindowBias): without it, shifts come out ~1 % of |shift| too small.
   bool correct_window_bias = true;
@@ -100,8 +117,8 @@ struct CorrelatorOptions {
   // p actually used: 1 for cc, 0 for pc, hybrid_p for hybrid.
   double EffectiveP() const;
   // False (with a reason in *error, if given) for bad window/weight options,
-  // hybrid_p outside [0, 1], max_shift_px < 0, top_k < 1, oversample outside
-  // [1, 8] or a coarse_band_px that is not a positive FFT-friendly even number.
+  // hybrid_p outside [0, 1], max_shift_px < 0, top_k < 1, refine_candidates < 1,
+  // oversample outside [1, 8] or a coarse_band_px that is not a positive FFT-friendly even number.
   bool Check(std::string* error) const;
 };
 
@@ -150,14 +167,16 @@ class Correlator {
   int AddFrame(FrameView frame);
 
   // Correlates slots i and j (convention i < j; any two valid slots work, i == j
-  // gives the autocorrelation). candidates are j_from_i, best first; the first
-  // is refined (refined == true), the others carry 3-point-fit positions.
-  // Candidates are local maxima of the map (at most top_k, taken by grid height)
-  // whose fitted position lies within max_shift of 0 per axis, or, in the second
-  // overload when `predicted` is set, within radius_px (per axis) of *predicted
-  // (the refined best may then move slightly beyond). Empty candidates when no
-  // local maximum lies in the window.
-  // Throws std::invalid_argument for a bad slot or worker id or radius_px <= 0.
+  // gives the autocorrelation). candidates are j_from_i: first the refined ones
+  // (refined == true unless Newton failed to converge) by refined height, then
+  // the unrefined ones by fitted height. Candidates are local maxima of the map
+  // (at most top_k, taken by fitted height) whose fitted position lies within
+  // max_shift of 0 per axis, or, in the second overload when `predicted` is set,
+  // within radius_px (per axis) of *predicted. A refined candidate may end up to
+  // 1 px beyond that window; one Newton carries farther (onto a maximum outside
+  // the window) is dropped, and one that converges within 1 px of a higher
+  // refined maximum is merged into it. Empty candidates when no local maximum
+  // lies in the window.
   PairMeasurement Correlate(int i, int j, int worker) const;
   PairMeasurement Correlate(int i, int j, int worker, std::optional<Shift> predicted,
                             double radius_px) const;

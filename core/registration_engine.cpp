@@ -91,9 +91,15 @@ struct RegistrationEngine::Impl {
     template_options.weight.type = FourierWeightType::kGaussian;
     template_options.weight.sigma_cycles_per_px = kTemplateWeightSigma;
     template_options.weight.cutoff_cycles_per_px = kTemplateWeightCutoff;
+    // The template sits in the frame's own coordinates (RefineAll), so the
+    // residual is a small fraction of a pixel: a small search and no
+    // moving-window re-registration are needed.
+    template_options.search_radius_px = kMaxRefinementStepPx;
+    template_options.overlap_iterations = 0;
     for (int w = 0; w < pool.NumWorkers(); ++w) {
       registrars.emplace_back(s, template_options);
     }
+    worker_scratch.resize(pool.NumWorkers());
   }
 
   EngineOptions options;
@@ -103,6 +109,12 @@ struct RegistrationEngine::Impl {
   ConsistencySolver solver;
   ShiftedAverager averager;
   std::vector<TemplateRegistrar> registrars;  // one per worker: own FFT scratch
+  struct WorkerScratch {
+    ShiftedAverager::LeaveOneOutScratch leave_one_out;
+    Frame mean;
+    Frame template_image;
+  };
+  std::vector<WorkerScratch> worker_scratch;  // one per worker
   std::vector<FrameState> frames;
 
   SolverReport last_solve;
@@ -208,18 +220,19 @@ void RegistrationEngine::Impl::RefineAll() {
   if (!options.refine_against_template || n < 3) return;
   // Jacobi step: every template comes from the average before any frame of
   // this pass moves, so the order does not matter.
-  std::vector<Frame> templates(n);
-  for (int i = 0; i < n; ++i) {
-    if (!frames[i].flagged) templates[i] = std::move(averager.AverageExcluding(i).full);
-  }
   std::vector<Shift> result(n);
   std::vector<char> ok(n, 0);
   pool.ParallelFor(n, [&](int i, int worker) {
     if (frames[i].flagged) return;
+    WorkerScratch& scratch = worker_scratch[worker];
+    // The template is moved into frame i's coordinates, so the registration
+    // measures only the residual of frame i's current shift.
+    averager.LeaveOneOutMeanInFrame(i, &scratch.leave_one_out, &scratch.mean, &scratch.template_image);
     const Shift pairwise = PairwiseShift(i);
     TemplateRegistrationReport report;
-    registrars[worker].SetTemplate(templates[i]);
-    const Shift s = registrars[worker].Register(averager.frame(i), frames[i].shift, &report);
+    registrars[worker].SetTemplate(scratch.template_image);
+    const Shift residual = registrars[worker].Register(averager.frame(i), Shift{0, 0}, &report);
+    const Shift s = averager.applied_shift(i) + residual;
     if (report.peak_in_window && report.converged && (s - pairwise).Norm() < kMaxRefinementStepPx) {
       result[i] = s - pairwise;
       ok[i] = 1;
@@ -307,8 +320,8 @@ UpdateReport RegistrationEngine::Finish() {
   m.SyncAverager(0.0);
   report.timings.solve_ms = MsSince(t);
   t = Clock::now();
-  // Two passes: the second uses templates built from refined shifts.
-  m.RefineAll();
+  // One Jacobi pass: a second pass (templates from refined shifts) changed
+  // the RMS error by < 0.001 px on the 40-frame benchmarks and doubled the cost.
   m.RefineAll();
   report.timings.refine_ms = MsSince(t);
   report.timings.total_ms = MsSince(start);

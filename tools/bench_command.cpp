@@ -170,6 +170,7 @@ int RunBench(int argc, char** argv) {
   const double pairs_per_s = total_correlate_ms > 0 ? total_pairs / (total_correlate_ms / 1000) : 0;
   const double cache_mib = engine.cache_bytes() / 1048576.0;
   const double frames_mib = engine.frame_bytes() / 1048576.0;
+  std::printf("finish: solve+lattice %.1f ms, precision stage %.1f ms\n", finish.timings.solve_ms, finish.timings.refine_ms);
   std::printf("pairs per second %.0f; finish %.1f ms; cache %.1f MiB; frames %.1f MiB; peak RSS %.1f MiB\n",
               pairs_per_s, finish.timings.total_ms, cache_mib, frames_mib, PeakRssMiB());
   std::printf("accuracy vs truth (mean offset removed): live RMS %.4f px (max %.4f), final RMS %.4f px (max %.4f)\n",

@@ -39,6 +39,8 @@ int RunRegister(int argc, char** argv) {
     return 0;
   }
 
+  std::string error;
+  if (!engine_options.Check(&error)) throw std::invalid_argument(error);
   const auto start = std::chrono::steady_clock::now();
   FrameStack stack = ReadFrameStack(input);
   if (stack.frames.empty()) throw std::runtime_error(input + ": no frames");
@@ -47,8 +49,6 @@ int RunRegister(int argc, char** argv) {
   } else if (stack.pixel_size_A && engine_options.pixel_size_x_A == 0) {
     ApplyPixelSize(*stack.pixel_size_A, &engine_options);
   }
-  std::string error;
-  if (!engine_options.Check(&error)) throw std::invalid_argument(error);
   const double read_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 
