@@ -18,6 +18,7 @@
 #include "core/simulator.hpp"
 #include "tools/command.hpp"
 #include "tools/engine_option_binding.hpp"
+#include "tools/live_bench.hpp"
 
 namespace po = boost::program_options;
 
@@ -68,6 +69,9 @@ std::pair<double, double> ShiftErrors(const std::vector<FrameState>& frames,
 }
 
 int RunBench(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--live") return RunLiveBench(argc, argv);
+  }
   EngineOptions engine_options;
   int size = 512, num_frames = 100, seed = 1;
   double dose = 0.2;
@@ -75,6 +79,7 @@ int RunBench(int argc, char** argv) {
   po::options_description options("options");
   options.add_options()
       ("help,h", "show this help")
+      ("live", "measure the daemon end to end instead (see `bench --live --help`)")
       ("size", po::value(&size)->default_value(size), "frame size, px (square)")
       ("frames", po::value(&num_frames)->default_value(num_frames), "frames in the series")
       ("dose", po::value(&dose)->default_value(dose), "mean counts per pixel")
