@@ -28,6 +28,7 @@ nlohmann::json OptionsJson(const EngineOptions& o) {
           {"top_k", o.top_k},
           {"oversample", o.oversample},
           {"refine_candidates", o.refine_candidates},
+          {"predicted_search", o.predicted_search},
           {"inlier_floor_px", o.inlier_floor_px},
           {"solver_max_iterations", o.solver_max_iterations},
           {"full_resolve_every", o.full_resolve_every},

@@ -45,7 +45,13 @@ struct EngineOptions {
   // the default is the cheap map.
   int oversample = 1;
   // Candidates refined to full precision and re-ranked per pair.
-  int refine_candidates = 3;
+  int refine_candidates = 1;
+  // Once a lattice is known and drift is smooth, search each new pair only
+  // within a fraction of a lattice spacing of the drift prediction
+  // (algorithms.md section 4.1): hops become impossible and the solver has
+  // nothing to snap. A sudden stage jump is detected (the prediction window
+  // holds no real peak) and that frame is searched without the window.
+  bool predicted_search = true;
 
   // --- consistency solver (core/consistency_solver.hpp) ---
   // Residual scale floor, px: pairs within a few times this of the consistent

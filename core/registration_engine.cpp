@@ -72,6 +72,12 @@ constexpr double kLiveResampleTolerancePx = 0.05;
 // correlates; before a lattice is known, a fixed low cut-off.
 constexpr double kCoarseCutoffFraction = 0.6;
 constexpr double kCoarseCutoffDefault = 0.03;  // cycles/px
+// Prediction-window search (EngineOptions::predicted_search): per-axis half
+// width as a fraction of the shortest lattice spacing (corner at 0.49), and
+// the height the windowed peak of the newest pair must keep relative to an
+// unrestricted search; below it the frame is taken to follow a stage jump.
+constexpr double kPredictionWindowFraction = 0.35;
+constexpr double kJumpHeightRatio = 0.8;
 // Each new frame is coarse-correlated with this many predecessors.
 constexpr int kCoarsePartners = 4;
 // The lattice is estimated from each new raw frame until found (at most this
@@ -140,6 +146,7 @@ struct RegistrationEngine::Impl {
   void PublishShifts();
   void SyncAverager(double tolerance_px);
   void UpdateLattice(FrameView newest);
+  std::vector<PairMeasurement> CorrelateNewFrame(int k, bool* used_prediction);
   void RefineAll();
 };
 
@@ -229,6 +236,37 @@ void RegistrationEngine::Impl::UpdateLattice(FrameView newest) {
   }
 }
 
+std::vector<PairMeasurement> RegistrationEngine::Impl::CorrelateNewFrame(int k,
+                                                                        bool* used_prediction) {
+  std::vector<PairMeasurement> pairs(k);
+  *used_prediction = false;
+  // Constant-velocity prediction of s_k from the last two unflagged frames.
+  const bool can_predict = options.predicted_search && lattice && k >= 3 &&
+                           !frames[k - 1].flagged && !frames[k - 2].flagged;
+  if (can_predict) {
+    const Shift predicted_k = frames[k - 1].shift + (frames[k - 1].shift - frames[k - 2].shift);
+    // Per-axis half-width: the window's corner (radius * sqrt 2) stays within
+    // half the shortest lattice spacing, so no other translate fits in it.
+    const double radius = kPredictionWindowFraction * lattice->ShortestSpacing();
+    pool.ParallelFor(k, [&](int i, int worker) {
+      pairs[i] = correlator.Correlate(i, k, worker, predicted_k - frames[i].shift, radius);
+    });
+    // A stage jump leaves no real peak in the window: compare the newest
+    // consecutive pair's windowed peak with an unrestricted search.
+    const PairMeasurement free = correlator.Correlate(k - 1, k, 0);
+    const PairMeasurement& windowed = pairs[k - 1];
+    const bool peak_in_window =
+        !windowed.candidates.empty() && !free.candidates.empty() &&
+        windowed.candidates.front().height >= kJumpHeightRatio * free.candidates.front().height;
+    if (peak_in_window) {
+      *used_prediction = true;
+      return pairs;
+    }
+  }
+  pool.ParallelFor(k, [&](int i, int worker) { pairs[i] = correlator.Correlate(i, k, worker); });
+  return pairs;
+}
+
 void RegistrationEngine::Impl::RefineAll() {
   const int n = static_cast<int>(frames.size());
   if (!options.refine_against_template || n < 3) return;
@@ -289,8 +327,7 @@ UpdateReport RegistrationEngine::AddFrame(Frame frame) {
   report.timings.preprocess_ms = MsSince(t);
 
   t = Clock::now();
-  std::vector<PairMeasurement> pairs(k);
-  m.pool.ParallelFor(k, [&](int i, int worker) { pairs[i] = m.correlator.Correlate(i, k, worker); });
+  std::vector<PairMeasurement> pairs = m.CorrelateNewFrame(k, &report.predicted_search);
   m.AddCoarseEvidence(k);
   report.timings.correlate_ms = MsSince(t);
   report.timings.pairs = k;

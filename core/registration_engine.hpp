@@ -110,6 +110,10 @@ struct StageTimings {
 struct UpdateReport {
   frame_id_t index = kInvalidFrameId;
   StageTimings timings;
+  // True when the new pairs were searched only around the drift prediction
+  // (EngineOptions::predicted_search); false at the start of a series, without
+  // a lattice, or after a detected stage jump.
+  bool predicted_search = false;
 };
 
 // The used shift matrices R_ij (the picture that shows a registration is

@@ -36,6 +36,9 @@ void AddEngineOptions(po::options_description* description, EngineOptions* o) {
       ("refine-candidates",
        po::value(&o->refine_candidates)->default_value(defaults.refine_candidates),
        "candidates refined and re-ranked per pair")
+      ("predicted-search",
+       po::value(&o->predicted_search)->default_value(defaults.predicted_search),
+       "search pairs around the drift prediction once a lattice is known (true/false)")
       ("inlier-floor-px", po::value(&o->inlier_floor_px)->default_value(defaults.inlier_floor_px),
        "solver residual-scale floor, px")
       ("solver-max-iterations",
