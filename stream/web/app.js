@@ -171,7 +171,10 @@
   function OnSpectrum(header, data) {
     const image = DecodeImage(header, data);
     if (!image || image.rows !== image.cols) return;
-    state.spectrum = { n: image.rows, values: image.pixels, source: 'daemon' };
+    // A daemon-computed spectrum says how many image px one of its px spans
+    // (`scale`, default 1), as the browser's own does.
+    const scale = Number(header.scale) > 0 ? Number(header.scale) : 1;
+    state.spectrum = { n: image.rows, crop: image.rows * scale, scale, values: image.pixels, source: 'daemon' };
     dirty.spectrum = true;
   }
 
@@ -447,9 +450,11 @@
   }
 
   let spectrumKey = null;
-  // log10 power of a Hann-windowed centre crop (n×n, n a power of two up to
-  // 512) of the average's valid region, zero frequency at the centre. The crop
-  // is not resampled, so f cycles/px sits at radius f·n.
+  // log10 power of the average's valid region, zero frequency at the centre:
+  // a centre crop of m×m px (m up to 512), Hann-windowed and bilinearly
+  // upsampled to n×n (n the next power of two) for the radix-2 FFT. One
+  // spectrum pixel is then m/n image px, so f cycles/px sits at radius f·m
+  // spectrum pixels (`scale` = m/n). Upsampling only: no frequency is aliased.
   function ComputeSpectrum() {
     const image = state.average;
     if (!image || (state.spectrum && state.spectrum.source === 'daemon')) return;
@@ -457,21 +462,35 @@
     if (key === spectrumKey) return;
     spectrumKey = key;
     const [r0, r1, c0, c1] = ValidRect(image);
-    let n = 1;
-    while (n * 2 <= Math.min(r1 - r0, c1 - c0, 512)) n *= 2;
-    if (n < 16) { state.spectrum = null; return; }
-    const top = r0 + ((r1 - r0 - n) >> 1), left = c0 + ((c1 - c0 - n) >> 1);
+    const m = Math.min(r1 - r0, c1 - c0, 512);
+    if (m < 16) { state.spectrum = null; return; }
+    let n = 16;
+    while (n < m) n *= 2;
+    const top = r0 + ((r1 - r0 - m) >> 1), left = c0 + ((c1 - c0 - m) >> 1);
+    const at = (r, c) => {
+      const v = image.pixels[(top + r) * image.cols + left + c];
+      return Number.isFinite(v) ? v : 0;
+    };
+    // Bilinear sample of the crop at n×n points covering it.
     const re = new Float64Array(n * n), im = new Float64Array(n * n);
+    const step = m / n;
     let mean = 0;
-    for (let r = 0; r < n; r++) for (let c = 0; c < n; c++) mean += image.pixels[(top + r) * image.cols + left + c];
+    for (let r = 0; r < n; r++) {
+      const y = Math.min(m - 1, Math.max(0, (r + 0.5) * step - 0.5));
+      const ry = Math.floor(y), fy = y - ry, ry1 = Math.min(m - 1, ry + 1);
+      for (let c = 0; c < n; c++) {
+        const x = Math.min(m - 1, Math.max(0, (c + 0.5) * step - 0.5));
+        const cx = Math.floor(x), fx = x - cx, cx1 = Math.min(m - 1, cx + 1);
+        const v = (1 - fy) * ((1 - fx) * at(ry, cx) + fx * at(ry, cx1)) + fy * ((1 - fx) * at(ry1, cx) + fx * at(ry1, cx1));
+        re[r * n + c] = v;
+        mean += v;
+      }
+    }
     mean /= n * n;
     const hann = new Float64Array(n);
     for (let i = 0; i < n; i++) hann[i] = 0.5 - 0.5 * Math.cos(2 * Math.PI * i / n);
     for (let r = 0; r < n; r++) {
-      for (let c = 0; c < n; c++) {
-        const v = image.pixels[(top + r) * image.cols + left + c];
-        re[r * n + c] = Number.isFinite(v) ? (v - mean) * hann[r] * hann[c] : 0;
-      }
+      for (let c = 0; c < n; c++) re[r * n + c] = (re[r * n + c] - mean) * hann[r] * hann[c];
     }
     const rowRe = new Float64Array(n), rowIm = new Float64Array(n);
     for (let r = 0; r < n; r++) {
@@ -493,7 +512,7 @@
       }
     }
     values[half * n + half] = values[half * n + half + 1];  // hide the (removed) DC term
-    state.spectrum = { n, values, source: 'browser' };
+    state.spectrum = { n, crop: m, scale: m / n, values, source: 'browser' };
   }
 
   const spectrumBitmap = document.createElement('canvas');
@@ -525,8 +544,11 @@
     const x0 = (w - size) / 2, y0 = (h - size) / 2;
     ctx.imageSmoothingEnabled = true;
     ctx.drawImage(spectrumBitmap, x0, y0, size, size);
-    // One cycle/px spans the full spectrum width n, drawn over `size` px.
-    const cx = x0 + size / 2, cy = y0 + size / 2, perCycle = size;
+    // The spectrum's n px are drawn over `size` canvas px; f cycles/px is at
+    // f·n·scale spectrum px from the centre.
+    // Zero frequency is the centre of spectrum pixel (n/2, n/2).
+    const centre = (Math.floor(sp.n / 2) + 0.5) * size / sp.n;
+    const cx = x0 + centre, cy = y0 + centre, perCycle = size * sp.scale;
     const q = state.quality || {};
     const info = [];
     const ring = (freq, colour, label) => {
@@ -550,7 +572,8 @@
       }
       info.push(`${q.lattice_reciprocal.length} lattice vectors`);
     }
-    $('spectrum-info').textContent = `${sp.n}² ${sp.source === 'daemon' ? 'from the daemon' : 'centre crop of the average'}` +
+    $('spectrum-info').textContent = (sp.source === 'daemon' ? `${sp.n}² from the daemon`
+      : `${sp.crop}² px centre crop of the average` + (sp.crop !== sp.n ? `, resampled to ${sp.n}²` : '')) +
       (info.length ? ' · ' + info.join(' · ') : '');
   }
 
