@@ -140,6 +140,51 @@ std::string EncodeWebSocketMessage(const OutMessage& message) {
   return std::string(buffer.data(), buffer.size());
 }
 
+ClientOutbox::ClientOutbox(int max_queued) : max_queued_(max_queued) {
+  if (max_queued < 1) throw std::invalid_argument("ClientOutbox: max_queued must be at least 1");
+}
+
+int ClientOutbox::Push(const std::string& topic, std::shared_ptr<const std::string> payload) {
+  const std::size_t first_waiting = writing_ ? 1 : 0;
+  if (!IsQueuedTopic(topic)) {
+    for (std::size_t i = first_waiting; i < entries_.size(); ++i) {
+      if (entries_[i].topic == topic) {
+        entries_[i].payload = std::move(payload);
+        return 0;
+      }
+    }
+    entries_.push_back(Entry{topic, std::move(payload)});
+    return 0;
+  }
+  entries_.push_back(Entry{topic, std::move(payload)});
+  std::size_t queued = 0;
+  for (std::size_t i = first_waiting; i < entries_.size(); ++i) {
+    queued += IsQueuedTopic(entries_[i].topic) ? 1 : 0;
+  }
+  if (queued <= static_cast<std::size_t>(max_queued_)) return 0;
+  for (std::size_t i = first_waiting; i < entries_.size(); ++i) {
+    if (IsQueuedTopic(entries_[i].topic)) {
+      entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(i));
+      return 1;
+    }
+  }
+  return 0;
+}
+
+std::shared_ptr<const std::string> ClientOutbox::BeginWrite() {
+  if (writing_ || entries_.empty()) return nullptr;
+  writing_ = true;
+  return entries_.front().payload;
+}
+
+void ClientOutbox::EndWrite() {
+  if (!writing_) return;
+  writing_ = false;
+  entries_.pop_front();
+}
+
+std::size_t ClientOutbox::waiting() const { return entries_.size() - (writing_ ? 1 : 0); }
+
 bool HttpServerOptions::Check(std::string* error) const {
   tcp::endpoint parsed;
   if (!ParseEndpoint(endpoint, &parsed, error)) return false;
@@ -224,7 +269,7 @@ struct ServerCore {
 class WsSession : public std::enable_shared_from_this<WsSession> {
  public:
   WsSession(ServerCore* server, tcp::socket&& socket)
-      : server_(server), ws_(std::move(socket)) {}
+      : server_(server), ws_(std::move(socket)), outbox_(server->options.max_queued_messages) {}
 
   ~WsSession() {
     if (counted_) --server_->clients;
@@ -247,30 +292,8 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   // Queues one message per the delivery rules in http_server.hpp.
   void Enqueue(const Encoded& encoded) {
     if (!open_ || encoded.seq <= snapshot_seq_) return;
-    if (!IsQueuedTopic(encoded.topic)) {
-      // Replace a pending message of the same topic (not the one being written).
-      for (std::size_t i = writing_ ? 1 : 0; i < outbox_.size(); ++i) {
-        if (outbox_[i].topic == encoded.topic) {
-          outbox_[i] = encoded;
-          return;
-        }
-      }
-      outbox_.push_back(encoded);
-    } else {
-      outbox_.push_back(encoded);
-      std::size_t queued = 0;
-      for (const auto& e : outbox_) queued += IsQueuedTopic(e.topic) ? 1 : 0;
-      if (queued > static_cast<std::size_t>(server_->options.max_queued_messages)) {
-        // Drop the oldest queued message that is not being written.
-        for (std::size_t i = writing_ ? 1 : 0; i < outbox_.size(); ++i) {
-          if (IsQueuedTopic(outbox_[i].topic)) {
-            outbox_.erase(outbox_.begin() + static_cast<std::ptrdiff_t>(i));
-            server_->CountDropped(1);
-            break;
-          }
-        }
-      }
-    }
+    const int dropped = outbox_.Push(encoded.topic, encoded.payload);
+    if (dropped > 0) server_->CountDropped(static_cast<std::uint64_t>(dropped));
     Write();
   }
 
@@ -314,17 +337,16 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   }
 
   void Write() {
-    if (writing_ || outbox_.empty() || !open_) return;
-    writing_ = true;
-    const auto payload = outbox_.front().payload;
+    if (!open_) return;
+    auto payload = outbox_.BeginWrite();
+    if (!payload) return;
     ws_.async_write(asio::buffer(*payload),
                     [self = shared_from_this(), payload](beast::error_code ec, std::size_t) {
-                      self->writing_ = false;
+                      self->outbox_.EndWrite();
                       if (ec) {
                         self->Close();
                         return;
                       }
-                      self->outbox_.pop_front();
                       self->Write();
                     });
   }
@@ -333,10 +355,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   http::request<http::string_body> request_;  // the upgrade request, alive during accept
   websocket::stream<beast::tcp_stream> ws_;
   beast::flat_buffer in_;
-  // Front is being written while writing_; the rest wait. Bounded by the
-  // number of latest-only topics plus max_queued_messages.
-  std::deque<Encoded> outbox_;
-  bool writing_ = false;
+  ClientOutbox outbox_;
   bool open_ = false;
   bool counted_ = false;  // in server_->clients
   std::uint64_t snapshot_seq_ = 0;

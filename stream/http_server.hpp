@@ -38,6 +38,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 
@@ -103,6 +104,41 @@ class HttpServer : public ResultSink {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+};
+
+// One client's send queue, implementing the delivery rules above; public so
+// the policy is tested without timing. Holds at most one message per
+// latest-only topic plus max_queued messages of the queued topics, plus the
+// one being written. Not synchronised (the I/O thread owns each outbox).
+class ClientOutbox {
+ public:
+  // Requires: max_queued >= 1.
+  explicit ClientOutbox(int max_queued);
+
+  // Adds an encoded message. A latest-only topic replaces its waiting message
+  // (keeping its place in line); a queued topic is appended, and when more than
+  // max_queued are waiting the oldest waiting one is dropped. Returns how many
+  // messages were dropped (0 or 1). The message being written is never touched.
+  int Push(const std::string& topic, std::shared_ptr<const std::string> payload);
+
+  // The next payload to send, now marked in flight; nullptr when nothing waits
+  // or a write is already in flight.
+  std::shared_ptr<const std::string> BeginWrite();
+  // The in-flight write finished (successfully or not): forget it.
+  void EndWrite();
+
+  bool writing() const { return writing_; }
+  // Waiting messages, not counting the one in flight.
+  std::size_t waiting() const;
+
+ private:
+  struct Entry {
+    std::string topic;
+    std::shared_ptr<const std::string> payload;
+  };
+  int max_queued_;
+  std::deque<Entry> entries_;  // front is in flight while writing_
+  bool writing_ = false;
 };
 
 // The WebSocket payload for one message (the framing described above); public

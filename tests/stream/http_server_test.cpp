@@ -228,6 +228,95 @@ TEST_CASE("a late client first gets the latest message of every topic", "[stream
   CHECK(server.stats().published == 5);
 }
 
+std::shared_ptr<const std::string> Payload(const std::string& text) {
+  return std::make_shared<const std::string>(text);
+}
+
+TEST_CASE("a slow client's outbox keeps the newest of each latest-only topic",
+          "[stream][http]") {
+  ClientOutbox outbox(4);
+  CHECK(outbox.Push("average", Payload("average 1")) == 0);
+  REQUIRE(*outbox.BeginWrite() == "average 1");  // in flight: never replaced
+  CHECK(outbox.BeginWrite() == nullptr);          // one write at a time
+  for (int i = 2; i <= 100; ++i) {
+    CHECK(outbox.Push("average", Payload("average " + std::to_string(i))) == 0);
+    CHECK(outbox.Push("drift", Payload("drift " + std::to_string(i))) == 0);
+  }
+  CHECK(outbox.waiting() == 2);
+  outbox.EndWrite();
+  // Place in line is kept (average first waited first), content is the newest.
+  CHECK(*outbox.BeginWrite() == "average 100");
+  outbox.EndWrite();
+  CHECK(*outbox.BeginWrite() == "drift 100");
+  outbox.EndWrite();
+  CHECK(outbox.BeginWrite() == nullptr);
+  CHECK(outbox.waiting() == 0);
+}
+
+TEST_CASE("a slow client's events are queued within a bound, oldest dropped first",
+          "[stream][http]") {
+  ClientOutbox outbox(3);
+  CHECK(outbox.Push("event", Payload("event 0")) == 0);
+  REQUIRE(*outbox.BeginWrite() == "event 0");
+  int dropped = 0;
+  for (int i = 1; i <= 10; ++i) dropped += outbox.Push("event", Payload("event " + std::to_string(i)));
+  dropped += outbox.Push("series_end", Payload("end"));
+  CHECK(outbox.Push("quality", Payload("quality")) == 0);  // latest-only: not counted
+  CHECK(dropped == 8);
+  CHECK(outbox.waiting() == 4);
+  std::vector<std::string> sent;
+  outbox.EndWrite();
+  while (auto payload = outbox.BeginWrite()) {
+    sent.push_back(*payload);
+    outbox.EndWrite();
+  }
+  CHECK(sent == std::vector<std::string>{"event 9", "event 10", "end", "quality"});
+  CHECK_THROWS_AS(ClientOutbox(0), std::invalid_argument);
+}
+
+TEST_CASE("a WebSocket upgrade from another origin is refused", "[stream][http]") {
+  HttpServer server(HttpServerOptions{"127.0.0.1:0"});
+  server.Start();
+  asio::io_context io;
+  websocket::stream<beast::tcp_stream> ws(io);
+  beast::get_lowest_layer(ws).connect(
+      tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(server.port())));
+  const std::string host = "127.0.0.1:" + std::to_string(server.port());
+  SECTION("a foreign page") {
+    ws.set_option(websocket::stream_base::decorator([](websocket::request_type& request) {
+      request.set(http::field::origin, "http://evil.example");
+    }));
+    beast::error_code ec;
+    ws.handshake(host, "/ws", ec);
+    CHECK(ec == websocket::error::upgrade_declined);
+    // The refusal itself, seen as plain HTTP (Beast 1.74 does not hand the
+    // declined response back from handshake).
+    beast::tcp_stream stream(io);
+    stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"),
+                                 static_cast<unsigned short>(server.port())));
+    http::request<http::empty_body> upgrade{http::verb::get, "/ws", 11};
+    upgrade.set(http::field::host, host);
+    upgrade.set(http::field::origin, "http://evil.example");
+    upgrade.set(http::field::upgrade, "websocket");
+    upgrade.set(http::field::connection, "upgrade");
+    upgrade.set(http::field::sec_websocket_key, "dGhlIHNhbXBsZSBub25jZQ==");
+    upgrade.set(http::field::sec_websocket_version, "13");
+    http::write(stream, upgrade);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> response;
+    http::read(stream, buffer, response);
+    CHECK(response.result() == http::status::forbidden);
+  }
+  SECTION("the page itself") {
+    ws.set_option(websocket::stream_base::decorator([host](websocket::request_type& request) {
+      request.set(http::field::origin, "http://" + host);
+    }));
+    beast::error_code ec;
+    ws.handshake(host, "/ws", ec);
+    CHECK_FALSE(ec);
+  }
+}
+
 TEST_CASE("a busy port is reported with the endpoint", "[stream][http]") {
   HttpServer first(HttpServerOptions{"127.0.0.1:0"});
   first.Start();
