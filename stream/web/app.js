@@ -116,6 +116,9 @@
     state.series = series;
     state.drift = null; state.average = null; state.frame = null; state.spectrum = null;
     state.quality = null; state.matrices = null; state.seriesEnd = null;
+    state.pixelSizeA = null;
+    $('unit-A').disabled = true;
+    if (view.unit === 'A') SetUnit('px');
     view.fitted = true;
     $('series').textContent = String(series);
     Object.keys(dirty).forEach((k) => { dirty[k] = true; });
@@ -127,13 +130,43 @@
     state.lastDriftAt = performance.now();
     if (driftPendingSince === null) driftPendingSince = state.lastDriftAt;
     if (header.pixel_size_A !== undefined) SetPixelSize(header.pixel_size_A);
+    else PixelSizeFromRates(header);
     dirty.drift = dirty.header = true;
   }
 
+  // The daemon's quality says `valid`/`verdict` (docs/protocol.md); the page
+  // also accepts `good`/`reason`. A real-space `lattice` {a_px, b_px} is turned
+  // into reciprocal vectors when `lattice_reciprocal` is not given.
   function OnQuality(header) {
     state.quality = header;
+    if (typeof header.good !== 'boolean' && typeof header.valid === 'boolean') header.good = header.valid;
+    if (header.reason === undefined && typeof header.verdict === 'string') header.reason = header.verdict;
+    if (!Array.isArray(header.lattice_reciprocal) && header.lattice && typeof header.lattice === 'object') {
+      const reciprocal = ReciprocalBasis(header.lattice.a_px, header.lattice.b_px);
+      if (reciprocal) header.lattice_reciprocal = reciprocal;
+    }
     if (header.pixel_size_A !== undefined) SetPixelSize(header.pixel_size_A);
+    else PixelSizeFromRates(header);
     dirty.quality = dirty.spectrum = dirty.header = true;
+  }
+
+  // Reciprocal basis [a*, b*] (cycles/px) of the real-space basis a, b (px):
+  // a*·a = b*·b = 1, a*·b = b*·a = 0. Null when degenerate.
+  function ReciprocalBasis(a, b) {
+    if (!Array.isArray(a) || !Array.isArray(b)) return null;
+    const det = a[0] * b[1] - a[1] * b[0];
+    if (!(Math.abs(det) > 1e-9)) return null;
+    return [[b[1] / det, -b[0] / det], [-a[1] / det, a[0] / det]];
+  }
+
+  // Without an explicit pixel size, the ratio of the drift rates in Å/s and
+  // px/s (both published by the daemon) is the pixel size.
+  function PixelSizeFromRates(header) {
+    if (state.pixelSizeA !== null) return;
+    const a = header.drift_rate_A_per_s, p = header.drift_rate_px_per_s;
+    if (!Array.isArray(a) || !Array.isArray(p)) return;
+    const pa = Math.hypot(Number(a[0]), Number(a[1])), pp = Math.hypot(Number(p[0]), Number(p[1]));
+    if (pp > 1e-9 && Number.isFinite(pa / pp)) SetPixelSize(pa / pp);
   }
 
   // pixel_size_A is a number or [y, x]; the drift plot uses x (they are equal
