@@ -16,6 +16,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
 
@@ -144,7 +145,133 @@ async function CheckDrawn(page, label) {
   }
 }
 
+async function LaunchBrowser() {
+  browser = await chromium.launch({
+    executablePath: kChromium,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
+// A TCP port that was free a moment ago (the OS picks it).
+function FreePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function WaitForHttp(url, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const response = await fetch(url);
+      if (response.ok) return;
+    } catch (error) { /* not up yet */ }
+    if (Date.now() > deadline) throw new Error(`${url} did not answer in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+// The real pipeline: livealign simulate -> livealign serve --http -> page, with
+// tests/web/web_daemon_probe subscribed to the daemon's PUB socket as an
+// independent ZeroMQ client: it records the last drift and quality it received
+// and the daemon's `status` reply, and the page must show the same.
+async function MainDaemon() {
+  const n = args.frames;
+  const [source, publish, control, http] = [await FreePort(), await FreePort(), await FreePort(), await FreePort()];
+  const ep = (port) => `tcp://127.0.0.1:${port}`;
+  const url = `http://127.0.0.1:${http}/`;
+  Start(args.livealign, ['serve', '--source', ep(source), '--publish', ep(publish), '--control', ep(control),
+    '--http', `127.0.0.1:${http}`, '--out', path.join(outDir, 'daemon_out')], /$^/).catch(() => {});
+  await WaitForHttp(url, 30000);
+  const publishedPath = path.join(outDir, 'published.json');
+  const { child: probe } = await Start(args.probe, ['--publish', ep(publish), '--control', ep(control),
+    '--json', publishedPath], /^subscribed$/);
+  const probeDone = new Promise((resolve) => probe.on('exit', (code) => resolve(code)));
+
+  await LaunchBrowser();
+  const errors = [];
+  const page = await OpenPage(url, errors);
+  await page.waitForFunction(() => window.livealign.state.connected, null, { timeout: 10000 });
+  Check(true, 'the page served by livealign serve --http connects to its WebSocket');
+  Start(args.livealign, ['simulate', '--publish', ep(source), '--frames', String(n), '--size', String(args.size),
+    '--rate', String(args.rate), '--series', 'e2e'], /^sent /, 120000).catch((e) => failures.push(String(e)));
+
+  const mid = Math.floor(n / 2);
+  await page.waitForFunction((m) => Number(document.getElementById('frame-count').dataset.nFrames) >= m, mid,
+    { timeout: 90000 });
+  const midCount = await FrameCount(page);
+  const late = await OpenPage(url, errors);
+  await page.screenshot({ path: path.join(outDir, 'preview_mid.png') });
+  await late.waitForFunction(() => window.livealign.state.drift && window.livealign.state.quality, null, { timeout: 10000 });
+  const lateFirst = await late.evaluate(() => window.livealign.state.firstDriftFrames);
+  Check(lateFirst >= midCount, `a page opened at frame ${midCount} starts from the snapshot at frame ${lateFirst}, not 0`);
+  await late.close();
+
+  const probeCode = await probeDone;  // exits after series_end and the status request
+  Check(probeCode === 0, `the ZeroMQ probe saw the series end and got the status (exit ${probeCode})`);
+  const published = JSON.parse(readFileSync(publishedPath, 'utf8'));
+  await page.waitForFunction((total) => Number(document.getElementById('frame-count').dataset.nFrames) === total &&
+    window.livealign.state.seriesEnd !== null, n, { timeout: 30000 });
+  // The page's last drift is the probe's last drift (the same final message).
+  await page.waitForFunction((want) => {
+    const d = window.livealign.state.drift;
+    return d && d.final === want.final && d.n_frames === want.n_frames;
+  }, published.drift, { timeout: 10000 });
+  await page.waitForFunction(() => window.livealign.state.lastRenderAt >= window.livealign.state.lastDriftAt);
+  await page.screenshot({ path: path.join(outDir, 'preview_end.png') });
+
+  const status = published.status;
+  Check(status.n_frames === n && (await Text(page, '#frame-count')) === String(status.n_frames),
+    `#frame-count ${await Text(page, '#frame-count')} = status.n_frames ${status.n_frames} = ${n} frames sent`);
+  const d = published.drift;
+  const shown = await page.evaluate(() => window.livealign.state.drift);
+  const last = d.shift_x_px.length - 1;
+  Check(shown.shift_x_px.length === d.shift_x_px.length &&
+        shown.shift_x_px.every((v, i) => v === d.shift_x_px[i]) && shown.shift_y_px.every((v, i) => v === d.shift_y_px[i]),
+    'the page decoded the same drift arrays as the ZeroMQ subscriber');
+  const driftInfo = await Text(page, '#drift-info');
+  Check(driftInfo.includes(`x ${d.shift_x_px[last].toFixed(3)} px`) && driftInfo.includes(`y ${d.shift_y_px[last].toFixed(3)} px`),
+    `drift panel shows the last shift: "${driftInfo}"`);
+  const q = published.quality;
+  Check((await Text(page, '#q-frames')) === String(q.n_frames), `quality: frames ${q.n_frames}`);
+  Check((await Text(page, '#q-rms')).startsWith(`${q.consistency_rms_px.toFixed(3)} px`),
+    `quality: consistency RMS ${q.consistency_rms_px.toFixed(3)} px`);
+  Check((await Text(page, '#q-rejected')) === `${(100 * q.rejected_pair_fraction).toFixed(1)} %`,
+    `quality: rejected pairs ${(100 * q.rejected_pair_fraction).toFixed(1)} %`);
+  const good = typeof q.good === 'boolean' ? q.good : q.valid;
+  Check((await Text(page, '#q-good')) === (good ? 'yes' : 'no'), `quality: good/valid = ${good}`);
+  const reason = q.reason ?? q.verdict;
+  if (reason !== undefined) Check((await Text(page, '#q-reason')) === String(reason), `quality: reason "${reason}"`);
+
+  const image = await CanvasStats(page, 'image-canvas');
+  Check(image.drawnFraction > 0.3 && image.colours > 50, `image canvas shows the average (${image.colours} colours)`);
+  const spectrum = await CanvasStats(page, 'spectrum-canvas');
+  Check(spectrum.drawnFraction > 0.5 && spectrum.colours > 50, 'spectrum canvas drawn');
+  const x = await ColourPixels(page, 'drift-canvas', [242, 165, 65]);
+  const y = await ColourPixels(page, 'drift-canvas', [79, 195, 247]);
+  Check(x > 100 && y > 100, `drift plot has both traces (${x} x-pixels, ${y} y-pixels)`);
+  const counts = await page.evaluate(() => window.livealign.state.counts);
+  if (counts.matrices) {
+    const m = await CanvasStats(page, 'matrix-x');
+    Check(m.drawnFraction > 0.3 && m.colours > 10, 'shift matrix heat map drawn');
+  } else {
+    console.log('note: the daemon published no `matrices` topic; the heat maps stay empty');
+  }
+  if (!counts.frame) console.log('note: the daemon published no `frame` topic; the raw-frame toggle has nothing to show');
+  const waits = await page.evaluate(() => window.livealign.state.driftToRenderMs.slice().sort((a, b) => a - b));
+  console.log(`info: drift message -> page redrawn: median ${waits[Math.floor(waits.length / 2)].toFixed(1)} ms, ` +
+    `max ${waits[waits.length - 1].toFixed(1)} ms over ${waits.length} redraws; messages per topic ${JSON.stringify(counts)}`);
+  Check(errors.length === 0, `no page errors${errors.length ? ': ' + errors.join('; ') : ''}`);
+}
+
 async function Main() {
+  if (args.feed === 'daemon') return MainDaemon();
   if (args.feed !== 'harness') throw new Error(`unknown --feed ${args.feed}`);
   const n = args.frames;
   const truthPath = path.join(outDir, 'truth.json');
@@ -156,11 +283,7 @@ async function Main() {
   const port = Number(match[1]);
   const url = `http://127.0.0.1:${port}/`;
 
-  browser = await chromium.launch({
-    executablePath: kChromium,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  await LaunchBrowser();
   const errors = [];
   const page = await OpenPage(url, errors);
   Check((await page.title()).includes('livealign'), 'the page is served at /');
