@@ -360,7 +360,9 @@
     const rect = ValidRect(image);
     let lo, hi;
     if (view.contrast === 'auto') {
-      [lo, hi] = Percentiles(image.pixels, image.cols, rect, [0.005, 0.995]);
+      // Percentiles once per image (not on every pan/zoom redraw).
+      if (image.auto === undefined) image.auto = Percentiles(image.pixels, image.cols, rect, [0.005, 0.995]);
+      [lo, hi] = image.auto;
       view.manualMin = lo; view.manualMax = hi;
       $('contrast-min').value = Number(lo.toPrecision(5));
       $('contrast-max').value = Number(hi.toPrecision(5));
