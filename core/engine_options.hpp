@@ -1,8 +1,9 @@
 #pragma once
 // Every tunable of the registration engine in one flat struct. Each field is
-// one key of config/livealign.ini and one --option of `livealign register` and
-// `livealign serve`, under the same name (tools/engine_option_binding.cpp maps
-// them), so defaults are stated once: here.
+// one key of config/livealign.ini and one --option of `livealign register`,
+// `serve` and `bench`, under the same name with '-' for '_' (weight_sigma is
+// --weight-sigma and `weight-sigma = ...` in the ini file);
+// tools/engine_option_binding.cpp maps them, so defaults are stated once: here.
 
 #include <string>
 

@@ -21,7 +21,8 @@ struct Shift {
   double y = 0.0;  // rows
 
   Shift Inverse() const { return {-x, -y}; }
-  double Norm() const { return std::hypot(x, y); }
+  // sqrt rather than std::hypot: hypot's overflow care costs a third of the solver's time.
+  double Norm() const { return std::sqrt(x * x + y * y); }
   Shift operator+(const Shift& o) const { return {x + o.x, y + o.y}; }
   Shift operator-(const Shift& o) const { return {x - o.x, y - o.y}; }
   Shift operator*(double f) const { return {x * f, y * f}; }

@@ -1,0 +1,142 @@
+#include "adapters/registration_outputs.hpp"
+
+#include <cmath>
+#include <filesystem>
+
+#include "adapters/csv_writer.hpp"
+#include "adapters/file_error.hpp"
+#include "adapters/json_report.hpp"
+#include "adapters/png_writer.hpp"
+#include "adapters/shift_matrix_image.hpp"
+#include "adapters/tiff_io.hpp"
+
+namespace livealign {
+namespace {
+
+nlohmann::json ShiftJson(const Shift& s) { return {{"x", s.x}, {"y", s.y}}; }
+
+nlohmann::json OptionsJson(const EngineOptions& o) {
+  return {{"window", o.window},
+          {"tukey_alpha", o.tukey_alpha},
+          {"weight", o.weight},
+          {"weight_sigma", o.weight_sigma},
+          {"weight_cutoff", o.weight_cutoff},
+          {"weight_low", o.weight_low},
+          {"correlation", o.correlation},
+          {"hybrid_p", o.hybrid_p},
+          {"max_shift_px", o.max_shift_px},
+          {"top_k", o.top_k},
+          {"inlier_floor_px", o.inlier_floor_px},
+          {"solver_max_iterations", o.solver_max_iterations},
+          {"full_resolve_every", o.full_resolve_every},
+          {"lattice_snapping", o.lattice_snapping},
+          {"refine_against_template", o.refine_against_template},
+          {"pixel_size_x_A", o.pixel_size_x_A},
+          {"pixel_size_y_A", o.pixel_size_y_A},
+          {"threads", o.threads}};
+}
+
+std::optional<double> PixelSize(const EngineOptions& o) {
+  if (o.pixel_size_x_A > 0) return o.pixel_size_x_A;
+  return std::nullopt;
+}
+
+}  // namespace
+
+nlohmann::json BuildReport(const RegistrationEngine& engine, const nlohmann::json& extra) {
+  const EngineQuality q = engine.quality();
+  nlohmann::json quality = {
+      {"num_frames", q.num_frames},
+      {"consistency_rms_px", q.consistency_rms_px},
+      {"rejected_pair_fraction", q.rejected_pair_fraction},
+      {"flagged_frames", q.flagged_frames},
+      {"pairs_snapped", q.pairs_snapped},
+      {"median_cycle_error_px", q.median_cycle_error_px},
+      {"max_cycle_error_px", q.max_cycle_error_px},
+      {"cycles_equal_to_lattice_vector", q.cycles_equal_to_lattice_vector},
+      {"frames_moved_by_lattice_offset", q.frames_moved_by_lattice_offset},
+      {"temporal_lattice_spikes", q.temporal_lattice_spikes},
+      {"stage_jumps", q.stage_jumps},
+      {"valid", q.valid},
+      {"lattice_offset_observable", q.lattice_offset_observable},
+      {"verdict", q.verdict},
+      {"drift_rate_px_per_s", q.drift_rate_px_per_s ? ShiftJson(*q.drift_rate_px_per_s) : nullptr},
+      {"drift_rate_A_per_s", q.drift_rate_A_per_s ? ShiftJson(*q.drift_rate_A_per_s) : nullptr}};
+  nlohmann::json lattice = {{"found", q.lattice.found}};
+  if (q.lattice.found) {
+    lattice["a_px"] = ShiftJson(q.lattice.a_px);
+    lattice["b_px"] = ShiftJson(q.lattice.b_px);
+    const EngineOptions& o = engine.options();
+    if (o.pixel_size_x_A > 0 && o.pixel_size_y_A > 0) {
+      auto in_A = [&](const Shift& v) {
+        return std::hypot(v.x * o.pixel_size_x_A, v.y * o.pixel_size_y_A);
+      };
+      lattice["a_A"] = in_A(q.lattice.a_px);
+      lattice["b_A"] = in_A(q.lattice.b_px);
+    }
+  }
+  quality["lattice"] = lattice;
+
+  nlohmann::json frames = nlohmann::json::array();
+  for (const FrameState& f : engine.frames()) {
+    frames.push_back({{"frame", f.index},
+                      {"timestamp_s", std::isfinite(f.timestamp_s) ? nlohmann::json(f.timestamp_s)
+                                                                   : nlohmann::json(nullptr)},
+                      {"shift_x_px", f.shift.x},
+                      {"shift_y_px", f.shift.y},
+                      {"residual_px", f.residual_px},
+                      {"flagged", f.flagged}});
+  }
+  nlohmann::json report = {
+      {"livealign_version", "0.1.0"},
+      {"frame_shape", {engine.frame_shape().rows, engine.frame_shape().cols}},
+      {"parameters", OptionsJson(engine.options())},
+      {"quality", quality},
+      {"frames", frames},
+      {"memory", {{"cache_bytes", engine.cache_bytes()}, {"frame_bytes", engine.frame_bytes()}}}};
+  for (auto it = extra.begin(); it != extra.end(); ++it) report[it.key()] = it.value();
+  return report;
+}
+
+RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
+                                             const RegistrationEngine& engine,
+                                             const nlohmann::json& extra) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw FileError(dir, "cannot create directory: " + ec.message());
+  const fs::path base = fs::absolute(dir);
+  RegistrationOutputs outputs;
+  auto path = [&](const char* name) {
+    outputs.written.push_back((base / name).string());
+    return outputs.written.back();
+  };
+  const std::optional<double> pixel_size_A = PixelSize(engine.options());
+
+  std::vector<ShiftCsvRow> rows;
+  for (const FrameState& f : engine.frames()) {
+    rows.push_back({f.index, f.shift.x, f.shift.y, f.residual_px, f.flagged});
+  }
+  WriteShiftsCsv(path("shifts.csv"), rows);
+
+  const AverageImage average = engine.Average();
+  if (!average.valid.Empty()) {
+    WriteTiffFloat32(path("average.tif"), average.common, pixel_size_A);
+    WriteGreyPng(path("average.png"), average.common);
+  }
+  WriteTiffFloat32(path("average_full.tif"), average.full, pixel_size_A);
+
+  const ShiftMatrixSnapshot matrices = engine.Matrices();
+  if (matrices.k > 0) {
+    ShiftMatrixData data{matrices.k, matrices.x, matrices.y, matrices.status};
+    WriteShiftMatrixPng(path("shift_matrix.png"), data);
+  }
+
+  // The report goes last, so its presence means the other files are complete.
+  nlohmann::json report = BuildReport(engine, extra);
+  report["files"] = outputs.written;
+  WriteJsonFile(path("report.json"), report);
+  return outputs;
+}
+
+}  // namespace livealign

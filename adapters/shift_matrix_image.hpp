@@ -1,0 +1,85 @@
+#pragma once
+// The shift-matrix picture a microscopist uses to judge a registration: the
+// measured pair shifts R_ij (x and y) as two k x k colour matrices side by
+// side. A good registration shows smooth, antisymmetric matrices; outliers
+// stand out as isolated cells of the wrong colour.
+//
+// Layout: [X panel][gap][Y panel], each panel k*cell_px square; row i, column
+// j shows entry (i, j). Colours: diverging blue-white-red, symmetric about 0
+// (blue negative, white 0, red positive), range per panel = max |value| over
+// inliers and snapped pairs (rejected pairs are outliers and would wash the
+// scale out), unless Options::range_px fixes it. Missing entries (NaN or
+// status 0, e.g. the diagonal) are light grey. Rejected pairs (status 2) get a
+// black X across the cell (a black cell when cells are under 5 px); snapped
+// pairs (status 3) a green border (a green cell when under 4 px). The gap is
+// dark grey. No text: the ranges come back in the result for a caption.
+//
+// Stateless and thread-safe.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "adapters/atomic_file.hpp"
+#include "adapters/rgb_image.hpp"
+
+namespace livealign {
+
+struct ShiftMatrixData {
+  int k = 0;  // number of frames
+  // k*k row-major; entry (i, j) is the used j_from_i shift in pixels, NaN when
+  // missing.
+  std::vector<double> x, y;
+  // k*k row-major: 0 missing, 1 inlier, 2 rejected, 3 snapped.
+  std::vector<std::uint8_t> status;
+};
+
+enum ShiftPairStatus : std::uint8_t {
+  kPairMissing = 0,
+  kPairInlier = 1,
+  kPairRejected = 2,
+  kPairSnapped = 3,
+};
+
+struct ShiftMatrixImageOptions {
+  // Cell size in pixels; 0 picks max(1, min(32, 512 / k)) so small series are
+  // legible and large ones stay below ~1000 px wide.
+  int cell_px = 0;
+  // Dark gap between the X and Y panels.
+  int gap_px = 4;
+  // Fixed symmetric colour range (|value| at full colour) for both panels;
+  // unset = per-panel automatic range.
+  std::optional<double> range_px;
+
+  bool Check(std::string* error) const;
+};
+
+struct ShiftMatrixImage {
+  RgbImage image;
+  int cell_px = 0;         // cell size used
+  double range_x_px = 0;   // |x| at full colour
+  double range_y_px = 0;   // |y| at full colour
+};
+
+// Colours used, exposed so tests and legends agree with the picture.
+constexpr Rgb kShiftMatrixMissing{200, 200, 200};
+constexpr Rgb kShiftMatrixGap{64, 64, 64};
+constexpr Rgb kShiftMatrixRejectedMark{0, 0, 0};
+constexpr Rgb kShiftMatrixSnappedMark{0, 170, 0};
+
+// Blue-white-red for t in [-1, 1] (clamped): -1 blue, 0 white, +1 red.
+Rgb DivergingColour(double t);
+
+// Renders the picture. Throws std::invalid_argument when k < 1, the vectors
+// are not k*k long, a status is > 3, the options are invalid, or a panel
+// would exceed 16384 pixels (k * cell_px).
+ShiftMatrixImage RenderShiftMatrix(const ShiftMatrixData& data,
+                                   const ShiftMatrixImageOptions& options = {});
+
+// RenderShiftMatrix + WriteRgbPng (atomic). Returns the rendering.
+ShiftMatrixImage WriteShiftMatrixPng(const std::string& path, const ShiftMatrixData& data,
+                                     const ShiftMatrixImageOptions& options = {},
+                                     const AtomicWriteOptions& atomic = {});
+
+}  // namespace livealign

@@ -1,0 +1,223 @@
+#pragma once
+// Robust translation synchronisation: one consistent shift per frame from all
+// pairwise measurements j_from_i ~ s_j - s_i (algorithms.md sections 1 and 4).
+//
+// The solver owns every pair measurement it was given (copies) and its current
+// solution. Frames are added one at a time with all their pairs to earlier
+// frames; Solve() re-solves warm-started from the previous solution (or from
+// scratch). Not thread-safe: one owner thread calls everything.
+//
+// Method, per Solve():
+//  1. Triangle (cycle) scores for the new pairs: the median over m of
+//     |R_ij + R_jm + R_mi|. With a lattice, triangles whose error is the same
+//     lattice vector for most m pre-correct the hopped pair.
+//  2. Warm start for each new frame k: per-axis weighted median over i of
+//     s_i + R_ik, weights from the triangle scores.
+//  3. IRLS with the Geman-McClure loss in a shrinking-threshold (TranSync /
+//     GNC) schedule, floored at max(min_threshold_px, scale_multiplier * robust
+//     sigma). Every iteration re-selects, per pair, the candidate peak closest
+//     to s_j - s_i, snaps it by a lattice vector when a lattice is set, and
+//     solves the weighted complete-graph Laplacian system by warm-started
+//     Jacobi-PCG (O(k^2) per sweep).
+//  4. Frames with too few inlier pairs are flagged, their pairs removed, the
+//     rest re-solved, and flagged frames get a best-effort shift by linear
+//     interpolation in frame index. Gauge: s_0 = (0, 0).
+// The number of iterations is bounded, so Solve() always returns.
+//
+//   ConsistencySolver solver({});
+//   solver.AddFrame({});                        // frame 0
+//   solver.AddFrame({m01});                     // frame 1: pair (0, 1)
+//   solver.AddFrame({m02, m12});                // frame 2
+//   SolverReport report = solver.Solve();
+//   if (report.flagged[2]) ...                  // frame 2 could not be placed
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "core/lattice.hpp"
+#include "core/shift.hpp"
+
+namespace livealign {
+
+struct SolverOptions {
+  // Hard bound on IRLS iterations per Solve(), all hop rounds together; each
+  // costs O(k^2 * (K + PCG sweeps)).
+  int max_iterations = 30;
+  // Bound on Jacobi-PCG sweeps per linear solve (per axis).
+  int max_cg_iterations = 50;
+  // PCG stops when the preconditioned residual corresponds to this many pixels.
+  double cg_tolerance_px = 1e-5;
+  // Floor of the inlier threshold, pixels. Below ~0.5 px sub-pixel peak bias
+  // (peak locking) starts rejecting good pairs; larger keeps more bad ones.
+  double min_threshold_px = 0.5;
+  // The threshold floor is also at least this many robust sigmas of the
+  // inlier residuals, so noisy series are not over-pruned.
+  // 3.5 sigma rejects ~0.2 % of good 2-D residuals (Rayleigh tail exp(-r^2/2)).
+  double scale_multiplier = 3.5;
+  // Cap of the threshold floor, pixels: when most pairs are garbage the robust
+  // sigma is meaningless, and a huge floor would accept everything. With a
+  // lattice the floor is also capped at the snap tolerance, otherwise hops
+  // would pass as inliers without being snapped.
+  double max_threshold_px = 3.0;
+  // Threshold shrink factor per iteration (TranSync c < 1). Smaller is faster
+  // but commits earlier to an inlier set.
+  double shrink_factor = 0.5;
+  // A from-scratch solve starts at this many times the floor (or at twice the
+  // median residual of the warm start if larger); incremental solves start at
+  // incremental_start_factor times the floor.
+  double scratch_start_factor = 16.0;
+  double incremental_start_factor = 1.0;
+  // A residual within this fraction of the shortest lattice spacing of a
+  // non-zero lattice vector is a unit-cell hop: the pair is corrected and kept.
+  double snap_tolerance = 0.25;
+  // A frame is flagged when fewer than max(min_inlier_fraction * measured
+  // pairs, min(min_inlier_pairs, k - 1)) of its pairs are inliers.
+  double min_inlier_fraction = 0.3;
+  int min_inlier_pairs = 2;
+  // Rounds of "move frames whose pairs mostly snap by one lattice vector".
+  int max_hop_rounds = 3;
+  // Converged when no choice or inlier status changed and no shift moved more
+  // than this, pixels, with the threshold at its floor.
+  double convergence_px = 1e-3;
+  // Triangles evaluated for the cycle statistics in the report (all when
+  // fewer exist, else a fixed-seed random sample).
+  int max_cycle_checks = 5000;
+
+  bool Check(std::string* error) const;
+};
+
+// Cycle (triangle) consistency of the final solution.
+struct CycleStatistics {
+  int evaluated = 0;          // triangles with three inlier pairs that were checked
+  double median_px = 0;       // median |U_ij + U_jm - U_im| of the used (snapped) shifts
+  double max_px = 0;
+  // Triangles whose error with the chosen candidates before snapping is close
+  // to a non-zero lattice vector (hops that snapping repaired).
+  int lattice_vector_count = 0;
+};
+
+struct SolverReport {
+  std::vector<Shift> shifts;               // per frame; frame 0 = (0, 0)
+  std::vector<double> frame_residual_px;   // RMS residual of the frame's inlier pairs (NaN: none)
+  std::vector<int> frame_inlier_pairs;
+  std::vector<bool> flagged;               // too few inlier pairs; shift is interpolated
+  int flagged_frames = 0;
+  int measured_pairs = 0;                  // pairs with at least one candidate
+  int inlier_pairs = 0;
+  double consistency_rms_px = 0;           // RMS residual over inlier pairs
+  double rejected_pair_fraction = 0;       // rejected / measured
+  int pairs_snapped = 0;                   // inlier pairs corrected by a lattice vector
+  int pairs_not_brightest = 0;             // pairs using a candidate other than [0]
+  int reselections = 0;                    // candidate choices changed during this Solve
+  double inlier_threshold_px = 0;          // final threshold
+  double robust_sigma_px = 0;              // per-axis sigma of inlier residuals
+  CycleStatistics cycles;
+  int iterations = 0;
+  int cg_iterations = 0;                   // total PCG sweeps
+  int frames_moved_by_lattice = 0;         // frames moved back by a lattice vector
+  bool converged = false;
+  std::string message;
+};
+
+// Dense k x k export for pictures and the web page. Entry (i, j) is the used
+// j_from_i for i < j and its inverse for i > j; NaN when missing; the
+// diagonal is 0 with status kMissing.
+struct ShiftMatrices {
+  enum Status : int { kMissing = 0, kInlier = 1, kRejected = 2, kSnapped = 3 };
+  Eigen::MatrixXd x_px;
+  Eigen::MatrixXd y_px;
+  Eigen::MatrixXi status;
+};
+
+class ConsistencySolver {
+ public:
+  struct PairState {
+    int chosen = -1;          // candidate index in use, -1 when none
+    Shift used_j_from_i;      // chosen candidate + snap correction
+    double weight = 0;        // final IRLS weight in [0, 1]
+    bool inlier = false;
+    bool snapped = false;     // corrected by a lattice vector
+    int snap_na = 0, snap_nb = 0;
+    double residual_px = 0;   // |s_j - s_i - used_j_from_i|, NaN when missing
+  };
+
+  // Throws std::invalid_argument when options.Check() fails.
+  explicit ConsistencySolver(const SolverOptions& options);
+
+  // Adds frame k = num_frames(). pairs_with_earlier[i] is the measurement of
+  // (i, k) for i = 0..k-1 (candidates may be empty). Throws
+  // std::invalid_argument when the size or a pair's (i, j) does not match, or
+  // a candidate shift is not finite. The new frame is placed by the next Solve().
+  void AddFrame(std::vector<PairMeasurement> pairs_with_earlier);
+  // Replaces the measurement of pair (m.i, m.j) (e.g. refined or coarse
+  // results). Throws std::invalid_argument unless m.i < m.j < num_frames().
+  void UpdatePair(const PairMeasurement& m);
+  // Enables (or with std::nullopt disables) unit-cell hop snapping.
+  void SetLattice(std::optional<Lattice> lattice);
+  const std::optional<Lattice>& lattice() const { return lattice_; }
+
+  // Re-solves all shifts: warm-started from the previous solution for frames
+  // already placed, unless from_scratch (then triangle scores for all pairs,
+  // O(k^3), and the full threshold schedule). Never throws for numerical
+  // reasons; non-convergence is in the report.
+  SolverReport Solve(bool from_scratch = false);
+
+  int num_frames() const { return num_frames_; }
+  // Current shifts (the last Solve(); new frames are unplaced until then).
+  const std::vector<Shift>& shifts() const { return shifts_; }
+  // Requires: i < j < num_frames(); throws std::invalid_argument otherwise.
+  const PairState& pair_state(int i, int j) const;
+  const PairMeasurement& pair_measurement(int i, int j) const;
+  ShiftMatrices Matrices() const;
+
+ private:
+  struct Pair {
+    PairMeasurement measurement;
+    PairState state;
+    double triangle_score = -1;  // < 0: not computed yet
+    int triangle_na = 0, triangle_nb = 0;  // hop seen in the triangles
+  };
+  static std::size_t PairIndex(int i, int j) {
+    return static_cast<std::size_t>(j) * (j - 1) / 2 + static_cast<std::size_t>(i);
+  }
+  Pair& pair(int i, int j) { return pairs_[PairIndex(i, j)]; }
+  const Pair& pair(int i, int j) const { return pairs_[PairIndex(i, j)]; }
+  void CheckPairIndices(int i, int j, const char* who) const;
+
+  // Best current estimate of b_from_a for any ordered pair; false when missing.
+  bool Estimate(int a, int b, Shift* b_from_a) const;
+  // Dense n x n table of Estimate() (row a, column b), for the O(k) triangle
+  // loops; valid[a * n + b] is 0 when missing.
+  struct EstimateTable {
+    std::vector<Shift> b_from_a;
+    std::vector<char> valid;
+  };
+  EstimateTable BuildEstimateTable() const;
+  void RefreshEstimate(int i, int j, EstimateTable* table) const;
+  void ScoreTriangles(int i, int j, const EstimateTable& table);
+  void WarmStart(int k);
+  // Chooses the candidate for pair (i, j) under the current shifts; returns
+  // the residual norm.
+  double Choose(int i, int j, double threshold_px);
+  // Weighted least squares by Jacobi-PCG, warm-started from shifts_.
+  void SolveLinear(const Eigen::MatrixXd& weights);
+  // Moves frames whose inlier pairs mostly snap by one lattice vector back by
+  // that vector; returns the number of frames moved.
+  int MoveDisplacedFrames();
+  CycleStatistics EvaluateCycles() const;
+
+  SolverOptions options_;
+  std::optional<Lattice> lattice_;
+  int num_frames_ = 0;
+  int placed_frames_ = 0;       // frames with a solved (warm-start) shift
+  double last_floor_px_ = 0;
+  int last_cg_iterations_ = 0;  // PCG sweeps in the last Solve() (report)    // threshold floor of the last Solve()
+  std::vector<Pair> pairs_;     // i < j, at PairIndex(i, j)
+  std::vector<Shift> shifts_;
+  std::vector<bool> flagged_;
+};
+
+}  // namespace livealign

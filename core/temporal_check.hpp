@@ -1,0 +1,57 @@
+#pragma once
+// Temporal plausibility check of solved shifts: stage drift is smooth, so a
+// frame whose shift jumps against BOTH time neighbours by about a lattice
+// vector (a spike in the second difference) is a node whose pairs were mostly
+// hopped. A real stage jump is a step (one first difference), not a spike, and
+// is reported separately, never as a hop.
+//
+// Pure functions on values; thread-safe.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/lattice.hpp"
+#include "core/shift.hpp"
+
+namespace livealign {
+
+struct TemporalCheckOptions {
+  // A deviation counts as a lattice vector when it is within this fraction of
+  // the shortest spacing of a non-zero lattice vector.
+  double lattice_tolerance = 0.25;
+  // Without a lattice: deviations (spikes) and steps larger than this are reported.
+  double spike_threshold_px = 3.0;
+  // Steps: first differences deviating from the median drift by more than this.
+  double step_threshold_px = 3.0;
+
+  bool Check(std::string* error) const;
+};
+
+struct TemporalSpike {
+  int frame = 0;
+  Shift deviation;           // s_k minus its interpolation from the neighbours
+  bool is_lattice_vector = false;
+  LatticeVector lattice_vector;  // nearest one, when a lattice was given
+};
+
+struct TemporalStep {
+  int frame = 0;             // the jump lies between frame - 1 and frame
+  Shift jump;                // first difference minus the median drift
+};
+
+struct TemporalCheckReport {
+  std::vector<TemporalSpike> spikes;
+  std::vector<TemporalStep> steps;
+};
+
+// Requires: timestamps empty (then frame index is the time) or of the same size
+// as shifts; NaN timestamps also fall back to the index. Throws
+// std::invalid_argument on a size mismatch or invalid options. Series shorter
+// than 3 frames give an empty report.
+TemporalCheckReport TemporalCheck(const std::vector<Shift>& shifts,
+                                  const std::vector<double>& timestamps,
+                                  const std::optional<Lattice>& lattice,
+                                  const TemporalCheckOptions& options = {});
+
+}  // namespace livealign

@@ -1,0 +1,155 @@
+#include "adapters/shift_matrix_image.hpp"
+
+#include <png.h>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include "tests/support/test_data.hpp"
+
+namespace livealign {
+namespace {
+
+using Catch::Matchers::WithinAbs;
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// k = 4 frames drifting by +1 px/frame in x and -0.5 px/frame in y, so
+// R_ij = s_j - s_i; the diagonal is missing, (0, 3) rejected, (1, 2) snapped.
+ShiftMatrixData Drift() {
+  ShiftMatrixData data;
+  data.k = 4;
+  data.x.assign(16, kNaN);
+  data.y.assign(16, kNaN);
+  data.status.assign(16, kPairMissing);
+  for (int i = 0; i < 4; ++i) {
+    for (int j = 0; j < 4; ++j) {
+      if (i == j) continue;
+      data.x[i * 4 + j] = 1.0 * (j - i);
+      data.y[i * 4 + j] = -0.5 * (j - i);
+      data.status[i * 4 + j] = kPairInlier;
+    }
+  }
+  data.x[0 * 4 + 3] = 40.0;  // an outlier: rejected, must not set the range
+  data.status[0 * 4 + 3] = kPairRejected;
+  data.status[1 * 4 + 2] = kPairSnapped;
+  return data;
+}
+
+bool Reddish(Rgb c) { return c.r > c.b + 20; }
+bool Bluish(Rgb c) { return c.b > c.r + 20; }
+
+}  // namespace
+
+TEST_CASE("shift matrix image has two panels, a gap and the expected colours",
+          "[adapters][shiftmatrix]") {
+  ShiftMatrixImageOptions options;
+  options.cell_px = 10;
+  options.gap_px = 4;
+  const ShiftMatrixImage out = RenderShiftMatrix(Drift(), options);
+  const RgbImage& image = out.image;
+  REQUIRE(image.width == 2 * 40 + 4);
+  REQUIRE(image.height == 40);
+  CHECK(out.cell_px == 10);
+  // Ranges from inliers only: max |x| = 3 (not the rejected 40), max |y| = 1.5.
+  CHECK_THAT(out.range_x_px, WithinAbs(3.0, 1e-12));
+  CHECK_THAT(out.range_y_px, WithinAbs(1.5, 1e-12));
+
+  auto centre = [&](int panel, int i, int j) {
+    return image.at(panel * (40 + 4) + j * 10 + 5, i * 10 + 3);
+  };
+  // Diagonal: missing grey in both panels.
+  CHECK(centre(0, 2, 2) == kShiftMatrixMissing);
+  CHECK(centre(1, 2, 2) == kShiftMatrixMissing);
+  // Above the diagonal x > 0 (red) and y < 0 (blue); below, the reverse.
+  CHECK(Reddish(centre(0, 0, 1)));
+  CHECK(Bluish(centre(0, 1, 0)));
+  CHECK(Bluish(centre(1, 0, 1)));
+  CHECK(Reddish(centre(1, 1, 0)));
+  // Full range is saturated, symmetric: R_03... (rejected) aside, R_30 = -3.
+  CHECK(centre(0, 3, 0) == DivergingColour(-1.0));
+  CHECK(centre(1, 3, 0) == DivergingColour(1.0));
+  // Gap column.
+  for (int y = 0; y < 40; ++y) REQUIRE(image.at(41, y) == kShiftMatrixGap);
+  // Rejected (0, 3): black X through the cell's diagonal, in both panels.
+  CHECK(image.at(3 * 10 + 0, 0) == kShiftMatrixRejectedMark);
+  CHECK(image.at(3 * 10 + 5, 5) == kShiftMatrixRejectedMark);
+  CHECK(image.at(3 * 10 + 9, 0) == kShiftMatrixRejectedMark);
+  CHECK(image.at(44 + 3 * 10 + 5, 5) == kShiftMatrixRejectedMark);
+  // Snapped (1, 2): green border, coloured centre.
+  CHECK(image.at(2 * 10, 1 * 10 + 5) == kShiftMatrixSnappedMark);
+  CHECK(image.at(2 * 10 + 5, 1 * 10) == kShiftMatrixSnappedMark);
+  CHECK(image.at(2 * 10 + 9, 1 * 10 + 9) == kShiftMatrixSnappedMark);
+  CHECK(Reddish(image.at(2 * 10 + 5, 1 * 10 + 5)));
+}
+
+TEST_CASE("shift matrix image marks small cells by filling them", "[adapters][shiftmatrix]") {
+  ShiftMatrixImageOptions options;
+  options.cell_px = 3;
+  options.gap_px = 1;
+  const RgbImage image = RenderShiftMatrix(Drift(), options).image;
+  REQUIRE(image.width == 2 * 12 + 1);
+  CHECK(image.at(3 * 3 + 1, 0 * 3 + 1) == kShiftMatrixRejectedMark);
+  CHECK(image.at(2 * 3 + 1, 1 * 3 + 1) == kShiftMatrixSnappedMark);
+}
+
+TEST_CASE("shift matrix image picks a cell size and honours a fixed range",
+          "[adapters][shiftmatrix]") {
+  ShiftMatrixData data = Drift();
+  const ShiftMatrixImage automatic = RenderShiftMatrix(data);
+  CHECK(automatic.cell_px == 32);  // 512 / 4 = 128, capped at 32
+  CHECK(automatic.image.height == 4 * 32);
+
+  ShiftMatrixImageOptions fixed;
+  fixed.range_px = 6.0;
+  const ShiftMatrixImage out = RenderShiftMatrix(data, fixed);
+  CHECK(out.range_x_px == 6.0);
+  CHECK(out.range_y_px == 6.0);
+  // x = -3 at half the fixed range: half-way between white and blue.
+  CHECK(out.image.at(0 * 32 + 16, 3 * 32 + 16) == DivergingColour(-0.5));
+}
+
+TEST_CASE("shift matrix image refuses inconsistent input", "[adapters][shiftmatrix]") {
+  ShiftMatrixData data = Drift();
+  data.x.pop_back();
+  CHECK_THROWS_AS(RenderShiftMatrix(data), std::invalid_argument);
+  data = Drift();
+  data.status[5] = 7;
+  CHECK_THROWS_AS(RenderShiftMatrix(data), std::invalid_argument);
+  data = Drift();
+  data.k = 0;
+  CHECK_THROWS_AS(RenderShiftMatrix(data), std::invalid_argument);
+  ShiftMatrixImageOptions bad;
+  bad.range_px = -1.0;
+  CHECK_THROWS_AS(RenderShiftMatrix(Drift(), bad), std::invalid_argument);
+}
+
+TEST_CASE("shift matrix png is written with the rendered size", "[adapters][shiftmatrix]") {
+  const std::string dir = testing::ScratchDir("shift_matrix_png");
+  const ShiftMatrixImage out = WriteShiftMatrixPng(dir + "/matrix.png", Drift());
+  png_image image;
+  std::memset(&image, 0, sizeof(image));
+  image.version = PNG_IMAGE_VERSION;
+  REQUIRE(png_image_begin_read_from_file(&image, (dir + "/matrix.png").c_str()) != 0);
+  CHECK(static_cast<int>(image.width) == out.image.width);
+  CHECK(static_cast<int>(image.height) == out.image.height);
+  CHECK(PNG_IMAGE_SAMPLE_CHANNELS(image.format) == 3);
+  png_image_free(&image);
+}
+
+TEST_CASE("diverging colour map is white at zero and symmetric", "[adapters][shiftmatrix]") {
+  const Rgb white = DivergingColour(0.0);
+  CHECK(white.r > 240);
+  CHECK(white.g > 240);
+  CHECK(white.b > 240);
+  CHECK(Bluish(DivergingColour(-1.0)));
+  CHECK(Reddish(DivergingColour(1.0)));
+  CHECK(DivergingColour(5.0) == DivergingColour(1.0));  // clamped
+  CHECK(DivergingColour(kNaN) == kShiftMatrixMissing);
+}
+
+}  // namespace livealign

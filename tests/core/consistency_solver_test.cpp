@@ -1,0 +1,381 @@
+#include "core/consistency_solver.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <random>
+
+namespace livealign {
+namespace {
+
+using Catch::Matchers::WithinAbs;
+
+// Smooth drift with a little wobble, s_0 = (0, 0).
+std::vector<Shift> TrueDrift(int n) {
+  std::vector<Shift> s(static_cast<std::size_t>(n));
+  for (int k = 0; k < n; ++k) {
+    s[k] = Shift{0.7 * k + 3 * std::sin(0.11 * k), -0.45 * k + 2 * (std::cos(0.07 * k) - 1)};
+  }
+  return s;
+}
+
+PeakCandidate Candidate(Shift j_from_i, double height) { return PeakCandidate{j_from_i, height, false}; }
+
+// Builds pair measurements of a known truth; `make` returns the candidates of
+// pair (i, j) from the true j_from_i.
+template <typename Make>
+std::vector<std::vector<PairMeasurement>> Measure(const std::vector<Shift>& truth, Make make) {
+  const int n = static_cast<int>(truth.size());
+  std::vector<std::vector<PairMeasurement>> frames(static_cast<std::size_t>(n));
+  for (int j = 0; j < n; ++j) {
+    for (int i = 0; i < j; ++i) {
+      PairMeasurement m;
+      m.i = i;
+      m.j = j;
+      m.candidates = make(i, j, truth[j] - truth[i]);
+      frames[j].push_back(m);
+    }
+  }
+  return frames;
+}
+
+void AddAll(ConsistencySolver* solver, const std::vector<std::vector<PairMeasurement>>& frames) {
+  for (const auto& pairs : frames) solver->AddFrame(pairs);
+}
+
+// Per-axis RMS error of the unflagged frames.
+double RmsError(const SolverReport& report, const std::vector<Shift>& truth) {
+  double sum = 0;
+  int count = 0;
+  for (std::size_t k = 0; k < truth.size(); ++k) {
+    if (report.flagged[k]) continue;
+    const Shift e = report.shifts[k] - truth[k];
+    sum += e.x * e.x + e.y * e.y;
+    count += 2;
+  }
+  return std::sqrt(sum / count);
+}
+
+Shift Gaussian(std::mt19937* rng, double sigma) {
+  std::normal_distribution<double> g(0.0, sigma);
+  return {g(*rng), g(*rng)};
+}
+
+Shift Uniform(std::mt19937* rng, double half_width) {
+  std::uniform_real_distribution<double> u(-half_width, half_width);
+  return {u(*rng), u(*rng)};
+}
+
+const Lattice kLattice = Lattice::Reduced({9.0, 1.5}, {-3.2, 8.6});
+
+Shift RandomHop(std::mt19937* rng) {
+  std::uniform_int_distribution<int> d(-1, 1);
+  int na = 0, nb = 0;
+  while (na == 0 && nb == 0) {
+    na = d(*rng);
+    nb = d(*rng);
+  }
+  return kLattice.Vector(na, nb);
+}
+
+TEST_CASE("noise-only pairs give shifts with error near sigma sqrt(2/k)", "[core][consistency_solver]") {
+  const int n = 40;
+  const double sigma = 0.2;
+  const auto truth = TrueDrift(n);
+  std::mt19937 rng(1);
+  ConsistencySolver solver({});
+  AddAll(&solver, Measure(truth, [&](int, int, Shift t) {
+           return std::vector<PeakCandidate>{Candidate(t + Gaussian(&rng, sigma), 1.0)};
+         }));
+  const SolverReport report = solver.Solve();
+  CAPTURE(report.message);
+  const double expected = sigma * std::sqrt(2.0 / n);
+  const double rms = RmsError(report, truth);
+  CAPTURE(rms, expected);
+  REQUIRE(rms < 1.6 * expected);
+  REQUIRE(rms > 0.4 * expected);
+  REQUIRE(report.converged);
+  REQUIRE(report.flagged_frames == 0);
+  REQUIRE(report.rejected_pair_fraction < 0.01);
+  REQUIRE_THAT(report.shifts[0].x, WithinAbs(0, 1e-12));
+  REQUIRE_THAT(report.shifts[0].y, WithinAbs(0, 1e-12));
+  // Residual of an edge after the fit: sigma * sqrt(2) * sqrt(1 - 2/k) per norm-RMS.
+  REQUIRE_THAT(report.consistency_rms_px, WithinAbs(sigma * std::sqrt(2.0), 0.05));
+  REQUIRE(report.cycles.evaluated > 0);
+  REQUIRE(report.cycles.median_px < 4 * sigma);
+}
+
+TEST_CASE("random outlier pairs are rejected and do not bias the shifts", "[core][consistency_solver]") {
+  const double outlier_fraction = GENERATE(0.2, 0.3);
+  CAPTURE(outlier_fraction);
+  const int n = 50;
+  const double sigma = 0.15;
+  const auto truth = TrueDrift(n);
+  std::mt19937 rng(2);
+  std::bernoulli_distribution is_outlier(outlier_fraction);
+  std::bernoulli_distribution is_missing(0.05);
+  int outliers = 0;
+  ConsistencySolver solver({});
+  AddAll(&solver, Measure(truth, [&](int, int, Shift t) {
+           if (is_missing(rng)) return std::vector<PeakCandidate>{};
+           if (is_outlier(rng)) {
+             ++outliers;
+             return std::vector<PeakCandidate>{Candidate(Uniform(&rng, 40), 0.3)};
+           }
+           return std::vector<PeakCandidate>{Candidate(t + Gaussian(&rng, sigma), 0.5)};
+         }));
+  const SolverReport report = solver.Solve();
+  CAPTURE(report.message);
+  const double expected = sigma * std::sqrt(2.0 / (n * (1 - outlier_fraction)));
+  const double rms = RmsError(report, truth);
+  CAPTURE(rms, expected);
+  REQUIRE(report.flagged_frames == 0);
+  REQUIRE(rms < 2.0 * expected);
+  const double true_rejected = static_cast<double>(outliers) / report.measured_pairs;
+  REQUIRE_THAT(report.rejected_pair_fraction, WithinAbs(true_rejected, 0.02));
+}
+
+TEST_CASE("lattice hops on 20% of pairs are snapped when the lattice is known", "[core][consistency_solver]") {
+  const int n = 40;
+  const double sigma = 0.1;
+  const auto truth = TrueDrift(n);
+  std::mt19937 rng(3);
+  std::bernoulli_distribution is_hop(0.2);
+  std::vector<std::vector<char>> hopped(n, std::vector<char>(n, 0));
+  int hops = 0;
+  ConsistencySolver solver({});
+  solver.SetLattice(kLattice);
+  AddAll(&solver, Measure(truth, [&](int i, int j, Shift t) {
+           Shift measured = t + Gaussian(&rng, sigma);
+           if (is_hop(rng)) {
+             measured += RandomHop(&rng);
+             hopped[i][j] = 1;
+             ++hops;
+           }
+           return std::vector<PeakCandidate>{Candidate(measured, 1.0)};
+         }));
+  const SolverReport report = solver.Solve();
+  CAPTURE(report.message, hops);
+  REQUIRE(report.pairs_snapped == hops);
+  REQUIRE(report.rejected_pair_fraction < 0.01);
+  REQUIRE(report.flagged_frames == 0);
+  REQUIRE(RmsError(report, truth) < 1.6 * sigma * std::sqrt(2.0 / n));
+  for (int j = 1; j < n; ++j) {
+    for (int i = 0; i < j; ++i) {
+      const auto& state = solver.pair_state(i, j);
+      REQUIRE(state.snapped == static_cast<bool>(hopped[i][j]));
+      REQUIRE(state.residual_px < 1.0);
+    }
+  }
+  REQUIRE(report.cycles.lattice_vector_count > 0);
+  const ShiftMatrices matrices = solver.Matrices();
+  REQUIRE(matrices.x_px.rows() == n);
+  int snapped_entries = 0;
+  for (int j = 1; j < n; ++j)
+    for (int i = 0; i < j; ++i) snapped_entries += matrices.status(i, j) == ShiftMatrices::kSnapped;
+  REQUIRE(snapped_entries == hops);
+}
+
+TEST_CASE("hops without a lattice are fixed by re-selecting the second candidate", "[core][consistency_solver]") {
+  const int n = 40;
+  const double sigma = 0.1;
+  const auto truth = TrueDrift(n);
+  std::mt19937 rng(4);
+  std::bernoulli_distribution is_hop(0.2);
+  int hops = 0;
+  ConsistencySolver solver({});
+  AddAll(&solver, Measure(truth, [&](int, int, Shift t) {
+           const Shift good = t + Gaussian(&rng, sigma);
+           if (is_hop(rng)) {
+             ++hops;
+             return std::vector<PeakCandidate>{Candidate(good + RandomHop(&rng), 1.0),
+                                               Candidate(good, 0.97),
+                                               Candidate(good - RandomHop(&rng) * 2, 0.9)};
+           }
+           return std::vector<PeakCandidate>{Candidate(good, 1.0), Candidate(good + RandomHop(&rng), 0.95)};
+         }));
+  const SolverReport report = solver.Solve();
+  CAPTURE(report.message, hops);
+  REQUIRE(report.pairs_not_brightest == hops);
+  REQUIRE(report.pairs_snapped == 0);
+  REQUIRE(report.rejected_pair_fraction < 0.01);
+  REQUIRE(RmsError(report, truth) < 1.6 * sigma * std::sqrt(2.0 / n));
+}
+
+TEST_CASE("a frame whose pairs are all wrong is flagged and leaves the others intact", "[core][consistency_solver]") {
+  const int n = 30;
+  const int bad = GENERATE(0, 17, 29);
+  CAPTURE(bad);
+  const double sigma = 0.1;
+  const auto truth = TrueDrift(n);
+  std::mt19937 rng(5);
+  ConsistencySolver solver({});
+  AddAll(&solver, Measure(truth, [&](int i, int j, Shift t) {
+           if (i == bad || j == bad) return std::vector<PeakCandidate>{Candidate(Uniform(&rng, 30), 1.0)};
+           return std::vector<PeakCandidate>{Candidate(t + Gaussian(&rng, sigma), 1.0)};
+         }));
+  const SolverReport report = solver.Solve();
+  CAPTURE(report.message);
+  REQUIRE(report.flagged[bad]);
+  REQUIRE(report.flagged_frames == 1);
+  // Gauge is s_0 = 0 even when frame 0 is the bad one: compare relative to
+  // the first good frame then.
+  const int anchor = bad == 0 ? 1 : 0;
+  double worst = 0;
+  for (int k = 0; k < n; ++k) {
+    if (k == bad) continue;
+    const Shift e = (report.shifts[k] - report.shifts[anchor]) - (truth[k] - truth[anchor]);
+    worst = std::max(worst, e.Norm());
+  }
+  REQUIRE(worst < 0.2);
+  // Best-effort shift: interpolated between its neighbours.
+  if (bad == 17) {
+    const Shift expected = (report.shifts[16] + report.shifts[18]) * 0.5;
+    REQUIRE_THAT((report.shifts[bad] - expected).Norm(), WithinAbs(0, 1e-9));
+  }
+  REQUIRE(std::isnan(report.frame_residual_px[bad]));
+  REQUIRE(report.frame_inlier_pairs[bad] == 0);
+}
+
+TEST_CASE("incremental solves agree with a from-scratch solve", "[core][consistency_solver]") {
+  const int n = 45;
+  const double sigma = 0.15;
+  const auto truth = TrueDrift(n);
+  std::mt19937 rng(6);
+  std::bernoulli_distribution is_outlier(0.2), is_hop(0.15);
+  const auto frames = Measure(truth, [&](int, int, Shift t) {
+    Shift measured = t + Gaussian(&rng, sigma);
+    if (is_outlier(rng)) measured = Uniform(&rng, 40);
+    else if (is_hop(rng)) measured += RandomHop(&rng);
+    return std::vector<PeakCandidate>{Candidate(measured, 1.0)};
+  });
+  ConsistencySolver incremental({});
+  incremental.SetLattice(kLattice);
+  SolverReport last;
+  int max_iterations = 0;
+  for (const auto& pairs : frames) {
+    incremental.AddFrame(pairs);
+    last = incremental.Solve();
+    max_iterations = std::max(max_iterations, last.iterations);
+  }
+  ConsistencySolver scratch({});
+  scratch.SetLattice(kLattice);
+  AddAll(&scratch, frames);
+  const SolverReport reference = scratch.Solve(true);
+  CAPTURE(last.message, reference.message, max_iterations);
+  REQUIRE(last.flagged_frames == 0);
+  REQUIRE(reference.flagged_frames == 0);
+  for (int k = 0; k < n; ++k) {
+    REQUIRE((last.shifts[k] - reference.shifts[k]).Norm() < 0.01);
+  }
+  REQUIRE(RmsError(last, truth) < 2.0 * sigma * std::sqrt(2.0 / (0.8 * n)));
+  // A repeated incremental Solve with nothing new is already converged.
+  const SolverReport again = incremental.Solve();
+  REQUIRE(again.converged);
+  REQUIRE(again.reselections == 0);
+}
+
+TEST_CASE("garbage measurements return promptly with flagged frames", "[core][consistency_solver]") {
+  const int n = 30;
+  std::mt19937 rng(7);
+  SolverOptions options;
+  ConsistencySolver solver(options);
+  solver.SetLattice(kLattice);
+  AddAll(&solver, Measure(TrueDrift(n), [&](int, int, Shift) {
+           return std::vector<PeakCandidate>{Candidate(Uniform(&rng, 50), 1.0),
+                                             Candidate(Uniform(&rng, 50), 0.9)};
+         }));
+  const SolverReport report = solver.Solve(true);
+  CAPTURE(report.message);
+  REQUIRE(report.iterations <= options.max_iterations);
+  REQUIRE(report.flagged_frames >= n * 8 / 10);
+  REQUIRE(report.shifts.size() == static_cast<std::size_t>(n));
+  for (const Shift& s : report.shifts) REQUIRE((std::isfinite(s.x) && std::isfinite(s.y)));
+}
+
+TEST_CASE("solver handles tiny and empty problems and refuses misuse", "[core][consistency_solver]") {
+  ConsistencySolver solver({});
+  REQUIRE(solver.Solve().shifts.empty());
+  solver.AddFrame({});
+  SolverReport report = solver.Solve();
+  REQUIRE(report.shifts.size() == 1);
+  REQUIRE_FALSE(report.flagged[0]);
+  PairMeasurement m;
+  m.i = 0;
+  m.j = 1;
+  m.candidates = {Candidate({2.5, -1.0}, 1.0)};
+  solver.AddFrame({m});
+  report = solver.Solve();
+  REQUIRE_THAT(report.shifts[1].x, WithinAbs(2.5, 1e-6));
+  REQUIRE_THAT(report.shifts[1].y, WithinAbs(-1.0, 1e-6));
+  REQUIRE(solver.pair_state(0, 1).inlier);
+
+  m.candidates = {Candidate({3.0, -1.0}, 1.0)};
+  solver.UpdatePair(m);
+  report = solver.Solve();
+  REQUIRE_THAT(report.shifts[1].x, WithinAbs(3.0, 1e-6));
+
+  REQUIRE_THROWS_AS(solver.AddFrame({m}), std::invalid_argument);         // needs 2 pairs
+  REQUIRE_THROWS_AS(solver.pair_state(1, 1), std::invalid_argument);
+  REQUIRE_THROWS_AS(solver.pair_state(0, 2), std::invalid_argument);
+  PairMeasurement bad = m;
+  bad.candidates = {Candidate({std::nan(""), 0.0}, 1.0)};
+  REQUIRE_THROWS_AS(solver.UpdatePair(bad), std::invalid_argument);
+  SolverOptions options;
+  options.shrink_factor = 1.5;
+  REQUIRE_THROWS_AS(ConsistencySolver(options), std::invalid_argument);
+
+  // A frame with no measured pair at all is flagged and placed by its neighbour.
+  PairMeasurement empty0, empty1;
+  empty0.i = 0; empty0.j = 2;
+  empty1.i = 1; empty1.j = 2;
+  solver.AddFrame({empty0, empty1});
+  report = solver.Solve();
+  REQUIRE(report.flagged[2]);
+  REQUIRE_THAT((report.shifts[2] - report.shifts[1]).Norm(), WithinAbs(0, 1e-9));
+  const ShiftMatrices matrices = solver.Matrices();
+  REQUIRE(matrices.status(0, 2) == ShiftMatrices::kMissing);
+  REQUIRE(std::isnan(matrices.x_px(0, 2)));
+  REQUIRE_THAT(matrices.x_px(1, 0), WithinAbs(-3.0, 1e-9));
+}
+
+// Timing of the typical incremental case (hidden: run with "[.benchmark]").
+TEST_CASE("incremental solve time at 50 and 200 frames", "[.benchmark]") {
+  for (int n : {50, 200}) {
+    const double sigma = 0.2;
+    const auto truth = TrueDrift(n);
+    std::mt19937 rng(8);
+    std::bernoulli_distribution is_outlier(0.1), is_hop(0.05);
+    const auto frames = Measure(truth, [&](int, int, Shift t) {
+      Shift measured = t + Gaussian(&rng, sigma);
+      if (is_outlier(rng)) measured = Uniform(&rng, 40);
+      else if (is_hop(rng)) measured += RandomHop(&rng);
+      return std::vector<PeakCandidate>{Candidate(measured, 1.0), Candidate(measured + RandomHop(&rng), 0.8)};
+    });
+    ConsistencySolver solver({});
+    solver.SetLattice(kLattice);
+    double last_ms = 0, worst_ms = 0, total_ms = 0;
+    SolverReport report;
+    for (int k = 0; k < n; ++k) {
+      solver.AddFrame(frames[k]);
+      const auto start = std::chrono::steady_clock::now();
+      report = solver.Solve();
+      last_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+      worst_ms = std::max(worst_ms, last_ms);
+      total_ms += last_ms;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    const SolverReport scratch = solver.Solve(true);
+    const double scratch_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    WARN("k=" << n << ": last incremental Solve " << last_ms << " ms (" << report.iterations
+              << " iterations, " << report.cg_iterations << " PCG sweeps), worst " << worst_ms << " ms, mean " << total_ms / n
+              << " ms; from scratch " << scratch_ms << " ms (" << scratch.iterations
+              << " iterations); rms error " << RmsError(report, truth) << " px (sigma*sqrt(2/k) = "
+              << sigma * std::sqrt(2.0 / n) << ")");
+    REQUIRE(report.flagged_frames == 0);
+  }
+}
+
+}  // namespace
+}  // namespace livealign

@@ -1,0 +1,81 @@
+#include "tools/engine_option_binding.hpp"
+
+#include <fstream>
+#include <iostream>
+#include <stdexcept>
+
+namespace po = boost::program_options;
+
+namespace livealign {
+
+void AddEngineOptions(po::options_description* description, EngineOptions* o) {
+  const EngineOptions defaults;
+  description->add_options()
+      ("window", po::value(&o->window)->default_value(defaults.window),
+       "edge window before the FFT: none, hann, tukey")
+      ("tukey-alpha", po::value(&o->tukey_alpha)->default_value(defaults.tukey_alpha),
+       "Tukey taper fraction (0 box .. 1 Hann)")
+      ("weight", po::value(&o->weight)->default_value(defaults.weight),
+       "Fourier weight: none, gaussian, lowpass, bandpass")
+      ("weight-sigma", po::value(&o->weight_sigma)->default_value(defaults.weight_sigma),
+       "gaussian weight width, cycles/px")
+      ("weight-cutoff", po::value(&o->weight_cutoff)->default_value(defaults.weight_cutoff),
+       "band limit of the weight, cycles/px (Nyquist 0.5)")
+      ("weight-low", po::value(&o->weight_low)->default_value(defaults.weight_low),
+       "low edge of the bandpass weight, cycles/px")
+      ("correlation", po::value(&o->correlation)->default_value(defaults.correlation),
+       "cc, pc or hybrid")
+      ("hybrid-p", po::value(&o->hybrid_p)->default_value(defaults.hybrid_p),
+       "hybrid correlation exponent (1 = cc, 0 = pc)")
+      ("max-shift-px", po::value(&o->max_shift_px)->default_value(defaults.max_shift_px),
+       "largest shift searched per axis, px (0 = quarter frame)")
+      ("top-k", po::value(&o->top_k)->default_value(defaults.top_k),
+       "correlation maxima kept per pair")
+      ("inlier-floor-px", po::value(&o->inlier_floor_px)->default_value(defaults.inlier_floor_px),
+       "solver residual-scale floor, px")
+      ("solver-max-iterations",
+       po::value(&o->solver_max_iterations)->default_value(defaults.solver_max_iterations),
+       "robust solver iteration bound per update")
+      ("full-resolve-every",
+       po::value(&o->full_resolve_every)->default_value(defaults.full_resolve_every),
+       "frames between full re-solves from scratch")
+      ("lattice-snapping", po::value(&o->lattice_snapping)->default_value(defaults.lattice_snapping),
+       "estimate the lattice and snap unit-cell hops (true/false)")
+      ("refine-against-template",
+       po::value(&o->refine_against_template)->default_value(defaults.refine_against_template),
+       "precision stage against the leave-one-out average (true/false)")
+      ("pixel-size-x-A", po::value(&o->pixel_size_x_A)->default_value(defaults.pixel_size_x_A),
+       "pixel size along x, Å (0 = unknown)")
+      ("pixel-size-y-A", po::value(&o->pixel_size_y_A)->default_value(defaults.pixel_size_y_A),
+       "pixel size along y, Å (0 = unknown)")
+      ("threads", po::value(&o->threads)->default_value(defaults.threads),
+       "worker threads (0 = all cores)");
+}
+
+bool ParseCommandLine(int argc, char** argv, const po::options_description& visible,
+                      const po::positional_options_description& positional,
+                      po::variables_map* vm, const std::string& usage) {
+  po::store(po::command_line_parser(argc, argv).options(visible).positional(positional).run(), *vm);
+  if (vm->count("help")) {
+    std::cout << usage << "\n\n" << visible << "\n";
+    return false;
+  }
+  if (vm->count("config")) {
+    const std::string path = (*vm)["config"].as<std::string>();
+    std::ifstream file(path);
+    if (!file) throw std::runtime_error(path + ": cannot open config file");
+    // Values already stored from the command line take precedence.
+    po::store(po::parse_config_file(file, visible, /*allow_unregistered=*/false), *vm);
+  }
+  po::notify(*vm);
+  return true;
+}
+
+void ApplyPixelSize(double pixel_size_A, EngineOptions* options) {
+  if (pixel_size_A > 0) {
+    options->pixel_size_x_A = pixel_size_A;
+    options->pixel_size_y_A = pixel_size_A;
+  }
+}
+
+}  // namespace livealign
