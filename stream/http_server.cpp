@@ -264,8 +264,9 @@ struct ServerCore {
 };
 
 // One WebSocket client. Lives as long as a pending handler holds it; the
-// registry holds only weak pointers, so nothing here touches the server after
-// the I/O thread has stopped. All members are used on the I/O thread only.
+// registry holds only weak pointers. A session can outlive the I/O thread (its
+// handlers are destroyed with `io`); its destructor then touches only
+// `clients`, which outlives `io`. All members are used on the I/O thread only.
 class WsSession : public std::enable_shared_from_this<WsSession> {
  public:
   WsSession(ServerCore* server, tcp::socket&& socket)
