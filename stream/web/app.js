@@ -636,7 +636,9 @@
     const stamps = Array.isArray(d.timestamp_s) ? d.timestamp_s : [];
     const haveTime = stamps.length >= n && stamps.slice(0, n).every((t) => Num(t) !== null);
     const t0 = haveTime ? stamps[0] : 0;
-    const tOf = (i) => (haveTime ? stamps[i] - t0 : i);
+    // Without timestamps: the wire frame index (it has gaps where frames were lost).
+    const indices = Array.isArray(d.frame_indices) && d.frame_indices.length >= n ? d.frame_indices : null;
+    const tOf = (i) => (haveTime ? stamps[i] - t0 : indices ? indices[i] : i);
     const unitScale = view.unit === 'A' && state.pixelSizeA ? state.pixelSizeA : 1;
     const unit = unitScale === 1 ? 'px' : 'Å';
     let lo = Infinity, hi = -Infinity;
@@ -646,7 +648,7 @@
     if (!Number.isFinite(lo)) { lo = -1; hi = 1; }
     const pad = Math.max(0.5 * unitScale, (hi - lo) * 0.08);
     lo -= pad; hi += pad;
-    const tMax = Math.max(tOf(n - 1), haveTime ? 1e-3 : 1);
+    const tMax = Math.max(tOf(n - 1), haveTime ? 1e-3 : 1);  // starts at 0 (frame 0 or its time)
     const L = 56, R = 12, T = 10, B = 30;
     const px = (t) => L + (t / tMax) * (w - L - R);
     const py = (v) => T + (1 - (v - lo) / (hi - lo)) * (h - T - B);
