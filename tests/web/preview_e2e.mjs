@@ -380,10 +380,12 @@ async function Main() {
   await page.waitForFunction(() => !window.livealign.state.connected, null, { timeout: 10000 });
   const { child: feed2 } = await Start(args.harness,
     ['--http', `127.0.0.1:${port}`, '--frames', '5', '--size', String(args.size), '--rate', '20',
-      '--series', 'sim-0002'], /^listening (\d+)$/);
+      '--series', 'sim-0002', '--timestamps', '0'], /^listening (\d+)$/);
   await page.waitForFunction(() => String(window.livealign.state.series) === 'sim-0002' &&
     Number(document.getElementById('frame-count').dataset.nFrames) === 5, null, { timeout: 20000 });
   Check((await Text(page, '#series')) === 'sim-0002', 'after the feed restarts the page reconnects and follows the new series');
+  Check((await Text(page, '#drift-info')).includes('plotted against frame index') &&
+        (await Text(page, '#drift-rate')) === '—', 'without timestamps the drift is plotted against frame index, no rate');
   await page.screenshot({ path: path.join(outDir, 'preview_reconnected.png') });
   await Stop(feed2);
 

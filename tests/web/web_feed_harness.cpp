@@ -7,7 +7,8 @@
 //
 //   web_feed_harness --http 127.0.0.1:0 --frames 40 --size 256 --rate 10 --truth FILE
 //
-// Prints "listening PORT" once the server is up, waits for --start-after-clients
+// --timestamps 0 publishes nil timestamps (the page then plots against frame
+// index). Prints "listening PORT" once the server is up, waits for --start-after-clients
 // WebSocket clients (default 0), publishes the series, writes the last values it
 // published to --truth as JSON, then serves until SIGINT/SIGTERM.
 
@@ -44,6 +45,7 @@ struct HarnessOptions {
   int start_after_clients = 0;
   std::string series = "sim-0001";
   double pixel_size_A = 0.5;
+  bool timestamps = true;  // false: every timestamp_s is nil (and no drift rate)
 };
 
 using Packer = msgpack::packer<msgpack::sbuffer>;
@@ -136,10 +138,12 @@ int Run(const HarnessOptions& o) {
       PackKey(p, "flagged"); p.pack(std::vector<bool>(flagged.begin(), flagged.begin() + n));
       PackKey(p, "timestamp_s");
       p.pack_array(n);
-      for (int i = 0; i < n; ++i) p.pack(1000.0 + i * dt);
+      for (int i = 0; i < n; ++i) {
+        if (o.timestamps) p.pack(1000.0 + i * dt); else p.pack_nil();
+      }
       PackKey(p, "latency_ms"); p.pack(8.0 + 2.0 * std::abs(noise(rng)));
       PackKey(p, "drift_rate_A_per_s");
-      if (n > 1) { p.pack_array(2); p.pack(rate_x); p.pack(rate_y); } else { p.pack_nil(); }
+      if (n > 1 && o.timestamps) { p.pack_array(2); p.pack(rate_x); p.pack(rate_y); } else { p.pack_nil(); }
       PackKey(p, "pixel_size_A"); p.pack(o.pixel_size_A);
       server.Publish(OutMessage{"drift", Str(b), ""});
     }
@@ -290,6 +294,7 @@ int main(int argc, char** argv) {
     else if (key == "--truth") o.truth_path = value;
     else if (key == "--start-after-clients") o.start_after_clients = std::stoi(value);
     else if (key == "--series") o.series = value;
+    else if (key == "--timestamps") o.timestamps = value != "0";
     else {
       std::cerr << "web_feed_harness: unknown option " << key << "\n";
       return 2;
