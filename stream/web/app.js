@@ -614,9 +614,9 @@
 
   // ---- drift ----------------------------------------------------------------
 
-  function NiceTicks(lo, hi, count) {
+  function NiceTicks(lo, hi, count, minStep = 0) {
     const span = hi - lo || 1;
-    const raw = span / count;
+    const raw = Math.max(span / count, minStep);
     const mag = 10 ** Math.floor(Math.log10(raw));
     const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) || raw;
     const ticks = [];
@@ -661,7 +661,7 @@
       ctx.beginPath(); ctx.moveTo(L, py(t)); ctx.lineTo(w - R, py(t)); ctx.stroke();
       ctx.fillText(Number(t.toPrecision(6)).toString(), L - 6, py(t));
     }
-    const xt = NiceTicks(0, tMax, 10);
+    const xt = NiceTicks(0, tMax, 10, haveTime ? 0 : 1);  // whole frames
     ctx.textAlign = 'center'; ctx.textBaseline = 'top';
     for (const t of xt.ticks) {
       ctx.beginPath(); ctx.moveTo(px(t), T); ctx.lineTo(px(t), h - B); ctx.stroke();
