@@ -226,9 +226,12 @@ async function MainDaemon() {
   await page.waitForFunction(() => window.livealign.state.lastRenderAt >= window.livealign.state.lastDriftAt);
   await page.screenshot({ path: path.join(outDir, 'preview_end.png') });
 
+  // After series_end the daemon is idle (status.n_frames is the running
+  // series', 0); frames_accepted counts what it registered.
   const status = published.status;
-  Check(status.n_frames === n && (await Text(page, '#frame-count')) === String(status.n_frames),
-    `#frame-count ${await Text(page, '#frame-count')} = status.n_frames ${status.n_frames} = ${n} frames sent`);
+  Check(status.frames_accepted === n && status.series_completed >= 1 &&
+        (await Text(page, '#frame-count')) === String(status.frames_accepted),
+    `#frame-count ${await Text(page, '#frame-count')} = status.frames_accepted ${status.frames_accepted} = ${n} frames sent`);
   const d = published.drift;
   const shown = await page.evaluate(() => window.livealign.state.drift);
   const last = d.shift_x_px.length - 1;
