@@ -326,6 +326,43 @@ AverageImage ShiftedAverager::AverageExcluding(int i) const {
   return MakeImage(sum.data(), count.data(), nullptr, nullptr, shifts);
 }
 
+void ShiftedAverager::LeaveOneOutMean(int i, LeaveOneOutScratch* scratch, Frame* out) const {
+  CheckIndex(i, "ShiftedAverager::LeaveOneOutMean");
+  const std::size_t n = static_cast<std::size_t>(shape_.Pixels());
+  scratch->sum.resize(n);
+  scratch->count.resize(n);
+  double* sum = scratch->sum.data();
+  int* count = scratch->count.data();
+  for (std::size_t k = 0; k < n; ++k) {
+    sum[k] = sum_[0][k] + sum_[1][k];
+    count[k] = count_[0][k] + count_[1][k];
+  }
+  const Entry& excluded = frames_[static_cast<std::size_t>(i)];
+  if (excluded.contributing) Accumulate(excluded.frame, excluded.applied_shift, -1, sum, count);
+  if (out->shape() != shape_) *out = Frame(shape_);
+  float* mean = out->data();
+  for (std::size_t k = 0; k < n; ++k) {
+    mean[k] = count[k] > 0 ? static_cast<float>(sum[k] / count[k]) : 0.0f;
+  }
+}
+
+void ShiftedAverager::LeaveOneOutMeanInFrame(int i, LeaveOneOutScratch* scratch,
+                                             Frame* mean_scratch, Frame* out) const {
+  LeaveOneOutMean(i, scratch, mean_scratch);
+  const std::size_t n = static_cast<std::size_t>(shape_.Pixels());
+  std::fill(scratch->sum.begin(), scratch->sum.end(), 0.0);
+  std::fill(scratch->count.begin(), scratch->count.end(), 0);
+  // Accumulate samples its input at p + shift; sampling the mean at
+  // q - s_i puts frame-0 content where frame i shows it.
+  const Shift applied = frames_[static_cast<std::size_t>(i)].applied_shift;
+  Accumulate(*mean_scratch, applied.Inverse(), +1, scratch->sum.data(), scratch->count.data());
+  if (out->shape() != shape_) *out = Frame(shape_);
+  float* values = out->data();
+  for (std::size_t k = 0; k < n; ++k) {
+    values[k] = scratch->count[k] > 0 ? static_cast<float>(scratch->sum[k]) : 0.0f;
+  }
+}
+
 std::size_t ShiftedAverager::MemoryBytes() const {
   std::size_t bytes = 0;
   for (const Entry& e : frames_) bytes += e.frame.pixels().size() * sizeof(float);

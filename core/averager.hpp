@@ -109,6 +109,24 @@ class ShiftedAverager {
   // One resampling pass.
   AverageImage AverageExcluding(int i) const;
 
+  // Scratch for LeaveOneOutMean; one per calling thread, reused across calls.
+  struct LeaveOneOutScratch {
+    std::vector<double> sum;
+    std::vector<int> count;
+  };
+  // The full-extent mean of every included frame but i (0 where none covers
+  // a pixel) written into *out, which is reused when it has the right shape.
+  // The cheap form of AverageExcluding(i).full for the precision stage: no
+  // counts, crop or allocation after the first call. Safe to call
+  // concurrently from several threads with distinct scratch and out.
+  void LeaveOneOutMean(int i, LeaveOneOutScratch* scratch, Frame* out) const;
+  // The same mean, resampled into frame i's own coordinates (moved by frame
+  // i's applied shift), so that registering frame i against it measures only
+  // the small residual of its shift: no moving-window bias, small search.
+  // Requires: frame i's shift is finite.
+  void LeaveOneOutMeanInFrame(int i, LeaveOneOutScratch* scratch, Frame* mean_scratch,
+                              Frame* out) const;
+
   // Bytes of pixel data held (frames, sums, counts).
   std::size_t MemoryBytes() const;
 

@@ -34,6 +34,8 @@ bool EngineOptions::Check(std::string* error) const {
   if (!(hybrid_p >= 0 && hybrid_p <= 1)) return Fail(error, "hybrid_p must be in [0, 1]");
   if (!(max_shift_px >= 0)) return Fail(error, "max_shift_px must be >= 0 (0 = auto)");
   if (top_k < 1 || top_k > 32) return Fail(error, "top_k must be in [1, 32]");
+  if (oversample != 1 && oversample != 2) return Fail(error, "oversample must be 1 or 2");
+  if (refine_candidates < 1) return Fail(error, "refine_candidates must be >= 1");
   if (!(inlier_floor_px > 0)) return Fail(error, "inlier_floor_px must be > 0");
   if (solver_max_iterations < 1) return Fail(error, "solver_max_iterations must be >= 1");
   if (full_resolve_every < 1) return Fail(error, "full_resolve_every must be >= 1");

@@ -44,6 +44,8 @@ struct LatticeInfo {
   bool found = false;
   Shift a_px;
   Shift b_px;
+  // Indexed Bragg reflections, (x, y) in cycles/px, for display.
+  std::vector<Shift> reciprocal_cycles_per_px;
 };
 
 // Quality figures of the registration as a whole.
@@ -64,10 +66,16 @@ struct EngineQuality {
   int cycles_equal_to_lattice_vector = 0;  // triangles that expose a hop
   // Frames the hop-free coarse stage moved by a whole lattice vector.
   int frames_moved_by_lattice_offset = 0;
+  // Frames whose lattice offset clear coarse (Bragg-free) evidence decided.
+  int frames_decided_by_coarse = 0;
+  // Real stage jumps (deviations from smooth drift that are not a lattice
+  // vector), and how many of them the coarse stage could pin.
+  int stage_jumps_unobservable = 0;
   // Frames whose shift jumps by a lattice vector against both time neighbours
   // (temporal check); real stage jumps are steps and are counted apart.
   std::vector<int> temporal_lattice_spikes;
   int stage_jumps = 0;
+  std::vector<int> stage_jump_frames;
   // Verdict (issue 4): valid = most frames consistent, inliers consistent to
   // well under a pixel, and no frame jumping by a lattice vector in time.
   bool valid = false;

@@ -31,6 +31,11 @@ void AddEngineOptions(po::options_description* description, EngineOptions* o) {
        "largest shift searched per axis, px (0 = quarter frame)")
       ("top-k", po::value(&o->top_k)->default_value(defaults.top_k),
        "correlation maxima kept per pair")
+      ("oversample", po::value(&o->oversample)->default_value(defaults.oversample),
+       "correlation map oversampling: 1 (fast) or 2 (hop-free pairs on crystals)")
+      ("refine-candidates",
+       po::value(&o->refine_candidates)->default_value(defaults.refine_candidates),
+       "candidates refined and re-ranked per pair")
       ("inlier-floor-px", po::value(&o->inlier_floor_px)->default_value(defaults.inlier_floor_px),
        "solver residual-scale floor, px")
       ("solver-max-iterations",

@@ -1,0 +1,689 @@
+#include "stream/codec.hpp"
+
+#include <cmath>
+#include <limits>
+#include <sstream>
+
+#include <msgpack.hpp>
+
+namespace livealign {
+namespace {
+
+// Limits for header documents: headers are small maps; these stop a hostile or
+// corrupt header from making the unpacker allocate for a huge declared size.
+const msgpack::unpack_limit kHeaderLimit(/*array=*/1 << 20, /*map=*/1 << 16,
+                                         /*str=*/1 << 20, /*bin=*/1 << 24,
+                                         /*ext=*/1 << 20, /*depth=*/32);
+
+msgpack::object_handle UnpackDocument(std::string_view bytes) {
+  if (bytes.empty()) throw DecodeError("bad_msgpack", "empty header");
+  std::size_t offset = 0;
+  msgpack::object_handle handle;
+  try {
+    handle = msgpack::unpack(bytes.data(), bytes.size(), offset, nullptr, nullptr,
+                             kHeaderLimit);
+  } catch (const std::exception& e) {
+    throw DecodeError("bad_msgpack", std::string("header is not msgpack: ") + e.what());
+  }
+  if (offset != bytes.size()) {
+    throw DecodeError("bad_msgpack", "header has " + std::to_string(bytes.size() - offset) +
+                                         " trailing bytes after the msgpack document");
+  }
+  return handle;
+}
+
+std::string KeyString(const msgpack::object& key) {
+  if (key.type == msgpack::type::STR) return std::string(key.via.str.ptr, key.via.str.size);
+  return {};
+}
+
+const msgpack::object* FindKey(const msgpack::object& map, std::string_view name) {
+  for (std::uint32_t i = 0; i < map.via.map.size; ++i) {
+    const msgpack::object_kv& kv = map.via.map.ptr[i];
+    if (kv.key.type == msgpack::type::STR &&
+        std::string_view(kv.key.via.str.ptr, kv.key.via.str.size) == name) {
+      return &kv.val;
+    }
+  }
+  return nullptr;
+}
+
+const msgpack::object& Require(const msgpack::object& map, std::string_view name,
+                               std::string_view htype) {
+  const msgpack::object* value = FindKey(map, name);
+  if (value == nullptr) {
+    throw DecodeError("missing_key", std::string(htype) + " header lacks key '" +
+                                         std::string(name) + "'");
+  }
+  return *value;
+}
+
+[[noreturn]] void BadType(std::string_view name, std::string_view want) {
+  throw DecodeError("bad_type", "key '" + std::string(name) + "' must be " + std::string(want));
+}
+
+bool IsInt(const msgpack::object& o) {
+  return o.type == msgpack::type::POSITIVE_INTEGER || o.type == msgpack::type::NEGATIVE_INTEGER;
+}
+
+bool IsNumber(const msgpack::object& o) {
+  return IsInt(o) || o.type == msgpack::type::FLOAT32 || o.type == msgpack::type::FLOAT64;
+}
+
+std::int64_t AsInt(const msgpack::object& o, std::string_view name) {
+  if (o.type == msgpack::type::POSITIVE_INTEGER) {
+    if (o.via.u64 > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+      BadType(name, "an integer within int64");
+    }
+    return static_cast<std::int64_t>(o.via.u64);
+  }
+  if (o.type == msgpack::type::NEGATIVE_INTEGER) return o.via.i64;
+  BadType(name, "an integer");
+}
+
+double AsNumber(const msgpack::object& o, std::string_view name) {
+  if (o.type == msgpack::type::FLOAT32 || o.type == msgpack::type::FLOAT64) return o.via.f64;
+  if (IsInt(o)) return static_cast<double>(AsInt(o, name));
+  BadType(name, "a number");
+}
+
+std::string AsString(const msgpack::object& o, std::string_view name) {
+  if (o.type != msgpack::type::STR) BadType(name, "a string");
+  return std::string(o.via.str.ptr, o.via.str.size);
+}
+
+SeriesId DecodeSeries(const msgpack::object& map, std::string_view htype) {
+  const msgpack::object& o = Require(map, "series", htype);
+  if (IsInt(o)) return SeriesId::Int(AsInt(o, "series"));
+  if (o.type == msgpack::type::STR) return SeriesId::Str(AsString(o, "series"));
+  BadType("series", "an integer or a string");
+}
+
+Shape DecodeShape(const msgpack::object& map, std::string_view htype, std::int64_t max_pixels) {
+  const msgpack::object& o = Require(map, "shape", htype);
+  if (o.type != msgpack::type::ARRAY || o.via.array.size != 2 || !IsInt(o.via.array.ptr[0]) ||
+      !IsInt(o.via.array.ptr[1])) {
+    BadType("shape", "[rows, cols] of two integers");
+  }
+  const std::int64_t rows = AsInt(o.via.array.ptr[0], "shape");
+  const std::int64_t cols = AsInt(o.via.array.ptr[1], "shape");
+  if (rows <= 0 || cols <= 0) {
+    throw DecodeError("bad_shape", "shape [" + std::to_string(rows) + ", " +
+                                       std::to_string(cols) + "] is empty or negative");
+  }
+  // Checked before the product so a huge shape cannot overflow it.
+  if (rows > max_pixels || cols > max_pixels || rows * cols > max_pixels) {
+    throw DecodeError("too_many_pixels", "shape [" + std::to_string(rows) + ", " +
+                                             std::to_string(cols) + "] exceeds --max-pixels " +
+                                             std::to_string(max_pixels));
+  }
+  return Shape{static_cast<int>(rows), static_cast<int>(cols)};
+}
+
+PixelType DecodeDtype(const msgpack::object& map, std::string_view htype) {
+  const std::string name = AsString(Require(map, "dtype", htype), "dtype");
+  const std::optional<PixelType> type = PixelTypeFromName(name);
+  if (!type) throw DecodeError("unknown_dtype", "unknown dtype '" + name + "'");
+  return *type;
+}
+
+std::optional<double> OptionalNumber(const msgpack::object& map, std::string_view name) {
+  const msgpack::object* o = FindKey(map, name);
+  if (o == nullptr || o->type == msgpack::type::NIL) return std::nullopt;
+  return AsNumber(*o, name);
+}
+
+std::optional<std::int64_t> OptionalInt(const msgpack::object& map, std::string_view name) {
+  const msgpack::object* o = FindKey(map, name);
+  if (o == nullptr || o->type == msgpack::type::NIL) return std::nullopt;
+  return AsInt(*o, name);
+}
+
+nlohmann::json ToJson(const msgpack::object& o) {
+  switch (o.type) {
+    case msgpack::type::NIL:
+      return nullptr;
+    case msgpack::type::BOOLEAN:
+      return o.via.boolean;
+    case msgpack::type::POSITIVE_INTEGER:
+      return o.via.u64;
+    case msgpack::type::NEGATIVE_INTEGER:
+      return o.via.i64;
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64:
+      // JSON has no NaN: unknowns become null.
+      if (!std::isfinite(o.via.f64)) return nullptr;
+      return o.via.f64;
+    case msgpack::type::STR:
+      return std::string(o.via.str.ptr, o.via.str.size);
+    case msgpack::type::BIN: {
+      nlohmann::json bytes = nlohmann::json::array();
+      for (std::uint32_t i = 0; i < o.via.bin.size; ++i) {
+        bytes.push_back(static_cast<unsigned char>(o.via.bin.ptr[i]));
+      }
+      return bytes;
+    }
+    case msgpack::type::ARRAY: {
+      nlohmann::json array = nlohmann::json::array();
+      for (std::uint32_t i = 0; i < o.via.array.size; ++i) array.push_back(ToJson(o.via.array.ptr[i]));
+      return array;
+    }
+    case msgpack::type::MAP: {
+      nlohmann::json map = nlohmann::json::object();
+      for (std::uint32_t i = 0; i < o.via.map.size; ++i) {
+        const msgpack::object_kv& kv = o.via.map.ptr[i];
+        const std::string key =
+            kv.key.type == msgpack::type::STR ? KeyString(kv.key) : ToJson(kv.key).dump();
+        map[key] = ToJson(kv.val);
+      }
+      return map;
+    }
+    default:
+      return nullptr;  // ext types carry nothing we interpret
+  }
+}
+
+SeriesStart DecodeSeriesStart(const msgpack::object& map, std::int64_t max_pixels) {
+  SeriesStart start;
+  start.series = DecodeSeries(map, "series_start");
+  start.shape = DecodeShape(map, "series_start", max_pixels);
+  start.dtype = DecodeDtype(map, "series_start");
+  if (const msgpack::object* o = FindKey(map, "pixel_size_A");
+      o != nullptr && o->type != msgpack::type::NIL) {
+    if (IsNumber(*o)) {
+      start.pixel_size_x_A = start.pixel_size_y_A = AsNumber(*o, "pixel_size_A");
+    } else if (o->type == msgpack::type::ARRAY && o->via.array.size == 2 &&
+               IsNumber(o->via.array.ptr[0]) && IsNumber(o->via.array.ptr[1])) {
+      start.pixel_size_y_A = AsNumber(o->via.array.ptr[0], "pixel_size_A");
+      start.pixel_size_x_A = AsNumber(o->via.array.ptr[1], "pixel_size_A");
+    } else {
+      BadType("pixel_size_A", "a number or [y, x]");
+    }
+    if (!(*start.pixel_size_x_A > 0) || !(*start.pixel_size_y_A > 0) ||
+        !std::isfinite(*start.pixel_size_x_A) || !std::isfinite(*start.pixel_size_y_A)) {
+      BadType("pixel_size_A", "positive and finite");
+    }
+  }
+  start.frame_time_s = OptionalNumber(map, "frame_time_s");
+  start.expected_frames = OptionalInt(map, "expected_frames");
+  if (const msgpack::object* o = FindKey(map, "meta"); o != nullptr && o->type != msgpack::type::NIL) {
+    if (o->type != msgpack::type::MAP) BadType("meta", "a map");
+    start.meta = ToJson(*o);
+  }
+  return start;
+}
+
+FrameMessage DecodeFrame(const msgpack::object& map, const std::vector<std::string_view>& parts,
+                         std::int64_t max_pixels) {
+  FrameMessage frame;
+  frame.series = DecodeSeries(map, "frame");
+  frame.index = AsInt(Require(map, "frame", "frame"), "frame");
+  if (frame.index < 0) BadType("frame", "a non-negative integer");
+  frame.shape = DecodeShape(map, "frame", max_pixels);
+  frame.dtype = DecodeDtype(map, "frame");
+  frame.timestamp_s = OptionalNumber(map, "timestamp_s");
+  if (parts.size() != 2) {
+    throw DecodeError("bad_parts", "frame " + std::to_string(frame.index) + " has " +
+                                       std::to_string(parts.size()) +
+                                       " message parts, want 2 (header, pixels)");
+  }
+  const std::size_t want =
+      static_cast<std::size_t>(frame.shape.Pixels()) * PixelTypeSize(frame.dtype);
+  if (parts[1].size() != want) {
+    throw DecodeError("bad_payload_size",
+                      "frame " + std::to_string(frame.index) + " payload has " +
+                          std::to_string(parts[1].size()) + " bytes, shape and dtype say " +
+                          std::to_string(want));
+  }
+  frame.payload = parts[1].data();
+  frame.payload_bytes = parts[1].size();
+  return frame;
+}
+
+// --- encoding helpers -------------------------------------------------------
+
+using Packer = msgpack::packer<msgpack::sbuffer>;
+
+void PackKey(Packer& p, std::string_view key) {
+  p.pack_str(static_cast<std::uint32_t>(key.size()));
+  p.pack_str_body(key.data(), static_cast<std::uint32_t>(key.size()));
+}
+
+void PackString(Packer& p, std::string_view s) {
+  p.pack_str(static_cast<std::uint32_t>(s.size()));
+  p.pack_str_body(s.data(), static_cast<std::uint32_t>(s.size()));
+}
+
+void PackSeries(Packer& p, const SeriesId& series) {
+  if (series.is_int) {
+    p.pack_int64(series.number);
+  } else {
+    PackString(p, series.text);
+  }
+}
+
+// NaN and Inf are "unknown" on the wire: nil.
+void PackDouble(Packer& p, double value) {
+  if (std::isfinite(value)) {
+    p.pack_double(value);
+  } else {
+    p.pack_nil();
+  }
+}
+
+void PackShiftOrNil(Packer& p, const std::optional<Shift>& shift) {
+  if (!shift) {
+    p.pack_nil();
+    return;
+  }
+  p.pack_array(2);
+  PackDouble(p, shift->x);
+  PackDouble(p, shift->y);
+}
+
+void PackDoubles(Packer& p, const std::vector<double>& values) {
+  p.pack_array(static_cast<std::uint32_t>(values.size()));
+  for (double v : values) PackDouble(p, v);
+}
+
+void PackJson(Packer& p, const nlohmann::json& j) {
+  switch (j.type()) {
+    case nlohmann::json::value_t::null:
+    case nlohmann::json::value_t::discarded:
+      p.pack_nil();
+      break;
+    case nlohmann::json::value_t::boolean:
+      if (j.get<bool>()) p.pack_true(); else p.pack_false();
+      break;
+    case nlohmann::json::value_t::number_integer:
+      p.pack_int64(j.get<std::int64_t>());
+      break;
+    case nlohmann::json::value_t::number_unsigned:
+      p.pack_uint64(j.get<std::uint64_t>());
+      break;
+    case nlohmann::json::value_t::number_float:
+      PackDouble(p, j.get<double>());
+      break;
+    case nlohmann::json::value_t::string:
+      PackString(p, j.get_ref<const std::string&>());
+      break;
+    case nlohmann::json::value_t::binary: {
+      const auto& bin = j.get_binary();
+      p.pack_bin(static_cast<std::uint32_t>(bin.size()));
+      p.pack_bin_body(reinterpret_cast<const char*>(bin.data()),
+                      static_cast<std::uint32_t>(bin.size()));
+      break;
+    }
+    case nlohmann::json::value_t::array:
+      p.pack_array(static_cast<std::uint32_t>(j.size()));
+      for (const auto& item : j) PackJson(p, item);
+      break;
+    case nlohmann::json::value_t::object:
+      p.pack_map(static_cast<std::uint32_t>(j.size()));
+      for (const auto& [key, value] : j.items()) {
+        PackKey(p, key);
+        PackJson(p, value);
+      }
+      break;
+  }
+}
+
+std::string ToString(const msgpack::sbuffer& buffer) {
+  return std::string(buffer.data(), buffer.size());
+}
+
+}  // namespace
+
+std::string SeriesId::ToString() const { return is_int ? std::to_string(number) : text; }
+
+std::string SeriesId::DirectoryName() const {
+  std::string name = ToString();
+  for (char& c : name) {
+    const bool safe = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    if (!safe) c = '_';
+  }
+  if (name.size() > 100) name.resize(100);
+  // A leading dot would hide the directory and "."/".." would escape --out.
+  if (name.empty() || name.front() == '.') name.insert(name.begin(), '_');
+  return name;
+}
+
+InboundMessage DecodeInbound(const std::vector<std::string_view>& parts, std::int64_t max_pixels) {
+  if (parts.empty()) throw DecodeError("bad_parts", "message has no parts");
+  const msgpack::object_handle handle = UnpackDocument(parts[0]);
+  const msgpack::object& map = handle.get();
+  if (map.type != msgpack::type::MAP) {
+    throw DecodeError("bad_msgpack", "header is msgpack but not a map");
+  }
+  const std::string htype = AsString(Require(map, "htype", "message"), "htype");
+  if (htype == "frame") return DecodeFrame(map, parts, max_pixels);
+  if (htype != "series_start" && htype != "series_end") {
+    throw DecodeError("unknown_htype", "unknown htype '" + htype + "'");
+  }
+  if (parts.size() != 1) {
+    throw DecodeError("bad_parts", htype + " has " + std::to_string(parts.size()) +
+                                       " message parts, want 1");
+  }
+  if (htype == "series_start") return DecodeSeriesStart(map, max_pixels);
+  SeriesEnd end;
+  end.series = DecodeSeries(map, "series_end");
+  end.frames = OptionalInt(map, "frames");
+  return end;
+}
+
+std::string DecodeControlRequest(std::string_view bytes) {
+  const msgpack::object_handle handle = UnpackDocument(bytes);
+  const msgpack::object& map = handle.get();
+  if (map.type != msgpack::type::MAP) throw DecodeError("bad_msgpack", "request is not a map");
+  const std::string cmd = AsString(Require(map, "cmd", "request"), "cmd");
+  if (cmd != "status" && cmd != "snapshot" && cmd != "save" && cmd != "reset" &&
+      cmd != "shutdown") {
+    throw DecodeError("unknown_cmd", "unknown cmd '" + cmd + "'");
+  }
+  return cmd;
+}
+
+nlohmann::json MsgpackToJson(std::string_view bytes) {
+  const msgpack::object_handle handle = UnpackDocument(bytes);
+  return ToJson(handle.get());
+}
+
+std::string EncodeSeriesStartHeader(const SeriesStart& start) {
+  msgpack::sbuffer buffer;
+  Packer p(buffer);
+  const bool pixel_size = start.pixel_size_x_A && start.pixel_size_y_A;
+  p.pack_map(4 + (pixel_size ? 1 : 0) + (start.frame_time_s ? 1 : 0) +
+             (start.expected_frames ? 1 : 0) + (start.meta.is_object() ? 1 : 0));
+  PackKey(p, "htype");
+  PackString(p, "series_start");
+  PackKey(p, "series");
+  PackSeries(p, start.series);
+  PackKey(p, "shape");
+  p.pack_array(2);
+  p.pack_int(start.shape.rows);
+  p.pack_int(start.shape.cols);
+  PackKey(p, "dtype");
+  PackString(p, PixelTypeName(start.dtype));
+  if (pixel_size) {
+    PackKey(p, "pixel_size_A");
+    p.pack_array(2);
+    p.pack_double(*start.pixel_size_y_A);
+    p.pack_double(*start.pixel_size_x_A);
+  }
+  if (start.frame_time_s) {
+    PackKey(p, "frame_time_s");
+    p.pack_double(*start.frame_time_s);
+  }
+  if (start.expected_frames) {
+    PackKey(p, "expected_frames");
+    p.pack_int64(*start.expected_frames);
+  }
+  if (start.meta.is_object()) {
+    PackKey(p, "meta");
+    PackJson(p, start.meta);
+  }
+  return ToString(buffer);
+}
+
+std::string EncodeFrameHeader(const FrameMessage& frame) {
+  msgpack::sbuffer buffer;
+  Packer p(buffer);
+  p.pack_map(5 + (frame.timestamp_s ? 1 : 0));
+  PackKey(p, "htype");
+  PackString(p, "frame");
+  PackKey(p, "series");
+  PackSeries(p, frame.series);
+  PackKey(p, "frame");
+  p.pack_int64(frame.index);
+  PackKey(p, "shape");
+  p.pack_array(2);
+  p.pack_int(frame.shape.rows);
+  p.pack_int(frame.shape.cols);
+  PackKey(p, "dtype");
+  PackString(p, PixelTypeName(frame.dtype));
+  if (frame.timestamp_s) {
+    PackKey(p, "timestamp_s");
+    p.pack_double(*frame.timestamp_s);
+  }
+  return ToString(buffer);
+}
+
+std::string EncodeSeriesEndHeader(const SeriesEnd& end) {
+  msgpack::sbuffer buffer;
+  Packer p(buffer);
+  p.pack_map(2 + (end.frames ? 1 : 0));
+  PackKey(p, "htype");
+  PackString(p, "series_end");
+  PackKey(p, "series");
+  PackSeries(p, end.series);
+  if (end.frames) {
+    PackKey(p, "frames");
+    p.pack_int64(*end.frames);
+  }
+  return ToString(buffer);
+}
+
+OutMessage EncodeDrift(const DriftUpdate& d) {
+  msgpack::sbuffer buffer;
+  Packer p(buffer);
+  p.pack_map(17);
+  PackKey(p, "series");
+  PackSeries(p, d.series);
+  PackKey(p, "queue_ms");
+  p.pack_double(d.queue_ms);
+  PackKey(p, "engine_ms");
+  p.pack_double(d.engine_ms);
+  PackKey(p, "n_frames");
+  p.pack_int64(static_cast<std::int64_t>(d.shift_x_px.size()));
+  PackKey(p, "frame");
+  p.pack_int64(d.frame);
+  PackKey(p, "frame_indices");
+  p.pack_array(static_cast<std::uint32_t>(d.frame_indices.size()));
+  for (frame_id_t i : d.frame_indices) p.pack_int64(i);
+  PackKey(p, "shift_x_px");
+  PackDoubles(p, d.shift_x_px);
+  PackKey(p, "shift_y_px");
+  PackDoubles(p, d.shift_y_px);
+  PackKey(p, "residual_px");
+  PackDoubles(p, d.residual_px);
+  PackKey(p, "flagged");
+  p.pack_array(static_cast<std::uint32_t>(d.flagged.size()));
+  for (bool f : d.flagged) {
+    if (f) p.pack_true(); else p.pack_false();
+  }
+  PackKey(p, "timestamp_s");
+  PackDoubles(p, d.timestamp_s);
+  PackKey(p, "latency_ms");
+  p.pack_double(d.latency_ms);
+  PackKey(p, "drift_rate_A_per_s");
+  PackShiftOrNil(p, d.drift_rate_A_per_s);
+  PackKey(p, "drift_rate_px_per_s");
+  PackShiftOrNil(p, d.drift_rate_px_per_s);
+  PackKey(p, "final");
+  if (d.final) p.pack_true(); else p.pack_false();
+  PackKey(p, "protocol");
+  p.pack_int(kProtocolVersion);
+  PackKey(p, "topic");
+  PackString(p, "drift");
+  return OutMessage{"drift", ToString(buffer), {}};
+}
+
+OutMessage EncodeQuality(const SeriesId& series, const EngineQuality& q) {
+  msgpack::sbuffer buffer;
+  Packer p(buffer);
+  p.pack_map(19);
+  PackKey(p, "series");
+  PackSeries(p, series);
+  PackKey(p, "n_frames");
+  p.pack_int(q.num_frames);
+  PackKey(p, "max_cycle_error_px");
+  PackDouble(p, q.max_cycle_error_px);
+  PackKey(p, "cycles_equal_to_lattice_vector");
+  p.pack_int(q.cycles_equal_to_lattice_vector);
+  PackKey(p, "frames_moved_by_lattice_offset");
+  p.pack_int(q.frames_moved_by_lattice_offset);
+  PackKey(p, "temporal_lattice_spikes");
+  p.pack_array(static_cast<std::uint32_t>(q.temporal_lattice_spikes.size()));
+  for (int i : q.temporal_lattice_spikes) p.pack_int(i);
+  PackKey(p, "stage_jumps");
+  p.pack_int(q.stage_jumps);
+  PackKey(p, "consistency_rms_px");
+  PackDouble(p, q.consistency_rms_px);
+  PackKey(p, "rejected_pair_fraction");
+  PackDouble(p, q.rejected_pair_fraction);
+  PackKey(p, "flagged_frames");
+  p.pack_int(q.flagged_frames);
+  PackKey(p, "pairs_snapped");
+  p.pack_int(q.pairs_snapped);
+  PackKey(p, "median_cycle_error_px");
+  PackDouble(p, q.median_cycle_error_px);
+  PackKey(p, "drift_rate_px_per_s");
+  PackShiftOrNil(p, q.drift_rate_px_per_s);
+  PackKey(p, "drift_rate_A_per_s");
+  PackShiftOrNil(p, q.drift_rate_A_per_s);
+  PackKey(p, "lattice");
+  if (q.lattice.found) {
+    p.pack_map(2);
+    PackKey(p, "a_px");
+    PackShiftOrNil(p, q.lattice.a_px);
+    PackKey(p, "b_px");
+    PackShiftOrNil(p, q.lattice.b_px);
+  } else {
+    p.pack_nil();
+  }
+  PackKey(p, "valid");
+  if (q.valid) p.pack_true(); else p.pack_false();
+  PackKey(p, "lattice_offset_observable");
+  if (q.lattice_offset_observable) p.pack_true(); else p.pack_false();
+  PackKey(p, "verdict");
+  PackString(p, q.verdict);
+  PackKey(p, "topic");
+  PackString(p, "quality");
+  return OutMessage{"quality", ToString(buffer), {}};
+}
+
+OutMessage EncodeAverage(const SeriesId& series, int n_frames, const AverageImage& image) {
+  msgpack::sbuffer buffer;
+  Packer p(buffer);
+  p.pack_map(8);
+  PackKey(p, "series");
+  PackSeries(p, series);
+  PackKey(p, "n_frames");
+  p.pack_int(n_frames);
+  PackKey(p, "n_included");
+  p.pack_int(image.num_included);
+  PackKey(p, "shape");
+  p.pack_array(2);
+  p.pack_int(image.full.rows());
+  p.pack_int(image.full.cols());
+  PackKey(p, "dtype");
+  PackString(p, "float32");
+  PackKey(p, "valid");
+  p.pack_array(4);
+  p.pack_int(image.valid.row0);
+  p.pack_int(image.valid.row1);
+  p.pack_int(image.valid.col0);
+  p.pack_int(image.valid.col1);
+  PackKey(p, "byteorder");
+  PackString(p, "little");
+  PackKey(p, "topic");
+  PackString(p, "average");
+  // float32 in host order; every platform we build on is little-endian.
+  std::string data(reinterpret_cast<const char*>(image.full.data()),
+                   image.full.pixels().size() * sizeof(float));
+  return OutMessage{"average", ToString(buffer), std::move(data)};
+}
+
+OutMessage EncodeEvent(const Event& e) {
+  msgpack::sbuffer buffer;
+  Packer p(buffer);
+  const bool gap = !e.missing.empty() || e.missing_count > 0;
+  p.pack_map(6 + (gap ? 2 : 0));
+  PackKey(p, "level");
+  PackString(p, e.level);
+  PackKey(p, "code");
+  PackString(p, e.code);
+  PackKey(p, "message");
+  PackString(p, e.message);
+  PackKey(p, "series");
+  if (e.series) PackSeries(p, *e.series); else p.pack_nil();
+  PackKey(p, "frame");
+  if (e.frame) p.pack_int64(*e.frame); else p.pack_nil();
+  PackKey(p, "topic");
+  PackString(p, "event");
+  if (gap) {
+    PackKey(p, "missing");
+    p.pack_array(static_cast<std::uint32_t>(e.missing.size()));
+    for (frame_id_t i : e.missing) p.pack_int64(i);
+    PackKey(p, "missing_count");
+    p.pack_int64(e.missing_count);
+  }
+  return OutMessage{"event", ToString(buffer), {}};
+}
+
+OutMessage EncodeSeriesEnd(const SeriesEndSummary& s) {
+  msgpack::sbuffer buffer;
+  Packer p(buffer);
+  p.pack_map(8);
+  PackKey(p, "series");
+  PackSeries(p, s.series);
+  PackKey(p, "n_frames");
+  p.pack_int(s.n_frames);
+  PackKey(p, "frames_sent");
+  if (s.frames_sent) p.pack_int64(*s.frames_sent); else p.pack_nil();
+  PackKey(p, "reason");
+  PackString(p, s.reason);
+  PackKey(p, "dir");
+  PackString(p, s.dir);
+  PackKey(p, "files");
+  p.pack_array(static_cast<std::uint32_t>(s.files.size()));
+  for (const std::string& f : s.files) PackString(p, f);
+  PackKey(p, "error");
+  PackString(p, s.error);
+  PackKey(p, "topic");
+  PackString(p, "series_end");
+  return OutMessage{"series_end", ToString(buffer), {}};
+}
+
+std::string EncodeReply(bool ok, const std::string& error, const nlohmann::json& fields) {
+  nlohmann::json reply = nlohmann::json::object();
+  if (fields.is_object()) reply = fields;
+  reply["ok"] = ok;
+  reply["error"] = error;
+  reply["protocol"] = kProtocolVersion;
+  msgpack::sbuffer buffer;
+  Packer p(buffer);
+  PackJson(p, reply);
+  return ToString(buffer);
+}
+
+std::string EncodeSnapshotReply(const std::string& drift_header,
+                                const std::string& quality_header,
+                                const std::string& average_header) {
+  msgpack::sbuffer buffer;
+  Packer p(buffer);
+  p.pack_map(6);
+  PackKey(p, "ok");
+  p.pack_true();
+  PackKey(p, "error");
+  PackString(p, "");
+  PackKey(p, "protocol");
+  p.pack_int(kProtocolVersion);
+  // A msgpack map value is just the next document, so the stored headers are
+  // spliced in unchanged.
+  for (const auto& [key, header] :
+       {std::pair<const char*, const std::string*>{"drift", &drift_header},
+        {"quality", &quality_header},
+        {"average", &average_header}}) {
+    PackKey(p, key);
+    if (header->empty()) {
+      p.pack_nil();
+    } else {
+      buffer.write(header->data(), header->size());
+    }
+  }
+  return ToString(buffer);
+}
+
+}  // namespace livealign

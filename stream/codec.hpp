@@ -1,0 +1,186 @@
+#pragma once
+// The msgpack wire codec of the live daemon: decoding of inbound messages
+// (series_start / frame / series_end headers and the raw pixel part) into typed
+// structs, and encoding of the outbound maps (drift, average, quality, event,
+// series_end) and control replies. The format is wire protocol v1, specified in
+// docs/protocol.md; keep the two in step.
+//
+// Decoding is strict and cheap (no pixel is touched): every problem throws
+// DecodeError with a stable short `code` (the event code of docs/protocol.md)
+// and a one-line message. The daemon catches it per message, counts it and goes
+// on, like leveldb::log::Reader reporting a corrupt record.
+//
+// All functions are pure and thread-safe.
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/average_image.hpp"
+#include "core/frame.hpp"
+#include "core/registration_engine.hpp"
+#include "core/shift.hpp"
+#include "stream/out_message.hpp"
+
+namespace livealign {
+
+constexpr int kProtocolVersion = 1;
+
+// Thrown for an inbound message that does not follow docs/protocol.md.
+class DecodeError : public std::runtime_error {
+ public:
+  DecodeError(std::string code, const std::string& message)
+      : std::runtime_error(message), code_(std::move(code)) {}
+  // One of: bad_parts, bad_msgpack, missing_key, bad_type, unknown_htype,
+  // unknown_dtype, bad_shape, too_many_pixels, bad_payload_size, unknown_cmd.
+  const std::string& code() const { return code_; }
+
+ private:
+  std::string code_;
+};
+
+// A series id as the sender gave it: an integer or a string. Value type.
+struct SeriesId {
+  bool is_int = false;
+  std::int64_t number = 0;  // when is_int
+  std::string text;         // when !is_int
+
+  static SeriesId Int(std::int64_t n) { return SeriesId{true, n, {}}; }
+  static SeriesId Str(std::string s) { return SeriesId{false, 0, std::move(s)}; }
+
+  // "17" or the string itself.
+  std::string ToString() const;
+  // A safe single path component: [A-Za-z0-9._-] kept, anything else '_',
+  // never empty, never "." or "..", at most 100 characters.
+  std::string DirectoryName() const;
+  bool operator==(const SeriesId& o) const {
+    return is_int == o.is_int && number == o.number && text == o.text;
+  }
+  bool operator!=(const SeriesId& o) const { return !(*this == o); }
+};
+
+// htype "series_start".
+struct SeriesStart {
+  SeriesId series;
+  Shape shape;
+  PixelType dtype = PixelType::kFloat32;
+  // pixel_size_A: a number sets both; [y, x] sets them apart.
+  std::optional<double> pixel_size_x_A;
+  std::optional<double> pixel_size_y_A;
+  std::optional<double> frame_time_s;
+  std::optional<std::int64_t> expected_frames;
+  nlohmann::json meta;  // the `meta` map, null when absent
+};
+
+// htype "frame". `payload` points into the message part it was decoded from
+// and is only valid as long as that part is.
+struct FrameMessage {
+  SeriesId series;
+  frame_id_t index = kInvalidFrameId;
+  Shape shape;
+  PixelType dtype = PixelType::kFloat32;
+  std::optional<double> timestamp_s;
+  const void* payload = nullptr;
+  std::size_t payload_bytes = 0;
+};
+
+// htype "series_end".
+struct SeriesEnd {
+  SeriesId series;
+  std::optional<std::int64_t> frames;  // how many the sender says it sent
+};
+
+using InboundMessage = std::variant<SeriesStart, FrameMessage, SeriesEnd>;
+
+// Decodes one multipart inbound message. parts[0] is the msgpack header; a
+// frame needs exactly one more part with rows*cols*itemsize bytes; other
+// htypes take exactly one part. Frames (and series starts) whose shape has more
+// than max_pixels pixels are refused with "too_many_pixels".
+// Throws DecodeError; never reads beyond the given parts.
+InboundMessage DecodeInbound(const std::vector<std::string_view>& parts,
+                             std::int64_t max_pixels);
+
+// Decodes a control request {cmd: "..."} and returns the command. Throws
+// DecodeError (bad_msgpack, missing_key, bad_type, unknown_cmd).
+std::string DecodeControlRequest(std::string_view bytes);
+
+// Converts any msgpack document to JSON (binary becomes an array of bytes;
+// non-string map keys become their JSON text). For subscribers, tests and
+// `meta`. Throws DecodeError("bad_msgpack") on malformed input or trailing bytes.
+nlohmann::json MsgpackToJson(std::string_view bytes);
+
+// Sender side (simulate, replay, tests): the inbound header maps. A frame's
+// pixels go as the second message part, unchanged.
+std::string EncodeSeriesStartHeader(const SeriesStart& start);
+std::string EncodeFrameHeader(const FrameMessage& frame);  // payload is not read
+std::string EncodeSeriesEndHeader(const SeriesEnd& end);
+
+// ---------------------------------------------------------------------------
+// Outbound. Each Encode* returns the complete message: topic, msgpack map and
+// (for average) the raw float32 data part.
+
+// Everything the `drift` message carries; arrays run over all accepted frames
+// of the series so far, in acceptance order.
+struct DriftUpdate {
+  SeriesId series;
+  frame_id_t frame = kInvalidFrameId;      // wire index of the latest frame
+  std::vector<frame_id_t> frame_indices;   // wire index of each accepted frame
+  std::vector<double> shift_x_px;
+  std::vector<double> shift_y_px;
+  std::vector<double> residual_px;
+  std::vector<bool> flagged;
+  std::vector<double> timestamp_s;         // NaN (sent as nil) when unknown
+  double latency_ms = 0;
+  // Where the latency went: waiting in the daemon's queue, and AddFrame.
+  double queue_ms = 0;
+  double engine_ms = 0;
+  std::optional<Shift> drift_rate_A_per_s;
+  std::optional<Shift> drift_rate_px_per_s;
+  bool final = false;                      // true once the series is finished
+};
+OutMessage EncodeDrift(const DriftUpdate& drift);
+
+OutMessage EncodeQuality(const SeriesId& series, const EngineQuality& quality);
+
+// Sends image.full (float32, row-major) with the valid rectangle.
+OutMessage EncodeAverage(const SeriesId& series, int n_frames, const AverageImage& image);
+
+struct Event {
+  std::string level;  // "info", "warning" or "error"
+  std::string code;   // stable short code, docs/protocol.md
+  std::string message;
+  std::optional<SeriesId> series;
+  std::optional<frame_id_t> frame;
+  std::vector<frame_id_t> missing;  // frame_gap: the missing indices (capped)
+  std::int64_t missing_count = 0;   // frame_gap: how many are missing in all
+};
+OutMessage EncodeEvent(const Event& event);
+
+struct SeriesEndSummary {
+  SeriesId series;
+  int n_frames = 0;                    // accepted frames
+  std::optional<std::int64_t> frames_sent;  // from the sender's series_end
+  std::string reason;                  // "series_end", "series_start", "shutdown", ...
+  std::string dir;                     // output directory ("" without --out)
+  std::vector<std::string> files;      // files written
+  std::string error;                   // non-empty when writing failed
+};
+OutMessage EncodeSeriesEnd(const SeriesEndSummary& summary);
+
+// Control replies: {ok, error, ...}. `fields` (a JSON object) is merged in.
+std::string EncodeReply(bool ok, const std::string& error, const nlohmann::json& fields);
+
+// The snapshot reply: {ok: true, error: "", drift: <map>|nil, quality: <map>|nil,
+// average: <map>|nil} where each map is the header of the latest message of
+// that topic (msgpack bytes, embedded as they are; empty = nil).
+std::string EncodeSnapshotReply(const std::string& drift_header,
+                                const std::string& quality_header,
+                                const std::string& average_header);
+
+}  // namespace livealign

@@ -1,0 +1,888 @@
+#include "stream/daemon.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <future>
+#include <iostream>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <variant>
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "stream/bounded_queue.hpp"
+#include "stream/codec.hpp"
+
+namespace livealign {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+// How often the socket threads look at the stop flag while idle.
+constexpr long kPollMs = 50;
+// Cost charged per queued item besides its payload (header, bookkeeping).
+constexpr std::size_t kItemOverheadBytes = 256;
+// Missing indices listed in one frame_gap event (the count is always exact).
+constexpr std::size_t kMaxListedMissing = 1000;
+
+void Log(const std::string& level, const std::string& line) {
+  std::cerr << "livealign serve: " << level << ": " << line << std::endl;
+}
+
+// A request from the control thread that the engine thread must carry out.
+struct ControlCommand {
+  std::string cmd;  // "save" or "reset"
+  std::shared_ptr<std::promise<nlohmann::json>> reply;
+};
+
+// One unit of work for the engine thread.
+struct InboundItem {
+  std::variant<SeriesStart, FrameMessage, SeriesEnd, ControlCommand> message;
+  zmq::message_t payload;  // a frame's pixels (moved, never copied)
+  Clock::time_point arrival;
+};
+
+// One unit of output. A drift update is encoded by the publisher so that its
+// latency_ms covers everything up to the moment it is sent.
+struct OutItem {
+  OutMessage message;
+  bool is_drift = false;
+  DriftUpdate drift;
+  Clock::time_point arrival;  // of the frame a drift update is for
+};
+
+}  // namespace
+
+bool DaemonOptions::Check(std::string* error) const {
+  auto fail = [&](const std::string& message) {
+    if (error != nullptr) *error = message;
+    return false;
+  };
+  if (source.empty()) return fail("--source must not be empty");
+  if (source_pattern != "sub" && source_pattern != "pull") {
+    return fail("--source-pattern must be sub or pull, not '" + source_pattern + "'");
+  }
+  if (publish.empty()) return fail("--publish must not be empty");
+  if (control.empty()) return fail("--control must not be empty");
+  if (max_pixels <= 0 || max_pixels > (std::int64_t{1} << 30)) {
+    return fail("--max-pixels must be in [1, 2^30]");
+  }
+  if (queue_bytes <= 0) return fail("--queue-bytes must be positive");
+  if (!(average_interval_s >= 0)) return fail("--average-interval-s must be >= 0");
+  if (!(save_interval_s >= 0)) return fail("--save-interval-s must be >= 0");
+  if (keep_frames && out.empty()) return fail("--keep-frames needs --out");
+  // `engine` is checked by the back end that uses it (Daemon(options) checks
+  // it up front for the RegistrationEngine).
+  return true;
+}
+
+nlohmann::json DaemonOptions::ToJson() const {
+  return nlohmann::json{{"source", source},
+                        {"source_pattern", source_pattern},
+                        {"source_bind", source_bind},
+                        {"publish", publish},
+                        {"control", control},
+                        {"out", out},
+                        {"keep_frames", keep_frames},
+                        {"max_pixels", max_pixels},
+                        {"queue_bytes", queue_bytes},
+                        {"average_interval_s", average_interval_s},
+                        {"save_interval_s", save_interval_s}};
+}
+
+struct Daemon::Impl {
+  Impl(const DaemonOptions& o, LiveEngineFactory f, std::atomic<bool>* stop)
+      : options(o),
+        factory(std::move(f)),
+        stop_requested(stop),
+        inbound(static_cast<std::size_t>(o.queue_bytes), 0),
+        // Outbound holds encoded messages (averages are a frame each); its bound
+        // only matters if sinks are slow, and then the engine waits.
+        outbound(std::size_t{256} << 20, 0) {}
+
+  // ---- shared state -------------------------------------------------------
+  const DaemonOptions options;
+  const LiveEngineFactory factory;
+  std::atomic<bool>* const stop_requested;
+  std::vector<ResultSink*> sinks;  // fixed after Start()
+  zmq::context_t context{1};
+  zmq::socket_t source_socket;
+  zmq::socket_t publish_socket;
+  zmq::socket_t control_socket;
+  BoundedQueue<InboundItem> inbound;
+  BoundedQueue<OutItem> outbound;
+  std::thread receiver_thread, engine_thread, publisher_thread, control_thread;
+  bool started = false;
+  const Clock::time_point start_time = Clock::now();
+
+  // Guards the counters and the latest-message snapshot below; every thread
+  // writes some of them, the control thread reads them.
+  mutable std::mutex state_mutex;
+  std::int64_t messages_received = 0;
+  std::int64_t bad_messages = 0;
+  std::int64_t frames_received = 0;   // frames decoded by the receiver
+  std::int64_t frames_accepted = 0;   // frames registered
+  std::int64_t frames_dropped = 0;    // refused by validation or the engine
+  std::int64_t frames_lost = 0;       // SUB with a full queue
+  std::int64_t frames_missing = 0;    // gaps in the indices
+  std::int64_t frames_discarded_on_stop = 0;
+  std::int64_t events_dropped = 0;    // events that found the output queue full
+  std::int64_t series_started = 0;
+  std::int64_t series_completed = 0;
+  std::int64_t messages_published = 0;
+  std::map<std::string, std::int64_t> errors_by_code;
+  std::string current_series;         // "" when idle
+  bool series_active = false;
+  int current_frames = 0;
+  double last_latency_ms = std::nan("");
+  std::string last_drift, last_quality, last_average;  // headers, for snapshot
+
+  // ---- engine-thread state ------------------------------------------------
+  struct Series {
+    SeriesStart start;
+    bool implicit = false;
+    EngineOptions engine_options;
+    std::unique_ptr<LiveEngine> engine;
+    std::vector<frame_id_t> wire_indices;   // accepted, in order
+    std::set<frame_id_t> accepted;
+    frame_id_t last_index = kInvalidFrameId;
+    std::int64_t dropped = 0;
+    std::int64_t missing = 0;
+    Clock::time_point first_arrival;
+    Clock::time_point last_average{};
+    Clock::time_point last_save;
+    bool have_average = false;
+    std::string dir;
+  };
+  std::unique_ptr<Series> series;
+  std::set<std::string> ended_series;  // SeriesId::ToString of finished series
+  double last_queue_ms_ = 0;   // of the latest frame: arrival to AddFrame
+  double last_engine_ms_ = 0;  // of the latest frame: AddFrame itself
+
+  // ---- helpers ------------------------------------------------------------
+
+  void CountError(const std::string& code) {
+    std::lock_guard<std::mutex> lock(state_mutex);
+    ++errors_by_code[code];
+  }
+
+  // Publishes an event from any thread. Never waits: if the output queue is
+  // full the event is counted as dropped (the receiver must not block).
+  void EmitEvent(Event event) {
+    const std::string line = event.code + ": " + event.message +
+                             (event.series ? " (series " + event.series->ToString() + ")" : "");
+    if (event.level != "info" && options.log_events) Log(event.level, line);
+    OutItem item;
+    item.message = EncodeEvent(event);
+    const std::size_t bytes = item.message.header.size();
+    if (!outbound.TryPush(std::move(item), bytes)) {
+      std::lock_guard<std::mutex> lock(state_mutex);
+      ++events_dropped;
+    }
+  }
+
+  void Publish(OutMessage message) {
+    const std::size_t bytes = message.header.size() + message.data.size();
+    OutItem item;
+    item.message = std::move(message);
+    outbound.Push(std::move(item), bytes);
+  }
+
+  // ---- receiver -----------------------------------------------------------
+
+  void RunReceiver() {
+    const bool pull = options.source_pattern == "pull";
+    std::vector<zmq::message_t> parts;
+    while (!stop_requested->load()) {
+      zmq::pollitem_t item{source_socket.handle(), 0, ZMQ_POLLIN, 0};
+      try {
+        zmq::poll(&item, 1, std::chrono::milliseconds(kPollMs));
+      } catch (const zmq::error_t& e) {
+        if (e.num() == ETERM) return;
+        continue;  // EINTR
+      }
+      if (!(item.revents & ZMQ_POLLIN)) continue;
+      // Drain what is ready, then look at the stop flag again.
+      for (int burst = 0; burst < 64 && !stop_requested->load(); ++burst) {
+        parts.clear();
+        zmq::recv_result_t got;
+        try {
+          got = zmq::recv_multipart(source_socket, std::back_inserter(parts),
+                                    zmq::recv_flags::dontwait);
+        } catch (const zmq::error_t& e) {
+          if (e.num() == ETERM) return;
+          break;
+        }
+        if (!got) break;
+        if (!HandleReceived(parts, pull)) return;
+      }
+    }
+  }
+
+  // False when the queue was stopped (the daemon is ending).
+  bool HandleReceived(std::vector<zmq::message_t>& parts, bool pull) {
+    const Clock::time_point arrival = Clock::now();
+    {
+      std::lock_guard<std::mutex> lock(state_mutex);
+      ++messages_received;
+    }
+    std::vector<std::string_view> views;
+    views.reserve(parts.size());
+    for (const auto& part : parts) views.emplace_back(part.data<char>(), part.size());
+    InboundMessage decoded;
+    try {
+      decoded = DecodeInbound(views, options.max_pixels);
+    } catch (const DecodeError& e) {
+      {
+        std::lock_guard<std::mutex> lock(state_mutex);
+        ++bad_messages;
+        ++errors_by_code[e.code()];
+      }
+      EmitEvent(Event{"error", e.code(), std::string("message dropped: ") + e.what(), {}, {}, {}, 0});
+      return true;
+    }
+    InboundItem item;
+    item.arrival = arrival;
+    std::size_t bytes = 0;
+    if (auto* frame = std::get_if<FrameMessage>(&decoded)) {
+      frame->payload = nullptr;  // the view dies with `parts`; the part moves
+      item.payload = std::move(parts[1]);
+      bytes = item.payload.size() + kItemOverheadBytes;
+      std::lock_guard<std::mutex> lock(state_mutex);
+      ++frames_received;
+    }
+    const bool is_frame = bytes > 0;
+    const SeriesId series_id = std::visit([](const auto& m) { return m.series; }, decoded);
+    const frame_id_t index =
+        is_frame ? std::get<FrameMessage>(decoded).index : kInvalidFrameId;
+    std::visit([&](auto&& m) { item.message = std::move(m); }, decoded);
+    // Series boundaries cost no bytes, so they always fit and are never lost.
+    if (pull || !is_frame) return inbound.Push(std::move(item), bytes);
+    if (!inbound.TryPush(std::move(item), bytes)) {
+      if (inbound.Finished()) return false;
+      {
+        std::lock_guard<std::mutex> lock(state_mutex);
+        ++frames_lost;
+        ++errors_by_code["queue_full"];
+      }
+      EmitEvent(Event{"error", "queue_full",
+                      "frame " + std::to_string(index) +
+                          " lost: the engine is behind and the queue is full (" +
+                          std::to_string(options.queue_bytes) + " bytes)",
+                      series_id, index, {}, 0});
+    }
+    return true;
+  }
+
+  // ---- engine -------------------------------------------------------------
+
+  void RunEngine() {
+    InboundItem item;
+    while (inbound.Pop(&item)) {
+      try {
+        std::visit(
+            [&](auto& m) {
+              using T = std::decay_t<decltype(m)>;
+              if constexpr (std::is_same_v<T, SeriesStart>) {
+                OnSeriesStart(std::move(m));
+              } else if constexpr (std::is_same_v<T, FrameMessage>) {
+                OnFrame(m, item);
+              } else if constexpr (std::is_same_v<T, SeriesEnd>) {
+                OnSeriesEnd(m, item.arrival);
+              } else {
+                OnCommand(m);
+              }
+            },
+            item.message);
+      } catch (const std::exception& e) {
+        // Nothing a message does may end the engine thread.
+        CountError("internal_error");
+        EmitEvent(Event{"error", "internal_error", e.what(), {}, {}, {}, 0});
+      }
+      item = InboundItem{};  // release the payload now, not at the next Pop
+    }
+    // Stopped: frames still queued were counted and discarded by RequestStop.
+    if (series) EndSeries("shutdown", std::nullopt, Clock::now());
+    outbound.Close();
+  }
+
+  void SetCurrentSeriesState() {
+    std::lock_guard<std::mutex> lock(state_mutex);
+    series_active = series != nullptr;
+    current_series = series ? series->start.series.ToString() : "";
+    current_frames = series ? static_cast<int>(series->wire_indices.size()) : 0;
+  }
+
+  void BeginSeries(SeriesStart start, bool implicit, Clock::time_point arrival) {
+    auto s = std::make_unique<Series>();
+    s->start = std::move(start);
+    s->implicit = implicit;
+    s->engine_options = options.engine;
+    if (s->start.pixel_size_x_A) s->engine_options.pixel_size_x_A = *s->start.pixel_size_x_A;
+    if (s->start.pixel_size_y_A) s->engine_options.pixel_size_y_A = *s->start.pixel_size_y_A;
+    s->first_arrival = arrival;
+    s->last_save = arrival;
+    if (!options.out.empty()) {
+      s->dir = (std::filesystem::path(options.out) / s->start.series.DirectoryName()).string();
+    }
+    s->engine = factory(s->engine_options, s->start.shape);
+    ended_series.erase(s->start.series.ToString());
+    series = std::move(s);
+    {
+      std::lock_guard<std::mutex> lock(state_mutex);
+      ++series_started;
+      last_drift.clear();
+      last_quality.clear();
+      last_average.clear();
+    }
+    SetCurrentSeriesState();
+    std::ostringstream shape;
+    shape << series->start.shape;
+    EmitEvent(Event{"info", "series_started",
+                    "series " + series->start.series.ToString() + " started, shape " +
+                        shape.str() + ", dtype " + PixelTypeName(series->start.dtype),
+                    series->start.series, {}, {}, 0});
+  }
+
+  void OnSeriesStart(SeriesStart start) {
+    if (series) EndSeries("series_start", std::nullopt, Clock::now());
+    BeginSeries(std::move(start), false, Clock::now());
+  }
+
+  void Drop(const FrameMessage& f, const std::string& code, const std::string& message,
+            const std::string& level = "error") {
+    {
+      std::lock_guard<std::mutex> lock(state_mutex);
+      ++frames_dropped;
+      ++errors_by_code[code];
+    }
+    if (series && series->start.series == f.series) ++series->dropped;
+    EmitEvent(Event{level, code, "frame " + std::to_string(f.index) + ": " + message, f.series,
+                    f.index, {}, 0});
+  }
+
+  void OnFrame(const FrameMessage& f, InboundItem& item) {
+    if (!series || series->start.series != f.series) {
+      if (ended_series.count(f.series.ToString()) > 0) {
+        Drop(f, "series_ended", "series " + f.series.ToString() +
+                                    " has ended; a new series_start restarts it");
+        return;
+      }
+      if (series) EndSeries("new_series", std::nullopt, item.arrival);
+      SeriesStart start;
+      start.series = f.series;
+      start.shape = f.shape;
+      start.dtype = f.dtype;
+      CountError("implicit_series_start");
+      EmitEvent(Event{"warning", "implicit_series_start",
+                      "frame of unknown series " + f.series.ToString() +
+                          " starts it without a series_start",
+                      f.series, f.index, {}, 0});
+      BeginSeries(std::move(start), true, item.arrival);
+    }
+    Series& s = *series;
+    if (f.shape != s.start.shape) {
+      std::ostringstream message;
+      message << "shape " << f.shape << " differs from the series' " << s.start.shape;
+      return Drop(f, "shape_change", message.str());
+    }
+    if (f.dtype != s.start.dtype) {
+      return Drop(f, "dtype_change", std::string("dtype ") + PixelTypeName(f.dtype) +
+                                         " differs from the series' " +
+                                         PixelTypeName(s.start.dtype));
+    }
+    if (s.accepted.count(f.index) > 0) return Drop(f, "duplicate_frame", "index already received");
+    if (s.last_index != kInvalidFrameId && f.index < s.last_index) {
+      return Drop(f, "out_of_order", "arrived after frame " + std::to_string(s.last_index));
+    }
+    FrameHeader header;
+    header.index = static_cast<frame_id_t>(s.wire_indices.size());
+    header.shape = f.shape;
+    if (f.timestamp_s) {
+      header.timestamp_s = *f.timestamp_s;
+    } else if (s.start.frame_time_s) {
+      header.timestamp_s = static_cast<double>(f.index) * *s.start.frame_time_s;
+    } else {
+      // No clock from the sender: the daemon's arrival time stands in.
+      header.timestamp_s =
+          std::chrono::duration<double>(item.arrival - s.first_arrival).count();
+    }
+    Frame frame = ConvertToFloat(item.payload.data(), item.payload.size(), f.dtype, f.shape, header);
+    item.payload = zmq::message_t();  // the raw bytes are no longer needed
+    if (const std::int64_t bad = CountNonFinite(frame); bad > 0) {
+      return Drop(f, "non_finite", std::to_string(bad) + " NaN/Inf pixels; frame refused");
+    }
+    const auto [min_it, max_it] = std::minmax_element(frame.pixels().begin(), frame.pixels().end());
+    if (*min_it == *max_it) {
+      return Drop(f, "constant_frame", "every pixel is " + std::to_string(*min_it) +
+                                           "; nothing to register");
+    }
+    const frame_id_t expected_next = s.last_index == kInvalidFrameId ? 0 : s.last_index + 1;
+    if (f.index > expected_next) ReportGap(f, expected_next);
+
+    std::optional<Frame> kept;
+    if (options.keep_frames) kept = frame.Clone();
+    const Clock::time_point engine_start = Clock::now();
+    try {
+      s.engine->AddFrame(std::move(frame));
+      last_engine_ms_ = MsSince(engine_start);
+      last_queue_ms_ =
+          std::chrono::duration<double, std::milli>(engine_start - item.arrival).count();
+    } catch (const std::exception& e) {
+      return Drop(f, "engine_error", std::string("the engine refused it: ") + e.what());
+    }
+    s.accepted.insert(f.index);
+    s.wire_indices.push_back(f.index);
+    s.last_index = f.index;
+    {
+      std::lock_guard<std::mutex> lock(state_mutex);
+      ++frames_accepted;
+      current_frames = static_cast<int>(s.wire_indices.size());
+    }
+    if (kept) {
+      try {
+        s.engine->KeepFrame(s.dir, *kept);
+      } catch (const std::exception& e) {
+        CountError("output_error");
+        EmitEvent(Event{"error", "output_error", std::string("frames.tif: ") + e.what(),
+                        f.series, f.index, {}, 0});
+      }
+    }
+    const bool last = s.start.expected_frames && f.index + 1 >= *s.start.expected_frames;
+    PublishResults(item.arrival, /*final=*/false, /*force_average=*/last);
+    MaybeSave();
+  }
+
+  // Reports frames [expected_next, f.index) as missing; `frame` is f.index
+  // (at a series end, the sender's frame count).
+  void ReportGap(const FrameMessage& f, frame_id_t expected_next) {
+    Event event{"warning", "frame_gap", "", f.series, f.index, {}, f.index - expected_next};
+    for (frame_id_t i = expected_next; i < f.index && event.missing.size() < kMaxListedMissing; ++i) {
+      event.missing.push_back(i);
+    }
+    event.message = std::to_string(event.missing_count) + " frame(s) missing: " +
+                    std::to_string(expected_next) + " to " + std::to_string(f.index - 1);
+    series->missing += event.missing_count;
+    {
+      std::lock_guard<std::mutex> lock(state_mutex);
+      frames_missing += event.missing_count;
+      ++errors_by_code["frame_gap"];
+    }
+    EmitEvent(std::move(event));
+  }
+
+  // Publishes drift (and quality; average when due) for the current series.
+  void PublishResults(Clock::time_point arrival, bool final, bool force_average) {
+    Series& s = *series;
+    const EngineQuality quality = s.engine->quality();
+    OutItem item;
+    item.is_drift = true;
+    item.arrival = arrival;
+    DriftUpdate& d = item.drift;
+    d.series = s.start.series;
+    d.frame = s.last_index;
+    d.frame_indices = s.wire_indices;
+    d.final = final;
+    d.queue_ms = final ? 0 : last_queue_ms_;
+    d.engine_ms = final ? 0 : last_engine_ms_;
+    const std::vector<FrameState>& states = s.engine->frames();
+    for (const FrameState& state : states) {
+      d.shift_x_px.push_back(state.shift.x);
+      d.shift_y_px.push_back(state.shift.y);
+      d.residual_px.push_back(state.residual_px);
+      d.flagged.push_back(state.flagged);
+      d.timestamp_s.push_back(state.timestamp_s);
+    }
+    d.drift_rate_A_per_s = quality.drift_rate_A_per_s;
+    d.drift_rate_px_per_s = quality.drift_rate_px_per_s;
+    const std::size_t bytes = 64 * states.size() + kItemOverheadBytes;
+    outbound.Push(std::move(item), bytes);
+    Publish(EncodeQuality(s.start.series, quality));
+    const Clock::time_point now = Clock::now();
+    const bool due =
+        !s.have_average || std::chrono::duration<double>(now - s.last_average).count() >=
+                               options.average_interval_s;
+    if (force_average || due) {
+      Publish(EncodeAverage(s.start.series, static_cast<int>(s.wire_indices.size()),
+                            s.engine->Average()));
+      s.last_average = now;
+      s.have_average = true;
+    }
+  }
+
+  nlohmann::json SeriesExtra(const std::string& reason,
+                             std::optional<std::int64_t> frames_sent) const {
+    const Series& s = *series;
+    return nlohmann::json{
+        {"series", s.start.series.is_int ? nlohmann::json(s.start.series.number)
+                                         : nlohmann::json(s.start.series.text)},
+        {"meta", s.start.meta},
+        {"wire_frame_indices", s.wire_indices},
+        {"live",
+         {{"implicit_start", s.implicit},
+          {"frames_dropped", s.dropped},
+          {"frames_missing", s.missing},
+          {"expected_frames", s.start.expected_frames ? nlohmann::json(*s.start.expected_frames)
+                                                      : nlohmann::json()},
+          {"frames_sent", frames_sent ? nlohmann::json(*frames_sent) : nlohmann::json()},
+          {"end_reason", reason},
+          {"daemon_options", options.ToJson()}}}};
+  }
+
+  // Writes the outputs of the running series; returns the files (empty
+  // without --out) or throws.
+  std::vector<std::string> WriteOutputs(const std::string& reason,
+                                        std::optional<std::int64_t> frames_sent) {
+    if (series->dir.empty() || series->wire_indices.empty()) return {};
+    return series->engine->WriteOutputs(series->dir, SeriesExtra(reason, frames_sent));
+  }
+
+  void MaybeSave() {
+    if (options.save_interval_s <= 0 || series->dir.empty()) return;
+    const Clock::time_point now = Clock::now();
+    if (std::chrono::duration<double>(now - series->last_save).count() < options.save_interval_s ||
+        inbound.Size() > 0) {
+      return;
+    }
+    series->last_save = now;
+    try {
+      WriteOutputs("periodic", std::nullopt);
+    } catch (const std::exception& e) {
+      CountError("output_error");
+      EmitEvent(Event{"error", "output_error", e.what(), series->start.series, {}, {}, 0});
+    }
+  }
+
+  void EndSeries(const std::string& reason, std::optional<std::int64_t> frames_sent,
+                 Clock::time_point arrival) {
+    Series& s = *series;
+    SeriesEndSummary summary;
+    summary.series = s.start.series;
+    summary.n_frames = static_cast<int>(s.wire_indices.size());
+    summary.frames_sent = frames_sent;
+    summary.reason = reason;
+    summary.dir = s.dir;
+    if (!s.wire_indices.empty()) {
+      try {
+        s.engine->Finish();
+        PublishResults(arrival, /*final=*/true, /*force_average=*/true);
+      } catch (const std::exception& e) {
+        CountError("engine_error");
+        EmitEvent(Event{"error", "engine_error", std::string("finish: ") + e.what(),
+                        s.start.series, {}, {}, 0});
+      }
+      try {
+        summary.files = WriteOutputs(reason, frames_sent);
+      } catch (const std::exception& e) {
+        summary.error = e.what();
+        CountError("output_error");
+        EmitEvent(Event{"error", "output_error", e.what(), s.start.series, {}, {}, 0});
+      }
+    }
+    // Frames lost after the last one received are only known from the count.
+    const std::optional<std::int64_t> total = frames_sent ? frames_sent : s.start.expected_frames;
+    const frame_id_t next = s.last_index == kInvalidFrameId ? 0 : s.last_index + 1;
+    if (total && *total > next) {
+      FrameMessage tail;
+      tail.series = s.start.series;
+      tail.index = *total;
+      ReportGap(tail, next);
+    }
+    if (frames_sent && *frames_sent != static_cast<std::int64_t>(s.wire_indices.size())) {
+      EmitEvent(Event{"warning", "frames_short",
+                      "sender reports " + std::to_string(*frames_sent) + " frames, " +
+                          std::to_string(s.wire_indices.size()) + " registered",
+                      s.start.series, {}, {}, 0});
+    }
+    ended_series.insert(s.start.series.ToString());
+    series.reset();
+    {
+      std::lock_guard<std::mutex> lock(state_mutex);
+      ++series_completed;
+    }
+    SetCurrentSeriesState();
+    // Last, so that `status` already shows the series as ended to anyone who
+    // reacts to this message.
+    Publish(EncodeSeriesEnd(summary));
+  }
+
+  void OnSeriesEnd(const SeriesEnd& end, Clock::time_point arrival) {
+    if (!series || series->start.series != end.series) {
+      CountError("unknown_series");
+      EmitEvent(Event{"warning", "unknown_series",
+                      "series_end for series " + end.series.ToString() + ", which is not running",
+                      end.series, {}, {}, 0});
+      return;
+    }
+    EndSeries("series_end", end.frames, arrival);
+  }
+
+  void OnCommand(ControlCommand& command) {
+    nlohmann::json reply{{"ok", true}, {"error", ""}};
+    if (command.cmd == "save") {
+      if (!series) {
+        reply = {{"ok", false}, {"error", "no series is running"}};
+      } else {
+        try {
+          reply["files"] = WriteOutputs("save", std::nullopt);
+          reply["series"] = series->start.series.ToString();
+        } catch (const std::exception& e) {
+          reply = {{"ok", false}, {"error", e.what()}};
+        }
+      }
+    } else if (command.cmd == "reset") {
+      // Abandons the running series without writing it; counters stay
+      // (they describe the daemon's whole life).
+      reply["discarded_series"] = series ? nlohmann::json(series->start.series.ToString())
+                                         : nlohmann::json();
+      reply["discarded_frames"] = series ? series->wire_indices.size() : 0;
+      if (series) {
+        EmitEvent(Event{"warning", "series_reset", "series abandoned by a reset request",
+                        series->start.series, {}, {}, 0});
+      }
+      series.reset();
+      ended_series.clear();
+      // Always announced, so viewers clear their state (and a subscriber can
+      // use a reset to learn that its subscription is live).
+      EmitEvent(Event{"info", "reset", "daemon reset", {}, {}, {}, 0});
+      {
+        std::lock_guard<std::mutex> lock(state_mutex);
+        last_drift.clear();
+        last_quality.clear();
+        last_average.clear();
+      }
+      SetCurrentSeriesState();
+    }
+    command.reply->set_value(reply);
+  }
+
+  // ---- publisher ----------------------------------------------------------
+
+  void RunPublisher() {
+    OutItem item;
+    while (outbound.Pop(&item)) {
+      if (item.is_drift) {
+        item.drift.latency_ms = MsSince(item.arrival);
+        item.message = EncodeDrift(item.drift);
+      }
+      const OutMessage& m = item.message;
+      try {
+        const bool has_data = !m.data.empty();
+        publish_socket.send(zmq::buffer(m.topic), zmq::send_flags::sndmore);
+        publish_socket.send(zmq::buffer(m.header),
+                            has_data ? zmq::send_flags::sndmore : zmq::send_flags::none);
+        if (has_data) publish_socket.send(zmq::buffer(m.data), zmq::send_flags::none);
+      } catch (const zmq::error_t& e) {
+        Log("error", std::string("publish failed: ") + e.what());
+      }
+      for (ResultSink* sink : sinks) {
+        try {
+          sink->Publish(m);
+        } catch (const std::exception& e) {
+          Log("error", std::string("result sink failed: ") + e.what());
+        }
+      }
+      std::lock_guard<std::mutex> lock(state_mutex);
+      ++messages_published;
+      if (m.topic == "drift") {
+        last_drift = m.header;
+        last_latency_ms = item.drift.latency_ms;
+      } else if (m.topic == "quality") {
+        last_quality = m.header;
+      } else if (m.topic == "average") {
+        last_average = m.header;
+      }
+    }
+  }
+
+  // ---- control ------------------------------------------------------------
+
+  void RunControl() {
+    while (!stop_requested->load()) {
+      zmq::pollitem_t item{control_socket.handle(), 0, ZMQ_POLLIN, 0};
+      try {
+        zmq::poll(&item, 1, std::chrono::milliseconds(kPollMs));
+      } catch (const zmq::error_t& e) {
+        if (e.num() == ETERM) return;
+        continue;
+      }
+      if (!(item.revents & ZMQ_POLLIN)) continue;
+      std::vector<zmq::message_t> parts;
+      try {
+        if (!zmq::recv_multipart(control_socket, std::back_inserter(parts),
+                                 zmq::recv_flags::dontwait)) {
+          continue;
+        }
+      } catch (const zmq::error_t&) {
+        continue;
+      }
+      std::string reply;
+      bool shutdown = false;
+      try {
+        const std::string cmd = DecodeControlRequest(
+            std::string_view(parts[0].data<char>(), parts[0].size()));
+        reply = Answer(cmd);
+        shutdown = cmd == "shutdown";
+      } catch (const DecodeError& e) {
+        CountError(e.code());
+        reply = EncodeReply(false, e.what(), nlohmann::json{{"code", e.code()}});
+      }
+      try {
+        control_socket.send(zmq::buffer(reply), zmq::send_flags::none);
+      } catch (const zmq::error_t& e) {
+        Log("error", std::string("control reply failed: ") + e.what());
+      }
+      if (shutdown) RequestStop();
+    }
+  }
+
+  std::string Answer(const std::string& cmd) {
+    if (cmd == "status") return EncodeReply(true, "", StatusJson());
+    if (cmd == "snapshot") {
+      std::lock_guard<std::mutex> lock(state_mutex);
+      return EncodeSnapshotReply(last_drift, last_quality, last_average);
+    }
+    if (cmd == "shutdown") return EncodeReply(true, "", nlohmann::json{{"stopping", true}});
+    // save / reset run on the engine thread, after the frames already queued.
+    ControlCommand command{cmd, std::make_shared<std::promise<nlohmann::json>>()};
+    std::future<nlohmann::json> future = command.reply->get_future();
+    InboundItem item;
+    item.message = std::move(command);
+    if (!inbound.TryPush(std::move(item), 0)) return EncodeReply(false, "daemon is stopping", {});
+    try {
+      if (future.wait_for(std::chrono::minutes(5)) != std::future_status::ready) {
+        return EncodeReply(false, cmd + " timed out", {});
+      }
+      nlohmann::json result = future.get();
+      const bool ok = result.value("ok", false);
+      const std::string error = result.value("error", "");
+      return EncodeReply(ok, error, result);
+    } catch (const std::future_error&) {
+      return EncodeReply(false, "daemon is stopping", {});
+    }
+  }
+
+  nlohmann::json StatusJson() const {
+    std::lock_guard<std::mutex> lock(state_mutex);
+    nlohmann::json errors = nlohmann::json::object();
+    for (const auto& [code, count] : errors_by_code) errors[code] = count;
+    return nlohmann::json{
+        {"state", stop_requested->load() ? "stopping" : (series_active ? "running" : "idle")},
+        {"series", series_active ? nlohmann::json(current_series) : nlohmann::json()},
+        {"n_frames", current_frames},
+        {"messages_received", messages_received},
+        {"bad_messages", bad_messages},
+        {"frames_received", frames_received},
+        {"frames_accepted", frames_accepted},
+        {"frames_dropped", frames_dropped},
+        {"frames_lost", frames_lost},
+        {"frames_missing", frames_missing},
+        {"frames_discarded_on_stop", frames_discarded_on_stop},
+        {"events_dropped", events_dropped},
+        {"series_started", series_started},
+        {"series_completed", series_completed},
+        {"messages_published", messages_published},
+        {"errors_by_code", errors},
+        {"queue_bytes", inbound.Bytes()},
+        {"queue_items", inbound.Size()},
+        {"queue_high_water_bytes", inbound.HighWaterBytes()},
+        {"queue_capacity_bytes", inbound.max_bytes()},
+        {"last_latency_ms", std::isfinite(last_latency_ms) ? nlohmann::json(last_latency_ms)
+                                                           : nlohmann::json()},
+        {"uptime_s", std::chrono::duration<double>(Clock::now() - start_time).count()},
+        {"source_pattern", options.source_pattern},
+        {"out", options.out}};
+  }
+
+  void RequestStop() {
+    stop_requested->store(true);
+    // The engine finishes the frame it holds; queued frames are dropped
+    // (counted on the way out by RunEngine).
+    {
+      std::lock_guard<std::mutex> lock(state_mutex);
+      frames_discarded_on_stop += static_cast<std::int64_t>(inbound.Size());
+    }
+    inbound.Stop();
+  }
+};
+
+Daemon::Daemon(const DaemonOptions& options, LiveEngineFactory factory)
+    : impl_(std::make_unique<Impl>(options, std::move(factory), &stop_requested_)) {}
+
+Daemon::~Daemon() {
+  Stop();
+  Wait();
+}
+
+void Daemon::AddSink(ResultSink* sink) {
+  if (impl_->started) throw std::logic_error("Daemon::AddSink after Start");
+  impl_->sinks.push_back(sink);
+}
+
+void Daemon::Start() {
+  if (impl_->started) throw std::logic_error("Daemon::Start called twice");
+  std::string error;
+  if (!impl_->options.Check(&error)) throw std::invalid_argument(error);
+  const DaemonOptions& o = impl_->options;
+  Impl& d = *impl_;
+  auto last_endpoint = [](zmq::socket_t& s) { return s.get(zmq::sockopt::last_endpoint); };
+
+  d.source_socket = zmq::socket_t(d.context, o.source_pattern == "pull" ? zmq::socket_type::pull
+                                                                         : zmq::socket_type::sub);
+  // A few frames of ZMQ buffering at most: beyond that, PULL pushes back on
+  // the sender and SUB drops (and the gap is reported), so memory is bounded
+  // by queue_bytes plus these.
+  d.source_socket.set(zmq::sockopt::rcvhwm, 8);
+  d.source_socket.set(zmq::sockopt::linger, 0);
+  if (o.source_pattern == "sub") d.source_socket.set(zmq::sockopt::subscribe, "");
+  if (o.source_bind) {
+    d.source_socket.bind(o.source);
+    source_endpoint_ = last_endpoint(d.source_socket);
+  } else {
+    d.source_socket.connect(o.source);
+    source_endpoint_ = o.source;
+  }
+  d.publish_socket = zmq::socket_t(d.context, zmq::socket_type::pub);
+  // Pending results get a moment to leave when the daemon ends.
+  d.publish_socket.set(zmq::sockopt::linger, 2000);
+  d.publish_socket.set(zmq::sockopt::sndhwm, 10000);
+  d.publish_socket.bind(o.publish);
+  publish_endpoint_ = last_endpoint(d.publish_socket);
+  d.control_socket = zmq::socket_t(d.context, zmq::socket_type::rep);
+  d.control_socket.set(zmq::sockopt::linger, 0);
+  d.control_socket.bind(o.control);
+  control_endpoint_ = last_endpoint(d.control_socket);
+  if (!o.out.empty()) std::filesystem::create_directories(o.out);
+
+  d.started = true;
+  // Sockets migrate to their threads here; thread creation is the full memory
+  // barrier ZeroMQ asks for.
+  d.publisher_thread = std::thread([&d] { d.RunPublisher(); });
+  d.engine_thread = std::thread([&d] { d.RunEngine(); });
+  d.receiver_thread = std::thread([&d] { d.RunReceiver(); });
+  d.control_thread = std::thread([&d] { d.RunControl(); });
+}
+
+void Daemon::Stop() { impl_->RequestStop(); }
+
+void Daemon::Wait() {
+  Impl& d = *impl_;
+  if (!d.started) return;
+  // The control thread only ends on a stop; waiting for it first means Wait()
+  // also returns after a `shutdown` request.
+  if (d.control_thread.joinable()) d.control_thread.join();
+  if (d.receiver_thread.joinable()) d.receiver_thread.join();
+  if (d.engine_thread.joinable()) d.engine_thread.join();
+  if (d.publisher_thread.joinable()) d.publisher_thread.join();
+}
+
+nlohmann::json Daemon::Status() const { return impl_->StatusJson(); }
+
+}  // namespace livealign

@@ -1,0 +1,138 @@
+#pragma once
+// The live registration daemon behind `livealign serve`: receives frames over
+// ZeroMQ (SUB or PULL), registers each series incrementally and publishes the
+// updating drift, quality and average on a PUB socket and to every registered
+// ResultSink; a REP socket answers control requests. Wire protocol v1:
+// docs/protocol.md.
+//
+// Threads, one per socket plus the engine (cppzmq "socket per thread"):
+//   receiver  owns the source socket; decodes headers and checks sizes (no
+//             pixel is touched); pushes frames into a queue bounded in bytes.
+//             It never waits on computation: with PULL a full queue holds the
+//             sender back (back-pressure); with SUB a full queue drops the frame,
+//             counted and reported (`queue_full`).
+//   engine    owns the series state and the LiveEngine: validates each frame
+//             (series, shape, dtype, index, NaN/Inf, constant), adds it, and hands
+//             results to the publisher; writes the outputs of each series.
+//   publisher owns the PUB socket and calls the sinks: all output leaves here.
+//   control   owns the REP socket; answers from state guarded by a mutex.
+// Bad input never stops the daemon: every problem becomes an `event` and a
+// count in `status`.
+//
+// Thread-safety: Start/Stop/Wait/AddSink from one controlling thread; Stop()
+// may also be called from any thread (it only sets flags and wakes queues).
+//
+//   DaemonOptions options;                  // defaults: docs/protocol.md
+//   options.out = "/data/live";
+//   Daemon daemon(options);                 // the RegistrationEngine back end
+//   daemon.Start();                         // binds/connects; throws on failure
+//   ... daemon.Stop() on SIGTERM or a `shutdown` request ...
+//   daemon.Wait();                          // joins; outputs are written
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/engine_options.hpp"
+#include "stream/live_engine.hpp"
+#include "stream/out_message.hpp"
+
+namespace livealign {
+
+struct DaemonOptions {
+  // Where frames come from. Connected to unless source_bind.
+  std::string source = "tcp://127.0.0.1:5555";
+  // "sub": subscribe to everything; loss possible, counted and reported.
+  // "pull": back-pressure, nothing dropped.
+  std::string source_pattern = "sub";
+  bool source_bind = false;
+  // Results (PUB, bound) and control (REP, bound). Bind to 127.0.0.1 by
+  // default: nothing is exposed beyond the machine unless asked for.
+  std::string publish = "tcp://127.0.0.1:5556";
+  std::string control = "tcp://127.0.0.1:5557";
+  // Output root: each series goes to out/<series>/; "" writes no files.
+  std::string out;
+  // Append the raw frames (as float32) to out/<series>/frames.tif.
+  bool keep_frames = false;
+  // Largest accepted frame, rows*cols. Refuses absurd headers before any
+  // allocation; 16 Mpx covers 4k x 4k detectors.
+  std::int64_t max_pixels = std::int64_t{4096} * 4096;
+  // Bound of the frame queue between receiver and engine, in payload bytes.
+  // Memory stays bounded by this (plus a few frames in ZMQ's own buffers)
+  // however fast frames arrive.
+  std::int64_t queue_bytes = std::int64_t{512} << 20;
+  // Minimum seconds between `average` messages (each costs a full average);
+  // the last frame of a series always gets one.
+  double average_interval_s = 0.5;
+  // Rewrite the outputs of the running series at most this often (only while
+  // the queue is empty, so catching up is not delayed); 0 = at series end only.
+  double save_interval_s = 10.0;
+  // Write warning and error events to stderr as well.
+  bool log_events = true;
+  // The registration engine's settings for every series; a series_start's
+  // pixel_size_A overrides the pixel size.
+  EngineOptions engine;
+
+  // Checks the daemon's own options (not `engine`: see Daemon(options)).
+  bool Check(std::string* error) const;
+  nlohmann::json ToJson() const;  // the effective configuration, for report.json
+};
+
+class Daemon {
+ public:
+  // The shipped daemon: series are registered by MakeRegistrationLiveEngine.
+  // Throws std::invalid_argument when options.engine.Check() fails.
+  explicit Daemon(const DaemonOptions& options);
+  // Any back end (tests use a light one to exercise the plumbing).
+  Daemon(const DaemonOptions& options, LiveEngineFactory factory);
+  ~Daemon();  // Stop() + Wait()
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Registers a sink before Start(); it must outlive the daemon's threads
+  // (i.e. until Wait() returns). Throws std::logic_error after Start().
+  void AddSink(ResultSink* sink);
+
+  // Checks the options, creates and binds/connects the sockets and starts the
+  // threads. Throws std::invalid_argument for bad options and zmq::error_t when
+  // an endpoint cannot be bound (e.g. the port is taken).
+  void Start();
+
+  // Asks every thread to finish: the frame being registered completes, frames
+  // still queued are dropped (counted), the current series is finished and its
+  // outputs written, pending messages are published. Returns at once.
+  void Stop();
+
+  // Blocks until every thread has ended. Safe to call more than once.
+  void Wait();
+
+  // True once Stop() was called (by the caller or a `shutdown` request).
+  bool StopRequested() const { return stop_requested_.load(); }
+
+  // The endpoints actually bound or connected (ZMQ_LAST_ENDPOINT for bound
+  // ones, so tcp://127.0.0.1:* resolves to the chosen port). After Start().
+  const std::string& source_endpoint() const { return source_endpoint_; }
+  const std::string& publish_endpoint() const { return publish_endpoint_; }
+  const std::string& control_endpoint() const { return control_endpoint_; }
+
+  // The `status` reply's fields (without ok/error), as JSON.
+  nlohmann::json Status() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::atomic<bool> stop_requested_{false};
+  std::string source_endpoint_;
+  std::string publish_endpoint_;
+  std::string control_endpoint_;
+};
+
+}  // namespace livealign

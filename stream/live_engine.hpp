@@ -1,0 +1,55 @@
+#pragma once
+// The per-series back end of the live daemon: the registration engine of one
+// series together with the files it writes. The daemon talks to it only
+// through this interface so that its threading and input validation can be
+// tested without the numerical engine; the shipped daemon always uses
+// MakeRegistrationLiveEngine (RegistrationEngine + WriteRegistrationOutputs +
+// frames.tif).
+//
+// Not synchronised: the daemon's engine thread is the only caller.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/average_image.hpp"
+#include "core/engine_options.hpp"
+#include "core/frame.hpp"
+#include "core/registration_engine.hpp"
+
+namespace livealign {
+
+class LiveEngine {
+ public:
+  virtual ~LiveEngine() = default;
+  // As RegistrationEngine: throws std::invalid_argument (engine unchanged) on
+  // a shape mismatch or non-finite pixels.
+  virtual UpdateReport AddFrame(Frame frame) = 0;
+  virtual UpdateReport Finish() = 0;
+  virtual const std::vector<FrameState>& frames() const = 0;
+  virtual EngineQuality quality() const = 0;
+  virtual AverageImage Average() const = 0;
+  // Writes shifts.csv, average.tif, report.json ... into dir, each replaced
+  // atomically; returns the paths written. Throws on an I/O failure (files
+  // already replaced stay complete).
+  virtual std::vector<std::string> WriteOutputs(const std::string& dir,
+                                                const nlohmann::json& extra) const = 0;
+  // Appends the frame to dir/frames.tif (float32), creating it on the first
+  // call. Throws on an I/O failure.
+  virtual void KeepFrame(const std::string& dir, const Frame& frame) = 0;
+};
+
+// Creates the back end of a new series. Throws std::invalid_argument for bad
+// options or an empty shape.
+using LiveEngineFactory =
+    std::function<std::unique_ptr<LiveEngine>(const EngineOptions& options, Shape shape)>;
+
+// The shipped back end: RegistrationEngine, WriteRegistrationOutputs and a
+// TIFF stack writer for frames.tif.
+std::unique_ptr<LiveEngine> MakeRegistrationLiveEngine(const EngineOptions& options,
+                                                       Shape shape);
+
+}  // namespace livealign

@@ -1,0 +1,91 @@
+#include "core/lattice_offsets.hpp"
+
+#include <catch2/catch.hpp>
+
+namespace livealign {
+namespace {
+
+using Catch::Matchers::WithinAbs;
+
+const Lattice kLattice = Lattice::Reduced(Shift{16, 0}, Shift{0, 16});
+
+std::vector<Shift> SmoothDrift(int n) {
+  std::vector<Shift> s(n);
+  for (int k = 0; k < n; ++k) s[k] = Shift{0.4 * k, -0.25 * k + 0.002 * k * k};
+  return s;
+}
+
+TEST_CASE("a run of hopped frames is moved back by temporal continuity", "[core][lattice_offsets]") {
+  const std::vector<Shift> truth = SmoothDrift(30);
+  std::vector<Shift> solved = truth;
+  for (int k = 10; k < 15; ++k) solved[k] += Shift{0, -16};  // a hopped run
+  solved[22] += Shift{16, 16};                                // a single hopped frame
+  const LatticeOffsetReport report =
+      ResolveLatticeOffsets(solved, std::vector<bool>(30, false), kLattice, {});
+  CHECK(report.frames_moved == 6);
+  CHECK(report.jumps.empty());
+  for (int k = 0; k < 30; ++k) {
+    CAPTURE(k);
+    REQUIRE_THAT((solved[k] + report.offsets[k] - truth[k]).Norm(), WithinAbs(0, 1e-9));
+  }
+}
+
+TEST_CASE("a real stage jump without coarse evidence is reported as not observable",
+          "[core][lattice_offsets]") {
+  std::vector<Shift> truth = SmoothDrift(20);
+  for (int k = 12; k < 20; ++k) truth[k] += Shift{24, 0};  // 1.5 lattice spacings
+  // The pairwise solution only knows the jump modulo the lattice.
+  std::vector<Shift> solved = truth;
+  for (int k = 12; k < 20; ++k) solved[k] += Shift{-16, 0};
+  const LatticeOffsetReport report =
+      ResolveLatticeOffsets(solved, std::vector<bool>(20, false), kLattice, {});
+  REQUIRE(report.jumps.size() == 1);
+  CHECK(report.jumps[0].frame == 12);
+  CHECK_FALSE(report.jumps[0].lattice_offset_observable);
+}
+
+TEST_CASE("clear coarse evidence pins the lattice offset across a stage jump",
+          "[core][lattice_offsets]") {
+  std::vector<Shift> truth = SmoothDrift(20);
+  for (int k = 12; k < 20; ++k) truth[k] += Shift{24, 0};
+  std::vector<Shift> solved = truth;
+  for (int k = 12; k < 20; ++k) solved[k] += Shift{-16, 0};
+  std::vector<CoarsePairEvidence> coarse;
+  for (int k = 1; k < 20; ++k) {
+    for (int i = std::max(0, k - 4); i < k; ++i) {
+      // Coarse shifts are imprecise (about a pixel) but hop-free.
+      const double noise = ((i * 7 + k * 3) % 5 - 2) * 0.4;
+      coarse.push_back({i, k, truth[k] - truth[i] + Shift{noise, -noise}, 0.8});
+    }
+  }
+  const LatticeOffsetReport report =
+      ResolveLatticeOffsets(solved, std::vector<bool>(20, false), kLattice, coarse);
+  REQUIRE(report.jumps.size() == 1);
+  CHECK(report.jumps[0].lattice_offset_observable);
+  CHECK(report.frames_decided_by_coarse > 0);
+  for (int k = 0; k < 20; ++k) {
+    CAPTURE(k);
+    REQUIRE_THAT((solved[k] + report.offsets[k] - truth[k]).Norm(), WithinAbs(0, 1e-9));
+  }
+}
+
+TEST_CASE("weak coarse peaks are ignored", "[core][lattice_offsets]") {
+  const std::vector<Shift> truth = SmoothDrift(10);
+  std::vector<CoarsePairEvidence> coarse;
+  for (int k = 1; k < 10; ++k) coarse.push_back({k - 1, k, Shift{16, 0}, 0.2});  // wrong but weak
+  const LatticeOffsetReport report =
+      ResolveLatticeOffsets(truth, std::vector<bool>(10, false), kLattice, coarse);
+  CHECK(report.frames_moved == 0);
+  CHECK(report.frames_decided_by_coarse == 0);
+}
+
+TEST_CASE("mismatched inputs are refused", "[core][lattice_offsets]") {
+  CHECK_THROWS_AS(ResolveLatticeOffsets(SmoothDrift(3), std::vector<bool>(2), kLattice, {}),
+                  std::invalid_argument);
+  CHECK_THROWS_AS(ResolveLatticeOffsets(SmoothDrift(3), std::vector<bool>(3), kLattice,
+                                        {CoarsePairEvidence{2, 1, Shift{}, 0.8}}),
+                  std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace livealign

@@ -1,0 +1,220 @@
+// `livealign bench --size S --frames N [options]`: feeds a simulated series to
+// the engine frame by frame and measures what a live session costs: update
+// time per frame against k (median, min, max), pairs per second, cache memory
+// and peak RSS, plus the accuracy against the simulator's ground truth.
+// Prints a table and one JSON line (prefix "BENCH_JSON "). `bench --live`
+// measures the daemon end to end instead (tools/live_bench.hpp).
+#include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+#include "core/registration_engine.hpp"
+#include "core/simulator.hpp"
+#include "tools/command.hpp"
+#include "tools/engine_option_binding.hpp"
+
+namespace po = boost::program_options;
+
+namespace livealign {
+namespace {
+
+struct Stats {
+  double median = 0, min = 0, max = 0;
+};
+
+Stats Summarise(std::vector<double> values) {
+  Stats s;
+  if (values.empty()) return s;
+  std::sort(values.begin(), values.end());
+  s.min = values.front();
+  s.max = values.back();
+  s.median = values[values.size() / 2];
+  return s;
+}
+
+double PeakRssMiB() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024.0;  // Linux reports KiB
+}
+
+// RMS and max distance between estimated and true shifts after removing the
+// mean offset (the absolute origin is a free gauge), over unflagged frames.
+std::pair<double, double> ShiftErrors(const std::vector<FrameState>& frames,
+                                      const std::vector<Shift>& truth) {
+  Shift mean;
+  int n = 0;
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    if (frames[i].flagged) continue;
+    mean += frames[i].shift - truth[i];
+    ++n;
+  }
+  if (n == 0) return {NAN, NAN};
+  mean = mean * (1.0 / n);
+  double sum2 = 0, max_error = 0;
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    if (frames[i].flagged) continue;
+    const double e = (frames[i].shift - truth[i] - mean).Norm();
+    sum2 += e * e;
+    max_error = std::max(max_error, e);
+  }
+  return {std::sqrt(sum2 / n), max_error};
+}
+
+int RunBench(int argc, char** argv) {
+  EngineOptions engine_options;
+  int size = 512, num_frames = 100, seed = 1;
+  double dose = 0.2;
+  std::string specimen = "perovskite";
+  po::options_description options("options");
+  options.add_options()
+      ("help,h", "show this help")
+      ("size", po::value(&size)->default_value(size), "frame size, px (square)")
+      ("frames", po::value(&num_frames)->default_value(num_frames), "frames in the series")
+      ("dose", po::value(&dose)->default_value(dose), "mean counts per pixel")
+      ("specimen", po::value(&specimen)->default_value(specimen),
+       "perovskite, hexagonal or square")
+      ("seed", po::value(&seed)->default_value(seed), "simulator seed")
+      ("perfect-lattice", po::bool_switch(), "no non-periodic content in the specimen")
+      ("jump-at", po::value<int>()->default_value(-1), "stage jump before this frame (-1 none)")
+      ("jump-spacings", po::value<double>()->default_value(1.5), "stage jump size, lattice spacings")
+      ("print-frames", po::bool_switch(), "list every frame's shift against the truth")
+      ("config", po::value<std::string>(), "ini file with engine options");
+  AddEngineOptions(&options, &engine_options);
+  po::variables_map vm;
+  if (!ParseCommandLine(argc, argv, options, {}, &vm,
+                        "usage: livealign bench --size S --frames N [options]")) {
+    return 0;
+  }
+  SimulatorOptions sim;
+  sim.shape = Shape{size, size};
+  sim.dose_counts_per_px = dose;
+  if (specimen == "hexagonal") sim.lattice = SpecimenLattice::kHexagonal;
+  else if (specimen == "square") sim.lattice = SpecimenLattice::kSquare;
+  else if (specimen != "perovskite") throw std::invalid_argument("unknown specimen " + specimen);
+  sim.perfect_lattice = vm["perfect-lattice"].as<bool>();
+  if (vm["jump-at"].as<int>() > 0) {
+    const double jump = vm["jump-spacings"].as<double>() * sim.lattice_spacing_px;
+    sim.jumps.push_back({vm["jump-at"].as<int>(), Shift{jump * 0.8, jump * 0.6}});
+  }
+  Simulator microscope(sim, static_cast<std::uint64_t>(seed));
+
+  RegistrationEngine engine(engine_options, sim.shape);
+  std::vector<double> update_ms(num_frames), correlate_ms(num_frames), solve_ms(num_frames),
+      refine_ms(num_frames), average_ms(num_frames);
+  std::vector<Shift> truth(num_frames);
+  long total_pairs = 0;
+  double total_correlate_ms = 0;
+  for (int k = 0; k < num_frames; ++k) {
+    Frame frame = microscope.NextFrame();  // simulation is not timed
+    truth[k] = microscope.TrueShift(k);
+    const UpdateReport report = engine.AddFrame(std::move(frame));
+    update_ms[k] = report.timings.total_ms;
+    correlate_ms[k] = report.timings.correlate_ms;
+    solve_ms[k] = report.timings.solve_ms;
+    refine_ms[k] = report.timings.refine_ms;
+    average_ms[k] = report.timings.average_ms + report.timings.preprocess_ms;
+    total_pairs += report.timings.pairs;
+    total_correlate_ms += report.timings.correlate_ms;
+  }
+  const auto live_errors = ShiftErrors(engine.frames(), truth);
+  const UpdateReport finish = engine.Finish();
+  const auto final_errors = ShiftErrors(engine.frames(), truth);
+  const EngineQuality quality = engine.quality();
+  // Wrong pair elements (> 0.35 lattice spacings from the truth): the highest
+  // correlation peak before the solver, and the value the solution used.
+  int pairs = 0, brightest_wrong = 0, inliers = 0, used_wrong = 0;
+  for (const PairRecord& p : engine.Pairs()) {
+    const Shift true_j_from_i = truth[p.j] - truth[p.i];
+    const double tolerance = 0.35 * sim.lattice_spacing_px;
+    ++pairs;
+    if (!p.has_peak || (p.brightest_j_from_i - true_j_from_i).Norm() > tolerance) ++brightest_wrong;
+    if (p.inlier) {
+      ++inliers;
+      if ((p.used_j_from_i - true_j_from_i).Norm() > tolerance) ++used_wrong;
+    }
+  }
+  const double brightest_wrong_fraction = pairs ? double(brightest_wrong) / pairs : 0;
+  const double used_wrong_fraction = inliers ? double(used_wrong) / inliers : 0;
+  if (vm["print-frames"].as<bool>()) {
+    std::printf("%6s %10s %10s %10s %10s %8s %s\n", "frame", "x px", "y px", "true x", "true y",
+                "resid", "flag");
+    for (int k = 0; k < num_frames; ++k) {
+      const FrameState& f = engine.frames()[k];
+      std::printf("%6d %10.3f %10.3f %10.3f %10.3f %8.3f %s\n", k, f.shift.x, f.shift.y,
+                  truth[k].x, truth[k].y, f.residual_px, f.flagged ? "F" : "");
+    }
+    std::printf("lattice %s a (%.2f, %.2f) b (%.2f, %.2f); verdict: %s\n",
+                quality.lattice.found ? "found" : "not found", quality.lattice.a_px.x,
+                quality.lattice.a_px.y, quality.lattice.b_px.x, quality.lattice.b_px.y,
+                quality.verdict.c_str());
+    std::printf("lattice offsets: frames moved %d, decided by coarse stage %d, stage jumps %d (%d unobservable)\n",
+                quality.frames_moved_by_lattice_offset, quality.frames_decided_by_coarse,
+                quality.stage_jumps, quality.stage_jumps_unobservable);
+  }
+
+  // Per-frame update time against k, in windows of 5 frames ending at k.
+  std::vector<int> milestones;
+  for (int k : {1, 10, 25, 50, 100, 200, 400, 800, 1000}) {
+    if (k <= num_frames) milestones.push_back(k);
+  }
+  if (milestones.empty() || milestones.back() != num_frames) milestones.push_back(num_frames);
+  std::printf("livealign bench: %d frames of %dx%d, dose %.3g counts/px, %s, threads %d\n",
+              num_frames, size, size, dose, specimen.c_str(), engine_options.threads);
+  std::printf("%8s %10s %10s %10s | %10s %10s %10s %10s\n", "k", "median ms", "min ms",
+              "max ms", "correlate", "solve", "refine", "fft+avg");
+  nlohmann::json per_k = nlohmann::json::array();
+  for (int k : milestones) {
+    const int lo = std::max(0, k - 5);
+    const Stats s = Summarise({update_ms.begin() + lo, update_ms.begin() + k});
+    const Stats c = Summarise({correlate_ms.begin() + lo, correlate_ms.begin() + k});
+    const Stats so = Summarise({solve_ms.begin() + lo, solve_ms.begin() + k});
+    const Stats re = Summarise({refine_ms.begin() + lo, refine_ms.begin() + k});
+    const Stats av = Summarise({average_ms.begin() + lo, average_ms.begin() + k});
+    std::printf("%8d %10.2f %10.2f %10.2f | %10.2f %10.2f %10.2f %10.2f\n", k, s.median, s.min,
+                s.max, c.median, so.median, re.median, av.median);
+    per_k.push_back({{"k", k}, {"median_ms", s.median}, {"min_ms", s.min}, {"max_ms", s.max},
+                     {"correlate_median_ms", c.median}});
+  }
+  const double pairs_per_s = total_correlate_ms > 0 ? total_pairs / (total_correlate_ms / 1000) : 0;
+  const double cache_mib = engine.cache_bytes() / 1048576.0;
+  const double frames_mib = engine.frame_bytes() / 1048576.0;
+  std::printf("finish: solve+lattice %.1f ms, precision stage %.1f ms\n", finish.timings.solve_ms, finish.timings.refine_ms);
+  std::printf("pairs per second %.0f; finish %.1f ms; cache %.1f MiB; frames %.1f MiB; peak RSS %.1f MiB\n",
+              pairs_per_s, finish.timings.total_ms, cache_mib, frames_mib, PeakRssMiB());
+  std::printf("accuracy vs truth (mean offset removed): live RMS %.4f px (max %.4f), final RMS %.4f px (max %.4f)\n",
+              live_errors.first, live_errors.second, final_errors.first, final_errors.second);
+  std::printf("wrong pair elements (> 0.35 lattice spacings): highest peak %.1f %% of %d pairs, "
+              "used by the solution %.1f %% of %d inlier pairs\n",
+              100 * brightest_wrong_fraction, pairs, 100 * used_wrong_fraction, inliers);
+  std::printf("verdict: %s\n", quality.verdict.c_str());
+  std::printf("consistency RMS %.4f px, rejected pairs %.2f %%, flagged frames %d\n",
+              quality.consistency_rms_px, 100 * quality.rejected_pair_fraction,
+              quality.flagged_frames);
+  const nlohmann::json line = {
+      {"size", size}, {"frames", num_frames}, {"dose", dose}, {"specimen", specimen},
+      {"update_ms_by_k", per_k}, {"pairs_per_s", pairs_per_s},
+      {"finish_ms", finish.timings.total_ms}, {"cache_mib", cache_mib},
+      {"frames_mib", frames_mib}, {"peak_rss_mib", PeakRssMiB()},
+      {"live_rms_error_px", live_errors.first}, {"final_rms_error_px", final_errors.first},
+      {"final_max_error_px", final_errors.second},
+      {"consistency_rms_px", quality.consistency_rms_px},
+      {"flagged_frames", quality.flagged_frames},
+      {"brightest_peak_wrong_fraction", brightest_wrong_fraction},
+      {"solution_pairs_wrong_fraction", used_wrong_fraction},
+      {"valid", quality.valid},
+      {"lattice_offset_observable", quality.lattice_offset_observable}};
+  std::cout << "BENCH_JSON " << line.dump() << "\n";
+  return 0;
+}
+
+const CommandRegistrar kBench{"bench", "measure per-frame cost, memory and accuracy", &RunBench};
+
+}  // namespace
+}  // namespace livealign

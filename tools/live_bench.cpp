@@ -1,0 +1,273 @@
+#include "tools/live_bench.hpp"
+
+#include <boost/program_options.hpp>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include "core/simulator.hpp"
+#include "stream/daemon.hpp"
+#include "stream/stream_clients.hpp"
+#include "tools/engine_option_binding.hpp"
+
+namespace po = boost::program_options;
+
+namespace livealign {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return std::nan("");
+  std::sort(v.begin(), v.end());
+  const std::size_t i = std::min(v.size() - 1, static_cast<std::size_t>(p * (v.size() - 1) + 0.5));
+  return v[i];
+}
+
+double PeakRssMiB() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux: KiB
+}
+
+}  // namespace
+
+int RunLiveBench(int argc, char** argv) {
+  int frames = 200, size = 512;
+  double rate_hz = 10, dose = 0.3;
+  std::string pattern = "pull", json_path;
+  std::uint64_t seed = 3;
+  DaemonOptions daemon_options;
+  po::options_description options("live benchmark options");
+  options.add_options()
+      ("help,h", "show this help")
+      ("config", po::value<std::string>(), "ini file with any of these options")
+      ("live", "accepted for `livealign bench --live`")
+      ("frames", po::value(&frames)->default_value(frames), "frames in the series")
+      ("size", po::value(&size)->default_value(size), "frame size, px (square)")
+      ("rate", po::value(&rate_hz)->default_value(rate_hz), "frames per second sent")
+      ("pattern", po::value(&pattern)->default_value(pattern), "pull (PUSH->PULL) or sub (PUB->SUB)")
+      ("dose", po::value(&dose)->default_value(dose), "mean counts per pixel")
+      ("seed", po::value(&seed)->default_value(seed), "simulator seed")
+      ("queue-bytes", po::value(&daemon_options.queue_bytes)->default_value(daemon_options.queue_bytes),
+       "daemon frame-queue bound, bytes")
+      ("average-interval-s",
+       po::value(&daemon_options.average_interval_s)->default_value(daemon_options.average_interval_s),
+       "daemon average rate limit")
+      ("json", po::value(&json_path), "also write the JSON line to this file");
+  AddEngineOptions(&options, &daemon_options.engine);
+  po::variables_map vm;
+  if (!ParseCommandLine(argc, argv, options, {}, &vm, "usage: livealign bench --live [options]")) {
+    return 0;
+  }
+  if (pattern != "pull" && pattern != "sub") {
+    std::cerr << "livealign bench --live: --pattern must be pull or sub\n";
+    return 2;
+  }
+
+  daemon_options.source = "tcp://127.0.0.1:*";
+  daemon_options.source_bind = true;
+  daemon_options.source_pattern = pattern;
+  daemon_options.publish = "tcp://127.0.0.1:*";
+  daemon_options.control = "tcp://127.0.0.1:*";
+  daemon_options.save_interval_s = 0;
+  daemon_options.log_events = false;
+  Daemon daemon(daemon_options);
+  daemon.Start();
+  ResultSubscriber subscriber(daemon.publish_endpoint());
+  ControlClient control(daemon.control_endpoint());
+  if (!SyncSubscriber(subscriber, control, std::chrono::seconds(30))) {
+    std::cerr << "livealign bench --live: subscriber never synchronised\n";
+    return 1;
+  }
+
+  SimulatorOptions sim;
+  sim.shape = Shape{size, size};
+  sim.dose_counts_per_px = dose;
+  sim.frame_time_s = 1.0 / rate_hz;
+  std::vector<Shift> truth(frames);
+  std::atomic<bool> sender_ok{true};
+  double generate_ms_max = 0;
+  std::thread sender_thread([&] {
+    try {
+      Simulator microscope(sim, seed);
+      FrameSender sender(daemon.source_endpoint(), pattern == "pull" ? "push" : "pub", false);
+      if (!sender.WaitForPeer(std::chrono::seconds(30))) throw std::runtime_error("no peer");
+      const SeriesId id = SeriesId::Str("bench");
+      SeriesStart start{id, sim.shape, PixelType::kUint16, {}, {}, sim.frame_time_s, frames, {}};
+      sender.SendSeriesStart(start);
+      std::vector<std::uint16_t> counts(static_cast<std::size_t>(sim.shape.Pixels()));
+      const Clock::time_point t0 = Clock::now();
+      for (int i = 0; i < frames; ++i) {
+        const Clock::time_point g0 = Clock::now();
+        const Frame frame = microscope.NextFrame();
+        for (std::size_t p = 0; p < counts.size(); ++p) {
+          counts[p] = static_cast<std::uint16_t>(std::lround(frame.data()[p]));
+        }
+        truth[i] = microscope.TrueShift(i);
+        generate_ms_max = std::max(
+            generate_ms_max, std::chrono::duration<double, std::milli>(Clock::now() - g0).count());
+        std::this_thread::sleep_until(t0 + std::chrono::duration<double>(i / rate_hz));
+        FrameMessage header{id, i, sim.shape, PixelType::kUint16, i * sim.frame_time_s, nullptr, 0};
+        sender.SendFrame(header, counts.data(), counts.size() * sizeof(std::uint16_t));
+      }
+      sender.SendSeriesEnd(SeriesEnd{id, frames});
+    } catch (const std::exception& e) {
+      std::cerr << "livealign bench --live: sender: " << e.what() << "\n";
+      sender_ok = false;
+    }
+  });
+
+  // k -> latency of the drift message for the k-th registered frame.
+  std::map<int, double> latency_by_k;
+  std::vector<double> queue_ms, engine_ms;
+  std::map<std::string, int> events;
+  std::vector<std::int64_t> lost_indices;
+  nlohmann::json final_drift, series_end;
+  const Clock::time_point start_time = Clock::now();
+  const auto budget = std::chrono::duration<double>(frames / rate_hz * 3 + 120);
+  while (series_end.is_null() && Clock::now() - start_time < budget) {
+    auto m = subscriber.Receive(std::chrono::milliseconds(500));
+    if (!m || !m->header.is_object()) {
+      if (!sender_ok) break;
+      continue;
+    }
+    if (m->topic == "drift") {
+      if (m->header.value("final", false)) {
+        final_drift = m->header;
+      } else {
+        latency_by_k[m->header["n_frames"].get<int>()] = m->header["latency_ms"].get<double>();
+        queue_ms.push_back(m->header.value("queue_ms", 0.0));
+        engine_ms.push_back(m->header.value("engine_ms", 0.0));
+      }
+    } else if (m->topic == "event") {
+      const std::string code = m->header.value("code", "");
+      ++events[code];
+      if (code == "queue_full") lost_indices.push_back(m->header["frame"].get<std::int64_t>());
+    } else if (m->topic == "series_end") {
+      series_end = m->header;
+    }
+  }
+  sender_thread.join();
+  const auto status = control.Request("status", std::chrono::seconds(30));
+  daemon.Stop();
+  daemon.Wait();
+  if (series_end.is_null() || !status) {
+    std::cerr << "livealign bench --live: the series did not complete\n";
+    return 1;
+  }
+
+  std::vector<double> all;
+  for (const auto& [k, ms] : latency_by_k) all.push_back(ms);
+  // Latency grows with k (each frame is correlated with all earlier ones):
+  // report ranges of k, the last being "at k = frames".
+  const int bucket = std::max(1, frames / 4);
+  struct Row {
+    int k0, k1;
+    double median, p90, max;
+  };
+  std::vector<Row> rows;
+  for (int k0 = 1; k0 <= frames; k0 += bucket) {
+    const int k1 = std::min(frames, k0 + bucket - 1);
+    std::vector<double> v;
+    for (int k = k0; k <= k1; ++k) {
+      if (latency_by_k.count(k)) v.push_back(latency_by_k[k]);
+    }
+    rows.push_back({k0, k1, Percentile(v, 0.5), Percentile(v, 0.9), Percentile(v, 1.0)});
+  }
+  // The ten largest k reached (fewer than `frames` when frames were lost).
+  std::vector<double> last10;
+  int last_k0 = 0, last_k1 = 0;
+  for (auto it = latency_by_k.rbegin(); it != latency_by_k.rend() && last10.size() < 10; ++it) {
+    last10.push_back(it->second);
+    if (last_k1 == 0) last_k1 = it->first;
+    last_k0 = it->first;
+  }
+  // Accuracy of the final solve against the ground truth, relative to frame 0.
+  double rms_error = std::nan("");
+  if (final_drift.is_object()) {
+    double sum = 0;
+    int n = 0;
+    const auto& idx = final_drift["frame_indices"];
+    for (std::size_t j = 0; j < idx.size(); ++j) {
+      const Shift t = truth[idx[j].get<int>()];
+      const double dx = final_drift["shift_x_px"][j].get<double>() - t.x;
+      const double dy = final_drift["shift_y_px"][j].get<double>() - t.y;
+      sum += dx * dx + dy * dy;
+      ++n;
+    }
+    if (n > 0) rms_error = std::sqrt(sum / n);
+  }
+  const nlohmann::json& s = *status;
+  const std::int64_t registered = series_end["n_frames"].get<std::int64_t>();
+  const std::int64_t lost = frames - registered;
+
+  std::cout << std::fixed << std::setprecision(1);
+  std::cout << "live benchmark: " << frames << " frames of " << size << "x" << size << " uint16 at "
+            << rate_hz << " frames/s, " << pattern << " over TCP 127.0.0.1\n";
+  std::cout << "  frames registered " << registered << ", lost " << lost << " (queue_full "
+            << s["frames_lost"] << ", missing " << s["frames_missing"] << ")\n";
+  if (!lost_indices.empty()) {
+    std::cout << "  lost indices:";
+    for (auto i : lost_indices) std::cout << " " << i;
+    std::cout << "\n";
+  }
+  std::cout << "  latency arrival -> drift message, ms:\n";
+  std::cout << "      k range    median       p90       max\n";
+  for (const Row& r : rows) {
+    std::cout << "  " << std::setw(5) << r.k0 << "-" << std::setw(5) << r.k1 << std::setw(10)
+              << r.median << std::setw(10) << r.p90 << std::setw(10) << r.max << "\n";
+  }
+  std::cout << "  " << std::setw(11) << "all" << std::setw(10) << Percentile(all, 0.5)
+            << std::setw(10) << Percentile(all, 0.9) << std::setw(10) << Percentile(all, 1.0)
+            << "\n";
+  std::cout << "  of which: queue wait median " << Percentile(queue_ms, 0.5) << " ms (max "
+            << Percentile(queue_ms, 1.0) << "), engine AddFrame median "
+            << Percentile(engine_ms, 0.5) << " ms (max " << Percentile(engine_ms, 1.0) << ")\n";
+  std::cout << "  median latency over the last 10 frames (k = " << last_k0 << ".." << last_k1
+            << "): " << Percentile(last10, 0.5) << " ms\n";
+  std::cout << std::setprecision(3) << "  final RMS error vs ground truth: " << rms_error
+            << " px\n" << std::setprecision(1);
+  std::cout << "  peak RSS (whole process: simulator, daemon, subscriber) " << PeakRssMiB()
+            << " MiB; queue high water " << s["queue_high_water_bytes"].get<double>() / 1048576.0
+            << " MiB of " << s["queue_capacity_bytes"].get<double>() / 1048576.0 << " MiB\n";
+  std::cout << "  slowest simulated frame " << generate_ms_max << " ms (sender side)\n";
+
+  nlohmann::json line{{"bench", "live"},
+                      {"pattern", pattern},
+                      {"frames", frames},
+                      {"size", size},
+                      {"rate_hz", rate_hz},
+                      {"registered", registered},
+                      {"lost", lost},
+                      {"lost_indices", lost_indices},
+                      {"frames_lost_queue_full", s["frames_lost"]},
+                      {"frames_missing", s["frames_missing"]},
+                      {"latency_ms_median", Percentile(all, 0.5)},
+                      {"latency_ms_p90", Percentile(all, 0.9)},
+                      {"latency_ms_max", Percentile(all, 1.0)},
+                      {"latency_ms_median_last10", Percentile(last10, 0.5)},
+                      {"queue_ms_median", Percentile(queue_ms, 0.5)},
+                      {"engine_ms_median", Percentile(engine_ms, 0.5)},
+                      {"final_rms_error_px", rms_error},
+                      {"peak_rss_mib", PeakRssMiB()},
+                      {"queue_high_water_bytes", s["queue_high_water_bytes"]},
+                      {"events", events}};
+  nlohmann::json by_k = nlohmann::json::array();
+  for (const Row& r : rows) {
+    by_k.push_back({{"k0", r.k0}, {"k1", r.k1}, {"median", r.median}, {"p90", r.p90}, {"max", r.max}});
+  }
+  line["latency_by_k"] = by_k;
+  std::cout << line.dump() << "\n";
+  if (!json_path.empty()) std::ofstream(json_path) << line.dump() << "\n";
+  return sender_ok ? 0 : 1;
+}
+
+}  // namespace livealign

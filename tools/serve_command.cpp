@@ -1,0 +1,83 @@
+// `livealign serve`: the live registration daemon (stream/daemon.hpp) on the
+// endpoints of docs/protocol.md. SIGINT/SIGTERM finish the current frame,
+// write the outputs of the running series and exit 0.
+#include <boost/program_options.hpp>
+#include <signal.h>
+
+#include <ctime>
+#include <iostream>
+
+#include "stream/daemon.hpp"
+#include "tools/command.hpp"
+#include "tools/engine_option_binding.hpp"
+
+namespace po = boost::program_options;
+
+namespace livealign {
+namespace {
+
+int RunServe(int argc, char** argv) {
+  DaemonOptions o;
+  double pixel_size_A = 0;
+  po::options_description options("options");
+  options.add_options()
+      ("help,h", "show this help")
+      ("config", po::value<std::string>(), "ini file with any of these options")
+      ("source", po::value(&o.source)->default_value(o.source), "where frames come from")
+      ("source-pattern", po::value(&o.source_pattern)->default_value(o.source_pattern),
+       "sub (loss counted and reported) or pull (back-pressure)")
+      ("source-bind", po::value(&o.source_bind)->default_value(o.source_bind),
+       "true: bind --source instead of connecting")
+      ("publish", po::value(&o.publish)->default_value(o.publish), "PUB endpoint for results")
+      ("control", po::value(&o.control)->default_value(o.control), "REP endpoint for control")
+      ("out", po::value(&o.out), "output root: each series in OUT/<series>/")
+      ("keep-frames", po::value(&o.keep_frames)->default_value(o.keep_frames)->implicit_value(true),
+       "append the frames to OUT/<series>/frames.tif (a flag; or =true/=false)")
+      ("max-pixels", po::value(&o.max_pixels)->default_value(o.max_pixels), "largest frame, rows*cols")
+      ("queue-bytes", po::value(&o.queue_bytes)->default_value(o.queue_bytes),
+       "bound of the frame queue, bytes")
+      ("average-interval-s", po::value(&o.average_interval_s)->default_value(o.average_interval_s),
+       "minimum seconds between average messages")
+      ("save-interval-s", po::value(&o.save_interval_s)->default_value(o.save_interval_s),
+       "rewrite the running series' outputs this often (0 = at its end only)")
+      ("log-events", po::value(&o.log_events)->default_value(o.log_events),
+       "also print warning/error events to stderr")
+      ("pixel-size-A", po::value(&pixel_size_A)->default_value(0),
+       "pixel size, Å, when the sender gives none");
+  AddEngineOptions(&options, &o.engine);
+  po::variables_map vm;
+  if (!ParseCommandLine(argc, argv, options, {}, &vm, "usage: livealign serve [options]")) return 0;
+  ApplyPixelSize(pixel_size_A, &o.engine);
+
+  // Signals go to this thread only (the daemon's threads inherit the mask), so
+  // they can be taken synchronously below instead of in a handler.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  Daemon daemon(o);
+  daemon.Start();
+  std::cerr << "livealign serve: frames from " << daemon.source_endpoint() << " ("
+            << o.source_pattern << (o.source_bind ? ", bound" : "") << "), results on "
+            << daemon.publish_endpoint() << ", control on " << daemon.control_endpoint()
+            << std::endl;
+  const timespec tick{0, 100 * 1000 * 1000};
+  while (!daemon.StopRequested()) {
+    const int signal = sigtimedwait(&signals, nullptr, &tick);
+    if (signal == SIGINT || signal == SIGTERM) {
+      std::cerr << "livealign serve: " << (signal == SIGINT ? "SIGINT" : "SIGTERM")
+                << ": finishing the current frame and writing outputs" << std::endl;
+      daemon.Stop();
+    }
+  }
+  daemon.Wait();
+  std::cerr << "livealign serve: stopped; status " << daemon.Status().dump() << std::endl;
+  return 0;
+}
+
+const CommandRegistrar kServe{"serve", "run the live registration daemon", &RunServe};
+
+}  // namespace
+}  // namespace livealign

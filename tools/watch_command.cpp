@@ -1,0 +1,133 @@
+// `livealign watch`: follows a running daemon in the terminal: one line per
+// registered frame, events highlighted, a summary at the end.
+#include <boost/program_options.hpp>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+#include "stream/stream_clients.hpp"
+#include "tools/command.hpp"
+#include "tools/engine_option_binding.hpp"
+
+namespace po = boost::program_options;
+
+namespace livealign {
+namespace {
+
+std::string Number(const nlohmann::json& v, int precision = 3) {
+  if (!v.is_number()) return "-";
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(precision) << v.get<double>();
+  return s.str();
+}
+
+int RunWatch(int argc, char** argv) {
+  std::string connect = "tcp://127.0.0.1:5556", control;
+  int frames = 0;
+  bool until_series_end = false;
+  double idle_timeout_s = 0;
+  po::options_description options("options");
+  options.add_options()
+      ("help,h", "show this help")
+      ("config", po::value<std::string>(), "ini file with any of these options")
+      ("connect", po::value(&connect)->default_value(connect), "the daemon's --publish endpoint")
+      ("control", po::value(&control), "the daemon's --control endpoint (snapshot on start)")
+      ("frames", po::value(&frames)->default_value(0), "stop after N drift updates (0 = never)")
+      ("until-series-end", po::bool_switch(&until_series_end), "stop at the first series_end")
+      ("idle-timeout-s", po::value(&idle_timeout_s)->default_value(0),
+       "stop after this long without a message (0 = never)");
+  po::variables_map vm;
+  if (!ParseCommandLine(argc, argv, options, {}, &vm, "usage: livealign watch --connect ENDPOINT")) {
+    return 0;
+  }
+  const bool tty = isatty(STDOUT_FILENO) != 0;
+  auto colour = [tty](const std::string& level, const std::string& text) {
+    if (!tty) return text;
+    const char* code = level == "error" ? "\033[31m" : level == "warning" ? "\033[33m" : "\033[36m";
+    return code + text + "\033[0m";
+  };
+
+  ResultSubscriber subscriber(connect);
+  if (!control.empty()) {
+    ControlClient client(control);
+    if (auto snap = client.Request("snapshot", std::chrono::seconds(5)); snap && (*snap)["drift"].is_object()) {
+      const auto& d = (*snap)["drift"];
+      std::cout << "joined series " << d["series"] << " at frame " << d["frame"] << " ("
+                << d["n_frames"] << " registered)\n";
+    }
+  }
+  std::cout << std::setw(7) << "frame" << std::setw(10) << "shift_x" << std::setw(10) << "shift_y"
+            << std::setw(22) << "drift A/s (x, y)" << std::setw(12) << "latency_ms"
+            << std::setw(13) << "consist_px" << "\n";
+  std::vector<double> latencies;
+  std::map<std::string, int> events;
+  nlohmann::json last_drift, last_quality;  // latest headers (null until seen)
+  int drift_updates = 0;
+  auto last_message = std::chrono::steady_clock::now();
+  while (true) {
+    auto m = subscriber.Receive(std::chrono::milliseconds(250));
+    if (!m) {
+      if (idle_timeout_s > 0 && std::chrono::steady_clock::now() - last_message >
+                                    std::chrono::duration<double>(idle_timeout_s)) {
+        break;
+      }
+      continue;
+    }
+    last_message = std::chrono::steady_clock::now();
+    const nlohmann::json& h = m->header;
+    if (!h.is_object()) continue;
+    if (m->topic == "quality") {
+      last_quality = h;
+    } else if (m->topic == "drift") {
+      last_drift = h;
+      const std::size_t n = h["shift_x_px"].size();
+      const auto& rate = h["drift_rate_A_per_s"];
+      const std::string rate_text =
+          rate.is_array() ? "(" + Number(rate[0], 2) + ", " + Number(rate[1], 2) + ")" : "-";
+      std::cout << std::setw(7) << (h.value("final", false) ? "final" : h["frame"].dump())
+                << std::setw(10) << (n ? Number(h["shift_x_px"][n - 1]) : "-") << std::setw(10)
+                << (n ? Number(h["shift_y_px"][n - 1]) : "-") << std::setw(22) << rate_text
+                << std::setw(12) << Number(h["latency_ms"], 1) << std::setw(13)
+                << (last_quality.is_object() ? Number(last_quality["consistency_rms_px"]) : "-")
+                << "\n";
+      if (!h.value("final", false)) latencies.push_back(h["latency_ms"].get<double>());
+      if (frames > 0 && ++drift_updates >= frames) break;
+    } else if (m->topic == "event") {
+      const std::string level = h.value("level", "info");
+      ++events[h.value("code", "?")];
+      std::cout << colour(level, "  [" + level + "] " + h.value("code", "?") + ": " +
+                                     h.value("message", ""))
+                << "\n";
+    } else if (m->topic == "series_end") {
+      std::cout << "series " << h["series"] << " ended (" << h.value("reason", "") << "): "
+                << h["n_frames"] << " frames\n";
+      for (const auto& f : h["files"]) std::cout << "  wrote " << f.get<std::string>() << "\n";
+      if (until_series_end) break;
+    }
+    std::cout.flush();
+  }
+  std::cout << "\nsummary: " << latencies.size() << " drift updates";
+  if (!latencies.empty()) {
+    std::sort(latencies.begin(), latencies.end());
+    std::cout << ", latency median " << Number(latencies[latencies.size() / 2], 1) << " ms, max "
+              << Number(latencies.back(), 1) << " ms";
+  }
+  std::cout << "\n";
+  if (last_quality.is_object()) {
+    std::cout << "consistency " << Number(last_quality["consistency_rms_px"]) << " px, flagged "
+              << last_quality["flagged_frames"] << ", verdict: " << last_quality.value("verdict", "")
+              << "\n";
+  }
+  for (const auto& [code, count] : events) std::cout << "event " << code << " x" << count << "\n";
+  return 0;
+}
+
+const CommandRegistrar kWatch{"watch", "follow a running daemon in the terminal", &RunWatch};
+
+}  // namespace
+}  // namespace livealign
