@@ -1,0 +1,333 @@
+#include "stream/http_server.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <catch2/catch.hpp>
+#include <msgpack.hpp>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "stream/web_assets.hpp"
+
+namespace livealign {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+namespace websocket = boost::beast::websocket;
+using tcp = boost::asio::ip::tcp;
+
+std::string PackMap(const std::map<std::string, int>& values) {
+  msgpack::sbuffer buffer;
+  msgpack::pack(buffer, values);
+  return std::string(buffer.data(), buffer.size());
+}
+
+http::response<http::string_body> Request(int port, http::verb method, const std::string& target) {
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
+  http::request<http::string_body> request{method, target, 11};
+  request.set(http::field::host, "127.0.0.1:" + std::to_string(port));
+  http::write(stream, request);
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.skip(method == http::verb::head);  // a HEAD response has no body to read
+  http::read(stream, buffer, parser);
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  return parser.release();
+}
+
+// A blocking WebSocket client on the preview endpoint.
+class WsClient {
+ public:
+  explicit WsClient(int port) : ws_(io_) {
+    const tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"),
+                                 static_cast<unsigned short>(port));
+    beast::get_lowest_layer(ws_).connect(endpoint);
+    ws_.handshake("127.0.0.1:" + std::to_string(port), "/ws");
+  }
+
+  // The next message, decoded; `zone_` keeps it alive until the next call.
+  msgpack::object Next() {
+    beast::flat_buffer buffer;
+    ws_.read(buffer);
+    REQUIRE(ws_.got_binary());
+    last_ = beast::buffers_to_string(buffer.data());
+    handle_ = msgpack::unpack(last_.data(), last_.size());
+    return handle_.get();
+  }
+
+  void Send(const std::string& bytes) {
+    ws_.binary(true);
+    ws_.write(asio::buffer(bytes));
+  }
+
+ private:
+  asio::io_context io_;
+  websocket::stream<beast::tcp_stream> ws_;
+  std::string last_;
+  msgpack::object_handle handle_;
+};
+
+std::string Topic(const msgpack::object& message) {
+  REQUIRE(message.type == msgpack::type::ARRAY);
+  REQUIRE(message.via.array.size >= 2);
+  return message.via.array.ptr[0].as<std::string>();
+}
+
+std::map<std::string, int> Header(const msgpack::object& message) {
+  return message.via.array.ptr[1].as<std::map<std::string, int>>();
+}
+
+TEST_CASE("options reject endpoints that are not host:port", "[stream][http]") {
+  std::string error;
+  HttpServerOptions options;
+  CHECK(options.Check(&error));
+  for (const std::string bad : {"", "8080", "127.0.0.1:", "127.0.0.1:99999", "example.com:80",
+                                "127.0.0.1:80x"}) {
+    CAPTURE(bad);
+    options.endpoint = bad;
+    CHECK_FALSE(options.Check(&error));
+    CHECK_FALSE(error.empty());
+  }
+  options.endpoint = "[::1]:0";
+  CHECK(options.Check(&error));
+  options.endpoint = "127.0.0.1:0";
+  options.max_queued_messages = 0;
+  CHECK_FALSE(options.Check(&error));
+  CHECK_THROWS_AS(HttpServer(options), std::invalid_argument);
+}
+
+TEST_CASE("the server serves only the embedded page files", "[stream][http]") {
+  HttpServer server(HttpServerOptions{"127.0.0.1:0"});
+  server.Start();
+  REQUIRE(server.port() > 0);
+
+  SECTION("GET / is the embedded index.html") {
+    const WebAsset* index = FindWebAsset("index.html");
+    REQUIRE(index != nullptr);
+    const auto response = Request(server.port(), http::verb::get, "/");
+    CHECK(response.result() == http::status::ok);
+    CHECK(std::string(response[http::field::content_type]) == "text/html; charset=utf-8");
+    CHECK(response.body() == std::string(reinterpret_cast<const char*>(index->data), index->size));
+    CHECK(Request(server.port(), http::verb::get, "/index.html?x=1").body() == response.body());
+  }
+  SECTION("the msgpack library is embedded and served as JavaScript") {
+    const auto response = Request(server.port(), http::verb::get, "/msgpack.min.js");
+    CHECK(response.result() == http::status::ok);
+    CHECK(std::string(response[http::field::content_type]) == "text/javascript; charset=utf-8");
+    CHECK(response.body().find("MessagePack") != std::string::npos);
+  }
+  SECTION("unknown and traversal paths are 404") {
+    const std::string target = GENERATE(
+        as<std::string>{}, "/nope.html", "/../CMakeLists.txt", "/..%2FCMakeLists.txt",
+        "/%2e%2e/%2e%2e/etc/passwd", "//etc/passwd", "/index.html/..", "/web/index.html",
+        "/./index.html", "/%69ndex.html", "/ws");
+    CAPTURE(target);
+    const auto response = Request(server.port(), http::verb::get, target);
+    CHECK(response.result() == http::status::not_found);
+    CHECK(response.body() == "not found\n");
+  }
+  SECTION("methods other than GET and HEAD are refused") {
+    CHECK(Request(server.port(), http::verb::post, "/").result() ==
+          http::status::method_not_allowed);
+    const auto head = Request(server.port(), http::verb::head, "/");
+    CHECK(head.result() == http::status::ok);
+    CHECK(std::string(head[http::field::content_length]) ==
+          std::to_string(FindWebAsset("index.html")->size));
+  }
+  server.Stop();
+  CHECK(server.stats().http_requests > 0);
+}
+
+TEST_CASE("a WebSocket client receives published messages as [topic, header, data]",
+          "[stream][http]") {
+  HttpServer server(HttpServerOptions{"127.0.0.1:0"});
+  server.Start();
+  WsClient client(server.port());
+
+  server.Publish(OutMessage{"average", PackMap({{"series", 7}, {"n_frames", 3}}),
+                            std::string("\x01\x02\x00\x04", 4)});
+  const msgpack::object average = client.Next();
+  CHECK(Topic(average) == "average");
+  REQUIRE(average.via.array.size == 3);
+  CHECK(Header(average) == std::map<std::string, int>{{"series", 7}, {"n_frames", 3}});
+  const msgpack::object& data = average.via.array.ptr[2];
+  REQUIRE(data.type == msgpack::type::BIN);
+  CHECK(std::string(data.via.bin.ptr, data.via.bin.size) == std::string("\x01\x02\x00\x04", 4));
+
+  server.Publish(OutMessage{"drift", PackMap({{"n_frames", 4}}), ""});
+  const msgpack::object drift = client.Next();
+  CHECK(Topic(drift) == "drift");
+  CHECK(drift.via.array.size == 2);  // no data part
+  CHECK(Header(drift).at("n_frames") == 4);
+
+  SECTION("a header that is not one msgpack map is counted and not forwarded") {
+    server.Publish(OutMessage{"drift", "\xc1", ""});  // 0xc1 is never valid msgpack
+    server.Publish(OutMessage{"drift", PackMap({{"a", 1}}) + PackMap({{"b", 2}}), ""});
+    server.Publish(OutMessage{"event", PackMap({{"n", 1}}), ""});
+    CHECK(Topic(client.Next()) == "event");
+    CHECK(server.stats().invalid_messages == 2);
+  }
+  SECTION("a client can ask for the snapshot again") {
+    msgpack::sbuffer request;
+    msgpack::pack(request, std::map<std::string, std::string>{{"cmd", "snapshot"}});
+    client.Send(std::string(request.data(), request.size()));
+    // Latest-only topics in publish order.
+    CHECK(Topic(client.Next()) == "average");
+    CHECK(Header(client.Next()).at("n_frames") == 4);
+  }
+  CHECK(server.stats().clients == 1);
+  server.Stop();
+}
+
+TEST_CASE("a late client first gets the latest message of every topic", "[stream][http]") {
+  HttpServer server(HttpServerOptions{"127.0.0.1:0"});
+  // Published before Start: they only become part of the snapshot.
+  server.Publish(OutMessage{"drift", PackMap({{"n_frames", 1}}), ""});
+  server.Start();
+  server.Publish(OutMessage{"average", PackMap({{"n_frames", 1}}), std::string(16, 'a')});
+  server.Publish(OutMessage{"drift", PackMap({{"n_frames", 2}}), ""});
+  server.Publish(OutMessage{"quality", PackMap({{"n_frames", 2}}), ""});
+
+  WsClient late(server.port());
+  // Latest per topic, oldest first: average (1), drift (2), quality (2).
+  const msgpack::object first = late.Next();
+  CHECK(Topic(first) == "average");
+  CHECK(first.via.array.size == 3);
+  const msgpack::object second = late.Next();
+  CHECK(Topic(second) == "drift");
+  CHECK(Header(second).at("n_frames") == 2);
+  CHECK(Topic(late.Next()) == "quality");
+
+  // Then live messages, with nothing of the snapshot repeated.
+  server.Publish(OutMessage{"drift", PackMap({{"n_frames", 3}}), ""});
+  const msgpack::object live = late.Next();
+  CHECK(Topic(live) == "drift");
+  CHECK(Header(live).at("n_frames") == 3);
+
+  SECTION("and after a restart of the server the snapshot is still there") {
+    server.Stop();
+    server.Start();
+    WsClient again(server.port());
+    CHECK(Topic(again.Next()) == "average");
+    CHECK(Topic(again.Next()) == "quality");
+    const msgpack::object drift = again.Next();
+    CHECK(Header(drift).at("n_frames") == 3);
+  }
+  server.Stop();
+  CHECK(server.stats().published == 5);
+}
+
+std::shared_ptr<const std::string> Payload(const std::string& text) {
+  return std::make_shared<const std::string>(text);
+}
+
+TEST_CASE("a slow client's outbox keeps the newest of each latest-only topic",
+          "[stream][http]") {
+  ClientOutbox outbox(4);
+  CHECK(outbox.Push("average", Payload("average 1")) == 0);
+  REQUIRE(*outbox.BeginWrite() == "average 1");  // in flight: never replaced
+  CHECK(outbox.BeginWrite() == nullptr);          // one write at a time
+  for (int i = 2; i <= 100; ++i) {
+    CHECK(outbox.Push("average", Payload("average " + std::to_string(i))) == 0);
+    CHECK(outbox.Push("drift", Payload("drift " + std::to_string(i))) == 0);
+  }
+  CHECK(outbox.waiting() == 2);
+  outbox.EndWrite();
+  // Place in line is kept (average first waited first), content is the newest.
+  CHECK(*outbox.BeginWrite() == "average 100");
+  outbox.EndWrite();
+  CHECK(*outbox.BeginWrite() == "drift 100");
+  outbox.EndWrite();
+  CHECK(outbox.BeginWrite() == nullptr);
+  CHECK(outbox.waiting() == 0);
+}
+
+TEST_CASE("a slow client's events are queued within a bound, oldest dropped first",
+          "[stream][http]") {
+  ClientOutbox outbox(3);
+  CHECK(outbox.Push("event", Payload("event 0")) == 0);
+  REQUIRE(*outbox.BeginWrite() == "event 0");
+  int dropped = 0;
+  for (int i = 1; i <= 10; ++i) dropped += outbox.Push("event", Payload("event " + std::to_string(i)));
+  dropped += outbox.Push("series_end", Payload("end"));
+  CHECK(outbox.Push("quality", Payload("quality")) == 0);  // latest-only: not counted
+  CHECK(dropped == 8);
+  CHECK(outbox.waiting() == 4);
+  std::vector<std::string> sent;
+  outbox.EndWrite();
+  while (auto payload = outbox.BeginWrite()) {
+    sent.push_back(*payload);
+    outbox.EndWrite();
+  }
+  CHECK(sent == std::vector<std::string>{"event 9", "event 10", "end", "quality"});
+  CHECK_THROWS_AS(ClientOutbox(0), std::invalid_argument);
+}
+
+TEST_CASE("a WebSocket upgrade from another origin is refused", "[stream][http]") {
+  HttpServer server(HttpServerOptions{"127.0.0.1:0"});
+  server.Start();
+  asio::io_context io;
+  websocket::stream<beast::tcp_stream> ws(io);
+  beast::get_lowest_layer(ws).connect(
+      tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(server.port())));
+  const std::string host = "127.0.0.1:" + std::to_string(server.port());
+  SECTION("a foreign page") {
+    ws.set_option(websocket::stream_base::decorator([](websocket::request_type& request) {
+      request.set(http::field::origin, "http://evil.example");
+    }));
+    beast::error_code ec;
+    ws.handshake(host, "/ws", ec);
+    CHECK(ec == websocket::error::upgrade_declined);
+    // The refusal itself, seen as plain HTTP (Beast 1.74 does not hand the
+    // declined response back from handshake).
+    beast::tcp_stream stream(io);
+    stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"),
+                                 static_cast<unsigned short>(server.port())));
+    http::request<http::empty_body> upgrade{http::verb::get, "/ws", 11};
+    upgrade.set(http::field::host, host);
+    upgrade.set(http::field::origin, "http://evil.example");
+    upgrade.set(http::field::upgrade, "websocket");
+    upgrade.set(http::field::connection, "upgrade");
+    upgrade.set(http::field::sec_websocket_key, "dGhlIHNhbXBsZSBub25jZQ==");
+    upgrade.set(http::field::sec_websocket_version, "13");
+    http::write(stream, upgrade);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> response;
+    http::read(stream, buffer, response);
+    CHECK(response.result() == http::status::forbidden);
+  }
+  SECTION("the page itself") {
+    ws.set_option(websocket::stream_base::decorator([host](websocket::request_type& request) {
+      request.set(http::field::origin, "http://" + host);
+    }));
+    beast::error_code ec;
+    ws.handshake(host, "/ws", ec);
+    CHECK_FALSE(ec);
+  }
+}
+
+TEST_CASE("a busy port is reported with the endpoint", "[stream][http]") {
+  HttpServer first(HttpServerOptions{"127.0.0.1:0"});
+  first.Start();
+  HttpServer second(HttpServerOptions{"127.0.0.1:" + std::to_string(first.port())});
+  try {
+    second.Start();
+    FAIL("the second server bound a busy port");
+  } catch (const std::runtime_error& e) {
+    CHECK(std::string(e.what()).find(std::to_string(first.port())) != std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace livealign

@@ -1,0 +1,315 @@
+// A test-only feed for the web preview: starts HttpServer and publishes a
+// realistic synthetic series (drift, average, frame, quality, matrices, event,
+// series_end) the way the daemon does, so the page and its browser test can
+// run without the daemon. Not a simulator of the physics: the shifts are a
+// seeded random walk and the "average" a noisy two-vector lattice whose noise
+// falls as 1/sqrt(frames).
+//
+//   web_feed_harness --http 127.0.0.1:0 --frames 40 --size 256 --rate 10 --truth FILE
+//
+// --timestamps 0 publishes nil timestamps (the page then plots against frame
+// index). Prints "listening PORT" once the server is up, waits for --start-after-clients
+// WebSocket clients (default 0), publishes the series, writes the last values it
+// published to --truth as JSON, then serves until SIGINT/SIGTERM.
+
+#include <msgpack.hpp>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "stream/http_server.hpp"
+
+namespace livealign {
+namespace {
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+
+struct HarnessOptions {
+  std::string endpoint = "127.0.0.1:0";
+  int frames = 40;
+  int size = 256;
+  double rate_hz = 10;
+  std::string truth_path;
+  int start_after_clients = 0;
+  std::string series = "sim-0001";
+  double pixel_size_A = 0.5;
+  bool timestamps = true;  // false: every timestamp_s is nil (and no drift rate)
+};
+
+using Packer = msgpack::packer<msgpack::sbuffer>;
+
+std::string Str(const msgpack::sbuffer& b) { return std::string(b.data(), b.size()); }
+
+void PackKey(Packer& p, const char* key) { p.pack(std::string(key)); }
+
+template <typename T>
+std::string Bytes(const std::vector<T>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+}
+
+void PackBin(Packer& p, const std::string& bytes) {
+  p.pack_bin(static_cast<std::uint32_t>(bytes.size()));
+  p.pack_bin_body(bytes.data(), static_cast<std::uint32_t>(bytes.size()));
+}
+
+int Run(const HarnessOptions& o) {
+  HttpServer server(HttpServerOptions{o.endpoint});
+  server.Start();
+  std::cout << "listening " << server.port() << std::endl;
+  while (!g_stop && server.stats().clients < o.start_after_clients) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+
+  std::mt19937 rng(12345);
+  std::normal_distribution<double> noise(0.0, 1.0);
+  const int n_total = o.frames;
+  const int s = o.size;
+  const double dt = 1.0 / o.rate_hz;
+
+  // Ground truth shifts: linear drift plus a random walk; frame 0 is (0, 0).
+  std::vector<double> sx(n_total), sy(n_total), residual(n_total);
+  std::vector<bool> flagged(n_total, false);
+  for (int i = 1; i < n_total; ++i) {
+    sx[i] = sx[i - 1] + 0.30 + 0.15 * noise(rng);
+    sy[i] = sy[i - 1] - 0.18 + 0.15 * noise(rng);
+  }
+  for (int i = 0; i < n_total; ++i) residual[i] = 0.02 + 0.01 * std::abs(noise(rng));
+  if (n_total > 17) flagged[17] = true;
+
+  // The clean lattice the average converges to (cycles/px).
+  const double g1x = 0.125, g1y = 0.02, g2x = -0.03, g2y = 0.11;
+  std::vector<float> clean(static_cast<std::size_t>(s) * s);
+  for (int r = 0; r < s; ++r) {
+    for (int c = 0; c < s; ++c) {
+      const double phase1 = 2 * M_PI * (g1x * c + g1y * r), phase2 = 2 * M_PI * (g2x * c + g2y * r);
+      clean[r * s + c] = static_cast<float>(100 + 20 * std::cos(phase1) + 20 * std::cos(phase2) +
+                                            10 * std::exp(-((r - s / 3.0) * (r - s / 3.0) +
+                                                            (c - s / 2.0) * (c - s / 2.0)) / 400.0));
+    }
+  }
+
+  nlohmann::json truth;
+  auto publish_event = [&](const std::string& level, const std::string& code,
+                           const std::string& message, int frame) {
+    msgpack::sbuffer b;
+    Packer p(b);
+    p.pack_map(frame >= 0 ? 5 : 4);
+    PackKey(p, "level"); p.pack(level);
+    PackKey(p, "code"); p.pack(code);
+    PackKey(p, "message"); p.pack(message);
+    PackKey(p, "series"); p.pack(o.series);
+    if (frame >= 0) { PackKey(p, "frame"); p.pack(frame); }
+    server.Publish(OutMessage{"event", Str(b), ""});
+  };
+  publish_event("info", "series_start", "series " + o.series + " started, " + std::to_string(s) +
+                "x" + std::to_string(s) + " uint16", -1);
+
+  const auto start = std::chrono::steady_clock::now();
+  for (int n = 1; n <= n_total && !g_stop; ++n) {
+    const int frame = n - 1;
+    std::this_thread::sleep_until(start + std::chrono::duration<double>(frame * dt));
+
+    // drift
+    double rms = 0.03 + 0.02 * std::exp(-n / 10.0);
+    double rate_x = n > 1 ? (sx[frame] - sx[0]) / (frame * dt) * o.pixel_size_A : 0;
+    double rate_y = n > 1 ? (sy[frame] - sy[0]) / (frame * dt) * o.pixel_size_A : 0;
+    {
+      msgpack::sbuffer b;
+      Packer p(b);
+      p.pack_map(11);
+      PackKey(p, "series"); p.pack(o.series);
+      PackKey(p, "n_frames"); p.pack(n);
+      PackKey(p, "frame"); p.pack(frame);
+      PackKey(p, "shift_x_px"); p.pack(std::vector<double>(sx.begin(), sx.begin() + n));
+      PackKey(p, "shift_y_px"); p.pack(std::vector<double>(sy.begin(), sy.begin() + n));
+      PackKey(p, "residual_px"); p.pack(std::vector<double>(residual.begin(), residual.begin() + n));
+      PackKey(p, "flagged"); p.pack(std::vector<bool>(flagged.begin(), flagged.begin() + n));
+      PackKey(p, "timestamp_s");
+      p.pack_array(n);
+      for (int i = 0; i < n; ++i) {
+        if (o.timestamps) p.pack(1000.0 + i * dt); else p.pack_nil();
+      }
+      PackKey(p, "latency_ms"); p.pack(8.0 + 2.0 * std::abs(noise(rng)));
+      PackKey(p, "drift_rate_A_per_s");
+      if (n > 1 && o.timestamps) { p.pack_array(2); p.pack(rate_x); p.pack(rate_y); } else { p.pack_nil(); }
+      PackKey(p, "pixel_size_A"); p.pack(o.pixel_size_A);
+      server.Publish(OutMessage{"drift", Str(b), ""});
+    }
+
+    // average: every 3rd frame and the last (rate-limited like the daemon)
+    int max_shift = 0;
+    for (int i = 0; i < n; ++i) {
+      max_shift = std::max(max_shift, static_cast<int>(std::ceil(std::max(std::abs(sx[i]), std::abs(sy[i])))));
+    }
+    if (n % 3 == 0 || n == n_total || n == 1) {
+      std::vector<float> average(clean.size());
+      const double sigma = 40.0 / std::sqrt(static_cast<double>(n));
+      for (std::size_t i = 0; i < clean.size(); ++i) {
+        average[i] = static_cast<float>(clean[i] + sigma * noise(rng));
+      }
+      msgpack::sbuffer b;
+      Packer p(b);
+      p.pack_map(5);
+      PackKey(p, "series"); p.pack(o.series);
+      PackKey(p, "n_frames"); p.pack(n);
+      PackKey(p, "shape"); p.pack(std::vector<int>{s, s});
+      PackKey(p, "dtype"); p.pack(std::string("float32"));
+      PackKey(p, "valid");
+      const int m = std::min(max_shift, s / 4);
+      p.pack(std::vector<int>{m, s - m, m, s - m});
+      server.Publish(OutMessage{"average", Str(b), Bytes(average)});
+    }
+
+    // a raw frame (uint16) every 5th frame
+    if (frame % 5 == 0) {
+      std::vector<std::uint16_t> raw(clean.size());
+      for (std::size_t i = 0; i < clean.size(); ++i) {
+        raw[i] = static_cast<std::uint16_t>(std::max(0.0, clean[i] + 40.0 * noise(rng)));
+      }
+      msgpack::sbuffer b;
+      Packer p(b);
+      p.pack_map(5);
+      PackKey(p, "series"); p.pack(o.series);
+      PackKey(p, "frame"); p.pack(frame);
+      PackKey(p, "shape"); p.pack(std::vector<int>{s, s});
+      PackKey(p, "dtype"); p.pack(std::string("uint16"));
+      PackKey(p, "valid"); p.pack(std::vector<int>{0, s, 0, s});
+      server.Publish(OutMessage{"frame", Str(b), Bytes(raw)});
+    }
+
+    // matrices: R_ij = s_j - s_i + noise; a few rejected, one snapped
+    const int k = n;
+    std::vector<float> mx(k * k, NAN), my(k * k, NAN);
+    std::vector<std::uint8_t> status(k * k, 0);
+    int rejected = 0, pairs = 0;
+    for (int i = 0; i < k; ++i) {
+      for (int j = 0; j < k; ++j) {
+        if (i == j) continue;
+        ++pairs;
+        mx[i * k + j] = static_cast<float>(sx[j] - sx[i] + 0.03 * noise(rng));
+        my[i * k + j] = static_cast<float>(sy[j] - sy[i] + 0.03 * noise(rng));
+        status[i * k + j] = 1;
+        if (flagged[i] || flagged[j] || (i * 7 + j * 3) % 29 == 0) {
+          status[i * k + j] = 2;
+          ++rejected;
+        } else if ((i + j) % 23 == 0 && std::abs(i - j) > 4) {
+          status[i * k + j] = 3;
+        }
+      }
+    }
+    const double rejected_fraction = pairs > 0 ? static_cast<double>(rejected) / pairs : 0.0;
+    {
+      msgpack::sbuffer b;
+      Packer p(b);
+      p.pack_map(6);
+      PackKey(p, "series"); p.pack(o.series);
+      PackKey(p, "n_frames"); p.pack(n);
+      PackKey(p, "k"); p.pack(k);
+      PackKey(p, "x"); PackBin(p, Bytes(mx));
+      PackKey(p, "y"); PackBin(p, Bytes(my));
+      PackKey(p, "status"); PackBin(p, Bytes(status));
+      server.Publish(OutMessage{"matrices", Str(b), ""});
+    }
+
+    // quality
+    std::vector<int> flagged_list;
+    for (int i = 0; i < n; ++i) if (flagged[i]) flagged_list.push_back(i);
+    const double frc = std::min(0.45, 0.12 + 0.01 * n);
+    const bool good = rms < 0.1 && flagged_list.size() <= 1;
+    const std::string reason = good ? "consistent: RMS " + std::to_string(rms).substr(0, 5) + " px"
+                                    : "frame 17 has no consistent pairs";
+    {
+      msgpack::sbuffer b;
+      Packer p(b);
+      p.pack_map(12);
+      PackKey(p, "series"); p.pack(o.series);
+      PackKey(p, "n_frames"); p.pack(n);
+      PackKey(p, "consistency_rms_px"); p.pack(rms);
+      PackKey(p, "rejected_pair_fraction"); p.pack(rejected_fraction);
+      PackKey(p, "flagged_frames"); p.pack(flagged_list);
+      PackKey(p, "pixel_size_A"); p.pack(o.pixel_size_A);
+      PackKey(p, "info_transfer_cycles_per_px"); p.pack(0.4);
+      PackKey(p, "frc_resolution_cycles_per_px"); p.pack(frc);
+      PackKey(p, "lattice_reciprocal");
+      p.pack(std::vector<std::vector<double>>{{g1x, g1y}, {g2x, g2y}});
+      PackKey(p, "snr"); p.pack(2.0 * std::sqrt(static_cast<double>(n)));
+      PackKey(p, "good"); p.pack(good);
+      PackKey(p, "reason"); p.pack(reason);
+      server.Publish(OutMessage{"quality", Str(b), ""});
+    }
+    if (n == 18 && n_total > 17) publish_event("warning", "frame_flagged", "no consistent pairs", 17);
+
+    truth = {{"series", o.series},
+             {"n_frames", n},
+             {"last_shift_x_px", sx[frame]},
+             {"last_shift_y_px", sy[frame]},
+             {"consistency_rms_px", rms},
+             {"rejected_pair_fraction", rejected_fraction},
+             {"flagged_frames", flagged_list.size()},
+             {"good", good},
+             {"reason", reason},
+             {"pixel_size_A", o.pixel_size_A},
+             {"drift_rate_A_per_s", {rate_x, rate_y}}};
+  }
+  {
+    msgpack::sbuffer b;
+    Packer p(b);
+    p.pack_map(2);
+    PackKey(p, "series"); p.pack(o.series);
+    PackKey(p, "n_frames"); p.pack(n_total);
+    server.Publish(OutMessage{"series_end", Str(b), ""});
+  }
+  if (!o.truth_path.empty()) {
+    std::ofstream(o.truth_path) << truth.dump(2) << "\n";
+  }
+  std::cout << "published " << n_total << std::endl;
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  server.Stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace livealign
+
+int main(int argc, char** argv) {
+  livealign::HarnessOptions o;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string key = argv[i], value = argv[i + 1];
+    if (key == "--http") o.endpoint = value;
+    else if (key == "--frames") o.frames = std::stoi(value);
+    else if (key == "--size") o.size = std::stoi(value);
+    else if (key == "--rate") o.rate_hz = std::stod(value);
+    else if (key == "--truth") o.truth_path = value;
+    else if (key == "--start-after-clients") o.start_after_clients = std::stoi(value);
+    else if (key == "--series") o.series = value;
+    else if (key == "--timestamps") o.timestamps = value != "0";
+    else {
+      std::cerr << "web_feed_harness: unknown option " << key << "\n";
+      return 2;
+    }
+  }
+  if (o.frames < 1 || o.size < 16 || o.rate_hz <= 0) {
+    std::cerr << "web_feed_harness: need --frames >= 1, --size >= 16, --rate > 0\n";
+    return 2;
+  }
+  std::signal(SIGINT, livealign::OnSignal);
+  std::signal(SIGTERM, livealign::OnSignal);
+  try {
+    return livealign::Run(o);
+  } catch (const std::exception& e) {
+    std::cerr << "web_feed_harness: " << e.what() << "\n";
+    return 1;
+  }
+}
