@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "stream/daemon.hpp"
+#include "stream/http_server.hpp"
 #include "tools/command.hpp"
 #include "tools/engine_option_binding.hpp"
 
@@ -19,6 +20,7 @@ namespace {
 int RunServe(int argc, char** argv) {
   DaemonOptions o;
   double pixel_size_A = 0;
+  std::string http = HttpServerOptions().endpoint;
   po::options_description options("options");
   options.add_options()
       ("help,h", "show this help")
@@ -42,6 +44,8 @@ int RunServe(int argc, char** argv) {
        "rewrite the running series' outputs this often (0 = at its end only)")
       ("log-events", po::value(&o.log_events)->default_value(o.log_events),
        "also print warning/error events to stderr")
+      ("http", po::value(&http)->default_value(http),
+       "web preview host:port (port 0: any free port); \"\" turns it off")
       ("pixel-size-A", po::value(&pixel_size_A)->default_value(0),
        "pixel size, Å, when the sender gives none");
   AddEngineOptions(&options, &o.engine);
@@ -57,8 +61,17 @@ int RunServe(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // Declared before the daemon: a sink must outlive the daemon's threads.
+  std::unique_ptr<HttpServer> preview;
+  if (!http.empty()) preview = std::make_unique<HttpServer>(HttpServerOptions{http});
   Daemon daemon(o);
+  if (preview) daemon.AddSink(preview.get());
   daemon.Start();
+  if (preview) {
+    preview->Start();
+    std::cerr << "livealign serve: web preview on http://" << http.substr(0, http.rfind(':')) << ":"
+              << preview->port() << "/" << std::endl;
+  }
   std::cerr << "livealign serve: frames from " << daemon.source_endpoint() << " ("
             << o.source_pattern << (o.source_bind ? ", bound" : "") << "), results on "
             << daemon.publish_endpoint() << ", control on " << daemon.control_endpoint()
@@ -73,6 +86,7 @@ int RunServe(int argc, char** argv) {
     }
   }
   daemon.Wait();
+  if (preview) preview->Stop();
   std::cerr << "livealign serve: stopped; status " << daemon.Status().dump() << std::endl;
   return 0;
 }

@@ -156,7 +156,8 @@ TEST_CASE("SIGTERM mid-series makes `livealign serve` write complete files and e
   std::vector<std::string> args = {binary, "serve", "--source", "tcp://127.0.0.1:*",
                                    "--source-bind", "true", "--source-pattern", "pull",
                                    "--publish", "tcp://127.0.0.1:*", "--control",
-                                   "tcp://127.0.0.1:*", "--out", out, "--threads", "1"};
+                                   "tcp://127.0.0.1:*", "--out", out, "--threads", "1",
+                                   "--http", "127.0.0.1:0"};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

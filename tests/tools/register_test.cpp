@@ -45,8 +45,10 @@ struct RunResult {
   std::string output;
 };
 
-RunResult Run(const std::string& args) {
-  const std::string log = testing::ScratchDir("run_log") + "/out.txt";
+// Runs `livealign register ARGS`, capturing its output in `log_dir` (each test
+// case passes its own scratch directory: ctest runs cases in parallel).
+RunResult Run(const std::string& args, const std::string& log_dir) {
+  const std::string log = log_dir + "/command_output.txt";
   const std::string command = testing::LivealignBinary() + " register " + args + " > " + log + " 2>&1";
   const int status = std::system(command.c_str());
   std::ifstream in(log);
@@ -74,7 +76,7 @@ TEST_CASE("register writes every output and recovers a simulated drift", "[tools
   const SimulatedSeries series = Simulate(sim, 20, 21);
   WriteNpy(dir + "/stack.npy", series.frames);
 
-  const RunResult run = Run(dir + "/stack.npy --out " + dir + "/out --pixel-size-A 0.244");
+  const RunResult run = Run(dir + "/stack.npy --out " + dir + "/out --pixel-size-A 0.244", dir);
   INFO(run.output);
   REQUIRE(run.exit_code == 0);
   for (const char* name : {"average.tif", "average_full.tif", "average.png", "shifts.csv",
@@ -117,16 +119,16 @@ TEST_CASE("register reports a corrupt or missing input in one line and exits non
     std::ofstream out(dir + "/bad.npy", std::ios::binary);
     out << "\x93NUMPY\x01\x00garbage";
   }
-  RunResult run = Run(dir + "/bad.npy --out " + dir + "/out");
+  RunResult run = Run(dir + "/bad.npy --out " + dir + "/out", dir);
   CHECK(run.exit_code != 0);
   CHECK(run.output.find("bad.npy") != std::string::npos);
   CHECK_FALSE(fs::exists(dir + "/out/report.json"));
 
-  run = Run(dir + "/missing.tif --out " + dir + "/out");
+  run = Run(dir + "/missing.tif --out " + dir + "/out", dir);
   CHECK(run.exit_code != 0);
   CHECK(run.output.find("missing.tif") != std::string::npos);
 
-  run = Run(dir + "/bad.npy --out " + dir + "/out --weight sinc");
+  run = Run(dir + "/bad.npy --out " + dir + "/out --weight sinc", dir);
   CHECK(run.exit_code != 0);
   CHECK(run.output.find("weight") != std::string::npos);
 }
@@ -138,7 +140,7 @@ TEST_CASE("the real drifting SrTiO3 series registers consistently", "[tools][reg
     return;
   }
   const std::string dir = testing::ScratchDir("register_real");
-  const RunResult run = Run(*path + " --out " + dir);
+  const RunResult run = Run(*path + " --out " + dir, dir);
   INFO(run.output);
   REQUIRE(run.exit_code == 0);
   const nlohmann::json report = ReadJsonFile(dir + "/report.json");
