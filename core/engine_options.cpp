@@ -42,6 +42,12 @@ bool EngineOptions::Check(std::string* error) const {
   if (!(pixel_size_x_A >= 0 && pixel_size_y_A >= 0))
     return Fail(error, "pixel sizes must be >= 0 (0 = unknown)");
   if (threads < 0) return Fail(error, "threads must be >= 0 (0 = all cores)");
+  if (!(target_resolution_A >= 0)) return Fail(error, "target_resolution_A must be >= 0 (0 = none)");
+  if (!(target_snr >= 0)) return Fail(error, "target_snr must be >= 0 (0 = none)");
+  if (max_frames < 0) return Fail(error, "max_frames must be >= 0 (0 = no limit)");
+  if (!(settled_A_per_s >= 0)) return Fail(error, "settled_A_per_s must be >= 0");
+  if (!(settled_px_per_frame > 0)) return Fail(error, "settled_px_per_frame must be > 0");
+  if (drift_window_frames < 2) return Fail(error, "drift_window_frames must be >= 2");
   return true;
 }
 

@@ -72,6 +72,24 @@ struct EngineOptions {
   // brings precision towards the single-frame Poisson limit.
   bool refine_against_template = true;
 
+  // --- quality figures and stop-when-good (core/quality.hpp) ---
+  // The acquisition is "good" when every enabled target is met.
+  // Target resolution (Fourier ring correlation of the even/odd half-set
+  // averages at 1/7), Å; needs the pixel size; 0 = not a target.
+  double target_resolution_A = 0;
+  // Target image SNR of the average (from the half-set FRC); 0 = not a target.
+  double target_snr = 0;
+  // Stop (without claiming good) after this many frames; 0 = no limit.
+  int max_frames = 0;
+  // Good also requires the drift to have settled.
+  bool require_drift_settled = false;
+  // Drift counts as settled when its speed stays below this, Å/s (needs the
+  // pixel size and timestamps; otherwise settled_px_per_frame applies) ...
+  double settled_A_per_s = 0;
+  double settled_px_per_frame = 0.05;
+  // ... over this many frames (the rate is a least-squares fit over them).
+  int drift_window_frames = 10;
+
   // --- calibration ---
   // Pixel size in Å along x (columns) and y (rows); 0 = unknown.
   double pixel_size_x_A = 0;
