@@ -82,7 +82,7 @@ int RunBench(int argc, char** argv) {
       ("live", "measure the daemon end to end instead (see `bench --live --help`)")
       ("size", po::value(&size)->default_value(size), "frame size, px (square)")
       ("frames", po::value(&num_frames)->default_value(num_frames), "frames in the series")
-      ("dose", po::value(&dose)->default_value(dose), "mean counts per pixel")
+      ("dose", po::value(&dose)->default_value(dose, Text(dose)), "mean counts per pixel")
       ("specimen", po::value(&specimen)->default_value(specimen),
        "perovskite, hexagonal or square")
       ("seed", po::value(&seed)->default_value(seed), "simulator seed")

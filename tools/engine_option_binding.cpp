@@ -1,5 +1,6 @@
 #include "tools/engine_option_binding.hpp"
 
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <stdexcept>
@@ -8,26 +9,33 @@ namespace po = boost::program_options;
 
 namespace livealign {
 
+std::string Text(double value) {
+  // program_options prints defaults with full precision (0.29999999999999999).
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%g", value);
+  return buffer;
+}
+
 void AddEngineOptions(po::options_description* description, EngineOptions* o) {
   const EngineOptions defaults;
   description->add_options()
       ("window", po::value(&o->window)->default_value(defaults.window),
        "edge window before the FFT: none, hann, tukey")
-      ("tukey-alpha", po::value(&o->tukey_alpha)->default_value(defaults.tukey_alpha),
+      ("tukey-alpha", po::value(&o->tukey_alpha)->default_value(defaults.tukey_alpha, Text(defaults.tukey_alpha)),
        "Tukey taper fraction (0 box .. 1 Hann)")
       ("weight", po::value(&o->weight)->default_value(defaults.weight),
        "Fourier weight: none, gaussian, lowpass, bandpass")
-      ("weight-sigma", po::value(&o->weight_sigma)->default_value(defaults.weight_sigma),
+      ("weight-sigma", po::value(&o->weight_sigma)->default_value(defaults.weight_sigma, Text(defaults.weight_sigma)),
        "gaussian weight width, cycles/px")
-      ("weight-cutoff", po::value(&o->weight_cutoff)->default_value(defaults.weight_cutoff),
+      ("weight-cutoff", po::value(&o->weight_cutoff)->default_value(defaults.weight_cutoff, Text(defaults.weight_cutoff)),
        "band limit of the weight, cycles/px (Nyquist 0.5)")
-      ("weight-low", po::value(&o->weight_low)->default_value(defaults.weight_low),
+      ("weight-low", po::value(&o->weight_low)->default_value(defaults.weight_low, Text(defaults.weight_low)),
        "low edge of the bandpass weight, cycles/px")
       ("correlation", po::value(&o->correlation)->default_value(defaults.correlation),
        "cc, pc or hybrid")
-      ("hybrid-p", po::value(&o->hybrid_p)->default_value(defaults.hybrid_p),
+      ("hybrid-p", po::value(&o->hybrid_p)->default_value(defaults.hybrid_p, Text(defaults.hybrid_p)),
        "hybrid correlation exponent (1 = cc, 0 = pc)")
-      ("max-shift-px", po::value(&o->max_shift_px)->default_value(defaults.max_shift_px),
+      ("max-shift-px", po::value(&o->max_shift_px)->default_value(defaults.max_shift_px, Text(defaults.max_shift_px)),
        "largest shift searched per axis, px (0 = quarter frame)")
       ("top-k", po::value(&o->top_k)->default_value(defaults.top_k),
        "correlation maxima kept per pair")
@@ -39,7 +47,7 @@ void AddEngineOptions(po::options_description* description, EngineOptions* o) {
       ("predicted-search",
        po::value(&o->predicted_search)->default_value(defaults.predicted_search),
        "search pairs around the drift prediction once a lattice is known (true/false)")
-      ("inlier-floor-px", po::value(&o->inlier_floor_px)->default_value(defaults.inlier_floor_px),
+      ("inlier-floor-px", po::value(&o->inlier_floor_px)->default_value(defaults.inlier_floor_px, Text(defaults.inlier_floor_px)),
        "solver residual-scale floor, px")
       ("solver-max-iterations",
        po::value(&o->solver_max_iterations)->default_value(defaults.solver_max_iterations),
@@ -53,26 +61,26 @@ void AddEngineOptions(po::options_description* description, EngineOptions* o) {
        po::value(&o->refine_against_template)->default_value(defaults.refine_against_template),
        "precision stage against the leave-one-out average (true/false)")
       ("target-resolution-A",
-       po::value(&o->target_resolution_A)->default_value(defaults.target_resolution_A),
+       po::value(&o->target_resolution_A)->default_value(defaults.target_resolution_A, Text(defaults.target_resolution_A)),
        "stop-when-good: FRC (1/7) resolution target, Å (0 = none)")
-      ("target-snr", po::value(&o->target_snr)->default_value(defaults.target_snr),
+      ("target-snr", po::value(&o->target_snr)->default_value(defaults.target_snr, Text(defaults.target_snr)),
        "stop-when-good: image SNR target of the average (0 = none)")
       ("max-frames", po::value(&o->max_frames)->default_value(defaults.max_frames),
        "stop after this many frames (0 = no limit)")
       ("require-drift-settled",
        po::value(&o->require_drift_settled)->default_value(defaults.require_drift_settled),
        "good also requires settled drift (true/false)")
-      ("settled-A-per-s", po::value(&o->settled_A_per_s)->default_value(defaults.settled_A_per_s),
+      ("settled-A-per-s", po::value(&o->settled_A_per_s)->default_value(defaults.settled_A_per_s, Text(defaults.settled_A_per_s)),
        "drift counts as settled below this speed, Å/s (0: use settled-px-per-frame)")
       ("settled-px-per-frame",
-       po::value(&o->settled_px_per_frame)->default_value(defaults.settled_px_per_frame),
+       po::value(&o->settled_px_per_frame)->default_value(defaults.settled_px_per_frame, Text(defaults.settled_px_per_frame)),
        "drift counts as settled below this speed, px/frame")
       ("drift-window-frames",
        po::value(&o->drift_window_frames)->default_value(defaults.drift_window_frames),
        "frames over which drift rate and settling are judged")
-      ("pixel-size-x-A", po::value(&o->pixel_size_x_A)->default_value(defaults.pixel_size_x_A),
+      ("pixel-size-x-A", po::value(&o->pixel_size_x_A)->default_value(defaults.pixel_size_x_A, Text(defaults.pixel_size_x_A)),
        "pixel size along x, Å (0 = unknown)")
-      ("pixel-size-y-A", po::value(&o->pixel_size_y_A)->default_value(defaults.pixel_size_y_A),
+      ("pixel-size-y-A", po::value(&o->pixel_size_y_A)->default_value(defaults.pixel_size_y_A, Text(defaults.pixel_size_y_A)),
        "pixel size along y, Å (0 = unknown)")
       ("threads", po::value(&o->threads)->default_value(defaults.threads),
        "worker threads (0 = all cores)");

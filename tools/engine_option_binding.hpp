@@ -24,6 +24,9 @@ bool ParseCommandLine(int argc, char** argv,
                       const boost::program_options::positional_options_description& positional,
                       boost::program_options::variables_map* vm, const std::string& usage);
 
+// A double as %g, for option defaults in --help.
+std::string Text(double value);
+
 // Sets both pixel sizes from --pixel-size-A when given (> 0).
 void ApplyPixelSize(double pixel_size_A, EngineOptions* options);
 

@@ -54,7 +54,7 @@ int RunLiveBench(int argc, char** argv) {
       ("size", po::value(&size)->default_value(size), "frame size, px (square)")
       ("rate", po::value(&rate_hz)->default_value(rate_hz), "frames per second sent")
       ("pattern", po::value(&pattern)->default_value(pattern), "pull (PUSH->PULL) or sub (PUB->SUB)")
-      ("dose", po::value(&dose)->default_value(dose), "mean counts per pixel")
+      ("dose", po::value(&dose)->default_value(dose, Text(dose)), "mean counts per pixel")
       ("seed", po::value(&seed)->default_value(seed), "simulator seed")
       ("queue-bytes", po::value(&daemon_options.queue_bytes)->default_value(daemon_options.queue_bytes),
        "daemon frame-queue bound, bytes")
