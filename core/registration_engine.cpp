@@ -68,6 +68,7 @@ constexpr double kMaxRefinementStepPx = 1.5;
 // tolerance. 0.05 px is far below what a preview shows and saves O(k)
 // resamplings per update as the solution settles.
 constexpr double kLiveResampleTolerancePx = 0.05;
+constexpr int kLiveResampleBudget = 2;
 // Coarse, hop-free stage: a raised-cosine low-pass at this fraction of the
 // first Bragg ring, so lattice peaks vanish and only non-periodic content
 // correlates; before a lattice is known, a fixed low cut-off.
@@ -145,7 +146,8 @@ struct RegistrationEngine::Impl {
   void Resolve(bool from_scratch);
   Shift PairwiseShift(int i) const;
   void PublishShifts();
-  void SyncAverager(double tolerance_px);
+  // budget < 0: no limit.
+  void SyncAverager(double tolerance_px, int budget = -1);
   void UpdateLattice(FrameView newest);
   std::vector<PairMeasurement> CorrelateNewFrame(int k, bool* used_prediction);
   void RefineAll();
@@ -201,15 +203,29 @@ void RegistrationEngine::Impl::PublishShifts() {
   temporal = TemporalCheck(shifts, times, lattice);
 }
 
-void RegistrationEngine::Impl::SyncAverager(double tolerance_px) {
+void RegistrationEngine::Impl::SyncAverager(double tolerance_px, int budget) {
+  // Frames whose include flag changed or whose shift moved beyond the
+  // tolerance, largest move first; at most `budget` of them are re-resampled
+  // (the rest follow in later updates), so a live update costs O(1)
+  // resamplings however many earlier shifts the new frame nudged.
+  std::vector<std::pair<double, int>> moved;
   for (std::size_t i = 0; i < frames.size(); ++i) {
     const int index = static_cast<int>(i);
     const bool include = !frames[i].flagged;
-    if (include == averager.included(index) &&
-        (frames[i].shift - averager.applied_shift(index)).Norm() <= tolerance_px) {
-      continue;
+    const double distance = (frames[i].shift - averager.applied_shift(index)).Norm();
+    if (include != averager.included(index)) {
+      moved.emplace_back(1e300, index);  // inclusion changes go first
+    } else if (distance > tolerance_px) {
+      moved.emplace_back(distance, index);
     }
-    averager.SetShift(index, frames[i].shift, include);
+  }
+  if (budget >= 0 && static_cast<int>(moved.size()) > budget) {
+    std::partial_sort(moved.begin(), moved.begin() + budget, moved.end(),
+                      [](const auto& a, const auto& b) { return a.first > b.first; });
+    moved.resize(budget);
+  }
+  for (const auto& [distance, index] : moved) {
+    averager.SetShift(index, frames[index].shift, !frames[index].flagged);
   }
 }
 
@@ -250,7 +266,19 @@ std::vector<PairMeasurement> RegistrationEngine::Impl::CorrelateNewFrame(int k,
     // half the shortest lattice spacing, so no other translate fits in it.
     const double radius = kPredictionWindowFraction * lattice->ShortestSpacing();
     pool.ParallelFor(k, [&](int i, int worker) {
-      pairs[i] = correlator.Correlate(i, k, worker, predicted_k - frames[i].shift, radius);
+      // Newton on the exact band-limited correlation straight from the
+      // prediction needs no inverse FFT and no peak search; only when it does
+      // not converge inside the window is the windowed map searched.
+      const Shift predicted = predicted_k - frames[i].shift;
+      const PeakCandidate direct = correlator.Refine(i, k, predicted, worker);
+      const Shift offset = direct.j_from_i - predicted;
+      if (direct.refined && std::abs(offset.x) <= radius && std::abs(offset.y) <= radius) {
+        pairs[i].i = i;
+        pairs[i].j = k;
+        pairs[i].candidates = {direct};
+      } else {
+        pairs[i] = correlator.Correlate(i, k, worker, predicted, radius);
+      }
     });
     // A stage jump leaves no real peak in the window: compare the newest
     // consecutive pair's windowed peak with an unrestricted search.
@@ -349,7 +377,7 @@ UpdateReport RegistrationEngine::AddFrame(Frame frame) {
 
   t = Clock::now();
   m.averager.AddFrame(std::move(frame), m.frames.back().shift, !m.frames.back().flagged);
-  m.SyncAverager(kLiveResampleTolerancePx);
+  m.SyncAverager(kLiveResampleTolerancePx, kLiveResampleBudget);
   if ((!m.lattice && k < kFirstLatticeEstimate) || k + 1 >= m.next_lattice_estimate) {
     m.UpdateLattice(m.averager.frame(k));
     if (k + 1 >= m.next_lattice_estimate) m.next_lattice_estimate = 2 * (k + 1);
