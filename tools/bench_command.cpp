@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "adapters/npy_writer.hpp"
 #include "core/registration_engine.hpp"
 #include "core/simulator.hpp"
 #include "tools/command.hpp"
@@ -90,6 +91,8 @@ int RunBench(int argc, char** argv) {
       ("jump-at", po::value<int>()->default_value(-1), "stage jump before this frame (-1 none)")
       ("jump-spacings", po::value<double>()->default_value(1.5), "stage jump size, lattice spacings")
       ("print-frames", po::bool_switch(), "list every frame's shift against the truth")
+      ("save-stack", po::value<std::string>(),
+       "also write the simulated frames to this .npy (e.g. to time `register` on them)")
       ("config", po::value<std::string>(), "ini file with engine options");
   AddEngineOptions(&options, &engine_options);
   po::variables_map vm;
@@ -114,11 +117,14 @@ int RunBench(int argc, char** argv) {
   std::vector<double> update_ms(num_frames), correlate_ms(num_frames), solve_ms(num_frames),
       refine_ms(num_frames), average_ms(num_frames);
   std::vector<Shift> truth(num_frames);
+  std::vector<Frame> saved;
+  const bool save_stack = vm.count("save-stack") > 0;
   long total_pairs = 0;
   double total_correlate_ms = 0;
   for (int k = 0; k < num_frames; ++k) {
     Frame frame = microscope.NextFrame();  // simulation is not timed
     truth[k] = microscope.TrueShift(k);
+    if (save_stack) saved.push_back(frame.Clone());
     const UpdateReport report = engine.AddFrame(std::move(frame));
     update_ms[k] = report.timings.total_ms;
     correlate_ms[k] = report.timings.correlate_ms;
@@ -128,6 +134,7 @@ int RunBench(int argc, char** argv) {
     total_pairs += report.timings.pairs;
     total_correlate_ms += report.timings.correlate_ms;
   }
+  if (save_stack) WriteNpy(vm["save-stack"].as<std::string>(), saved);
   const auto live_errors = ShiftErrors(engine.frames(), truth);
   const UpdateReport finish = engine.Finish();
   const auto final_errors = ShiftErrors(engine.frames(), truth);

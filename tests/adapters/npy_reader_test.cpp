@@ -1,4 +1,5 @@
 #include "adapters/npy_reader.hpp"
+#include "adapters/npy_writer.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -339,4 +340,30 @@ TEST_CASE("npy reader reads the real 5-frame STO movie with its pixel size",
   }
 }
 
+}  // namespace livealign
+
+namespace livealign {
+namespace {
+
+TEST_CASE("WriteNpy output reads back exactly, 2-D and 3-D", "[adapters][npy]") {
+  const std::string dir = testing::ScratchDir("npy_writer");
+  std::vector<Frame> frames;
+  for (int k = 0; k < 3; ++k) {
+    Frame f(Shape{5, 7});
+    for (int i = 0; i < 35; ++i) f.data()[i] = 0.5f * i - k;
+    frames.push_back(std::move(f));
+  }
+  WriteNpy(dir + "/stack.npy", frames);
+  const FrameStack stack = ReadNpy(dir + "/stack.npy");
+  REQUIRE(stack.frames.size() == 3);
+  for (int k = 0; k < 3; ++k) CHECK(stack.frames[k].pixels() == frames[k].pixels());
+  std::vector<Frame> one;
+  one.push_back(frames[1].Clone());
+  WriteNpy(dir + "/one.npy", one);
+  const NpyHeader header = ReadNpyHeader(dir + "/one.npy");
+  CHECK(header.dims.size() == 2);
+  CHECK_THROWS_AS(WriteNpy(dir + "/none.npy", {}), std::invalid_argument);
+}
+
+}  // namespace
 }  // namespace livealign

@@ -11,6 +11,7 @@
 #include "adapters/csv_writer.hpp"
 #include "adapters/json_report.hpp"
 #include "adapters/npy_reader.hpp"
+#include "adapters/npy_writer.hpp"
 #include "adapters/tiff_io.hpp"
 #include "core/simulator.hpp"
 #include "tests/support/test_data.hpp"
@@ -19,26 +20,6 @@ namespace livealign {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Writes frames as a float32 C-order .npy (version 1).
-void WriteNpy(const std::string& path, const std::vector<Frame>& frames) {
-  const Shape s = frames.front().shape();
-  std::ostringstream dict;
-  dict << "{'descr': '<f4', 'fortran_order': False, 'shape': (" << frames.size() << ", " << s.rows
-       << ", " << s.cols << "), }";
-  std::string header = dict.str();
-  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
-  header += '\n';
-  std::ofstream out(path, std::ios::binary);
-  out.write("\x93NUMPY\x01\x00", 8);
-  const unsigned short length = static_cast<unsigned short>(header.size());
-  out.put(static_cast<char>(length & 0xff));
-  out.put(static_cast<char>(length >> 8));
-  out << header;
-  for (const Frame& f : frames) {
-    out.write(reinterpret_cast<const char*>(f.data()), static_cast<std::streamsize>(f.pixels().size() * 4));
-  }
-}
 
 struct RunResult {
   int exit_code;
