@@ -36,7 +36,14 @@ nlohmann::json OptionsJson(const EngineOptions& o) {
           {"refine_against_template", o.refine_against_template},
           {"pixel_size_x_A", o.pixel_size_x_A},
           {"pixel_size_y_A", o.pixel_size_y_A},
-          {"threads", o.threads}};
+          {"threads", o.threads},
+          {"target_resolution_A", o.target_resolution_A},
+          {"target_snr", o.target_snr},
+          {"max_frames", o.max_frames},
+          {"require_drift_settled", o.require_drift_settled},
+          {"settled_A_per_s", o.settled_A_per_s},
+          {"settled_px_per_frame", o.settled_px_per_frame},
+          {"drift_window_frames", o.drift_window_frames}};
 }
 
 std::optional<double> PixelSize(const EngineOptions& o) {
@@ -45,6 +52,39 @@ std::optional<double> PixelSize(const EngineOptions& o) {
 }
 
 }  // namespace
+
+nlohmann::json ImageQualityJson(const ImageQualityReport& r) {
+  auto opt = [](const auto& value) -> nlohmann::json {
+    if (value) return *value;
+    return nullptr;
+  };
+  return {{"num_frames", r.num_frames},
+          {"frc_status", r.frc_status},
+          {"resolution_cycles_per_px", opt(r.resolution_cycles_per_px)},
+          {"resolution_half_cycles_per_px", opt(r.resolution_half_cycles_per_px)},
+          {"resolution_A", opt(r.resolution_A)},
+          {"snr", r.snr},
+          {"next_resolution_cycles_per_px", opt(r.next_resolution_cycles_per_px)},
+          {"frames_for_next_resolution", opt(r.frames_for_next_resolution)},
+          {"info_transfer_cycles_per_px", opt(r.info_transfer_cycles_per_px)},
+          {"info_transfer_A", opt(r.info_transfer_A)},
+          {"single_frame_info_transfer_cycles_per_px", opt(r.single_frame_info_transfer_cycles_per_px)},
+          {"single_frame_info_transfer_A", opt(r.single_frame_info_transfer_A)},
+          {"drift_px_per_frame", ShiftJson(r.drift_px_per_frame)},
+          {"drift_A_per_s", r.drift_A_per_s ? ShiftJson(*r.drift_A_per_s) : nlohmann::json(nullptr)},
+          {"drift_trend", r.drift_trend},
+          {"drift_settled", r.drift_settled},
+          {"drift_settled_since_frame", r.drift_settled_since_frame},
+          {"good", r.good},
+          {"stop", r.stop},
+          {"reason", r.reason},
+          {"frc_curve",
+           {{"frequency_cycles_per_px", r.frc_frequency_cycles_per_px},
+            {"frc", r.frc},
+            {"noise_threshold", r.frc_noise_threshold},
+            {"ssnr", r.ssnr}}},
+          {"compute_ms", r.compute_ms}};
+}
 
 nlohmann::json BuildReport(const RegistrationEngine& engine, const nlohmann::json& extra) {
   const EngineQuality q = engine.quality();
@@ -82,6 +122,10 @@ nlohmann::json BuildReport(const RegistrationEngine& engine, const nlohmann::jso
     }
   }
   quality["lattice"] = lattice;
+  quality["lattice"]["reciprocal_cycles_per_px"] = nlohmann::json::array();
+  for (const Shift& g : q.lattice.reciprocal_cycles_per_px) {
+    quality["lattice"]["reciprocal_cycles_per_px"].push_back({g.x, g.y});
+  }
 
   nlohmann::json frames = nlohmann::json::array();
   for (const FrameState& f : engine.frames()) {
@@ -98,6 +142,7 @@ nlohmann::json BuildReport(const RegistrationEngine& engine, const nlohmann::jso
       {"frame_shape", {engine.frame_shape().rows, engine.frame_shape().cols}},
       {"parameters", OptionsJson(engine.options())},
       {"quality", quality},
+      {"image_quality", ImageQualityJson(engine.ImageQuality())},
       {"frames", frames},
       {"memory", {{"cache_bytes", engine.cache_bytes()}, {"frame_bytes", engine.frame_bytes()}}}};
   for (auto it = extra.begin(); it != extra.end(); ++it) report[it.key()] = it.value();

@@ -27,7 +27,11 @@ RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
                                              const RegistrationEngine& engine,
                                              const nlohmann::json& extra);
 
-// The report document alone (also published by the daemon).
+// The issue-5 figures as JSON (the `image_quality` section of report.json).
+nlohmann::json ImageQualityJson(const ImageQualityReport& report);
+
+// The report document alone (also published by the daemon). Computes the
+// image quality (tens of ms).
 nlohmann::json BuildReport(const RegistrationEngine& engine, const nlohmann::json& extra);
 
 }  // namespace livealign

@@ -11,6 +11,7 @@
 #include "core/correlator.hpp"
 #include "core/lattice.hpp"
 #include "core/lattice_offsets.hpp"
+#include "core/quality.hpp"
 #include "core/template_registration.hpp"
 #include "core/temporal_check.hpp"
 #include "core/thread_pool.hpp"
@@ -533,6 +534,168 @@ std::vector<PairRecord> RegistrationEngine::Pairs() const {
     }
   }
   return records;
+}
+
+namespace {
+
+std::optional<double> ToA(std::optional<double> f_cycles_per_px, const EngineOptions& o) {
+  if (!f_cycles_per_px || *f_cycles_per_px <= 0 || o.pixel_size_x_A <= 0 || o.pixel_size_y_A <= 0) {
+    return std::nullopt;
+  }
+  return RingFrequencyToA(*f_cycles_per_px, PixelSizeA{o.pixel_size_y_A, o.pixel_size_x_A}).mean_A;
+}
+
+// Crop of `image` to `rect` (which must lie inside it).
+Frame Crop(FrameView image, const AverageImage::Rect& rect) { return CropFrame(image, rect); }
+
+// Frames a ring at FRC value c needs to reach the 1/7 criterion, from n now:
+// the half-set SSNR c / (1 - c) grows in proportion to the frames and must
+// reach 1/6 (FRC = 1/7).
+std::optional<int> FramesToReachOneSeventh(double c, int n) {
+  if (!(c > 0.0) || c >= 1.0) return std::nullopt;
+  const double ssnr_half = c / (1.0 - c);
+  const double factor = (1.0 / 6.0) / ssnr_half;
+  return static_cast<int>(std::ceil(n * std::max(1.0, factor)));
+}
+
+}  // namespace
+
+ImageQualityReport RegistrationEngine::ImageQuality() const {
+  const Impl& m = *impl_;
+  const auto start = Clock::now();
+  ImageQualityReport r;
+  r.num_frames = num_frames();
+  const EngineOptions& o = m.options;
+
+  // Resolution: FRC of the even/odd half-set averages over the region every
+  // included frame covers (so both halves are defined there).
+  const AverageImage full = m.averager.Average();
+  if (num_frames() >= 2 && full.valid.rows() >= 32 && full.valid.cols() >= 32) {
+    const AverageImage even = m.averager.HalfSetAverage(0);
+    const AverageImage odd = m.averager.HalfSetAverage(1);
+    if (even.num_included > 0 && odd.num_included > 0) {
+      const FrcReport frc = FourierRingCorrelation(Crop(even.full, full.valid), Crop(odd.full, full.valid));
+      for (const FrcRing& ring : frc.rings) {
+        r.frc_frequency_cycles_per_px.push_back(ring.frequency_cycles_per_px);
+        r.frc.push_back(ring.frc);
+        r.frc_noise_threshold.push_back(ring.noise_threshold);
+        r.ssnr.push_back(ring.ssnr);
+      }
+      r.snr = frc.image_snr;
+      switch (frc.at_one_seventh.status) {
+        case FrcCrossing::kCrossed:
+          r.frc_status = "crossed";
+          r.resolution_cycles_per_px = frc.at_one_seventh.frequency_cycles_per_px;
+          break;
+        case FrcCrossing::kNotReached:
+          r.frc_status = "not_reached";
+          r.resolution_cycles_per_px = 0.5;  // at least Nyquist
+          break;
+        case FrcCrossing::kNoSignal:
+          r.frc_status = "no_signal";
+          break;
+      }
+      if (frc.at_half.status != FrcCrossing::kNoSignal) {
+        r.resolution_half_cycles_per_px =
+            frc.at_half.status == FrcCrossing::kCrossed ? frc.at_half.frequency_cycles_per_px : 0.5;
+      }
+      r.resolution_A = ToA(r.resolution_cycles_per_px, o);
+      // Projection for a 10 % finer resolution: the FRC there (mean of the
+      // rings within +-5 %) and the frames it needs to reach 1/7.
+      if (r.frc_status == "crossed") {
+        const double target = 1.1 * *r.resolution_cycles_per_px;
+        double sum = 0;
+        int count = 0;
+        for (std::size_t i = 0; i < r.frc.size(); ++i) {
+          if (std::abs(r.frc_frequency_cycles_per_px[i] - target) <= 0.05 * target) {
+            sum += r.frc[i];
+            ++count;
+          }
+        }
+        if (count > 0 && target < 0.5) {
+          r.next_resolution_cycles_per_px = target;
+          r.frames_for_next_resolution = FramesToReachOneSeventh(sum / count, num_frames());
+        }
+      }
+    }
+  }
+
+  // Information transfer: the average against one frame (the latest).
+  if (full.valid.rows() >= 32 && full.valid.cols() >= 32) {
+    const InformationTransferReport average_transfer = InformationTransfer(full.common);
+    if (average_transfer.found) {
+      r.info_transfer_cycles_per_px = average_transfer.frequency_cycles_per_px;
+      r.info_transfer_A = ToA(r.info_transfer_cycles_per_px, o);
+    }
+  }
+  if (num_frames() > 0) {
+    const InformationTransferReport single = InformationTransfer(m.averager.frame(num_frames() - 1));
+    if (single.found) {
+      r.single_frame_info_transfer_cycles_per_px = single.frequency_cycles_per_px;
+      r.single_frame_info_transfer_A = ToA(r.single_frame_info_transfer_cycles_per_px, o);
+    }
+  }
+
+  // Drift over the recent window, and since when it has been settled.
+  DriftOptions drift_options;
+  drift_options.window_frames = o.drift_window_frames;
+  drift_options.settled_speed_px_per_frame = o.settled_px_per_frame;
+  const double pixel_A = o.pixel_size_x_A > 0 && o.pixel_size_y_A > 0
+                             ? 0.5 * (o.pixel_size_x_A + o.pixel_size_y_A)
+                             : 0.0;
+  if (o.settled_A_per_s > 0 && pixel_A > 0) {
+    drift_options.settled_speed_px_per_s = o.settled_A_per_s / pixel_A;
+  }
+  std::vector<Shift> shifts;
+  std::vector<double> times;
+  DriftSettledTracker tracker(drift_options);
+  DriftStatus drift;
+  for (const FrameState& f : m.frames) {
+    if (f.flagged) continue;
+    shifts.push_back(f.shift);
+    times.push_back(f.timestamp_s);
+    drift = tracker.Add(f.shift, f.timestamp_s);
+  }
+  if (!shifts.empty()) {
+    r.drift_px_per_frame = drift.velocity_px_per_frame;
+    if (std::isfinite(drift.velocity_px_per_s.x) && pixel_A > 0) {
+      r.drift_A_per_s = Shift{drift.velocity_px_per_s.x * o.pixel_size_x_A,
+                              drift.velocity_px_per_s.y * o.pixel_size_y_A};
+    }
+    r.drift_trend = DriftTrendName(drift.trend);
+    r.drift_settled = drift.settled;
+    r.drift_settled_since_frame = drift.settled ? tracker.settled_since_frame() : -1;
+  }
+
+  // Stop-when-good.
+  StopRule::Options stop_options;
+  stop_options.target_resolution_A = o.target_resolution_A;
+  stop_options.target_snr = o.target_snr;
+  stop_options.max_frames = o.max_frames;
+  stop_options.require_drift_settled = o.require_drift_settled;
+  StopInputs inputs;
+  inputs.num_frames = num_frames();
+  if (r.resolution_A) inputs.resolution_A = *r.resolution_A;
+  if (r.frc_status != "no_signal") inputs.snr = r.snr;
+  inputs.drift_settled = r.drift_settled;
+  const StopDecision decision = StopRule(stop_options).Evaluate(inputs);
+  r.good = decision.good;
+  r.stop = decision.stop;
+  r.reason = decision.reason;
+  if (o.target_resolution_A > 0 && pixel_A <= 0) {
+    r.good = false;
+    r.reason = "target resolution set but the pixel size is unknown; " + r.reason;
+  }
+  r.compute_ms = MsSince(start);
+  return r;
+}
+
+Frame RegistrationEngine::LatestFrame() const {
+  const Impl& m = *impl_;
+  if (m.frames.empty()) return Frame();
+  const FrameView view = m.averager.frame(num_frames() - 1);
+  return Frame(view.shape(), std::vector<float>(view.data(), view.data() + view.shape().Pixels()),
+               FrameHeader{num_frames() - 1, m.frames.back().timestamp_s, view.shape()});
 }
 
 std::size_t RegistrationEngine::cache_bytes() const { return impl_->correlator.cache_bytes(); }

@@ -199,6 +199,22 @@ int RunBench(int argc, char** argv) {
               "used by the solution %.1f %% of %d inlier pairs\n",
               100 * brightest_wrong_fraction, pairs, 100 * used_wrong_fraction, inliers);
   std::printf("verdict: %s\n", quality.verdict.c_str());
+  const ImageQualityReport image = engine.ImageQuality();
+  auto show = [](const std::optional<double>& f_cycles, const std::optional<double>& a) {
+    char text[64];
+    if (!f_cycles) return std::string("none");
+    if (a) std::snprintf(text, sizeof text, "%.4f cycles/px = %.2f Å", *f_cycles, *a);
+    else std::snprintf(text, sizeof text, "%.4f cycles/px", *f_cycles);
+    return std::string(text);
+  };
+  std::printf("image quality: FRC(1/7) resolution %s [%s], SNR %.2f; information transfer: "
+              "average %s, single frame %s; drift %s%s; good %s (%s)\n",
+              show(image.resolution_cycles_per_px, image.resolution_A).c_str(),
+              image.frc_status.c_str(), image.snr,
+              show(image.info_transfer_cycles_per_px, image.info_transfer_A).c_str(),
+              show(image.single_frame_info_transfer_cycles_per_px, image.single_frame_info_transfer_A).c_str(),
+              image.drift_trend.c_str(), image.drift_settled ? ", settled" : "",
+              image.good ? "true" : "false", image.reason.c_str());
   std::printf("consistency RMS %.4f px, rejected pairs %.2f %%, flagged frames %d\n",
               quality.consistency_rms_px, 100 * quality.rejected_pair_fraction,
               quality.flagged_frames);
@@ -214,7 +230,13 @@ int RunBench(int argc, char** argv) {
       {"brightest_peak_wrong_fraction", brightest_wrong_fraction},
       {"solution_pairs_wrong_fraction", used_wrong_fraction},
       {"valid", quality.valid},
-      {"lattice_offset_observable", quality.lattice_offset_observable}};
+      {"lattice_offset_observable", quality.lattice_offset_observable},
+      {"image_quality", {{"resolution_cycles_per_px", image.resolution_cycles_per_px.value_or(0)},
+                         {"resolution_A", image.resolution_A.value_or(0)},
+                         {"snr", image.snr},
+                         {"info_transfer_A", image.info_transfer_A.value_or(0)},
+                         {"single_frame_info_transfer_A", image.single_frame_info_transfer_A.value_or(0)},
+                         {"good", image.good}}}};
   std::cout << "BENCH_JSON " << line.dump() << "\n";
   return 0;
 }

@@ -52,6 +52,24 @@ void AddEngineOptions(po::options_description* description, EngineOptions* o) {
       ("refine-against-template",
        po::value(&o->refine_against_template)->default_value(defaults.refine_against_template),
        "precision stage against the leave-one-out average (true/false)")
+      ("target-resolution-A",
+       po::value(&o->target_resolution_A)->default_value(defaults.target_resolution_A),
+       "stop-when-good: FRC (1/7) resolution target, Å (0 = none)")
+      ("target-snr", po::value(&o->target_snr)->default_value(defaults.target_snr),
+       "stop-when-good: image SNR target of the average (0 = none)")
+      ("max-frames", po::value(&o->max_frames)->default_value(defaults.max_frames),
+       "stop after this many frames (0 = no limit)")
+      ("require-drift-settled",
+       po::value(&o->require_drift_settled)->default_value(defaults.require_drift_settled),
+       "good also requires settled drift (true/false)")
+      ("settled-A-per-s", po::value(&o->settled_A_per_s)->default_value(defaults.settled_A_per_s),
+       "drift counts as settled below this speed, Å/s (0: use settled-px-per-frame)")
+      ("settled-px-per-frame",
+       po::value(&o->settled_px_per_frame)->default_value(defaults.settled_px_per_frame),
+       "drift counts as settled below this speed, px/frame")
+      ("drift-window-frames",
+       po::value(&o->drift_window_frames)->default_value(defaults.drift_window_frames),
+       "frames over which drift rate and settling are judged")
       ("pixel-size-x-A", po::value(&o->pixel_size_x_A)->default_value(defaults.pixel_size_x_A),
        "pixel size along x, Å (0 = unknown)")
       ("pixel-size-y-A", po::value(&o->pixel_size_y_A)->default_value(defaults.pixel_size_y_A),
