@@ -550,20 +550,6 @@ void AddImageQualityFigures(const ImageQualityReport& r, nlohmann::json* out) {
 
 }  // namespace
 
-nlohmann::json ImageQualityToJson(const ImageQualityReport& r) {
-  nlohmann::json j = nlohmann::json::object();
-  AddImageQualityFigures(r, &j);
-  j.erase("image_quality_n_frames");
-  j.erase("image_quality_ms");
-  j["num_frames"] = r.num_frames;
-  j["compute_ms"] = r.compute_ms;
-  j["frc_frequency_cycles_per_px"] = r.frc_frequency_cycles_per_px;
-  j["frc"] = r.frc;
-  j["frc_noise_threshold"] = r.frc_noise_threshold;
-  j["ssnr"] = r.ssnr;
-  return j;
-}
-
 OutMessage EncodeQuality(const SeriesId& series, const EngineQuality& q,
                          const ImageQualityReport* image_quality,
                          const std::optional<std::array<double, 2>>& pixel_size_yx_A) {

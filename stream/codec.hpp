@@ -155,10 +155,6 @@ OutMessage EncodeQuality(const SeriesId& series, const EngineQuality& quality,
                          const ImageQualityReport* image_quality = nullptr,
                          const std::optional<std::array<double, 2>>& pixel_size_yx_A = std::nullopt);
 
-// The full ImageQualityReport (FRC curves included) as JSON, for report.json;
-// unknown figures are null.
-nlohmann::json ImageQualityToJson(const ImageQualityReport& report);
-
 // Sends image.full (float32, row-major) with the valid rectangle.
 OutMessage EncodeAverage(const SeriesId& series, int n_frames, const AverageImage& image);
 

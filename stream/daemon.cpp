@@ -581,6 +581,9 @@ struct Daemon::Impl {
     }
   }
 
+  // The daemon's part of report.json. Its `image_quality` section comes from
+  // the back end (WriteRegistrationOutputs computes it fresh, FRC curves
+  // included), as for `livealign register`.
   nlohmann::json SeriesExtra(const std::string& reason,
                              std::optional<std::int64_t> frames_sent) const {
     const Series& s = *series;
@@ -597,11 +600,7 @@ struct Daemon::Impl {
                                                       : nlohmann::json()},
           {"frames_sent", frames_sent ? nlohmann::json(*frames_sent) : nlohmann::json()},
           {"end_reason", reason},
-          {"daemon_options", options.ToJson()}}},
-        // The latest figures (fresh at the series end, where the final
-        // solve forces a computation).
-        {"image_quality", s.image_quality ? ImageQualityToJson(*s.image_quality)
-                                          : nlohmann::json()}};
+          {"daemon_options", options.ToJson()}}}};
   }
 
   // Writes the outputs of the running series; returns the files (empty
