@@ -509,57 +509,90 @@ OutMessage EncodeDrift(const DriftUpdate& d) {
   return OutMessage{"drift", ToString(buffer), {}};
 }
 
-OutMessage EncodeQuality(const SeriesId& series, const EngineQuality& q) {
+namespace {
+
+nlohmann::json OptionalJson(const std::optional<double>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json();
+}
+
+nlohmann::json ShiftJson(const std::optional<Shift>& shift) {
+  return shift ? nlohmann::json::array({shift->x, shift->y}) : nlohmann::json();
+}
+
+// The figures of an ImageQualityReport that every `quality` message carries.
+void AddImageQualityFigures(const ImageQualityReport& r, nlohmann::json* out) {
+  nlohmann::json& m = *out;
+  m["image_quality_n_frames"] = r.num_frames;
+  m["frc_status"] = r.frc_status;
+  m["frc_resolution_cycles_per_px"] = OptionalJson(r.resolution_cycles_per_px);
+  m["frc_resolution_half_cycles_per_px"] = OptionalJson(r.resolution_half_cycles_per_px);
+  m["frc_resolution_A"] = OptionalJson(r.resolution_A);
+  m["snr"] = r.snr;
+  m["next_resolution_cycles_per_px"] = OptionalJson(r.next_resolution_cycles_per_px);
+  m["frames_for_next_resolution"] =
+      r.frames_for_next_resolution ? nlohmann::json(*r.frames_for_next_resolution)
+                                   : nlohmann::json();
+  m["info_transfer_cycles_per_px"] = OptionalJson(r.info_transfer_cycles_per_px);
+  m["info_transfer_A"] = OptionalJson(r.info_transfer_A);
+  m["single_frame_info_transfer_cycles_per_px"] =
+      OptionalJson(r.single_frame_info_transfer_cycles_per_px);
+  m["single_frame_info_transfer_A"] = OptionalJson(r.single_frame_info_transfer_A);
+  m["drift_px_per_frame"] = ShiftJson(r.drift_px_per_frame);
+  m["drift_A_per_s"] = ShiftJson(r.drift_A_per_s);
+  m["drift_trend"] = r.drift_trend;
+  m["drift_settled"] = r.drift_settled;
+  m["drift_settled_since_frame"] = r.drift_settled_since_frame;
+  m["good"] = r.good;
+  m["stop"] = r.stop;
+  m["reason"] = r.reason;
+  m["image_quality_ms"] = r.compute_ms;
+}
+
+}  // namespace
+
+OutMessage EncodeQuality(const SeriesId& series, const EngineQuality& q,
+                         const ImageQualityReport* image_quality,
+                         const std::optional<std::array<double, 2>>& pixel_size_yx_A) {
+  nlohmann::json m = nlohmann::json::object();
+  m["n_frames"] = q.num_frames;
+  m["max_cycle_error_px"] = q.max_cycle_error_px;
+  m["cycles_equal_to_lattice_vector"] = q.cycles_equal_to_lattice_vector;
+  m["frames_moved_by_lattice_offset"] = q.frames_moved_by_lattice_offset;
+  m["temporal_lattice_spikes"] = q.temporal_lattice_spikes;
+  m["stage_jumps"] = q.stage_jumps;
+  m["consistency_rms_px"] = q.consistency_rms_px;
+  m["rejected_pair_fraction"] = q.rejected_pair_fraction;
+  m["flagged_frames"] = q.flagged_frames;
+  m["pairs_snapped"] = q.pairs_snapped;
+  m["median_cycle_error_px"] = q.median_cycle_error_px;
+  m["drift_rate_px_per_s"] = ShiftJson(q.drift_rate_px_per_s);
+  m["drift_rate_A_per_s"] = ShiftJson(q.drift_rate_A_per_s);
+  if (q.lattice.found) {
+    m["lattice"] = {{"a_px", ShiftJson(q.lattice.a_px)}, {"b_px", ShiftJson(q.lattice.b_px)}};
+  } else {
+    m["lattice"] = nullptr;
+  }
+  nlohmann::json reciprocal = nlohmann::json::array();
+  for (const Shift& g : q.lattice.reciprocal_cycles_per_px) reciprocal.push_back({g.x, g.y});
+  m["lattice_reciprocal"] = std::move(reciprocal);
+  m["pixel_size_A"] = pixel_size_yx_A
+                          ? nlohmann::json::array({(*pixel_size_yx_A)[0], (*pixel_size_yx_A)[1]})
+                          : nlohmann::json();
+  m["valid"] = q.valid;
+  m["lattice_offset_observable"] = q.lattice_offset_observable;
+  m["verdict"] = q.verdict;
+  if (image_quality != nullptr) AddImageQualityFigures(*image_quality, &m);
+  m["topic"] = "quality";
   msgpack::sbuffer buffer;
   Packer p(buffer);
-  p.pack_map(19);
+  // series first: it is an int or a str as the sender gave it.
+  p.pack_map(static_cast<std::uint32_t>(m.size() + 1));
   PackKey(p, "series");
   PackSeries(p, series);
-  PackKey(p, "n_frames");
-  p.pack_int(q.num_frames);
-  PackKey(p, "max_cycle_error_px");
-  PackDouble(p, q.max_cycle_error_px);
-  PackKey(p, "cycles_equal_to_lattice_vector");
-  p.pack_int(q.cycles_equal_to_lattice_vector);
-  PackKey(p, "frames_moved_by_lattice_offset");
-  p.pack_int(q.frames_moved_by_lattice_offset);
-  PackKey(p, "temporal_lattice_spikes");
-  p.pack_array(static_cast<std::uint32_t>(q.temporal_lattice_spikes.size()));
-  for (int i : q.temporal_lattice_spikes) p.pack_int(i);
-  PackKey(p, "stage_jumps");
-  p.pack_int(q.stage_jumps);
-  PackKey(p, "consistency_rms_px");
-  PackDouble(p, q.consistency_rms_px);
-  PackKey(p, "rejected_pair_fraction");
-  PackDouble(p, q.rejected_pair_fraction);
-  PackKey(p, "flagged_frames");
-  p.pack_int(q.flagged_frames);
-  PackKey(p, "pairs_snapped");
-  p.pack_int(q.pairs_snapped);
-  PackKey(p, "median_cycle_error_px");
-  PackDouble(p, q.median_cycle_error_px);
-  PackKey(p, "drift_rate_px_per_s");
-  PackShiftOrNil(p, q.drift_rate_px_per_s);
-  PackKey(p, "drift_rate_A_per_s");
-  PackShiftOrNil(p, q.drift_rate_A_per_s);
-  PackKey(p, "lattice");
-  if (q.lattice.found) {
-    p.pack_map(2);
-    PackKey(p, "a_px");
-    PackShiftOrNil(p, q.lattice.a_px);
-    PackKey(p, "b_px");
-    PackShiftOrNil(p, q.lattice.b_px);
-  } else {
-    p.pack_nil();
+  for (const auto& [key, value] : m.items()) {
+    PackKey(p, key);
+    PackJson(p, value);
   }
-  PackKey(p, "valid");
-  if (q.valid) p.pack_true(); else p.pack_false();
-  PackKey(p, "lattice_offset_observable");
-  if (q.lattice_offset_observable) p.pack_true(); else p.pack_false();
-  PackKey(p, "verdict");
-  PackString(p, q.verdict);
-  PackKey(p, "topic");
-  PackString(p, "quality");
   return OutMessage{"quality", ToString(buffer), {}};
 }
 
@@ -593,6 +626,79 @@ OutMessage EncodeAverage(const SeriesId& series, int n_frames, const AverageImag
   std::string data(reinterpret_cast<const char*>(image.full.data()),
                    image.full.pixels().size() * sizeof(float));
   return OutMessage{"average", ToString(buffer), std::move(data)};
+}
+
+OutMessage EncodeLatestFrame(const SeriesId& series, int n_frames, frame_id_t wire_index,
+                             const Frame& frame) {
+  if (frame.pixels().empty()) throw std::invalid_argument("EncodeLatestFrame: empty frame");
+  const Shape shape = frame.shape();
+  msgpack::sbuffer buffer;
+  Packer p(buffer);
+  p.pack_map(8);
+  PackKey(p, "series");
+  PackSeries(p, series);
+  PackKey(p, "n_frames");
+  p.pack_int(n_frames);
+  PackKey(p, "frame");
+  p.pack_int64(wire_index);
+  PackKey(p, "shape");
+  p.pack_array(2);
+  p.pack_int(shape.rows);
+  p.pack_int(shape.cols);
+  PackKey(p, "dtype");
+  PackString(p, "float32");
+  PackKey(p, "valid");
+  p.pack_array(4);
+  p.pack_int(0);
+  p.pack_int(shape.rows);
+  p.pack_int(0);
+  p.pack_int(shape.cols);
+  PackKey(p, "byteorder");
+  PackString(p, "little");
+  PackKey(p, "topic");
+  PackString(p, "frame");
+  std::string data(reinterpret_cast<const char*>(frame.data()),
+                   frame.pixels().size() * sizeof(float));
+  return OutMessage{"frame", ToString(buffer), std::move(data)};
+}
+
+OutMessage EncodeMatrices(const SeriesId& series, int n_frames,
+                          const ShiftMatrixSnapshot& matrices) {
+  const std::size_t cells = static_cast<std::size_t>(matrices.k) * matrices.k;
+  if (matrices.k < 0 || matrices.x.size() != cells || matrices.y.size() != cells ||
+      matrices.status.size() != cells) {
+    throw std::invalid_argument("EncodeMatrices: arrays are not k*k");
+  }
+  // float32 little-endian (host order; every platform we build on is
+  // little-endian); NaN stays NaN here: a bin has no nil.
+  auto pack_floats = [&](Packer& p, const std::vector<double>& values) {
+    std::vector<float> floats(values.begin(), values.end());
+    const auto bytes = static_cast<std::uint32_t>(floats.size() * sizeof(float));
+    p.pack_bin(bytes);
+    p.pack_bin_body(reinterpret_cast<const char*>(floats.data()), bytes);
+  };
+  msgpack::sbuffer buffer;
+  Packer p(buffer);
+  p.pack_map(8);
+  PackKey(p, "series");
+  PackSeries(p, series);
+  PackKey(p, "n_frames");
+  p.pack_int(n_frames);
+  PackKey(p, "k");
+  p.pack_int(matrices.k);
+  PackKey(p, "x");
+  pack_floats(p, matrices.x);
+  PackKey(p, "y");
+  pack_floats(p, matrices.y);
+  PackKey(p, "status");
+  p.pack_bin(static_cast<std::uint32_t>(cells));
+  p.pack_bin_body(reinterpret_cast<const char*>(matrices.status.data()),
+                  static_cast<std::uint32_t>(cells));
+  PackKey(p, "byteorder");
+  PackString(p, "little");
+  PackKey(p, "topic");
+  PackString(p, "matrices");
+  return OutMessage{"matrices", ToString(buffer), {}};
 }
 
 OutMessage EncodeEvent(const Event& e) {

@@ -12,6 +12,7 @@
 //
 // All functions are pure and thread-safe.
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -146,10 +147,27 @@ struct DriftUpdate {
 };
 OutMessage EncodeDrift(const DriftUpdate& drift);
 
-OutMessage EncodeQuality(const SeriesId& series, const EngineQuality& quality);
+// The `quality` map: the registration's figures, and (when image_quality is
+// given) the latest image-quality figures merged in under the keys of
+// docs/protocol.md. pixel_size_yx_A is the series' effective pixel size
+// [y, x] in Å, sent as nil when unknown.
+OutMessage EncodeQuality(const SeriesId& series, const EngineQuality& quality,
+                         const ImageQualityReport* image_quality = nullptr,
+                         const std::optional<std::array<double, 2>>& pixel_size_yx_A = std::nullopt);
 
 // Sends image.full (float32, row-major) with the valid rectangle.
 OutMessage EncodeAverage(const SeriesId& series, int n_frames, const AverageImage& image);
+
+// The `frame` message: the latest raw frame in the form of `average` (valid is
+// the whole frame) plus `frame`, its wire index. Throws std::invalid_argument
+// for an empty frame.
+OutMessage EncodeLatestFrame(const SeriesId& series, int n_frames, frame_id_t wire_index,
+                             const Frame& frame);
+
+// The `matrices` message: k, and x, y (bin, float32 k*k little-endian, NaN
+// where missing) and status (bin, uint8 k*k). Throws std::invalid_argument
+// when the snapshot's arrays are not k*k.
+OutMessage EncodeMatrices(const SeriesId& series, int n_frames, const ShiftMatrixSnapshot& matrices);
 
 struct Event {
   std::string level;  // "info", "warning" or "error"

@@ -1,6 +1,7 @@
 #include "stream/daemon.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <future>
@@ -76,6 +77,7 @@ bool DaemonOptions::Check(std::string* error) const {
   }
   if (queue_bytes <= 0) return fail("--queue-bytes must be positive");
   if (!(average_interval_s >= 0)) return fail("--average-interval-s must be >= 0");
+  if (!(quality_interval_s >= 0)) return fail("--quality-interval-s must be >= 0");
   if (!(save_interval_s >= 0)) return fail("--save-interval-s must be >= 0");
   if (keep_frames && out.empty()) return fail("--keep-frames needs --out");
   // `engine` is checked by the back end that uses it (Daemon(options) checks
@@ -94,6 +96,7 @@ nlohmann::json DaemonOptions::ToJson() const {
                         {"max_pixels", max_pixels},
                         {"queue_bytes", queue_bytes},
                         {"average_interval_s", average_interval_s},
+                        {"quality_interval_s", quality_interval_s},
                         {"save_interval_s", save_interval_s}};
 }
 
@@ -159,6 +162,12 @@ struct Daemon::Impl {
     Clock::time_point last_average{};
     Clock::time_point last_save;
     bool have_average = false;
+    // Latest image quality (republished with every quality message) and
+    // whether its good/stop events were announced in this series.
+    std::optional<ImageQualityReport> image_quality;
+    Clock::time_point last_image_quality{};
+    bool good_announced = false;
+    bool stop_announced = false;
     std::string dir;
   };
   std::unique_ptr<Series> series;
@@ -504,19 +513,77 @@ struct Daemon::Impl {
     d.drift_rate_px_per_s = quality.drift_rate_px_per_s;
     const std::size_t bytes = 64 * states.size() + kItemOverheadBytes;
     outbound.Push(std::move(item), bytes);
-    Publish(EncodeQuality(s.start.series, quality));
+    const int n_frames = static_cast<int>(s.wire_indices.size());
+    const bool force = final || force_average;
+    UpdateImageQuality(force);
+    Publish(EncodeQuality(s.start.series, quality,
+                          s.image_quality ? &*s.image_quality : nullptr, PixelSizeYx()));
+    AnnounceGoodAndStop();
     const Clock::time_point now = Clock::now();
     const bool due =
         !s.have_average || std::chrono::duration<double>(now - s.last_average).count() >=
                                options.average_interval_s;
-    if (force_average || due) {
-      Publish(EncodeAverage(s.start.series, static_cast<int>(s.wire_indices.size()),
-                            s.engine->Average()));
+    if (force || due) {
+      Publish(EncodeAverage(s.start.series, n_frames, s.engine->Average()));
+      // The raw frame and the matrices share the average's timer: the
+      // viewer shows them side by side, and each costs a copy per message.
+      const Frame latest = s.engine->LatestFrame();
+      if (!latest.pixels().empty()) {
+        Publish(EncodeLatestFrame(s.start.series, n_frames, s.last_index, latest));
+      }
+      const ShiftMatrixSnapshot matrices = s.engine->Matrices();
+      if (matrices.k > 0) Publish(EncodeMatrices(s.start.series, n_frames, matrices));
       s.last_average = now;
       s.have_average = true;
     }
   }
 
+  // The series' effective pixel size [y, x], Å; nullopt when unknown.
+  std::optional<std::array<double, 2>> PixelSizeYx() const {
+    const EngineOptions& e = series->engine_options;
+    if (!(e.pixel_size_x_A > 0) || !(e.pixel_size_y_A > 0)) return std::nullopt;
+    return std::array<double, 2>{e.pixel_size_y_A, e.pixel_size_x_A};
+  }
+
+  // Recomputes the image quality when --quality-interval-s has passed since
+  // the last computation (or when forced: the last frame of a series). A
+  // failure is an event; the previous figures stay.
+  void UpdateImageQuality(bool force) {
+    Series& s = *series;
+    const Clock::time_point now = Clock::now();
+    const bool due = !s.image_quality ||
+                     std::chrono::duration<double>(now - s.last_image_quality).count() >=
+                         options.quality_interval_s;
+    if (!force && !due) return;
+    try {
+      s.image_quality = s.engine->ImageQuality();
+    } catch (const std::exception& e) {
+      CountError("quality_error");
+      EmitEvent(Event{"error", "quality_error", std::string("image quality: ") + e.what(),
+                      s.start.series, s.last_index, {}, 0});
+    }
+    s.last_image_quality = now;
+  }
+
+  // Publishes the `good` and `stop` events the first time each holds in the
+  // series. On the engine thread, so they wait for room rather than drop.
+  void AnnounceGoodAndStop() {
+    Series& s = *series;
+    if (!s.image_quality) return;
+    const ImageQualityReport& r = *s.image_quality;
+    if (r.good && !s.good_announced) {
+      s.good_announced = true;
+      Publish(EncodeEvent(Event{"info", "good", r.reason, s.start.series, s.last_index, {}, 0}));
+    }
+    if (r.stop && !s.stop_announced) {
+      s.stop_announced = true;
+      Publish(EncodeEvent(Event{"info", "stop", r.reason, s.start.series, s.last_index, {}, 0}));
+    }
+  }
+
+  // The daemon's part of report.json. Its `image_quality` section comes from
+  // the back end (WriteRegistrationOutputs computes it fresh, FRC curves
+  // included), as for `livealign register`.
   nlohmann::json SeriesExtra(const std::string& reason,
                              std::optional<std::int64_t> frames_sent) const {
     const Series& s = *series;

@@ -13,7 +13,9 @@
 //             counted and reported (`queue_full`).
 //   engine    owns the series state and the LiveEngine: validates each frame
 //             (series, shape, dtype, index, NaN/Inf, constant), adds it, and hands
-//             results to the publisher; writes the outputs of each series.
+//             results to the publisher (drift and quality every frame; average,
+//             latest frame and shift matrices rate-limited; image quality
+//             rate-limited); writes the outputs of each series.
 //   publisher owns the PUB socket and calls the sinks: all output leaves here.
 //   control   owns the REP socket; answers from state guarded by a mutex.
 // Bad input never stops the daemon: every problem becomes an `event` and a
@@ -72,6 +74,11 @@ struct DaemonOptions {
   // Minimum seconds between `average` messages (each costs a full average);
   // the last frame of a series always gets one.
   double average_interval_s = 0.5;
+  // Minimum seconds between image-quality computations (FRC resolution, SNR,
+  // information transfer, stop-when-good; tens of ms at 512^2). The `quality`
+  // message after every frame repeats the latest figures; the last frame of a
+  // series always gets fresh ones.
+  double quality_interval_s = 2.0;
   // Rewrite the outputs of the running series at most this often (only while
   // the queue is empty, so catching up is not delayed); 0 = at series end only.
   double save_interval_s = 10.0;

@@ -32,6 +32,16 @@ class LiveEngine {
   virtual const std::vector<FrameState>& frames() const = 0;
   virtual EngineQuality quality() const = 0;
   virtual AverageImage Average() const = 0;
+  // The issue-5 image quality of the running average (tens of ms at 512^2:
+  // the daemon calls it rate-limited). The default, for back ends without
+  // one, is an empty report (num_frames 0, frc_status "no_signal").
+  virtual ImageQualityReport ImageQuality() const { return {}; }
+  // Copy of the most recently added frame; the default is an empty Frame
+  // (then no `frame` message is published).
+  virtual Frame LatestFrame() const { return Frame(); }
+  // The shift matrices R_ij; the default is k = 0 (then no `matrices`
+  // message is published).
+  virtual ShiftMatrixSnapshot Matrices() const { return {}; }
   // Writes shifts.csv, average.tif, report.json ... into dir, each replaced
   // atomically; returns the paths written. Throws on an I/O failure (files
   // already replaced stay complete).

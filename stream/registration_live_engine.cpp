@@ -21,6 +21,9 @@ class RegistrationLiveEngine : public LiveEngine {
   const std::vector<FrameState>& frames() const override { return engine_.frames(); }
   EngineQuality quality() const override { return engine_.quality(); }
   AverageImage Average() const override { return engine_.Average(); }
+  ImageQualityReport ImageQuality() const override { return engine_.ImageQuality(); }
+  Frame LatestFrame() const override { return engine_.LatestFrame(); }
+  ShiftMatrixSnapshot Matrices() const override { return engine_.Matrices(); }
 
   std::vector<std::string> WriteOutputs(const std::string& dir,
                                         const nlohmann::json& extra) const override {

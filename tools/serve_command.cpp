@@ -40,6 +40,8 @@ int RunServe(int argc, char** argv) {
        "bound of the frame queue, bytes")
       ("average-interval-s", po::value(&o.average_interval_s)->default_value(o.average_interval_s),
        "minimum seconds between average messages")
+      ("quality-interval-s", po::value(&o.quality_interval_s)->default_value(o.quality_interval_s),
+       "minimum seconds between image-quality computations (FRC, SNR, stop-when-good)")
       ("save-interval-s", po::value(&o.save_interval_s)->default_value(o.save_interval_s),
        "rewrite the running series' outputs this often (0 = at its end only)")
       ("log-events", po::value(&o.log_events)->default_value(o.log_events),

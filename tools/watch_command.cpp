@@ -26,6 +26,31 @@ std::string Number(const nlohmann::json& v, int precision = 3) {
   return s.str();
 }
 
+// "0.82 Å" when the Å figure is known, else "0.203 c/px"; "-" when neither.
+std::string Resolution(const nlohmann::json& q, const std::string& a_key,
+                       const std::string& cycles_key) {
+  if (q.value(a_key, nlohmann::json()).is_number()) return Number(q[a_key], 2) + " Å";
+  if (q.value(cycles_key, nlohmann::json()).is_number()) return Number(q[cycles_key]) + " c/px";
+  return "-";
+}
+
+// One line of the image-quality figures of a `quality` header (issue 5);
+// empty when the daemon sent none.
+std::string ImageQualityLine(const nlohmann::json& q) {
+  if (!q.contains("good")) return "";
+  std::ostringstream line;
+  line << "resolution " << Resolution(q, "frc_resolution_A", "frc_resolution_cycles_per_px")
+       << " (" << q.value("frc_status", "?") << "), SNR " << Number(q.value("snr", nlohmann::json()), 2)
+       << ", info transfer " << Resolution(q, "info_transfer_A", "info_transfer_cycles_per_px")
+       << " (one frame " << Resolution(q, "single_frame_info_transfer_A", "single_frame_info_transfer_cycles_per_px")
+       << "), drift " << q.value("drift_trend", "?")
+       << (q.value("drift_settled", false) ? " settled" : "") << ", good: "
+       << (q.value("good", false) ? "yes" : "no") << (q.value("stop", false) ? " (stop)" : "");
+  const std::string reason = q.value("reason", "");
+  if (!reason.empty()) line << " - " << reason;
+  return line.str();
+}
+
 int RunWatch(int argc, char** argv) {
   std::string connect = "tcp://127.0.0.1:5556", control;
   int frames = 0;
@@ -48,7 +73,10 @@ int RunWatch(int argc, char** argv) {
   const bool tty = isatty(STDOUT_FILENO) != 0;
   auto colour = [tty](const std::string& level, const std::string& text) {
     if (!tty) return text;
-    const char* code = level == "error" ? "\033[31m" : level == "warning" ? "\033[33m" : "\033[36m";
+    const char* code = level == "error"     ? "\033[31m"
+                       : level == "warning" ? "\033[33m"
+                       : level == "good"    ? "\033[32m"
+                                            : "\033[36m";
     return code + text + "\033[0m";
   };
 
@@ -67,6 +95,7 @@ int RunWatch(int argc, char** argv) {
   std::vector<double> latencies;
   std::map<std::string, int> events;
   nlohmann::json last_drift, last_quality;  // latest headers (null until seen)
+  std::string last_quality_line;
   int drift_updates = 0;
   auto last_message = std::chrono::steady_clock::now();
   while (true) {
@@ -83,6 +112,13 @@ int RunWatch(int argc, char** argv) {
     if (!h.is_object()) continue;
     if (m->topic == "quality") {
       last_quality = h;
+      // The figures are recomputed every --quality-interval-s and repeated in
+      // between: a line only when they change.
+      const std::string line = ImageQualityLine(h);
+      if (!line.empty() && line != last_quality_line) {
+        std::cout << colour(h.value("good", false) ? "good" : "info", "  quality: " + line) << "\n";
+        last_quality_line = line;
+      }
     } else if (m->topic == "drift") {
       last_drift = h;
       const std::size_t n = h["shift_x_px"].size();
@@ -122,6 +158,9 @@ int RunWatch(int argc, char** argv) {
     std::cout << "consistency " << Number(last_quality["consistency_rms_px"]) << " px, flagged "
               << last_quality["flagged_frames"] << ", verdict: " << last_quality.value("verdict", "")
               << "\n";
+    if (const std::string line = ImageQualityLine(last_quality); !line.empty()) {
+      std::cout << "image quality: " << line << "\n";
+    }
   }
   for (const auto& [code, count] : events) std::cout << "event " << code << " x" << count << "\n";
   return 0;
