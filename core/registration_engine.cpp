@@ -84,7 +84,7 @@ constexpr double kJumpHeightRatio = 0.8;
 constexpr int kCoarsePartners = 4;
 // The lattice is estimated from each new raw frame until found (at most this
 // many), re-estimated from the average when the series reaches this many
-// frames and at every doubling, and in Finish().
+// frames and then at every fourfold growth, and in Finish().
 constexpr int kFirstLatticeEstimate = 8;
 
 }  // namespace
@@ -115,7 +115,7 @@ struct RegistrationEngine::Impl {
 
   EngineOptions options;
   Shape shape;
-  ThreadPool pool;
+  mutable ThreadPool pool;  // mutable: const reports (ImageQuality) use it too
   Correlator correlator;
   ConsistencySolver solver;
   ShiftedAverager averager;
@@ -380,7 +380,7 @@ UpdateReport RegistrationEngine::AddFrame(Frame frame) {
   m.SyncAverager(kLiveResampleTolerancePx, kLiveResampleBudget);
   if ((!m.lattice && k < kFirstLatticeEstimate) || k + 1 >= m.next_lattice_estimate) {
     m.UpdateLattice(m.averager.frame(k));
-    if (k + 1 >= m.next_lattice_estimate) m.next_lattice_estimate = 2 * (k + 1);
+    if (k + 1 >= m.next_lattice_estimate) m.next_lattice_estimate = 4 * (k + 1);
   }
   report.timings.average_ms = MsSince(t);
   report.timings.total_ms = MsSince(start);
@@ -595,73 +595,78 @@ ImageQualityReport RegistrationEngine::ImageQuality() const {
   r.num_frames = num_frames();
   const EngineOptions& o = m.options;
 
-  // Resolution: FRC of the even/odd half-set averages over the region every
-  // included frame covers (so both halves are defined there).
+  // The three spectral figures are independent: computed in parallel.
   const AverageImage full = m.averager.Average();
-  if (num_frames() >= 2 && full.valid.rows() >= 32 && full.valid.cols() >= 32) {
-    const AverageImage even = m.averager.HalfSetAverage(0);
-    const AverageImage odd = m.averager.HalfSetAverage(1);
-    if (even.num_included > 0 && odd.num_included > 0) {
-      const FrcReport frc = FourierRingCorrelation(Crop(even.full, full.valid), Crop(odd.full, full.valid));
-      for (const FrcRing& ring : frc.rings) {
-        r.frc_frequency_cycles_per_px.push_back(ring.frequency_cycles_per_px);
-        r.frc.push_back(ring.frc);
-        r.frc_noise_threshold.push_back(ring.noise_threshold);
-        r.ssnr.push_back(ring.ssnr);
+  const bool have_region = full.valid.rows() >= 32 && full.valid.cols() >= 32;
+  std::optional<FrcReport> frc;
+  InformationTransferReport average_transfer, single_transfer;
+  m.pool.ParallelFor(3, [&](int task, int) {
+    if (task == 0 && have_region && num_frames() >= 2) {
+      // Resolution: FRC of the even/odd half-set averages over the region
+      // every included frame covers (so both halves are defined there).
+      const AverageImage even = m.averager.HalfSetAverage(0);
+      const AverageImage odd = m.averager.HalfSetAverage(1);
+      if (even.num_included > 0 && odd.num_included > 0) {
+        frc = FourierRingCorrelation(Crop(even.full, full.valid), Crop(odd.full, full.valid));
       }
-      r.snr = frc.image_snr;
-      switch (frc.at_one_seventh.status) {
-        case FrcCrossing::kCrossed:
-          r.frc_status = "crossed";
-          r.resolution_cycles_per_px = frc.at_one_seventh.frequency_cycles_per_px;
-          break;
-        case FrcCrossing::kNotReached:
-          r.frc_status = "not_reached";
-          r.resolution_cycles_per_px = 0.5;  // at least Nyquist
-          break;
-        case FrcCrossing::kNoSignal:
-          r.frc_status = "no_signal";
-          break;
-      }
-      if (frc.at_half.status != FrcCrossing::kNoSignal) {
-        r.resolution_half_cycles_per_px =
-            frc.at_half.status == FrcCrossing::kCrossed ? frc.at_half.frequency_cycles_per_px : 0.5;
-      }
-      r.resolution_A = ToA(r.resolution_cycles_per_px, o);
-      // Projection for a 10 % finer resolution: the FRC there (mean of the
-      // rings within +-5 %) and the frames it needs to reach 1/7.
-      if (r.frc_status == "crossed") {
-        const double target = 1.1 * *r.resolution_cycles_per_px;
-        double sum = 0;
-        int count = 0;
-        for (std::size_t i = 0; i < r.frc.size(); ++i) {
-          if (std::abs(r.frc_frequency_cycles_per_px[i] - target) <= 0.05 * target) {
-            sum += r.frc[i];
-            ++count;
-          }
+    } else if (task == 1 && have_region) {
+      average_transfer = InformationTransfer(full.common);
+    } else if (task == 2 && num_frames() > 0) {
+      // Information transfer of one frame (the latest), for comparison.
+      single_transfer = InformationTransfer(m.averager.frame(num_frames() - 1));
+    }
+  });
+  if (frc) {
+    for (const FrcRing& ring : frc->rings) {
+      r.frc_frequency_cycles_per_px.push_back(ring.frequency_cycles_per_px);
+      r.frc.push_back(ring.frc);
+      r.frc_noise_threshold.push_back(ring.noise_threshold);
+      r.ssnr.push_back(ring.ssnr);
+    }
+    r.snr = frc->image_snr;
+    switch (frc->at_one_seventh.status) {
+      case FrcCrossing::kCrossed:
+        r.frc_status = "crossed";
+        r.resolution_cycles_per_px = frc->at_one_seventh.frequency_cycles_per_px;
+        break;
+      case FrcCrossing::kNotReached:
+        r.frc_status = "not_reached";
+        r.resolution_cycles_per_px = 0.5;  // at least Nyquist
+        break;
+      case FrcCrossing::kNoSignal:
+        r.frc_status = "no_signal";
+        break;
+    }
+    if (frc->at_half.status != FrcCrossing::kNoSignal) {
+      r.resolution_half_cycles_per_px =
+          frc->at_half.status == FrcCrossing::kCrossed ? frc->at_half.frequency_cycles_per_px : 0.5;
+    }
+    r.resolution_A = ToA(r.resolution_cycles_per_px, o);
+    // Projection for a 10 % finer resolution: the FRC there (mean of the
+    // rings within +-5 %) and the frames it needs to reach 1/7.
+    if (r.frc_status == "crossed") {
+      const double target = 1.1 * *r.resolution_cycles_per_px;
+      double sum = 0;
+      int count = 0;
+      for (std::size_t i = 0; i < r.frc.size(); ++i) {
+        if (std::abs(r.frc_frequency_cycles_per_px[i] - target) <= 0.05 * target) {
+          sum += r.frc[i];
+          ++count;
         }
-        if (count > 0 && target < 0.5) {
-          r.next_resolution_cycles_per_px = target;
-          r.frames_for_next_resolution = FramesToReachOneSeventh(sum / count, num_frames());
-        }
+      }
+      if (count > 0 && target < 0.5) {
+        r.next_resolution_cycles_per_px = target;
+        r.frames_for_next_resolution = FramesToReachOneSeventh(sum / count, num_frames());
       }
     }
   }
-
-  // Information transfer: the average against one frame (the latest).
-  if (full.valid.rows() >= 32 && full.valid.cols() >= 32) {
-    const InformationTransferReport average_transfer = InformationTransfer(full.common);
-    if (average_transfer.found) {
-      r.info_transfer_cycles_per_px = average_transfer.frequency_cycles_per_px;
-      r.info_transfer_A = ToA(r.info_transfer_cycles_per_px, o);
-    }
+  if (average_transfer.found) {
+    r.info_transfer_cycles_per_px = average_transfer.frequency_cycles_per_px;
+    r.info_transfer_A = ToA(r.info_transfer_cycles_per_px, o);
   }
-  if (num_frames() > 0) {
-    const InformationTransferReport single = InformationTransfer(m.averager.frame(num_frames() - 1));
-    if (single.found) {
-      r.single_frame_info_transfer_cycles_per_px = single.frequency_cycles_per_px;
-      r.single_frame_info_transfer_A = ToA(r.single_frame_info_transfer_cycles_per_px, o);
-    }
+  if (single_transfer.found) {
+    r.single_frame_info_transfer_cycles_per_px = single_transfer.frequency_cycles_per_px;
+    r.single_frame_info_transfer_A = ToA(r.single_frame_info_transfer_cycles_per_px, o);
   }
 
   // Drift over the recent window, and since when it has been settled.
