@@ -1,4 +1,5 @@
 #include "core/correlator.hpp"
+#include "core/check.hpp"
 
 #include <Eigen/Core>
 
@@ -10,16 +11,6 @@
 
 namespace livealign {
 namespace {
-
-bool Fail(std::string* error, const std::string& message) {
-  if (error) *error = message;
-  return false;
-}
-
-int Mod(int a, int n) {
-  const int m = a % n;
-  return m < 0 ? m + n : m;
-}
 
 // Wraps a shift into (-n/2, n/2].
 double WrapShift(double s, int n) {

@@ -1,13 +1,10 @@
 #include "core/engine_options.hpp"
+#include "core/check.hpp"
 
 #include <cmath>
 
 namespace livealign {
 namespace {
-bool Fail(std::string* error, const std::string& message) {
-  if (error) *error = message;
-  return false;
-}
 bool OneOf(const std::string& value, std::initializer_list<const char*> names) {
   for (const char* name : names) {
     if (value == name) return true;

@@ -1,4 +1,5 @@
 #include "core/fourier_weight.hpp"
+#include "core/check.hpp"
 
 #include <cmath>
 #include <limits>
@@ -8,11 +9,6 @@ namespace livealign {
 namespace {
 
 constexpr double kMaxFrequency = 0.7072;  // just above the corner, 0.5 * sqrt(2)
-
-bool Fail(std::string* error, const std::string& message) {
-  if (error) *error = message;
-  return false;
-}
 
 double RaisedCosineLowpass(double k, double cutoff, double rolloff) {
   if (k >= cutoff) return 0.0;

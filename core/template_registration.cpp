@@ -1,4 +1,5 @@
 #include "core/template_registration.hpp"
+#include "core/check.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -7,16 +8,6 @@
 
 namespace livealign {
 namespace {
-
-bool Fail(std::string* error, const std::string& message) {
-  if (error) *error = message;
-  return false;
-}
-
-int Mod(int a, int n) {
-  const int m = a % n;
-  return m < 0 ? m + n : m;
-}
 
 double ThreePointOffset(double m, double z, double p) {
   const double denom = m - 2 * z + p;

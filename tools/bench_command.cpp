@@ -16,6 +16,7 @@
 
 #include "adapters/npy_writer.hpp"
 #include "core/registration_engine.hpp"
+#include "core/shift_errors.hpp"
 #include "core/simulator.hpp"
 #include "tools/command.hpp"
 #include "tools/engine_option_binding.hpp"
@@ -46,27 +47,15 @@ double PeakRssMiB() {
   return usage.ru_maxrss / 1024.0;  // Linux reports KiB
 }
 
-// RMS and max distance between estimated and true shifts after removing the
-// mean offset (the absolute origin is a free gauge), over unflagged frames.
-std::pair<double, double> ShiftErrors(const std::vector<FrameState>& frames,
-                                      const std::vector<Shift>& truth) {
-  Shift mean;
-  int n = 0;
-  for (std::size_t i = 0; i < frames.size(); ++i) {
-    if (frames[i].flagged) continue;
-    mean += frames[i].shift - truth[i];
-    ++n;
+// Accuracy of the engine's current shifts against the simulator's truth.
+ShiftErrors ErrorsAgainstTruth(const std::vector<FrameState>& frames, const std::vector<Shift>& truth) {
+  std::vector<Shift> estimated;
+  std::vector<bool> flagged;
+  for (const FrameState& f : frames) {
+    estimated.push_back(f.shift);
+    flagged.push_back(f.flagged);
   }
-  if (n == 0) return {NAN, NAN};
-  mean = mean * (1.0 / n);
-  double sum2 = 0, max_error = 0;
-  for (std::size_t i = 0; i < frames.size(); ++i) {
-    if (frames[i].flagged) continue;
-    const double e = (frames[i].shift - truth[i] - mean).Norm();
-    sum2 += e * e;
-    max_error = std::max(max_error, e);
-  }
-  return {std::sqrt(sum2 / n), max_error};
+  return CompareShifts(estimated, truth, flagged);
 }
 
 int RunBench(int argc, char** argv) {
@@ -135,9 +124,9 @@ int RunBench(int argc, char** argv) {
     total_correlate_ms += report.timings.correlate_ms;
   }
   if (save_stack) WriteNpy(vm["save-stack"].as<std::string>(), saved);
-  const auto live_errors = ShiftErrors(engine.frames(), truth);
+  const ShiftErrors live_errors = ErrorsAgainstTruth(engine.frames(), truth);
   const UpdateReport finish = engine.Finish();
-  const auto final_errors = ShiftErrors(engine.frames(), truth);
+  const ShiftErrors final_errors = ErrorsAgainstTruth(engine.frames(), truth);
   const EngineQuality quality = engine.quality();
   // Wrong pair elements (> 0.35 lattice spacings from the truth): the highest
   // correlation peak before the solver, and the value the solution used.
@@ -201,7 +190,7 @@ int RunBench(int argc, char** argv) {
   std::printf("pairs per second %.0f; finish %.1f ms; cache %.1f MiB; frames %.1f MiB; peak RSS %.1f MiB\n",
               pairs_per_s, finish.timings.total_ms, cache_mib, frames_mib, PeakRssMiB());
   std::printf("accuracy vs truth (mean offset removed): live RMS %.4f px (max %.4f), final RMS %.4f px (max %.4f)\n",
-              live_errors.first, live_errors.second, final_errors.first, final_errors.second);
+              live_errors.rms_px, live_errors.max_px, final_errors.rms_px, final_errors.max_px);
   std::printf("wrong pair elements (> 0.35 lattice spacings): highest peak %.1f %% of %d pairs, "
               "used by the solution %.1f %% of %d inlier pairs\n",
               100 * brightest_wrong_fraction, pairs, 100 * used_wrong_fraction, inliers);
@@ -230,8 +219,8 @@ int RunBench(int argc, char** argv) {
       {"update_ms_by_k", per_k}, {"pairs_per_s", pairs_per_s},
       {"finish_ms", finish.timings.total_ms}, {"cache_mib", cache_mib},
       {"frames_mib", frames_mib}, {"peak_rss_mib", PeakRssMiB()},
-      {"live_rms_error_px", live_errors.first}, {"final_rms_error_px", final_errors.first},
-      {"final_max_error_px", final_errors.second},
+      {"live_rms_error_px", live_errors.rms_px}, {"final_rms_error_px", final_errors.rms_px},
+      {"final_max_error_px", final_errors.max_px},
       {"consistency_rms_px", quality.consistency_rms_px},
       {"flagged_frames", quality.flagged_frames},
       {"brightest_peak_wrong_fraction", brightest_wrong_fraction},

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/registration_engine.hpp"
+#include "core/shift_errors.hpp"
 #include "core/simulator.hpp"
 
 namespace livealign {
@@ -32,19 +33,13 @@ CrystalRun Register(const SimulatorOptions& sim, int frames, std::uint64_t seed,
   const double spacing = sim.lattice_spacing_px;
   // Over the frames the registration kept (flagged ones are reported as
   // unreliable and left out of the average).
-  Shift mean;
-  int kept = 0;
-  for (int k = 0; k < frames; ++k) {
-    if (engine.frames()[k].flagged) continue;
-    mean += engine.frames()[k].shift - truth[k];
-    ++kept;
+  std::vector<Shift> estimated;
+  std::vector<bool> flagged;
+  for (const FrameState& f : engine.frames()) {
+    estimated.push_back(f.shift);
+    flagged.push_back(f.flagged);
   }
-  mean = mean * (1.0 / std::max(kept, 1));
-  for (int k = 0; k < frames; ++k) {
-    if (engine.frames()[k].flagged) continue;
-    const double e = (engine.frames()[k].shift - truth[k] - mean).Norm() / spacing;
-    run.max_error_spacings = std::max(run.max_error_spacings, e);
-  }
+  run.max_error_spacings = CompareShifts(estimated, truth, flagged).max_px / spacing;
   int pairs = 0, brightest_wrong = 0, inliers = 0, final_wrong = 0;
   for (const PairRecord& p : engine.Pairs()) {
     const Shift true_j_from_i = truth[p.j] - truth[p.i];

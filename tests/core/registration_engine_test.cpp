@@ -4,38 +4,22 @@
 
 #include <cmath>
 
+#include "core/shift_errors.hpp"
 #include "core/simulator.hpp"
 
 namespace livealign {
 namespace {
 
-struct AxisErrors {
-  double rms_x = 0, rms_y = 0, max_norm = 0;
-};
-
-// Per-axis RMS error after removing the mean offset (the absolute origin is a
-// free gauge), and the largest per-frame error, over unflagged frames.
-AxisErrors ErrorsAgainstTruth(const std::vector<FrameState>& frames,
-                              const std::vector<Shift>& truth) {
-  Shift mean;
-  int n = 0;
-  for (std::size_t i = 0; i < frames.size(); ++i) {
-    if (frames[i].flagged) continue;
-    mean += frames[i].shift - truth[i];
-    ++n;
+ShiftErrors ErrorsAgainstTruth(const std::vector<FrameState>& frames,
+                               const std::vector<Shift>& truth) {
+  std::vector<Shift> estimated;
+  std::vector<bool> flagged;
+  for (const FrameState& f : frames) {
+    estimated.push_back(f.shift);
+    flagged.push_back(f.flagged);
   }
-  REQUIRE(n > 0);
-  mean = mean * (1.0 / n);
-  AxisErrors e;
-  for (std::size_t i = 0; i < frames.size(); ++i) {
-    if (frames[i].flagged) continue;
-    const Shift d = frames[i].shift - truth[i] - mean;
-    e.rms_x += d.x * d.x;
-    e.rms_y += d.y * d.y;
-    e.max_norm = std::max(e.max_norm, d.Norm());
-  }
-  e.rms_x = std::sqrt(e.rms_x / n);
-  e.rms_y = std::sqrt(e.rms_y / n);
+  const ShiftErrors e = CompareShifts(estimated, truth, flagged);
+  REQUIRE(e.frames > 0);
   return e;
 }
 
@@ -57,13 +41,13 @@ TEST_CASE("a 40-frame low-dose perovskite stack registers within 3x the Cramer-R
     truth.push_back(microscope.TrueShift(k));
   }
   engine.Finish();
-  const AxisErrors e = ErrorsAgainstTruth(engine.frames(), truth);
-  CAPTURE(e.rms_x, e.rms_y, e.max_norm, engine.quality().consistency_rms_px);
+  const ShiftErrors e = ErrorsAgainstTruth(engine.frames(), truth);
+  CAPTURE(e.rms_x_px, e.rms_y_px, e.max_px, engine.quality().consistency_rms_px);
   CHECK(engine.quality().flagged_frames == 0);
-  CHECK(e.rms_x <= 3 * crb.sigma_x_px);
-  CHECK(e.rms_y <= 3 * crb.sigma_y_px);
+  CHECK(e.rms_x_px <= 3 * crb.sigma_x_px);
+  CHECK(e.rms_y_px <= 3 * crb.sigma_y_px);
   // No unit-cell hop anywhere: every frame within 0.35 lattice spacings.
-  CHECK(e.max_norm < 0.35 * sim.lattice_spacing_px);
+  CHECK(e.max_px < 0.35 * sim.lattice_spacing_px);
   CHECK(engine.frames()[0].shift == Shift{0, 0});
 }
 
@@ -96,9 +80,9 @@ TEST_CASE("a frame of unrelated content is flagged and does not disturb the othe
   CHECK(engine.quality().flagged_frames == 1);
   std::vector<FrameState> good = engine.frames();
   good[bad].flagged = true;  // excluded from the error anyway
-  const AxisErrors e = ErrorsAgainstTruth(good, truth);
-  CAPTURE(e.rms_x, e.rms_y, e.max_norm);
-  CHECK(e.max_norm < 0.2);
+  const ShiftErrors e = ErrorsAgainstTruth(good, truth);
+  CAPTURE(e.rms_x_px, e.rms_y_px, e.max_px);
+  CHECK(e.max_px < 0.2);
 }
 
 TEST_CASE("a frame of the wrong shape or with NaN is refused and leaves the engine unchanged",
