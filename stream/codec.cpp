@@ -552,7 +552,8 @@ void AddImageQualityFigures(const ImageQualityReport& r, nlohmann::json* out) {
 
 OutMessage EncodeQuality(const SeriesId& series, const EngineQuality& q,
                          const ImageQualityReport* image_quality,
-                         const std::optional<std::array<double, 2>>& pixel_size_yx_A) {
+                         const std::optional<std::array<double, 2>>& pixel_size_yx_A,
+                         const nlohmann::json* history) {
   nlohmann::json m = nlohmann::json::object();
   m["n_frames"] = q.num_frames;
   m["max_cycle_error_px"] = q.max_cycle_error_px;
@@ -582,6 +583,7 @@ OutMessage EncodeQuality(const SeriesId& series, const EngineQuality& q,
   m["lattice_offset_observable"] = q.lattice_offset_observable;
   m["verdict"] = q.verdict;
   if (image_quality != nullptr) AddImageQualityFigures(*image_quality, &m);
+  if (history != nullptr) m["quality_history"] = *history;
   m["topic"] = "quality";
   msgpack::sbuffer buffer;
   Packer p(buffer);

@@ -150,10 +150,12 @@ OutMessage EncodeDrift(const DriftUpdate& drift);
 // The `quality` map: the registration's figures, and (when image_quality is
 // given) the latest image-quality figures merged in under the keys of
 // docs/protocol.md. pixel_size_yx_A is the series' effective pixel size
-// [y, x] in Å, sent as nil when unknown.
+// [y, x] in Å, sent as nil when unknown. `history`, when given, is sent as
+// `quality_history`: how SNR and resolution grew with the number of frames.
 OutMessage EncodeQuality(const SeriesId& series, const EngineQuality& quality,
                          const ImageQualityReport* image_quality = nullptr,
-                         const std::optional<std::array<double, 2>>& pixel_size_yx_A = std::nullopt);
+                         const std::optional<std::array<double, 2>>& pixel_size_yx_A = std::nullopt,
+                         const nlohmann::json* history = nullptr);
 
 // Sends image.full (float32, row-major) with the valid rectangle.
 OutMessage EncodeAverage(const SeriesId& series, int n_frames, const AverageImage& image);

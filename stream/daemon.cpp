@@ -165,6 +165,10 @@ struct Daemon::Impl {
     // Latest image quality (republished with every quality message) and
     // whether its good/stop events were announced in this series.
     std::optional<ImageQualityReport> image_quality;
+    // One entry per image-quality computation: {n_frames, snr,
+    // resolution_cycles_per_px, resolution_A}, so a client sees how the SNR
+    // and resolution grow with the frames (published and in report.json).
+    nlohmann::json quality_history = nlohmann::json::array();
     Clock::time_point last_image_quality{};
     bool good_announced = false;
     bool stop_announced = false;
@@ -517,7 +521,8 @@ struct Daemon::Impl {
     const bool force = final || force_average;
     UpdateImageQuality(force);
     Publish(EncodeQuality(s.start.series, quality,
-                          s.image_quality ? &*s.image_quality : nullptr, PixelSizeYx()));
+                          s.image_quality ? &*s.image_quality : nullptr, PixelSizeYx(),
+                          &s.quality_history));
     AnnounceGoodAndStop();
     const Clock::time_point now = Clock::now();
     const bool due =
@@ -557,6 +562,17 @@ struct Daemon::Impl {
     if (!force && !due) return;
     try {
       s.image_quality = s.engine->ImageQuality();
+      const ImageQualityReport& r = *s.image_quality;
+      auto optional = [](const std::optional<double>& v) {
+        return v ? nlohmann::json(*v) : nlohmann::json();
+      };
+      if (s.quality_history.empty() ||
+          s.quality_history.back()["n_frames"].get<int>() != r.num_frames) {
+        s.quality_history.push_back({{"n_frames", r.num_frames},
+                                     {"snr", r.snr},
+                                     {"resolution_cycles_per_px", optional(r.resolution_cycles_per_px)},
+                                     {"resolution_A", optional(r.resolution_A)}});
+      }
     } catch (const std::exception& e) {
       CountError("quality_error");
       EmitEvent(Event{"error", "quality_error", std::string("image quality: ") + e.what(),
@@ -592,6 +608,7 @@ struct Daemon::Impl {
                                          : nlohmann::json(s.start.series.text)},
         {"meta", s.start.meta},
         {"wire_frame_indices", s.wire_indices},
+        {"quality_history", s.quality_history},
         {"live",
          {{"implicit_start", s.implicit},
           {"frames_dropped", s.dropped},

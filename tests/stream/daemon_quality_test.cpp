@@ -174,6 +174,14 @@ TEST_CASE("the daemon publishes shift matrices, the latest frame and stop-when-g
     CHECK_FALSE(q["reason"].get<std::string>().empty());
     CHECK(q["pixel_size_A"] == Json::array({0.3, 0.25}));  // [y, x]
     CHECK(q["lattice_reciprocal"].is_array());
+    // The history ends at the final computation and grows in frames.
+    const Json& history = q["quality_history"];
+    REQUIRE(history.is_array());
+    REQUIRE_FALSE(history.empty());
+    CHECK(history.back()["n_frames"] == kFrames);
+    for (std::size_t i = 1; i < history.size(); ++i) {
+      CHECK(history[i]["n_frames"].get<int>() > history[i - 1]["n_frames"].get<int>());
+    }
     for (const char* key : {"frc_resolution_cycles_per_px", "frc_resolution_A",
                             "info_transfer_cycles_per_px", "info_transfer_A",
                             "single_frame_info_transfer_A", "frames_for_next_resolution",
@@ -197,6 +205,7 @@ TEST_CASE("the daemon publishes shift matrices, the latest frame and stop-when-g
     CHECK(iq["num_frames"] == kFrames);
     CHECK(iq["good"] == true);
     CHECK(iq["frc_curve"]["frc"].size() > 0);
+    CHECK(report["quality_history"].is_array());
     CHECK(report["live"]["daemon_options"]["quality_interval_s"] == 2.0);
   }
 }
