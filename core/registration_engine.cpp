@@ -68,7 +68,7 @@ constexpr double kMaxRefinementStepPx = 1.5;
 // tolerance. 0.05 px is far below what a preview shows and saves O(k)
 // resamplings per update as the solution settles.
 constexpr double kLiveResampleTolerancePx = 0.05;
-constexpr int kLiveResampleBudget = 2;
+constexpr int kLiveResampleBudget = 1;  // frames per update
 // Coarse, hop-free stage: a raised-cosine low-pass at this fraction of the
 // first Bragg ring, so lattice peaks vanish and only non-periodic content
 // correlates; before a lattice is known, a fixed low cut-off.
