@@ -37,7 +37,7 @@ int RunSimulate(int argc, char** argv) {
       ("frames", po::value(&frames)->default_value(frames), "frames in the series")
       ("size", po::value(&size)->default_value(size), "frame size, px (square)")
       ("rate", po::value(&rate_hz)->default_value(rate_hz), "frames per second (0 = as fast as possible)")
-      ("dose", po::value(&sim.dose_counts_per_px)->default_value(sim.dose_counts_per_px), "mean counts per pixel")
+      ("dose", po::value(&sim.dose_counts_per_px)->default_value(sim.dose_counts_per_px, Text(sim.dose_counts_per_px)), "mean counts per pixel")
       ("specimen", po::value<std::string>()->default_value("perovskite"), "perovskite, square or hexagonal")
       ("seed", po::value(&seed)->default_value(seed), "random seed")
       ("series", po::value(&series)->default_value(series), "series name")

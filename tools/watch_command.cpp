@@ -91,12 +91,18 @@ int RunWatch(int argc, char** argv) {
   }
   std::cout << std::setw(7) << "frame" << std::setw(10) << "shift_x" << std::setw(10) << "shift_y"
             << std::setw(22) << "drift A/s (x, y)" << std::setw(12) << "latency_ms"
-            << std::setw(13) << "consist_px" << "\n";
+            << std::setw(13) << "consist_px" << std::endl;  // flushed: watch is often piped
   std::vector<double> latencies;
   std::map<std::string, int> events;
   nlohmann::json last_drift, last_quality;  // latest headers (null until seen)
   std::string last_quality_line;
   int drift_updates = 0;
+  // Frames already printed in the current series: a drift message carries
+  // every frame so far, so frames published before this subscriber joined
+  // (PUB/SUB drops messages sent before the subscription lands) are printed
+  // from the first message received, marked "joined".
+  std::string current_series;
+  std::size_t printed = 0;
   auto last_message = std::chrono::steady_clock::now();
   while (true) {
     auto m = subscriber.Receive(std::chrono::milliseconds(250));
@@ -122,6 +128,19 @@ int RunWatch(int argc, char** argv) {
     } else if (m->topic == "drift") {
       last_drift = h;
       const std::size_t n = h["shift_x_px"].size();
+      if (h["series"].dump() != current_series) {
+        current_series = h["series"].dump();
+        printed = 0;
+      }
+      const auto& indices = h["frame_indices"];
+      for (std::size_t i = printed; i + 1 < n; ++i) {
+        const std::string index = indices.is_array() && i < indices.size() ? indices[i].dump()
+                                                                             : std::to_string(i);
+        std::cout << std::setw(7) << index << std::setw(10) << Number(h["shift_x_px"][i])
+                  << std::setw(10) << Number(h["shift_y_px"][i]) << std::setw(22) << "-"
+                  << std::setw(12) << "joined" << std::setw(13) << "-" << "\n";
+      }
+      printed = std::max(printed, n);
       const auto& rate = h["drift_rate_A_per_s"];
       const std::string rate_text =
           rate.is_array() ? "(" + Number(rate[0], 2) + ", " + Number(rate[1], 2) + ")" : "-";

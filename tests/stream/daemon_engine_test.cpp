@@ -3,10 +3,7 @@
 #include "stream/daemon.hpp"
 
 #include <catch2/catch.hpp>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -16,6 +13,7 @@
 #include "core/simulator.hpp"
 #include "stream/stream_clients.hpp"
 #include "tests/stream/stream_test_util.hpp"
+#include "tests/support/child_process.hpp"
 #include "tests/support/test_data.hpp"
 
 extern char** environ;
@@ -126,28 +124,6 @@ TEST_CASE("daemon registers a simulated series against the ground truth",
 
 // Reads lines from `fd` until one matches `pattern`; returns its groups, or
 // nothing when the timeout passes or the pipe closes.
-std::optional<std::vector<std::string>> WaitForLine(int fd, const std::regex& pattern) {
-  std::string buffer;
-  const auto deadline = std::chrono::steady_clock::now() + kTimeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, 500) <= 0) continue;
-    char chunk[512];
-    const ssize_t n = read(fd, chunk, sizeof(chunk));
-    if (n <= 0) break;
-    buffer.append(chunk, static_cast<std::size_t>(n));
-    std::size_t eol;
-    while ((eol = buffer.find('\n')) != std::string::npos) {
-      const std::string line = buffer.substr(0, eol);
-      buffer.erase(0, eol + 1);
-      std::smatch match;
-      if (std::regex_search(line, match, pattern)) {
-        return std::vector<std::string>(match.begin() + 1, match.end());
-      }
-    }
-  }
-  return std::nullopt;
-}
 
 TEST_CASE("SIGTERM mid-series makes `livealign serve` write complete files and exit 0",
           "[stream][integration][daemon_engine]") {
@@ -158,23 +134,9 @@ TEST_CASE("SIGTERM mid-series makes `livealign serve` write complete files and e
                                    "--publish", "tcp://127.0.0.1:*", "--control",
                                    "tcp://127.0.0.1:*", "--out", out, "--threads", "1",
                                    "--http", "127.0.0.1:0"};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  int pipe_fds[2];
-  REQUIRE(pipe(pipe_fds) == 0);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDERR_FILENO);
-  posix_spawn_file_actions_addclose(&actions, pipe_fds[0]);
-  pid_t pid = 0;
-  REQUIRE(posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(), environ) == 0);
-  posix_spawn_file_actions_destroy(&actions);
-  close(pipe_fds[1]);
-
+  testing::ChildProcess serve(args);
   const std::regex endpoints("frames from (\\S+) .*results on (\\S+), control on (\\S+)");
-  const auto groups = WaitForLine(pipe_fds[0], endpoints);
-  if (!groups) kill(pid, SIGKILL);
+  const auto groups = serve.WaitForLine(endpoints, std::chrono::duration_cast<std::chrono::seconds>(kTimeout));
   REQUIRE(groups);
   const std::string source = (*groups)[0], publish = (*groups)[1], control_ep = (*groups)[2];
 
@@ -192,17 +154,13 @@ TEST_CASE("SIGTERM mid-series makes `livealign serve` write complete files and e
       REQUIRE(drift);
       if (drift->header["frame"] == 5) break;
     }
-    REQUIRE(kill(pid, SIGTERM) == 0);
+    serve.Signal(SIGTERM);
     auto end = subscriber.WaitFor("series_end", kTimeout);
     REQUIRE(end);
     CHECK(end->header["reason"] == "shutdown");
     CHECK(end->header["n_frames"] == 6);
   }
-  int status = 0;
-  REQUIRE(waitpid(pid, &status, 0) == pid);
-  close(pipe_fds[0]);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(serve.Wait() == 0);
   std::ifstream csv(out + "/7/shifts.csv");
   REQUIRE(csv);
   int lines = 0;
