@@ -692,6 +692,12 @@ struct Daemon::Impl {
       ++series_completed;
     }
     SetCurrentSeriesState();
+    // One line per completed series in the daemon's log.
+    if (options.log_events) {
+      Log("info", "series " + summary.series.ToString() + " ended (" + reason + "): " +
+                      std::to_string(summary.n_frames) + " frames" +
+                      (summary.files.empty() ? "" : ", outputs in " + summary.dir));
+    }
     // Last, so that `status` already shows the series as ended to anyone who
     // reacts to this message.
     Publish(EncodeSeriesEnd(summary));
