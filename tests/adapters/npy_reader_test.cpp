@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "adapters/file_error.hpp"
+#include "tests/adapters/random_corruption.hpp"
 #include "tests/support/test_data.hpp"
 
 namespace livealign {
@@ -296,27 +297,12 @@ TEST_CASE("npy reader survives random corruption: a frame stack or a FileError, 
           "[adapters][npy]") {
   const std::string dir = testing::ScratchDir("npy_mutations");
   const std::string good = NpyBytes(Dict("<u2", "(3, 8, 8)"), Elements<std::uint16_t>(192, false));
-  std::mt19937 rng(1234);
-  int refused = 0;
-  for (int trial = 0; trial < 300; ++trial) {
-    std::string bytes = good;
-    // Damage the header region most of the time: that is where parsing lives.
-    const int edits = 1 + static_cast<int>(rng() % 4);
-    for (int e = 0; e < edits; ++e) {
-      const std::size_t at = rng() % (trial % 4 == 0 ? bytes.size() : 128);
-      bytes[at] = static_cast<char>(rng() % 256);
-    }
-    if (trial % 5 == 0) bytes.resize(rng() % bytes.size());
-    const std::string path = dir + "/m.npy";
-    WriteFile(path, bytes);
-    try {
-      const FrameStack stack = ReadNpy(path);
-      CHECK(!stack.empty());
-    } catch (const FileError& e) {
-      ++refused;
-      CHECK(e.path() == path);
-    }
-  }
+  // Damage the header region most of the time: that is where parsing lives.
+  testing::CorruptionPlan plan;
+  plan.seed = 1234;
+  plan.max_edits = 4;
+  plan.focus_bytes = 128;
+  const int refused = testing::ReadRandomCorruptions(good, dir + "/m.npy", plan, ReadNpy);
   CHECK(refused > 0);
 }
 

@@ -15,6 +15,7 @@
 
 #include "adapters/file_error.hpp"
 #include "adapters/npy_reader.hpp"
+#include "tests/adapters/random_corruption.hpp"
 #include "tests/support/test_data.hpp"
 
 namespace livealign {
@@ -518,25 +519,10 @@ TEST_CASE("tiff reader survives random corruption: a frame stack or a FileError,
   spec.tiled = tiled;
   WriteTestTiff(dir + "/good.tif", spec);
   const std::string good = ReadAll(dir + "/good.tif");
-  std::mt19937 rng(99);
-  int refused = 0;
-  for (int trial = 0; trial < 300; ++trial) {
-    std::string bytes = good;
-    const int edits = 1 + static_cast<int>(rng() % 6);
-    for (int e = 0; e < edits; ++e) {
-      bytes[rng() % bytes.size()] = static_cast<char>(rng() % 256);
-    }
-    if (trial % 5 == 0) bytes.resize(rng() % bytes.size());
-    const std::string path = dir + "/m.tif";
-    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
-    try {
-      const FrameStack stack = ReadTiff(path);
-      CHECK(!stack.empty());
-    } catch (const FileError& e) {
-      ++refused;
-      CHECK(e.path() == path);
-    }
-  }
+  testing::CorruptionPlan plan;
+  plan.seed = 99;
+  plan.max_edits = 6;
+  const int refused = testing::ReadRandomCorruptions(good, dir + "/m.tif", plan, ReadTiff);
   CHECK(refused > 0);
 }
 
