@@ -254,6 +254,14 @@ void PackString(Packer& p, std::string_view s) {
   p.pack_str_body(s.data(), static_cast<std::uint32_t>(s.size()));
 }
 
+// "shape": [rows, cols].
+void PackShape(Packer& p, Shape shape) {
+  PackKey(p, "shape");
+  p.pack_array(2);
+  p.pack_int(shape.rows);
+  p.pack_int(shape.cols);
+}
+
 void PackSeries(Packer& p, const SeriesId& series) {
   if (series.is_int) {
     p.pack_int64(series.number);
@@ -399,10 +407,7 @@ std::string EncodeSeriesStartHeader(const SeriesStart& start) {
   PackString(p, "series_start");
   PackKey(p, "series");
   PackSeries(p, start.series);
-  PackKey(p, "shape");
-  p.pack_array(2);
-  p.pack_int(start.shape.rows);
-  p.pack_int(start.shape.cols);
+  PackShape(p, start.shape);
   PackKey(p, "dtype");
   PackString(p, PixelTypeName(start.dtype));
   if (pixel_size) {
@@ -436,10 +441,7 @@ std::string EncodeFrameHeader(const FrameMessage& frame) {
   PackSeries(p, frame.series);
   PackKey(p, "frame");
   p.pack_int64(frame.index);
-  PackKey(p, "shape");
-  p.pack_array(2);
-  p.pack_int(frame.shape.rows);
-  p.pack_int(frame.shape.cols);
+  PackShape(p, frame.shape);
   PackKey(p, "dtype");
   PackString(p, PixelTypeName(frame.dtype));
   if (frame.timestamp_s) {
@@ -598,7 +600,14 @@ OutMessage EncodeQuality(const SeriesId& series, const EngineQuality& q,
   return OutMessage{"quality", ToString(buffer), {}};
 }
 
-OutMessage EncodeAverage(const SeriesId& series, int n_frames, const AverageImage& image) {
+namespace {
+
+// The image messages (average, frame) share one layout (docs/protocol.md):
+// series, n_frames, one counter (`count_key`), shape, dtype float32, valid
+// rectangle, byte order, topic; the pixels are the data part.
+OutMessage EncodeImageMessage(const char* topic, const SeriesId& series, int n_frames,
+                              const char* count_key, std::int64_t count, FrameView image,
+                              const AverageImage::Rect& valid) {
   msgpack::sbuffer buffer;
   Packer p(buffer);
   p.pack_map(8);
@@ -606,62 +615,39 @@ OutMessage EncodeAverage(const SeriesId& series, int n_frames, const AverageImag
   PackSeries(p, series);
   PackKey(p, "n_frames");
   p.pack_int(n_frames);
-  PackKey(p, "n_included");
-  p.pack_int(image.num_included);
-  PackKey(p, "shape");
-  p.pack_array(2);
-  p.pack_int(image.full.rows());
-  p.pack_int(image.full.cols());
+  PackKey(p, count_key);
+  p.pack_int64(count);
+  PackShape(p, image.shape());
   PackKey(p, "dtype");
   PackString(p, "float32");
   PackKey(p, "valid");
   p.pack_array(4);
-  p.pack_int(image.valid.row0);
-  p.pack_int(image.valid.row1);
-  p.pack_int(image.valid.col0);
-  p.pack_int(image.valid.col1);
+  p.pack_int(valid.row0);
+  p.pack_int(valid.row1);
+  p.pack_int(valid.col0);
+  p.pack_int(valid.col1);
   PackKey(p, "byteorder");
   PackString(p, "little");
   PackKey(p, "topic");
-  PackString(p, "average");
+  PackString(p, topic);
   // float32 in host order; every platform we build on is little-endian.
-  std::string data(reinterpret_cast<const char*>(image.full.data()),
-                   image.full.pixels().size() * sizeof(float));
-  return OutMessage{"average", ToString(buffer), std::move(data)};
+  std::string data(reinterpret_cast<const char*>(image.data()),
+                   static_cast<std::size_t>(image.shape().Pixels()) * sizeof(float));
+  return OutMessage{topic, ToString(buffer), std::move(data)};
+}
+
+}  // namespace
+
+OutMessage EncodeAverage(const SeriesId& series, int n_frames, const AverageImage& image) {
+  return EncodeImageMessage("average", series, n_frames, "n_included", image.num_included,
+                            image.full, image.valid);
 }
 
 OutMessage EncodeLatestFrame(const SeriesId& series, int n_frames, frame_id_t wire_index,
                              const Frame& frame) {
   if (frame.pixels().empty()) throw std::invalid_argument("EncodeLatestFrame: empty frame");
-  const Shape shape = frame.shape();
-  msgpack::sbuffer buffer;
-  Packer p(buffer);
-  p.pack_map(8);
-  PackKey(p, "series");
-  PackSeries(p, series);
-  PackKey(p, "n_frames");
-  p.pack_int(n_frames);
-  PackKey(p, "frame");
-  p.pack_int64(wire_index);
-  PackKey(p, "shape");
-  p.pack_array(2);
-  p.pack_int(shape.rows);
-  p.pack_int(shape.cols);
-  PackKey(p, "dtype");
-  PackString(p, "float32");
-  PackKey(p, "valid");
-  p.pack_array(4);
-  p.pack_int(0);
-  p.pack_int(shape.rows);
-  p.pack_int(0);
-  p.pack_int(shape.cols);
-  PackKey(p, "byteorder");
-  PackString(p, "little");
-  PackKey(p, "topic");
-  PackString(p, "frame");
-  std::string data(reinterpret_cast<const char*>(frame.data()),
-                   frame.pixels().size() * sizeof(float));
-  return OutMessage{"frame", ToString(buffer), std::move(data)};
+  return EncodeImageMessage("frame", series, n_frames, "frame", wire_index, frame,
+                            AverageImage::Rect{0, frame.rows(), 0, frame.cols()});
 }
 
 OutMessage EncodeMatrices(const SeriesId& series, int n_frames,
