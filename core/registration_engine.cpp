@@ -58,8 +58,6 @@ SolverOptions ToSolverOptions(const EngineOptions& o) {
 // solution; the full band (cut-off 0.5) made both worse (0.029 / 0.057).
 constexpr double kTemplateWeightSigma = 0.08;
 constexpr double kTemplateWeightCutoff = 0.25;
-// Frames over which the reported drift rate is fitted.
-constexpr int kDriftWindowFrames = 10;
 // A precision-stage result further than this from the pairwise solution is
 // not trusted (the template would have locked onto something else).
 constexpr double kMaxRefinementStepPx = 1.5;
@@ -429,27 +427,26 @@ EngineQuality RegistrationEngine::quality() const {
   q.cycles_equal_to_lattice_vector = m.last_solve.cycles.lattice_vector_count;
   for (const auto& f : m.frames) q.flagged_frames += f.flagged ? 1 : 0;
 
-  // Drift rate: least-squares slope of shift against time over recent frames.
-  const int n = std::min<int>(kDriftWindowFrames, num_frames());
-  double st = 0, sx = 0, sy = 0, stt = 0, stx = 0, sty = 0;
-  int used = 0;
-  for (int i = num_frames() - n; i < num_frames(); ++i) {
-    const auto& f = m.frames[i];
-    if (!std::isfinite(f.timestamp_s) || f.flagged) continue;
-    st += f.timestamp_s;
-    sx += f.shift.x;
-    sy += f.shift.y;
-    stt += f.timestamp_s * f.timestamp_s;
-    stx += f.timestamp_s * f.shift.x;
-    sty += f.timestamp_s * f.shift.y;
-    ++used;
+  // Drift rate: the least-squares fit of core/quality.hpp over the last
+  // drift_window_frames unflagged frames (fewer at the start of a series).
+  std::vector<Shift> shifts;
+  std::vector<double> times;
+  for (const FrameState& f : m.frames) {
+    if (f.flagged) continue;
+    shifts.push_back(f.shift);
+    times.push_back(f.timestamp_s);
   }
-  const double denom = used * stt - st * st;
-  if (used >= 2 && denom > 1e-12) {
-    const Shift rate{(used * stx - st * sx) / denom, (used * sty - st * sy) / denom};
-    q.drift_rate_px_per_s = rate;
-    if (m.options.pixel_size_x_A > 0 && m.options.pixel_size_y_A > 0) {
-      q.drift_rate_A_per_s = Shift{rate.x * m.options.pixel_size_x_A, rate.y * m.options.pixel_size_y_A};
+  const int window = std::min<int>(m.options.drift_window_frames, static_cast<int>(shifts.size()));
+  if (window >= 2) {
+    DriftOptions drift_options;
+    drift_options.window_frames = window;
+    const DriftStatus drift = EvaluateDrift(shifts, times, drift_options);
+    if (std::isfinite(drift.velocity_px_per_s.x) && std::isfinite(drift.velocity_px_per_s.y)) {
+      const Shift rate = drift.velocity_px_per_s;
+      q.drift_rate_px_per_s = rate;
+      if (m.options.pixel_size_x_A > 0 && m.options.pixel_size_y_A > 0) {
+        q.drift_rate_A_per_s = Shift{rate.x * m.options.pixel_size_x_A, rate.y * m.options.pixel_size_y_A};
+      }
     }
   }
 

@@ -113,3 +113,33 @@ TEST_CASE("engine options are checked", "[core][registration_engine]") {
 
 }  // namespace
 }  // namespace livealign
+
+namespace livealign {
+namespace {
+
+TEST_CASE("the drift rate is the simulated velocity, in px/s and A/s", "[core][registration_engine]") {
+  SimulatorOptions sim;
+  sim.shape = Shape{256, 256};
+  sim.dose_counts_per_px = 1.0;
+  sim.initial_velocity_px_per_frame = Shift{0.35, -0.2};
+  sim.random_acceleration_px = 0;  // constant velocity
+  sim.frame_time_s = 0.5;
+  Simulator microscope(sim, 8);
+  EngineOptions options;
+  options.pixel_size_x_A = 0.2;
+  options.pixel_size_y_A = 0.3;
+  RegistrationEngine engine(options, sim.shape);
+  engine.AddFrame(microscope.NextFrame());
+  CHECK_FALSE(engine.quality().drift_rate_px_per_s.has_value());  // one frame: no rate
+  for (int k = 1; k < 15; ++k) engine.AddFrame(microscope.NextFrame());
+  const EngineQuality q = engine.quality();
+  REQUIRE(q.drift_rate_px_per_s.has_value());
+  REQUIRE(q.drift_rate_A_per_s.has_value());
+  CHECK_THAT(q.drift_rate_px_per_s->x, Catch::Matchers::WithinAbs(0.7, 0.02));
+  CHECK_THAT(q.drift_rate_px_per_s->y, Catch::Matchers::WithinAbs(-0.4, 0.02));
+  CHECK_THAT(q.drift_rate_A_per_s->x, Catch::Matchers::WithinAbs(0.7 * 0.2, 0.005));
+  CHECK_THAT(q.drift_rate_A_per_s->y, Catch::Matchers::WithinAbs(-0.4 * 0.3, 0.006));
+}
+
+}  // namespace
+}  // namespace livealign
