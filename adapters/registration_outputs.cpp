@@ -86,7 +86,8 @@ nlohmann::json ImageQualityJson(const ImageQualityReport& r) {
           {"compute_ms", r.compute_ms}};
 }
 
-nlohmann::json BuildReport(const RegistrationEngine& engine, const nlohmann::json& extra) {
+nlohmann::json BuildReport(const RegistrationEngine& engine, const nlohmann::json& extra,
+                           const ImageQualityReport* image_quality) {
   const EngineQuality q = engine.quality();
   nlohmann::json quality = {
       {"num_frames", q.num_frames},
@@ -142,7 +143,7 @@ nlohmann::json BuildReport(const RegistrationEngine& engine, const nlohmann::jso
       {"frame_shape", {engine.frame_shape().rows, engine.frame_shape().cols}},
       {"parameters", OptionsJson(engine.options())},
       {"quality", quality},
-      {"image_quality", ImageQualityJson(engine.ImageQuality())},
+      {"image_quality", ImageQualityJson(image_quality ? *image_quality : engine.ImageQuality())},
       {"frames", frames},
       {"memory", {{"cache_bytes", engine.cache_bytes()}, {"frame_bytes", engine.frame_bytes()}}}};
   for (auto it = extra.begin(); it != extra.end(); ++it) report[it.key()] = it.value();
@@ -151,7 +152,8 @@ nlohmann::json BuildReport(const RegistrationEngine& engine, const nlohmann::jso
 
 RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
                                              const RegistrationEngine& engine,
-                                             const nlohmann::json& extra) {
+                                             const nlohmann::json& extra,
+                                             const ImageQualityReport* image_quality) {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -184,7 +186,7 @@ RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
   }
 
   // The report goes last, so its presence means the other files are complete.
-  nlohmann::json report = BuildReport(engine, extra);
+  nlohmann::json report = BuildReport(engine, extra, image_quality);
   report["files"] = outputs.written;
   WriteJsonFile(path("report.json"), report);
   return outputs;

@@ -22,16 +22,19 @@ struct RegistrationOutputs {
 };
 
 // Creates dir if needed. Throws FileError when a file cannot be written; files
-// already replaced stay complete.
+// already replaced stay complete. `image_quality`, when given, is reported as
+// it is (the daemon has just computed it); otherwise it is computed here.
 RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
                                              const RegistrationEngine& engine,
-                                             const nlohmann::json& extra);
+                                             const nlohmann::json& extra,
+                                             const ImageQualityReport* image_quality = nullptr);
 
 // The issue-5 figures as JSON (the `image_quality` section of report.json).
 nlohmann::json ImageQualityJson(const ImageQualityReport& report);
 
 // The report document alone (also published by the daemon). Computes the
 // image quality (tens of ms).
-nlohmann::json BuildReport(const RegistrationEngine& engine, const nlohmann::json& extra);
+nlohmann::json BuildReport(const RegistrationEngine& engine, const nlohmann::json& extra,
+                           const ImageQualityReport* image_quality = nullptr);
 
 }  // namespace livealign

@@ -625,7 +625,14 @@ struct Daemon::Impl {
   std::vector<std::string> WriteOutputs(const std::string& reason,
                                         std::optional<std::int64_t> frames_sent) {
     if (series->dir.empty() || series->wire_indices.empty()) return {};
-    return series->engine->WriteOutputs(series->dir, SeriesExtra(reason, frames_sent));
+    // The image quality just published describes this state when it counts
+    // the same frames (always so at a series end, where it is recomputed
+    // after Finish); otherwise the writer computes it.
+    const Series& s = *series;
+    const bool current = s.image_quality && s.image_quality->num_frames ==
+                                                static_cast<int>(s.engine->frames().size());
+    return s.engine->WriteOutputs(s.dir, SeriesExtra(reason, frames_sent),
+                                  current ? &*s.image_quality : nullptr);
   }
 
   void MaybeSave() {

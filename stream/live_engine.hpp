@@ -44,9 +44,11 @@ class LiveEngine {
   virtual ShiftMatrixSnapshot Matrices() const { return {}; }
   // Writes shifts.csv, average.tif, report.json ... into dir, each replaced
   // atomically; returns the paths written. Throws on an I/O failure (files
-  // already replaced stay complete).
-  virtual std::vector<std::string> WriteOutputs(const std::string& dir,
-                                                const nlohmann::json& extra) const = 0;
+  // already replaced stay complete). `image_quality`: figures already
+  // computed for this state, reported instead of computing them again.
+  virtual std::vector<std::string> WriteOutputs(
+      const std::string& dir, const nlohmann::json& extra,
+      const ImageQualityReport* image_quality = nullptr) const = 0;
   // Appends the frame to dir/frames.tif (float32), creating it on the first
   // call. Throws on an I/O failure.
   virtual void KeepFrame(const std::string& dir, const Frame& frame) = 0;

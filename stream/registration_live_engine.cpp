@@ -25,9 +25,9 @@ class RegistrationLiveEngine : public LiveEngine {
   Frame LatestFrame() const override { return engine_.LatestFrame(); }
   ShiftMatrixSnapshot Matrices() const override { return engine_.Matrices(); }
 
-  std::vector<std::string> WriteOutputs(const std::string& dir,
-                                        const nlohmann::json& extra) const override {
-    return WriteRegistrationOutputs(dir, engine_, extra).written;
+  std::vector<std::string> WriteOutputs(const std::string& dir, const nlohmann::json& extra,
+                                        const ImageQualityReport* image_quality) const override {
+    return WriteRegistrationOutputs(dir, engine_, extra, image_quality).written;
   }
 
   void KeepFrame(const std::string& dir, const Frame& frame) override {

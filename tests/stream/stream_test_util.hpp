@@ -54,8 +54,8 @@ class TracerEngine : public LiveEngine {
     a.num_included = static_cast<int>(states_.size());
     return a;
   }
-  std::vector<std::string> WriteOutputs(const std::string& dir,
-                                        const nlohmann::json& extra) const override {
+  std::vector<std::string> WriteOutputs(const std::string& dir, const nlohmann::json& extra,
+                                        const ImageQualityReport*) const override {
     std::filesystem::create_directories(dir);
     const std::string path = dir + "/shifts.csv";
     {
