@@ -102,12 +102,24 @@ int ChannelAverages::Follow(const std::vector<FrameState>& states, bool final) {
   return static_cast<int>(moved.size());
 }
 
-AverageImage ChannelAverages::Average(const std::string& channel) const {
+const ShiftedAverager& ChannelAverages::AveragerOf(const std::string& channel) const {
   const auto it = std::find(channels_.begin(), channels_.end(), channel);
   if (it == channels_.end()) {
     throw std::out_of_range("ChannelAverages: no channel '" + channel + "'");
   }
-  return averagers_[static_cast<std::size_t>(it - channels_.begin())].Average();
+  return averagers_[static_cast<std::size_t>(it - channels_.begin())];
+}
+
+AverageImage ChannelAverages::Average(const std::string& channel) const {
+  return AveragerOf(channel).Average();
+}
+
+FrameView ChannelAverages::frame(const std::string& channel, int i) const {
+  const ShiftedAverager& averager = AveragerOf(channel);
+  if (i < 0 || i >= averager.num_frames()) {
+    throw std::out_of_range("ChannelAverages: no frame " + std::to_string(i));
+  }
+  return averager.frame(i);
 }
 
 std::size_t ChannelAverages::MemoryBytes() const {

@@ -87,6 +87,9 @@ class ChannelAverages {
 
   // The average of one channel. Throws std::out_of_range for an unknown name.
   AverageImage Average(const std::string& channel) const;
+  // Frame i of one channel, as added. Throws std::out_of_range for an unknown
+  // name or index.
+  FrameView frame(const std::string& channel, int i) const;
 
   // Bytes of pixel data held by the averagers.
   std::size_t MemoryBytes() const;
@@ -96,6 +99,8 @@ class ChannelAverages {
   Options options_;
   FrameStore* store_;
   std::vector<ShiftedAverager> averagers_;  // one per channel
+
+  const ShiftedAverager& AveragerOf(const std::string& channel) const;
 };
 
 }  // namespace livealign

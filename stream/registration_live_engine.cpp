@@ -2,6 +2,7 @@
 // WriteRegistrationOutputs for the files, TiffStackWriter for frames.tif.
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <optional>
 
 #include "adapters/registration_outputs.hpp"
@@ -92,8 +93,11 @@ class RegistrationLiveEngine : public LiveEngine {
     return others_->Average(channel);
   }
 
+  // frames.tif holds the registration channel; a several-detector series adds
+  // frames_<channel>.tif for each other channel (the input of `livealign
+  // apply`).
   void KeepFrame(const std::string& dir, const Frame& frame) override {
-    if (!frames_tif_) {
+    auto open = [&](const std::string& name) {
       std::filesystem::create_directories(dir);
       TiffStackWriterOptions options;
       if (engine_.options().pixel_size_x_A > 0) {
@@ -102,10 +106,19 @@ class RegistrationLiveEngine : public LiveEngine {
           options.pixel_size_y_A = engine_.options().pixel_size_y_A;
         }
       }
-      // Each series starts its frames.tif afresh (a restart replaces it).
-      frames_tif_.emplace((std::filesystem::path(dir) / "frames.tif").string(), options);
-    }
+      // Each series starts its stacks afresh (a restart replaces them).
+      return TiffStackWriter((std::filesystem::path(dir) / name).string(), options);
+    };
+    if (!frames_tif_) frames_tif_.emplace(open("frames.tif"));
     frames_tif_->Append(frame.view());
+    if (!others_ || others_->num_frames() == 0) return;
+    for (const std::string& channel : others_->channels()) {
+      auto it = channel_tifs_.find(channel);
+      if (it == channel_tifs_.end()) {
+        it = channel_tifs_.emplace(channel, open("frames_" + channel + ".tif")).first;
+      }
+      it->second.Append(others_->frame(channel, others_->num_frames() - 1));
+    }
   }
 
  private:
@@ -116,6 +129,7 @@ class RegistrationLiveEngine : public LiveEngine {
   std::vector<std::string> channels_;
   std::string register_channel_;
   std::optional<ChannelAverages> others_;
+  std::map<std::string, TiffStackWriter> channel_tifs_;  // frames_<channel>.tif
 };
 
 }  // namespace

@@ -104,9 +104,14 @@ double MaxAbsDiff(FrameView a, FrameView b) {
   return worst;
 }
 
+DaemonOptions KeepFrames(DaemonOptions options) {
+  options.keep_frames = true;
+  return options;
+}
+
 struct LiveDaemon {
   explicit LiveDaemon(const std::string& out)
-      : daemon(testing::LocalDaemonOptions("pull", out)),
+      : daemon(KeepFrames(testing::LocalDaemonOptions("pull", out))),
         started((daemon.Start(), true)),
         subscriber(daemon.publish_endpoint()),
         control(daemon.control_endpoint()),
@@ -231,6 +236,16 @@ TEST_CASE("two detectors through the daemon: the second channel is averaged with
   CHECK(max_diff / (hi - lo) < 1e-3);
   CHECK(std::filesystem::exists(applied + "/average.tif"));
   CHECK(std::filesystem::exists(applied + "/report.json"));
+  // --keep-frames kept the BF frames as received: `apply` on them gives the
+  // same average.
+  const FrameStack kept = ReadTiff(dir + "/frames_BF.tif");
+  REQUIRE(kept.frames.size() == kFrames);
+  CHECK(MaxAbsDiff(kept.frames[3], bf_frames[3]) == 0);
+  CHECK(ReadTiff(dir + "/frames.tif").frames.size() == kFrames);
+  testing::ChildProcess apply_kept({testing::LivealignBinary(), "apply", dir + "/shifts.csv",
+                                    dir + "/frames_BF.tif", "--out", applied + "_kept"});
+  REQUIRE(apply_kept.Wait() == 0);
+  CHECK(MaxAbsDiff(ReadTiff(applied + "_kept/average_full.tif").frames[0], bf_live) / (hi - lo) < 1e-3);
 }
 
 TEST_CASE("bad channel input is dropped, reported and counted; the series goes on",
