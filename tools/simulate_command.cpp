@@ -73,7 +73,7 @@ int RunSimulate(int argc, char** argv) {
   for (int i = 0; i < frames; ++i) {
     if (rate_hz > 0) std::this_thread::sleep_until(t0 + std::chrono::duration<double>(i / rate_hz));
     const Frame frame = microscope.NextFrame();
-    FrameMessage header{id, i, frame.shape(), PixelType::kFloat32, frame.header().timestamp_s, nullptr, 0};
+    FrameMessage header{id, i, frame.shape(), PixelType::kFloat32, frame.header().timestamp_s, nullptr, 0, {}};
     sender.SendFrame(header, frame.data(), frame.pixels().size() * sizeof(float));
   }
   sender.SendSeriesEnd(SeriesEnd{id, frames});

@@ -49,6 +49,15 @@ def test_full_series_push_gives_drift_average_and_series_end(daemon):
             else:
                 end = m
     assert [d.header["frame"] for d in drifts if not d.header["final"]] == list(range(8))
+    # Each frame's drift predicts the next frame's measured shift (the drift
+    # is constant, so closely).
+    for d, after in zip(drifts[2:-2], drifts[3:-1]):
+        h, measured = d.header, after.header
+        assert h["predicted_for_frame"] == h["frame"] + 1 == measured["frame"]
+        np.testing.assert_allclose(h["predicted_shift_px"],
+                                   [measured["shift_x_px"][-1], measured["shift_y_px"][-1]], atol=0.1)
+        assert 0 <= h["prediction_sigma_px"] < 0.1
+    assert drifts[0].header["predicted_shift_px"] is None
     final = drifts[-1].header
     assert final["final"] and final["series"] == "py-run"
     shifts = np.column_stack([final["shift_x_px"], final["shift_y_px"]])
