@@ -235,3 +235,16 @@ def test_generic_acquisition_example_runs_against_the_daemon(daemon, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "written:" in run.stdout and "final" in run.stdout
     assert np.load(out).shape == (128, 128)
+
+
+def test_scan_feedback_example_keeps_the_specimen_in_place(daemon):
+    import importlib.util
+    from conftest import ROOT
+    spec = importlib.util.spec_from_file_location("scan_feedback", ROOT / "python" / "examples" / "scan_feedback.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    closed = example.run(daemon.source, daemon.publish, daemon.control_endpoint, 20, feedback=True)
+    open_loop = example.run(daemon.source, daemon.publish, daemon.control_endpoint, 20, feedback=False)
+    rms = lambda left: float(np.sqrt(np.mean(np.sum(left ** 2, axis=1))))  # noqa: E731
+    assert rms(open_loop) > 3.0
+    assert rms(closed) < 0.2 * rms(open_loop), (rms(closed), rms(open_loop))
