@@ -428,6 +428,32 @@ JournalScan ScanFrameJournalBytes(std::string_view bytes) {
       .Run();
 }
 
+bool FrameJournalFinished(const std::string& path) {
+  std::uint64_t size = 0;
+  const int fd = OpenForReading(path, &size);
+  // A finish record is one FULL fragment ending the file: {"reason": ...}
+  // is far shorter than this tail.
+  const std::size_t tail = static_cast<std::size_t>(std::min<std::uint64_t>(size, 1024));
+  std::string bytes(tail, '\0');
+  const std::size_t got = PreadFully(fd, size - tail, tail, &bytes[0]);
+  ::close(fd);
+  if (got != tail) throw FileError(path, "cannot read its tail");
+  for (std::size_t pos = 0; pos + kJournalHeaderBytes < tail; ++pos) {
+    const char* header = bytes.data() + pos;
+    const std::size_t length = GetFixed<std::uint16_t>(header + 4);
+    if (pos + kJournalHeaderBytes + length != tail || header[6] != kFull || length == 0 ||
+        header[kJournalHeaderBytes] != kFinishKind) {
+      continue;
+    }
+    const std::uint64_t at = size - tail + pos;
+    if ((at % kJournalBlockBytes) + kJournalHeaderBytes + length > kJournalBlockBytes) continue;
+    if (FragmentCrc(kFull, header + kJournalHeaderBytes, length) == GetFixed<std::uint32_t>(header)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 JournalFrame ReadJournalFrameAt(int fd, std::uint64_t offset, const std::string& path) {
   auto fail = [&](const std::string& problem) -> FileError {
     return FileError(path, "frame record at offset " + std::to_string(offset) + ": " + problem);

@@ -137,6 +137,11 @@ JournalScan ScanFrameJournal(const std::string& path);
 // The same on bytes in memory (what the fuzz target drives).
 JournalScan ScanFrameJournalBytes(std::string_view bytes);
 
+// True when the journal's last record is a finish record (reads only the
+// file's tail: cheap on a daemon's start, however large the journal).
+// Throws FileError when the file cannot be read.
+bool FrameJournalFinished(const std::string& path);
+
 // Reads the frame record whose first fragment is at `offset`. Throws
 // FileError when the record is not there, is corrupt or is not a frame.
 JournalFrame ReadJournalFrameAt(const std::string& path, std::uint64_t offset);
