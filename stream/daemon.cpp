@@ -737,7 +737,7 @@ struct Daemon::Impl {
         event, {{"recovered_frames", replayed},
                 {"dropped_records", static_cast<std::int64_t>(scan.corruptions.size())},
                 {"dropped_bytes", static_cast<std::int64_t>(scan.DroppedBytes())}}));
-    if (options.log_events) Log(event.level, message);
+    Log(event.level, message);  // always: once per start, and it matters
   }
 
   // Reports frames [expected_next, f.index) as missing; `frame` is f.index
