@@ -12,7 +12,9 @@
 //             sender back (back-pressure); with SUB a full queue drops the frame,
 //             counted and reported (`queue_full`).
 //   engine    owns the series state and the LiveEngine: validates each frame
-//             (series, shape, dtype, index, NaN/Inf, constant), adds it, and hands
+//             (series, shape, dtype, index, NaN/Inf, constant), appends it to
+//             the series' journal (with --out; it is accepted once there),
+//             adds it, and hands
 //             results to the publisher (drift and quality every frame; average,
 //             latest frame and shift matrices rate-limited; image quality
 //             rate-limited); writes the outputs of each series.
