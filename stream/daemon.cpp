@@ -35,8 +35,11 @@ constexpr std::size_t kItemOverheadBytes = 256;
 // Missing indices listed in one frame_gap event (the count is always exact).
 constexpr std::size_t kMaxListedMissing = 1000;
 // Messages the receiver still takes from the socket's buffers after a stop
-// (those a sender already handed to ZeroMQ), so that they are drained too.
+// (those a sender already handed to ZeroMQ), so that they are drained too;
+// bounded in count and time, so that a sender that keeps sending does not
+// hold the stop up (what it sends later gets no drift message).
 constexpr int kMaxDrainedOnStop = 100000;
+constexpr double kMaxSocketDrainS = 1.0;
 // The journal of each series, in its output directory.
 constexpr const char* kJournalName = "frames.journal";
 
@@ -267,7 +270,10 @@ struct Daemon::Impl {
   // socket has been quiet for one poll interval), so that those frames are
   // registered too rather than lost with the socket.
   void DrainSocketOnStop(bool pull, std::vector<zmq::message_t>& parts) {
-    for (int taken = 0; taken < kMaxDrainedOnStop && !DrainExpired();) {
+    const Clock::time_point begin = Clock::now();
+    for (int taken = 0; taken < kMaxDrainedOnStop && !DrainExpired() &&
+                        std::chrono::duration<double>(Clock::now() - begin).count() <
+                            kMaxSocketDrainS;) {
       zmq::pollitem_t item{source_socket.handle(), 0, ZMQ_POLLIN, 0};
       try {
         zmq::poll(&item, 1, std::chrono::milliseconds(kPollMs));

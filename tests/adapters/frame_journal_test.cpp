@@ -108,6 +108,7 @@ TEST_CASE("A journal reads back what was written", "[frame_journal]") {
   REQUIRE(scan.valid_bytes == scan.file_bytes);
   REQUIRE(scan.file_bytes == writer.bytes());
   REQUIRE(scan.finished == std::optional<std::string>("series_end"));
+  REQUIRE(FrameJournalFinished(path));
   REQUIRE(scan.series);
   const JournalSeries& s = *scan.series;
   REQUIRE(s.series == "run-7");
@@ -206,6 +207,7 @@ TEST_CASE("A torn tail is reported and dropped at every byte of the last record"
     WriteAll(cut, good.substr(0, size));
     const JournalScan scan = ScanFrameJournal(cut);
     INFO("cut at " << size << ": " << scan.Summary());
+    REQUIRE_FALSE(FrameJournalFinished(cut));
     REQUIRE(scan.frames.size() == 5);
     REQUIRE(scan.valid_bytes == last);
     if (size == last) {
