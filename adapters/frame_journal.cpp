@@ -338,6 +338,8 @@ nlohmann::json JournalSeries::ToJson() const {
                         {"frame_time_s", optional(frame_time_s)},
                         {"expected_frames", optional(expected_frames)},
                         {"meta", meta},
+                        {"channels", channels},
+                        {"register_channel", register_channel},
                         {"implicit", implicit}};
 }
 
@@ -365,6 +367,8 @@ JournalSeries JournalSeries::FromJson(const nlohmann::json& json) {
     const nlohmann::json& expected = json.at("expected_frames");
     if (!expected.is_null()) s.expected_frames = expected.get<std::int64_t>();
     s.meta = json.at("meta");
+    s.channels = json.value("channels", std::vector<std::string>{});
+    s.register_channel = json.value("register_channel", std::string());
     s.implicit = json.at("implicit").get<bool>();
     return s;
   } catch (const nlohmann::json::exception& e) {

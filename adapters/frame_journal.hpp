@@ -82,6 +82,10 @@ struct JournalSeries {
   std::optional<double> frame_time_s;
   std::optional<std::int64_t> expected_frames;
   nlohmann::json meta;    // the series_start's `meta`, null when absent
+  // Several detectors: the channel names (each frame has one record per
+  // channel) and the one registered on; empty for a single channel.
+  std::vector<std::string> channels;
+  std::string register_channel;
   bool implicit = false;  // started by a frame without a series_start
 
   nlohmann::json ToJson() const;

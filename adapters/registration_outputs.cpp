@@ -7,6 +7,7 @@
 #include "adapters/file_error.hpp"
 #include "adapters/json_report.hpp"
 #include "adapters/png_writer.hpp"
+#include "adapters/result_json.hpp"
 #include "adapters/shift_matrix_image.hpp"
 #include "adapters/tiff_io.hpp"
 
@@ -14,37 +15,6 @@ namespace livealign {
 namespace {
 
 nlohmann::json ShiftJson(const Shift& s) { return {{"x", s.x}, {"y", s.y}}; }
-
-nlohmann::json OptionsJson(const EngineOptions& o) {
-  return {{"window", o.window},
-          {"tukey_alpha", o.tukey_alpha},
-          {"weight", o.weight},
-          {"weight_sigma", o.weight_sigma},
-          {"weight_cutoff", o.weight_cutoff},
-          {"weight_low", o.weight_low},
-          {"correlation", o.correlation},
-          {"hybrid_p", o.hybrid_p},
-          {"max_shift_px", o.max_shift_px},
-          {"top_k", o.top_k},
-          {"oversample", o.oversample},
-          {"refine_candidates", o.refine_candidates},
-          {"predicted_search", o.predicted_search},
-          {"inlier_floor_px", o.inlier_floor_px},
-          {"solver_max_iterations", o.solver_max_iterations},
-          {"full_resolve_every", o.full_resolve_every},
-          {"lattice_snapping", o.lattice_snapping},
-          {"refine_against_template", o.refine_against_template},
-          {"pixel_size_x_A", o.pixel_size_x_A},
-          {"pixel_size_y_A", o.pixel_size_y_A},
-          {"threads", o.threads},
-          {"target_resolution_A", o.target_resolution_A},
-          {"target_snr", o.target_snr},
-          {"max_frames", o.max_frames},
-          {"require_drift_settled", o.require_drift_settled},
-          {"settled_A_per_s", o.settled_A_per_s},
-          {"settled_px_per_frame", o.settled_px_per_frame},
-          {"drift_window_frames", o.drift_window_frames}};
-}
 
 std::optional<double> PixelSize(const EngineOptions& o) {
   if (o.pixel_size_x_A > 0) return o.pixel_size_x_A;
@@ -150,6 +120,43 @@ nlohmann::json BuildReport(const RegistrationEngine& engine, const nlohmann::jso
   return report;
 }
 
+std::vector<std::string> WriteAverageFiles(const std::string& dir, const std::string& stem,
+                                           const AverageImage& average,
+                                           std::optional<double> pixel_size_A, bool png) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw FileError(dir, "cannot create directory: " + ec.message());
+  const fs::path base = fs::absolute(dir);
+  std::vector<std::string> written;
+  auto path = [&](const std::string& suffix) {
+    written.push_back((base / (stem + suffix)).string());
+    return written.back();
+  };
+  if (!average.valid.Empty()) {
+    WriteTiffFloat32(path(".tif"), average.common, pixel_size_A);
+    if (png) WriteGreyPng(path(".png"), average.common);
+  }
+  WriteTiffFloat32(path("_full.tif"), average.full, pixel_size_A);
+  return written;
+}
+
+nlohmann::json WriteChannelAverages(const std::string& dir,
+                                    const std::vector<NamedAverage>& averages,
+                                    const std::string& register_channel,
+                                    std::optional<double> pixel_size_A) {
+  nlohmann::json names = nlohmann::json::array();
+  nlohmann::json files = nlohmann::json::array();
+  for (const NamedAverage& c : averages) {
+    names.push_back(c.channel);
+    for (const std::string& path :
+         WriteAverageFiles(dir, "average_" + c.channel, c.average, pixel_size_A, /*png=*/false)) {
+      files.push_back(path);
+    }
+  }
+  return {{"names", names}, {"register_channel", register_channel}, {"files", files}};
+}
+
 RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
                                              const RegistrationEngine& engine,
                                              const nlohmann::json& extra,
@@ -172,12 +179,10 @@ RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
   }
   WriteShiftsCsv(path("shifts.csv"), rows);
 
-  const AverageImage average = engine.Average();
-  if (!average.valid.Empty()) {
-    WriteTiffFloat32(path("average.tif"), average.common, pixel_size_A);
-    WriteGreyPng(path("average.png"), average.common);
+  for (std::string& written :
+       WriteAverageFiles(dir, "average", engine.Average(), pixel_size_A, /*png=*/true)) {
+    outputs.written.push_back(std::move(written));
   }
-  WriteTiffFloat32(path("average_full.tif"), average.full, pixel_size_A);
 
   const ShiftMatrixSnapshot matrices = engine.Matrices();
   if (matrices.k > 0) {

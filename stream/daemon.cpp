@@ -43,6 +43,13 @@ constexpr double kMaxSocketDrainS = 1.0;
 // The journal of each series, in its output directory.
 constexpr const char* kJournalName = "frames.journal";
 
+// "HAADF, ABF" (or "" for one unnamed channel), for messages.
+std::string JoinChannels(const std::vector<std::string>& channels) {
+  std::string joined;
+  for (const std::string& c : channels) joined += (joined.empty() ? "" : ", ") + c;
+  return joined;
+}
+
 void Log(const std::string& level, const std::string& line) {
   std::cerr << "livealign serve: " << level << ": " << line << std::endl;
 }
@@ -57,6 +64,7 @@ struct ControlCommand {
 struct InboundItem {
   std::variant<SeriesStart, FrameMessage, SeriesEnd, ControlCommand> message;
   zmq::message_t payload;  // a frame's pixels (moved, never copied)
+  std::vector<zmq::message_t> more_payloads;  // channels 2.. of a several-detector frame
   Clock::time_point arrival;
 };
 
@@ -109,6 +117,7 @@ nlohmann::json DaemonOptions::ToJson() const {
                         {"average_interval_s", average_interval_s},
                         {"quality_interval_s", quality_interval_s},
                         {"save_interval_s", save_interval_s},
+                        {"log_events", log_events},
                         {"drain_timeout_s", drain_timeout_s},
                         {"journal_sync", journal_sync}};
 }
@@ -170,6 +179,7 @@ struct Daemon::Impl {
     EngineOptions engine_options;
     std::unique_ptr<LiveEngine> engine;
     std::vector<frame_id_t> wire_indices;   // accepted, in order
+    std::vector<Shift> scan_offsets_px;     // per accepted frame; (0, 0) without feedback
     std::set<frame_id_t> accepted;
     frame_id_t last_index = kInvalidFrameId;
     std::int64_t dropped = 0;
@@ -332,6 +342,10 @@ struct Daemon::Impl {
       frame->payload = nullptr;  // the view dies with `parts`; the part moves
       item.payload = std::move(parts[1]);
       bytes = item.payload.size() + kItemOverheadBytes;
+      for (std::size_t c = 2; c < parts.size(); ++c) {
+        bytes += parts[c].size();
+        item.more_payloads.push_back(std::move(parts[c]));
+      }
       std::lock_guard<std::mutex> lock(state_mutex);
       ++frames_received;
     }
@@ -419,6 +433,10 @@ struct Daemon::Impl {
       s->dir = (std::filesystem::path(options.out) / s->start.series.DirectoryName()).string();
     }
     s->engine = factory(s->engine_options, s->start.shape);
+    if (!s->start.channels.empty()) {
+      s->engine->SetChannels(s->start.channels,
+                             s->start.channels[RegisterChannelIndex(s->start)]);
+    }
     s->resumed = resumed != nullptr;
     s->journal = resumed ? std::move(resumed) : CreateJournal(*s);
     ended_series.erase(s->start.series.ToString());
@@ -441,7 +459,8 @@ struct Daemon::Impl {
 
   void OnSeriesStart(SeriesStart start) {
     if (series && series->resumed && series->start.series == start.series &&
-        series->start.shape == start.shape && series->start.dtype == start.dtype) {
+        series->start.shape == start.shape && series->start.dtype == start.dtype &&
+        series->start.channels == start.channels) {
       // A sender re-sending its series_start after the daemon's restart: the
       // resumed series goes on.
       EmitEvent(Event{"info", "duplicate_series_start",
@@ -478,6 +497,7 @@ struct Daemon::Impl {
       start.series = f.series;
       start.shape = f.shape;
       start.dtype = f.dtype;
+      start.channels = f.channels;  // registered on the first
       CountError("implicit_series_start");
       EmitEvent(Event{"warning", "implicit_series_start",
                       "frame of unknown series " + f.series.ToString() +
@@ -495,6 +515,11 @@ struct Daemon::Impl {
       return Drop(f, "dtype_change", std::string("dtype ") + PixelTypeName(f.dtype) +
                                          " differs from the series' " +
                                          PixelTypeName(s.start.dtype));
+    }
+    if (f.channels != s.start.channels) {
+      return Drop(f, "channel_change", "channels [" + JoinChannels(f.channels) +
+                                           "] differ from the series' [" +
+                                           JoinChannels(s.start.channels) + "]");
     }
     if (s.accepted.count(f.index) > 0) {
       // Harmless: a sender re-sending what it had no drift message for.
@@ -527,6 +552,22 @@ struct Daemon::Impl {
     }
     Frame frame = ConvertToFloat(item.payload.data(), item.payload.size(), f.dtype, f.shape, header);
     item.payload = zmq::message_t();  // the raw bytes are no longer needed
+    // Several detectors: every channel's frame, in the series' order.
+    std::vector<Frame> channel_frames;
+    if (!s.start.channels.empty()) {
+      channel_frames.push_back(std::move(frame));
+      for (zmq::message_t& part : item.more_payloads) {
+        channel_frames.push_back(ConvertToFloat(part.data(), part.size(), f.dtype, f.shape, header));
+        part = zmq::message_t();
+      }
+      for (std::size_t c = 0; c < channel_frames.size(); ++c) {
+        if (const std::int64_t bad = CountNonFinite(channel_frames[c]); bad > 0) {
+          return Drop(f, "non_finite", std::to_string(bad) + " NaN/Inf pixels in channel " +
+                                           s.start.channels[c] + "; frame refused");
+        }
+      }
+      frame = channel_frames[RegisterChannelIndex(s.start)].Clone();
+    }
     if (const std::int64_t bad = CountNonFinite(frame); bad > 0) {
       return Drop(f, "non_finite", std::to_string(bad) + " NaN/Inf pixels; frame refused");
     }
@@ -535,14 +576,18 @@ struct Daemon::Impl {
       return Drop(f, "constant_frame", "every pixel is " + std::to_string(*min_it) +
                                            "; nothing to register");
     }
-    AcceptFrame(f, std::move(frame), item.arrival, /*replaying=*/false);
+    AcceptFrame(f, std::move(frame), std::move(channel_frames), item.arrival,
+                /*replaying=*/false);
   }
 
   // Appends a validated frame to the journal (it is accepted once there),
   // registers it and publishes the results. `replaying`: the frame comes from
   // the journal of a resumed series (not appended again, results published
   // once at the end of the replay). False when the frame was refused.
-  bool AcceptFrame(const FrameMessage& f, Frame frame, Clock::time_point arrival, bool replaying) {
+  // `channel_frames`: every channel's frame of a several-detector series, in
+  // the series' order (empty for one channel; `frame` is the registered one).
+  bool AcceptFrame(const FrameMessage& f, Frame frame, std::vector<Frame> channel_frames,
+                   Clock::time_point arrival, bool replaying) {
     Series& s = *series;
     const frame_id_t expected_next = s.last_index == kInvalidFrameId ? 0 : s.last_index + 1;
     if (f.index > expected_next) ReportGap(f, expected_next);
@@ -554,7 +599,16 @@ struct Daemon::Impl {
       entry.timestamp_s = frame.header().timestamp_s;
       entry.shape = frame.shape();
       try {
-        s.journal->Append(entry, frame.view());
+        if (channel_frames.empty()) {
+          s.journal->Append(entry, frame.view());
+        } else {
+          // One record per channel; a resume replays an index only when all
+          // of its channels are there.
+          for (std::size_t c = 0; c < channel_frames.size(); ++c) {
+            entry.channel = s.start.channels[c];
+            s.journal->Append(entry, channel_frames[c].view());
+          }
+        }
       } catch (const std::exception& e) {
         // Not durable, so not accepted: the sender sees no drift message for
         // it and may send it again.
@@ -566,7 +620,11 @@ struct Daemon::Impl {
     if (options.keep_frames) kept = frame.Clone();
     const Clock::time_point engine_start = Clock::now();
     try {
-      s.engine->AddFrame(std::move(frame));
+      if (channel_frames.empty()) {
+        s.engine->AddFrame(std::move(frame));
+      } else {
+        s.engine->AddChannelFrames(std::move(channel_frames));
+      }
       last_engine_ms_ = MsSince(engine_start);
       last_queue_ms_ =
           std::chrono::duration<double, std::milli>(engine_start - arrival).count();
@@ -576,6 +634,7 @@ struct Daemon::Impl {
     }
     s.accepted.insert(f.index);
     s.wire_indices.push_back(f.index);
+    s.scan_offsets_px.push_back(f.scan_offset_px.value_or(Shift{}));
     s.last_index = f.index;
     {
       std::lock_guard<std::mutex> lock(state_mutex);
@@ -613,6 +672,8 @@ struct Daemon::Impl {
     record.frame_time_s = s.start.frame_time_s;
     record.expected_frames = s.start.expected_frames;
     record.meta = s.start.meta;
+    record.channels = s.start.channels;
+    record.register_channel = s.start.register_channel;
     record.implicit = s.implicit;
     try {
       std::filesystem::create_directories(s.dir);
@@ -701,25 +762,47 @@ struct Daemon::Impl {
     start.frame_time_s = record.frame_time_s;
     start.expected_frames = record.expected_frames;
     start.meta = record.meta;
+    start.channels = record.channels;
+    start.register_channel = record.register_channel;
     const JournalScan scan = journal->recovered();  // a copy: `journal` moves
     const Clock::time_point now = Clock::now();
     BeginSeries(std::move(start), record.implicit, now, std::move(journal));
     Series& s = *series;
     std::int64_t replayed = 0;
+    // The records of each position, by channel (one "" record for a single
+    // channel), in file order.
+    std::map<frame_id_t, std::map<std::string, const JournalFrameEntry*>> by_index;
     for (const JournalFrameEntry& entry : scan.frames) {
-      // A frame's position must be the next one; anything else (a journal
-      // not written by this daemon) is not replayed.
-      if (!entry.channel.empty() || s.accepted.count(entry.wire_index) > 0 ||
-          entry.index != static_cast<frame_id_t>(s.wire_indices.size())) {
-        continue;
+      by_index[entry.index].emplace(entry.channel, &entry);
+    }
+    const std::vector<std::string> channels =
+        s.start.channels.empty() ? std::vector<std::string>{""} : s.start.channels;
+    for (const auto& [index, records] : by_index) {
+      // Positions must follow on; anything else (a frame whose channels were
+      // not all written, a journal not written by this daemon) ends the replay.
+      if (index != static_cast<frame_id_t>(s.wire_indices.size())) break;
+      std::vector<Frame> channel_frames;
+      for (const std::string& channel : channels) {
+        auto it = records.find(channel);
+        if (it == records.end()) break;
+        channel_frames.push_back(ReadJournalFrameAt(path, it->second->offset).ToFrame());
       }
-      JournalFrame stored = ReadJournalFrameAt(path, entry.offset);
+      if (channel_frames.size() != channels.size()) break;
+      const JournalFrameEntry& entry = *records.begin()->second;
+      if (s.accepted.count(entry.wire_index) > 0) break;
       FrameMessage f;
       f.series = s.start.series;
       f.index = entry.wire_index;
       f.shape = entry.shape;
       f.dtype = s.start.dtype;
-      if (AcceptFrame(f, stored.ToFrame(), now, /*replaying=*/true)) ++replayed;
+      f.channels = s.start.channels;
+      Frame frame = channel_frames[s.start.channels.empty() ? 0 : RegisterChannelIndex(s.start)]
+                        .Clone();
+      if (s.start.channels.empty()) channel_frames.clear();
+      if (!AcceptFrame(f, std::move(frame), std::move(channel_frames), now, /*replaying=*/true)) {
+        break;
+      }
+      ++replayed;
     }
     {
       std::lock_guard<std::mutex> lock(state_mutex);
@@ -788,6 +871,7 @@ struct Daemon::Impl {
     }
     d.drift_rate_A_per_s = quality.drift_rate_A_per_s;
     d.drift_rate_px_per_s = quality.drift_rate_px_per_s;
+    d.prediction = PredictNext(s, states);
     const std::size_t bytes = 64 * states.size() + kItemOverheadBytes;
     outbound.Push(std::move(item), bytes);
     const int n_frames = static_cast<int>(s.wire_indices.size());
@@ -802,7 +886,7 @@ struct Daemon::Impl {
         !s.have_average || std::chrono::duration<double>(now - s.last_average).count() >=
                                options.average_interval_s;
     if (force || due) {
-      Publish(EncodeAverage(s.start.series, n_frames, s.engine->Average()));
+      PublishAverages(n_frames);
       // The raw frame and the matrices share the average's timer: the
       // viewer shows them side by side, and each costs a copy per message.
       const Frame latest = s.engine->LatestFrame();
@@ -814,6 +898,41 @@ struct Daemon::Impl {
       s.last_average = now;
       s.have_average = true;
     }
+  }
+
+  // One `average` per channel: the other channels first, the registration
+  // channel last (its header is the one `snapshot` returns).
+  void PublishAverages(int n_frames) {
+    const Series& s = *series;
+    if (s.start.channels.empty()) {
+      Publish(EncodeAverage(s.start.series, n_frames, s.engine->Average()));
+      return;
+    }
+    const std::string& registered = s.start.channels[RegisterChannelIndex(s.start)];
+    for (const std::string& channel : s.start.channels) {
+      if (channel == registered) continue;
+      Publish(EncodeAverage(s.start.series, n_frames, s.engine->ChannelAverage(channel), channel,
+                            s.start.channels));
+    }
+    Publish(EncodeAverage(s.start.series, n_frames, s.engine->Average(), registered,
+                          s.start.channels));
+  }
+
+  // The next frame's shift for scan feedback, over the drift window.
+  static DriftPrediction PredictNext(const Series& s, const std::vector<FrameState>& states) {
+    DriftTrace trace;
+    trace.frame_indices = s.wire_indices;
+    trace.scan_offsets_px = s.scan_offsets_px;
+    for (const FrameState& state : states) {
+      trace.shifts_px.push_back(state.shift);
+      trace.timestamps_s.push_back(state.timestamp_s);
+      trace.residual_px.push_back(state.residual_px);
+      trace.excluded.push_back(state.flagged);
+    }
+    if (trace.shifts_px.size() != trace.frame_indices.size()) return DriftPrediction{};
+    DriftPredictionOptions options;
+    options.window_frames = std::max(2, s.engine_options.drift_window_frames);
+    return PredictNextShift(trace, options);
   }
 
   // The series' effective pixel size [y, x], Å; nullopt when unknown.
