@@ -797,11 +797,18 @@ OutMessage EncodeMatrices(const SeriesId& series, int n_frames,
   return OutMessage{"matrices", ToString(buffer), {}};
 }
 
-OutMessage EncodeEvent(const Event& e) {
+OutMessage EncodeEvent(const Event& e) { return EncodeEvent(e, {}); }
+
+OutMessage EncodeEvent(const Event& e,
+                       const std::vector<std::pair<std::string, std::int64_t>>& counts) {
   msgpack::sbuffer buffer;
   Packer p(buffer);
   const bool gap = !e.missing.empty() || e.missing_count > 0;
-  p.pack_map(6 + (gap ? 2 : 0));
+  p.pack_map(static_cast<std::uint32_t>(6 + (gap ? 2 : 0) + counts.size()));
+  for (const auto& [key, value] : counts) {
+    PackKey(p, key);
+    p.pack_int64(value);
+  }
   PackKey(p, "level");
   PackString(p, e.level);
   PackKey(p, "code");

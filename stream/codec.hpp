@@ -212,6 +212,10 @@ struct Event {
   std::int64_t missing_count = 0;   // frame_gap: how many are missing in all
 };
 OutMessage EncodeEvent(const Event& event);
+// An event with extra integer fields of its own (the `resumed` event's
+// recovered_frames, ...: docs/protocol.md).
+OutMessage EncodeEvent(const Event& event,
+                       const std::vector<std::pair<std::string, std::int64_t>>& counts);
 
 struct SeriesEndSummary {
   SeriesId series;

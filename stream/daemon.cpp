@@ -14,6 +14,8 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "adapters/frame_journal.hpp"
+#include "adapters/journal_frame_store.hpp"
 #include "stream/bounded_queue.hpp"
 #include "stream/codec.hpp"
 
@@ -32,6 +34,14 @@ constexpr long kPollMs = 50;
 constexpr std::size_t kItemOverheadBytes = 256;
 // Missing indices listed in one frame_gap event (the count is always exact).
 constexpr std::size_t kMaxListedMissing = 1000;
+// Messages the receiver still takes from the socket's buffers after a stop
+// (those a sender already handed to ZeroMQ), so that they are drained too;
+// bounded in count and time, so that a sender that keeps sending does not
+// hold the stop up (what it sends later gets no drift message).
+constexpr int kMaxDrainedOnStop = 100000;
+constexpr double kMaxSocketDrainS = 1.0;
+// The journal of each series, in its output directory.
+constexpr const char* kJournalName = "frames.journal";
 
 // "HAADF, ABF" (or "" for one unnamed channel), for messages.
 std::string JoinChannels(const std::vector<std::string>& channels) {
@@ -88,6 +98,7 @@ bool DaemonOptions::Check(std::string* error) const {
   if (!(quality_interval_s >= 0)) return fail("--quality-interval-s must be >= 0");
   if (!(save_interval_s >= 0)) return fail("--save-interval-s must be >= 0");
   if (keep_frames && out.empty()) return fail("--keep-frames needs --out");
+  if (!(drain_timeout_s >= 0)) return fail("--drain-timeout-s must be >= 0");
   // `engine` is checked by the back end that uses it (Daemon(options) checks
   // it up front for the RegistrationEngine).
   return true;
@@ -106,7 +117,9 @@ nlohmann::json DaemonOptions::ToJson() const {
                         {"average_interval_s", average_interval_s},
                         {"quality_interval_s", quality_interval_s},
                         {"save_interval_s", save_interval_s},
-                        {"log_events", log_events}};
+                        {"log_events", log_events},
+                        {"drain_timeout_s", drain_timeout_s},
+                        {"journal_sync", journal_sync}};
 }
 
 struct Daemon::Impl {
@@ -145,6 +158,9 @@ struct Daemon::Impl {
   std::int64_t frames_lost = 0;       // SUB with a full queue
   std::int64_t frames_missing = 0;    // gaps in the indices
   std::int64_t frames_discarded_on_stop = 0;
+  std::int64_t frames_duplicate = 0;  // sent again after being accepted
+  std::int64_t frames_recovered = 0;  // replayed from a journal on resume
+  std::int64_t journal_corruptions = 0;  // corrupt stretches dropped on resume
   std::int64_t events_dropped = 0;    // events that found the output queue full
   std::int64_t series_started = 0;
   std::int64_t series_completed = 0;
@@ -183,8 +199,16 @@ struct Daemon::Impl {
     bool good_announced = false;
     bool stop_announced = false;
     std::string dir;
+    // The write-ahead journal (null without --out, or when it could not be
+    // created: then frames are registered but not durable, and said so).
+    std::unique_ptr<JournalFrameStore> journal;
+    bool resumed = false;  // continued from a journal after a restart
+    std::int64_t duplicates = 0;
   };
   std::unique_ptr<Series> series;
+  // When Stop() was requested (the drain deadline counts from it).
+  std::atomic<bool> draining{false};
+  std::atomic<Clock::rep> stop_time_ticks{0};  // set before `draining`
   std::set<std::string> ended_series;  // SeriesId::ToString of finished series
   double last_queue_ms_ = 0;   // of the latest frame: arrival to AddFrame
   double last_engine_ms_ = 0;  // of the latest frame: AddFrame itself
@@ -247,6 +271,46 @@ struct Daemon::Impl {
         if (!HandleReceived(parts, pull)) return;
       }
     }
+    DrainSocketOnStop(pull, parts);
+    // The engine registers what is queued, then ends.
+    inbound.Close();
+  }
+
+  // After a stop: takes what senders already handed to ZeroMQ (until the
+  // socket has been quiet for one poll interval), so that those frames are
+  // registered too rather than lost with the socket.
+  void DrainSocketOnStop(bool pull, std::vector<zmq::message_t>& parts) {
+    const Clock::time_point begin = Clock::now();
+    for (int taken = 0; taken < kMaxDrainedOnStop && !DrainExpired() &&
+                        std::chrono::duration<double>(Clock::now() - begin).count() <
+                            kMaxSocketDrainS;) {
+      zmq::pollitem_t item{source_socket.handle(), 0, ZMQ_POLLIN, 0};
+      try {
+        zmq::poll(&item, 1, std::chrono::milliseconds(kPollMs));
+      } catch (const zmq::error_t&) {
+        return;
+      }
+      if (!(item.revents & ZMQ_POLLIN)) return;
+      for (; taken < kMaxDrainedOnStop; ++taken) {
+        parts.clear();
+        zmq::recv_result_t got;
+        try {
+          got = zmq::recv_multipart(source_socket, std::back_inserter(parts),
+                                    zmq::recv_flags::dontwait);
+        } catch (const zmq::error_t&) {
+          return;
+        }
+        if (!got) break;
+        if (!HandleReceived(parts, pull)) return;
+      }
+    }
+  }
+
+  // True once a stop was requested longer than drain_timeout_s ago.
+  bool DrainExpired() const {
+    if (!draining.load()) return false;
+    const Clock::time_point stopped{Clock::duration(stop_time_ticks.load())};
+    return std::chrono::duration<double>(Clock::now() - stopped).count() > options.drain_timeout_s;
   }
 
   // False when the queue was stopped (the daemon is ending).
@@ -311,6 +375,7 @@ struct Daemon::Impl {
   // ---- engine -------------------------------------------------------------
 
   void RunEngine() {
+    ResumeUnfinishedSeries();
     InboundItem item;
     while (inbound.Pop(&item)) {
       try {
@@ -334,8 +399,13 @@ struct Daemon::Impl {
         EmitEvent(Event{"error", "internal_error", e.what(), {}, {}, {}, 0});
       }
       item = InboundItem{};  // release the payload now, not at the next Pop
+      if (DrainExpired()) {
+        DiscardQueuedOnStop();
+        break;
+      }
     }
-    // Stopped: frames still queued were counted and discarded by RequestStop.
+    // Stopped: the queue is drained (or what the drain deadline left was
+    // counted and reported); now the series is finished.
     if (series) EndSeries("shutdown", std::nullopt, Clock::now());
     outbound.Close();
   }
@@ -347,7 +417,10 @@ struct Daemon::Impl {
     current_frames = series ? static_cast<int>(series->wire_indices.size()) : 0;
   }
 
-  void BeginSeries(SeriesStart start, bool implicit, Clock::time_point arrival) {
+  // `resumed`: the journal of an unfinished series being resumed (else a new
+  // journal is created in the series' directory).
+  void BeginSeries(SeriesStart start, bool implicit, Clock::time_point arrival,
+                   std::unique_ptr<JournalFrameStore> resumed = nullptr) {
     auto s = std::make_unique<Series>();
     s->start = std::move(start);
     s->implicit = implicit;
@@ -364,6 +437,8 @@ struct Daemon::Impl {
       s->engine->SetChannels(s->start.channels,
                              s->start.channels[RegisterChannelIndex(s->start)]);
     }
+    s->resumed = resumed != nullptr;
+    s->journal = resumed ? std::move(resumed) : CreateJournal(*s);
     ended_series.erase(s->start.series.ToString());
     series = std::move(s);
     {
@@ -383,6 +458,17 @@ struct Daemon::Impl {
   }
 
   void OnSeriesStart(SeriesStart start) {
+    if (series && series->resumed && series->start.series == start.series &&
+        series->start.shape == start.shape && series->start.dtype == start.dtype &&
+        series->start.channels == start.channels) {
+      // A sender re-sending its series_start after the daemon's restart: the
+      // resumed series goes on.
+      EmitEvent(Event{"info", "duplicate_series_start",
+                      "series_start of the resumed series " + start.series.ToString() +
+                          " sent again; the series goes on",
+                      start.series, {}, {}, 0});
+      return;
+    }
     if (series) EndSeries("series_start", std::nullopt, Clock::now());
     BeginSeries(std::move(start), false, Clock::now());
   }
@@ -435,7 +521,20 @@ struct Daemon::Impl {
                                            "] differ from the series' [" +
                                            JoinChannels(s.start.channels) + "]");
     }
-    if (s.accepted.count(f.index) > 0) return Drop(f, "duplicate_frame", "index already received");
+    if (s.accepted.count(f.index) > 0) {
+      // Harmless: a sender re-sending what it had no drift message for.
+      ++s.duplicates;
+      {
+        std::lock_guard<std::mutex> lock(state_mutex);
+        ++frames_duplicate;
+        ++errors_by_code["duplicate_frame"];
+      }
+      EmitEvent(Event{"info", "duplicate_frame",
+                      "frame " + std::to_string(f.index) +
+                          ": index already accepted; not registered again",
+                      f.series, f.index, {}, 0});
+      return;
+    }
     if (s.last_index != kInvalidFrameId && f.index < s.last_index) {
       return Drop(f, "out_of_order", "arrived after frame " + std::to_string(s.last_index));
     }
@@ -477,9 +576,46 @@ struct Daemon::Impl {
       return Drop(f, "constant_frame", "every pixel is " + std::to_string(*min_it) +
                                            "; nothing to register");
     }
+    AcceptFrame(f, std::move(frame), std::move(channel_frames), item.arrival,
+                /*replaying=*/false);
+  }
+
+  // Appends a validated frame to the journal (it is accepted once there),
+  // registers it and publishes the results. `replaying`: the frame comes from
+  // the journal of a resumed series (not appended again, results published
+  // once at the end of the replay). False when the frame was refused.
+  // `channel_frames`: every channel's frame of a several-detector series, in
+  // the series' order (empty for one channel; `frame` is the registered one).
+  bool AcceptFrame(const FrameMessage& f, Frame frame, std::vector<Frame> channel_frames,
+                   Clock::time_point arrival, bool replaying) {
+    Series& s = *series;
     const frame_id_t expected_next = s.last_index == kInvalidFrameId ? 0 : s.last_index + 1;
     if (f.index > expected_next) ReportGap(f, expected_next);
 
+    if (s.journal && !replaying) {
+      JournalFrameEntry entry;
+      entry.index = frame.header().index;
+      entry.wire_index = f.index;
+      entry.timestamp_s = frame.header().timestamp_s;
+      entry.shape = frame.shape();
+      try {
+        if (channel_frames.empty()) {
+          s.journal->Append(entry, frame.view());
+        } else {
+          // One record per channel; a resume replays an index only when all
+          // of its channels are there.
+          for (std::size_t c = 0; c < channel_frames.size(); ++c) {
+            entry.channel = s.start.channels[c];
+            s.journal->Append(entry, channel_frames[c].view());
+          }
+        }
+      } catch (const std::exception& e) {
+        // Not durable, so not accepted: the sender sees no drift message for
+        // it and may send it again.
+        Drop(f, "journal_error", std::string("could not be journaled: ") + e.what());
+        return false;
+      }
+    }
     std::optional<Frame> kept;
     if (options.keep_frames) kept = frame.Clone();
     const Clock::time_point engine_start = Clock::now();
@@ -491,9 +627,10 @@ struct Daemon::Impl {
       }
       last_engine_ms_ = MsSince(engine_start);
       last_queue_ms_ =
-          std::chrono::duration<double, std::milli>(engine_start - item.arrival).count();
+          std::chrono::duration<double, std::milli>(engine_start - arrival).count();
     } catch (const std::exception& e) {
-      return Drop(f, "engine_error", std::string("the engine refused it: ") + e.what());
+      Drop(f, "engine_error", std::string("the engine refused it: ") + e.what());
+      return false;
     }
     s.accepted.insert(f.index);
     s.wire_indices.push_back(f.index);
@@ -513,9 +650,183 @@ struct Daemon::Impl {
                         f.series, f.index, {}, 0});
       }
     }
+    if (replaying) return true;
     const bool last = s.start.expected_frames && f.index + 1 >= *s.start.expected_frames;
-    PublishResults(item.arrival, /*final=*/false, /*force_average=*/last);
+    PublishResults(arrival, /*final=*/false, /*force_average=*/last);
     MaybeSave();
+    return true;
+  }
+
+  // ---- durability ---------------------------------------------------------
+
+  // The journal of a new series; null (reported) when it cannot be created.
+  std::unique_ptr<JournalFrameStore> CreateJournal(const Series& s) {
+    if (s.dir.empty()) return nullptr;
+    JournalSeries record;
+    record.series = s.start.series.is_int ? nlohmann::json(s.start.series.number)
+                                          : nlohmann::json(s.start.series.text);
+    record.shape = s.start.shape;
+    record.dtype = s.start.dtype;
+    record.pixel_size_x_A = s.start.pixel_size_x_A;
+    record.pixel_size_y_A = s.start.pixel_size_y_A;
+    record.frame_time_s = s.start.frame_time_s;
+    record.expected_frames = s.start.expected_frames;
+    record.meta = s.start.meta;
+    record.channels = s.start.channels;
+    record.register_channel = s.start.register_channel;
+    record.implicit = s.implicit;
+    try {
+      std::filesystem::create_directories(s.dir);
+      return JournalFrameStore::Create(
+          (std::filesystem::path(s.dir) / kJournalName).string(), record, JournalOptions());
+    } catch (const std::exception& e) {
+      CountError("journal_error");
+      EmitEvent(Event{"error", "journal_error",
+                      std::string("no journal: frames are registered but not durable: ") + e.what(),
+                      s.start.series, {}, {}, 0});
+      return nullptr;
+    }
+  }
+
+  JournalFrameStore::Options JournalOptions() const {
+    JournalFrameStore::Options o;
+    o.journal.sync = options.journal_sync;
+    o.cache_bytes = 0;  // the daemon reads frames back only on resume
+    return o;
+  }
+
+  // Closes a series' journal with its finish record, so that a restart does
+  // not resume it.
+  void FinishJournal(Series& s, const std::string& reason) {
+    if (!s.journal) return;
+    try {
+      s.journal->MarkFinished(reason);
+    } catch (const std::exception& e) {
+      CountError("journal_error");
+      EmitEvent(Event{"error", "journal_error",
+                      std::string("finish record not written (a restart resumes the series): ") +
+                          e.what(),
+                      s.start.series, {}, {}, 0});
+    }
+    s.journal.reset();
+  }
+
+  // On start, with --out: finds the newest journal without a finish record
+  // and resumes its series (replays the frames into a new engine, publishes
+  // a `resumed` event). Other unfinished journals are reported and left.
+  void ResumeUnfinishedSeries() {
+    if (options.out.empty()) return;
+    namespace fs = std::filesystem;
+    std::vector<std::pair<fs::file_time_type, fs::path>> unfinished;
+    std::error_code ec;
+    for (const fs::directory_entry& dir : fs::directory_iterator(options.out, ec)) {
+      const fs::path journal = dir.path() / kJournalName;
+      if (!dir.is_directory(ec) || !fs::is_regular_file(journal, ec)) continue;
+      try {
+        if (FrameJournalFinished(journal.string())) continue;
+      } catch (const std::exception&) {
+        // Unreadable: the scan below reports it.
+      }
+      unfinished.emplace_back(fs::last_write_time(journal, ec), journal);
+    }
+    if (unfinished.empty()) return;
+    std::sort(unfinished.begin(), unfinished.end());
+    for (std::size_t k = 0; k + 1 < unfinished.size(); ++k) {
+      EmitEvent(Event{"warning", "unfinished_series",
+                      unfinished[k].second.string() +
+                          " holds an unfinished series; only the newest is resumed",
+                      {}, {}, {}, 0});
+    }
+    const std::string path = unfinished.back().second.string();
+    try {
+      ResumeFrom(path);
+    } catch (const std::exception& e) {
+      series.reset();
+      SetCurrentSeriesState();
+      CountError("resume_error");
+      EmitEvent(Event{"error", "resume_error", "cannot resume " + path + ": " + e.what(), {}, {},
+                      {}, 0});
+    }
+  }
+
+  void ResumeFrom(const std::string& path) {
+    std::unique_ptr<JournalFrameStore> journal = JournalFrameStore::Open(path, JournalOptions());
+    const JournalSeries& record = journal->series();
+    SeriesStart start;
+    start.series = record.series.is_string() ? SeriesId::Str(record.series.get<std::string>())
+                                             : SeriesId::Int(record.series.get<std::int64_t>());
+    start.shape = record.shape;
+    start.dtype = record.dtype;
+    start.pixel_size_x_A = record.pixel_size_x_A;
+    start.pixel_size_y_A = record.pixel_size_y_A;
+    start.frame_time_s = record.frame_time_s;
+    start.expected_frames = record.expected_frames;
+    start.meta = record.meta;
+    start.channels = record.channels;
+    start.register_channel = record.register_channel;
+    const JournalScan scan = journal->recovered();  // a copy: `journal` moves
+    const Clock::time_point now = Clock::now();
+    BeginSeries(std::move(start), record.implicit, now, std::move(journal));
+    Series& s = *series;
+    std::int64_t replayed = 0;
+    // The records of each position, by channel (one "" record for a single
+    // channel), in file order.
+    std::map<frame_id_t, std::map<std::string, const JournalFrameEntry*>> by_index;
+    for (const JournalFrameEntry& entry : scan.frames) {
+      by_index[entry.index].emplace(entry.channel, &entry);
+    }
+    const std::vector<std::string> channels =
+        s.start.channels.empty() ? std::vector<std::string>{""} : s.start.channels;
+    for (const auto& [index, records] : by_index) {
+      // Positions must follow on; anything else (a frame whose channels were
+      // not all written, a journal not written by this daemon) ends the replay.
+      if (index != static_cast<frame_id_t>(s.wire_indices.size())) break;
+      std::vector<Frame> channel_frames;
+      for (const std::string& channel : channels) {
+        auto it = records.find(channel);
+        if (it == records.end()) break;
+        channel_frames.push_back(ReadJournalFrameAt(path, it->second->offset).ToFrame());
+      }
+      if (channel_frames.size() != channels.size()) break;
+      const JournalFrameEntry& entry = *records.begin()->second;
+      if (s.accepted.count(entry.wire_index) > 0) break;
+      FrameMessage f;
+      f.series = s.start.series;
+      f.index = entry.wire_index;
+      f.shape = entry.shape;
+      f.dtype = s.start.dtype;
+      f.channels = s.start.channels;
+      Frame frame = channel_frames[s.start.channels.empty() ? 0 : RegisterChannelIndex(s.start)]
+                        .Clone();
+      if (s.start.channels.empty()) channel_frames.clear();
+      if (!AcceptFrame(f, std::move(frame), std::move(channel_frames), now, /*replaying=*/true)) {
+        break;
+      }
+      ++replayed;
+    }
+    {
+      std::lock_guard<std::mutex> lock(state_mutex);
+      frames_recovered += replayed;
+      journal_corruptions += static_cast<std::int64_t>(scan.corruptions.size());
+    }
+    if (!s.wire_indices.empty()) PublishResults(now, /*final=*/false, /*force_average=*/true);
+    std::string message = "series " + s.start.series.ToString() + " resumed from " + path + ": " +
+                          std::to_string(replayed) + " frame(s) recovered";
+    if (!scan.corruptions.empty()) {
+      message += "; " + std::to_string(scan.corruptions.size()) +
+                 " corrupt stretch(es) dropped (" + std::to_string(scan.DroppedBytes()) +
+                 " bytes): " + scan.corruptions.front().reason;
+    }
+    const Event event{scan.corruptions.empty() ? "info" : "warning", "resumed", message,
+                      s.start.series,
+                      s.last_index == kInvalidFrameId ? std::nullopt
+                                                      : std::optional<frame_id_t>(s.last_index),
+                      {}, 0};
+    Publish(EncodeEvent(
+        event, {{"recovered_frames", replayed},
+                {"dropped_records", static_cast<std::int64_t>(scan.corruptions.size())},
+                {"dropped_bytes", static_cast<std::int64_t>(scan.DroppedBytes())}}));
+    Log(event.level, message);  // always: once per start, and it matters
   }
 
   // Reports frames [expected_next, f.index) as missing; `frame` is f.index
@@ -694,6 +1005,8 @@ struct Daemon::Impl {
          {{"implicit_start", s.implicit},
           {"frames_dropped", s.dropped},
           {"frames_missing", s.missing},
+          {"frames_duplicate", s.duplicates},
+          {"resumed", s.resumed},
           {"expected_frames", s.start.expected_frames ? nlohmann::json(*s.start.expected_frames)
                                                       : nlohmann::json()},
           {"frames_sent", frames_sent ? nlohmann::json(*frames_sent) : nlohmann::json()},
@@ -773,6 +1086,7 @@ struct Daemon::Impl {
                           std::to_string(s.wire_indices.size()) + " registered",
                       s.start.series, {}, {}, 0});
     }
+    FinishJournal(s, reason);
     ended_series.insert(s.start.series.ToString());
     series.reset();
     {
@@ -824,6 +1138,7 @@ struct Daemon::Impl {
       if (series) {
         EmitEvent(Event{"warning", "series_reset", "series abandoned by a reset request",
                         series->start.series, {}, {}, 0});
+        FinishJournal(*series, "reset");
       }
       series.reset();
       ended_series.clear();
@@ -963,6 +1278,9 @@ struct Daemon::Impl {
         {"frames_lost", frames_lost},
         {"frames_missing", frames_missing},
         {"frames_discarded_on_stop", frames_discarded_on_stop},
+        {"frames_duplicate", frames_duplicate},
+        {"frames_recovered", frames_recovered},
+        {"journal_corruptions", journal_corruptions},
         {"events_dropped", events_dropped},
         {"series_started", series_started},
         {"series_completed", series_completed},
@@ -980,14 +1298,34 @@ struct Daemon::Impl {
   }
 
   void RequestStop() {
+    // The receiver stops taking frames (after draining the socket) and closes
+    // the queue; the engine registers what is queued within the drain
+    // deadline (RunEngine), then finishes the series.
+    if (!draining.load()) {
+      stop_time_ticks.store(Clock::now().time_since_epoch().count());
+      draining.store(true);
+    }
     stop_requested->store(true);
-    // The engine finishes the frame it holds; queued frames are dropped
-    // (counted on the way out by RunEngine).
+    if (!started) inbound.Stop();
+  }
+
+  // The drain deadline has passed: what is still queued is not registered.
+  // Never silent: counted and reported.
+  void DiscardQueuedOnStop() {
+    const std::int64_t left = static_cast<std::int64_t>(inbound.Size());
+    inbound.Stop();
+    if (left == 0) return;
     {
       std::lock_guard<std::mutex> lock(state_mutex);
-      frames_discarded_on_stop += static_cast<std::int64_t>(inbound.Size());
+      frames_discarded_on_stop += left;
+      ++errors_by_code["drain_timeout"];
     }
-    inbound.Stop();
+    EmitEvent(Event{"error", "drain_timeout",
+                    std::to_string(left) + " queued message(s) not registered: the drain took "
+                    "longer than --drain-timeout-s (" + std::to_string(options.drain_timeout_s) +
+                    " s)",
+                    series ? std::optional<SeriesId>(series->start.series) : std::nullopt, {}, {},
+                    0});
   }
 };
 

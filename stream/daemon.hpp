@@ -12,7 +12,9 @@
 //             sender back (back-pressure); with SUB a full queue drops the frame,
 //             counted and reported (`queue_full`).
 //   engine    owns the series state and the LiveEngine: validates each frame
-//             (series, shape, dtype, index, NaN/Inf, constant), adds it, and hands
+//             (series, shape, dtype, index, NaN/Inf, constant), appends it to
+//             the series' journal (with --out; it is accepted once there),
+//             adds it, and hands
 //             results to the publisher (drift and quality every frame; average,
 //             latest frame and shift matrices rate-limited; image quality
 //             rate-limited); writes the outputs of each series.
@@ -61,6 +63,9 @@ struct DaemonOptions {
   std::string publish = "tcp://127.0.0.1:5556";
   std::string control = "tcp://127.0.0.1:5557";
   // Output root: each series goes to out/<series>/; "" writes no files.
+  // With an out, every accepted frame is first appended to
+  // out/<series>/frames.journal (the write-ahead log a restarted daemon
+  // resumes an unfinished series from: docs/protocol.md, "Durability").
   std::string out;
   // Append the raw frames (as float32) to out/<series>/frames.tif.
   bool keep_frames = false;
@@ -84,6 +89,13 @@ struct DaemonOptions {
   double save_interval_s = 10.0;
   // Write warning and error events to stderr as well.
   bool log_events = true;
+  // On Stop() (SIGTERM, `shutdown`), frames already queued are still
+  // registered before the series is finished, for at most this many seconds;
+  // what is left then is counted in frames_discarded_on_stop and reported.
+  double drain_timeout_s = 60.0;
+  // fdatasync the journal after every frame (out/<series>/frames.journal):
+  // survives a power cut, not only a crash; costs a disk flush per frame.
+  bool journal_sync = false;
   // The registration engine's settings for every series; a series_start's
   // pixel_size_A overrides the pixel size.
   EngineOptions engine;
@@ -113,9 +125,11 @@ class Daemon {
   // an endpoint cannot be bound (e.g. the port is taken).
   void Start();
 
-  // Asks every thread to finish: the frame being registered completes, frames
-  // still queued are dropped (counted), the current series is finished and its
-  // outputs written, pending messages are published. Returns at once.
+  // Asks every thread to finish: the receiver stops taking frames (after
+  // those already in the socket's buffers), the engine registers the frames
+  // still queued (bounded by drain_timeout_s; the rest are counted in
+  // frames_discarded_on_stop), the current series is finished and its outputs
+  // written, pending messages are published. Returns at once.
   void Stop();
 
   // Blocks until every thread has ended. Safe to call more than once.

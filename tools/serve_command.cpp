@@ -1,6 +1,7 @@
 // `livealign serve`: the live registration daemon (stream/daemon.hpp) on the
-// endpoints of docs/protocol.md. SIGINT/SIGTERM finish the current frame,
-// write the outputs of the running series and exit 0.
+// endpoints of docs/protocol.md. SIGINT/SIGTERM register the frames already
+// queued (--drain-timeout-s), write the outputs of the running series and
+// exit 0.
 #include <boost/program_options.hpp>
 #include <signal.h>
 
@@ -44,6 +45,10 @@ int RunServe(int argc, char** argv) {
        "minimum seconds between image-quality computations (FRC, SNR, stop-when-good)")
       ("save-interval-s", po::value(&o.save_interval_s)->default_value(o.save_interval_s),
        "rewrite the running series' outputs this often (0 = at its end only)")
+      ("drain-timeout-s", po::value(&o.drain_timeout_s)->default_value(o.drain_timeout_s),
+       "on SIGTERM/shutdown, register the frames already queued for at most this long")
+      ("journal-sync", po::value(&o.journal_sync)->default_value(o.journal_sync),
+       "fdatasync OUT/<series>/frames.journal after every frame (survives a power cut)")
       ("log-events", po::value(&o.log_events)->default_value(o.log_events),
        "also print warning/error events to stderr")
       ("http", po::value(&http)->default_value(http),
@@ -83,7 +88,7 @@ int RunServe(int argc, char** argv) {
     const int signal = sigtimedwait(&signals, nullptr, &tick);
     if (signal == SIGINT || signal == SIGTERM) {
       std::cerr << "livealign serve: " << (signal == SIGINT ? "SIGINT" : "SIGTERM")
-                << ": finishing the current frame and writing outputs" << std::endl;
+                << ": registering the queued frames and writing outputs" << std::endl;
       daemon.Stop();
     }
   }
