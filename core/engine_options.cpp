@@ -45,6 +45,10 @@ bool EngineOptions::Check(std::string* error) const {
   if (!(settled_A_per_s >= 0)) return Fail(error, "settled_A_per_s must be >= 0");
   if (!(settled_px_per_frame > 0)) return Fail(error, "settled_px_per_frame must be > 0");
   if (drift_window_frames < 2) return Fail(error, "drift_window_frames must be >= 2");
+  if (frame_cache_frames < 0) return Fail(error, "frame_cache_frames must be >= 0");
+  if (live_refine_per_update < 0) return Fail(error, "live_refine_per_update must be >= 0");
+  if (!(live_refine_growth > 0 && live_refine_growth <= 100))
+    return Fail(error, "live_refine_growth must be in (0, 100]");
   return true;
 }
 

@@ -99,6 +99,19 @@ struct EngineOptions {
   // Worker threads for pair correlations; 0 = all cores.
   int threads = 0;
 
+  // --- memory and precision ---
+  // Frames the averager keeps in RAM (the most recently added); an older
+  // frame is read back from the series' frame store when its shift moved
+  // enough to be re-resampled or the precision stage needs it.
+  int frame_cache_frames = 8;
+  // Live precision (core/live_precision.hpp): frames refined against their
+  // leave-one-out average per update while frames stream in (the newest
+  // first, then those whose template changed most); 0 = only in Finish().
+  int live_refine_per_update = 3;
+  // A frame is refined again once the included frames grew by this fraction
+  // since its last refinement (or its pairwise shift moved).
+  double live_refine_growth = 0.5;
+
   // Returns false and sets *error (one line naming the option) when a value is
   // out of range or a name is unknown.
   bool Check(std::string* error) const;

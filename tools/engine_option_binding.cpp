@@ -83,7 +83,15 @@ void AddEngineOptions(po::options_description* description, EngineOptions* o) {
       ("pixel-size-y-A", po::value(&o->pixel_size_y_A)->default_value(defaults.pixel_size_y_A, Text(defaults.pixel_size_y_A)),
        "pixel size along y, Å (0 = unknown)")
       ("threads", po::value(&o->threads)->default_value(defaults.threads),
-       "worker threads (0 = all cores)");
+       "worker threads (0 = all cores)")
+      ("frame-cache-frames", po::value(&o->frame_cache_frames)->default_value(defaults.frame_cache_frames),
+       "frames the averager keeps in RAM; older ones are read back from the frame store")
+      ("live-refine-per-update",
+       po::value(&o->live_refine_per_update)->default_value(defaults.live_refine_per_update),
+       "frames refined against the leave-one-out average per update (0 = only at the end)")
+      ("live-refine-growth",
+       po::value(&o->live_refine_growth)->default_value(defaults.live_refine_growth, Text(defaults.live_refine_growth)),
+       "refine a frame again once the included frames grew by this fraction");
 }
 
 bool ParseCommandLine(int argc, char** argv, const po::options_description& visible,
