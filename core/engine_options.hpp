@@ -111,6 +111,13 @@ struct EngineOptions {
   // A frame is refined again once the included frames grew by this fraction
   // since its last refinement (or its pairwise shift moved).
   double live_refine_growth = 0.5;
+  // Cached fine band spectra stored as half floats (core/correlator.hpp):
+  // half the band cache, the memory that grows with the frame count.
+  bool band_cache_fp16 = false;
+  // Finish() refines every frame against the final leave-one-out average
+  // (one Jacobi pass); false: only the frames whose template changed enough
+  // since their live refinement (cheap; final shifts then about the live ones).
+  bool final_refine_all = true;
 
   // Returns false and sets *error (one line naming the option) when a value is
   // out of range or a name is unknown.

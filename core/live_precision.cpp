@@ -26,10 +26,11 @@ void LivePrecisionSchedule::Resize(int n) { states_.resize(static_cast<std::size
 
 std::vector<int> LivePrecisionSchedule::Select(int num_included,
                                                const std::vector<Shift>& pairwise_shifts,
-                                               const std::vector<bool>& flagged) const {
+                                               const std::vector<bool>& flagged, int budget) const {
   std::vector<int> chosen;
   const int n = static_cast<int>(states_.size());
-  if (options_.per_update == 0 || num_included < options_.min_frames || n < 2) return chosen;
+  if (budget < 0) budget = options_.per_update;
+  if (budget == 0 || num_included < options_.min_frames || n < 2) return chosen;
   if (static_cast<int>(pairwise_shifts.size()) != n || static_cast<int>(flagged.size()) != n)
     throw std::invalid_argument("LivePrecisionSchedule::Select: one shift and flag per frame needed");
   // The newest frame first: the drift message reports it.
@@ -49,7 +50,8 @@ std::vector<int> LivePrecisionSchedule::Select(int num_included,
       due.emplace_back(1, -ratio, -move, i);
     }
   }
-  const std::size_t room = static_cast<std::size_t>(options_.per_update) - std::min<std::size_t>(chosen.size(), options_.per_update);
+  const std::size_t limit = static_cast<std::size_t>(budget);
+  const std::size_t room = limit - std::min(chosen.size(), limit);
   if (due.size() > room) {
     std::partial_sort(due.begin(), due.begin() + static_cast<std::ptrdiff_t>(room), due.end());
     due.resize(room);
@@ -57,7 +59,7 @@ std::vector<int> LivePrecisionSchedule::Select(int num_included,
     std::sort(due.begin(), due.end());
   }
   for (const auto& d : due) chosen.push_back(std::get<3>(d));
-  if (static_cast<int>(chosen.size()) > options_.per_update) chosen.resize(options_.per_update);
+  if (chosen.size() > limit) chosen.resize(limit);
   return chosen;
 }
 

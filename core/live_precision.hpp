@@ -47,10 +47,11 @@ class LivePrecisionSchedule {
 
   // The series now has n frames (new ones are never refined).
   void Resize(int n);
-  // Frames to refine now, in priority order, at most per_update (fewer when
-  // none is due). pairwise_shifts and flagged have one entry per frame.
+  // Frames to refine now, in priority order, at most `budget` (per_update
+  // when < 0; fewer when none is due). pairwise_shifts and flagged have one
+  // entry per frame.
   std::vector<int> Select(int num_included, const std::vector<Shift>& pairwise_shifts,
-                          const std::vector<bool>& flagged) const;
+                          const std::vector<bool>& flagged, int budget = -1) const;
   // Records that frame i was refined against a template of num_included frames
   // while its pairwise shift was `pairwise`.
   void MarkRefined(int i, int num_included, Shift pairwise);

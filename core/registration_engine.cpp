@@ -41,6 +41,7 @@ CorrelatorOptions ToCorrelatorOptions(const EngineOptions& o) {
   c.top_k = o.top_k;
   c.oversample = o.oversample;
   c.refine_candidates = o.refine_candidates;
+  c.band_fp16 = o.band_cache_fp16;
   return c;
 }
 
@@ -178,8 +179,9 @@ struct RegistrationEngine::Impl {
   // Registers frame i against its leave-one-out average; false when the
   // result is not trusted. Safe to run for distinct frames in parallel.
   bool RefineOne(int i, int worker, Shift* refined);
-  // The live precision step of one update (bounded by the schedule).
-  void RefineLive();
+  // The live precision step of one update: the frames the schedule says are
+  // due, at most `budget` (the schedule's per-update bound when < 0).
+  void RefineLive(int budget = -1);
 };
 
 double RegistrationEngine::Impl::CoarseCutoff() const {
@@ -367,9 +369,9 @@ void RegistrationEngine::Impl::RefineAll() {
   SyncAverager(0.0);
 }
 
-void RegistrationEngine::Impl::RefineLive() {
+void RegistrationEngine::Impl::RefineLive(int budget) {
   const int n = static_cast<int>(frames.size());
-  if (!options.refine_against_template || options.live_refine_per_update == 0) return;
+  if (!options.refine_against_template || (budget < 0 && options.live_refine_per_update == 0)) return;
   live_schedule.Resize(n);
   std::vector<Shift> pairwise(n);
   std::vector<bool> flagged(n);
@@ -378,7 +380,7 @@ void RegistrationEngine::Impl::RefineLive() {
     flagged[i] = frames[i].flagged;
   }
   const int included = averager.num_included();
-  const std::vector<int> chosen = live_schedule.Select(included, pairwise, flagged);
+  const std::vector<int> chosen = live_schedule.Select(included, pairwise, flagged, budget);
   if (chosen.empty()) return;
   std::vector<Shift> result(chosen.size());
   std::vector<char> ok(chosen.size(), 0);
@@ -479,7 +481,13 @@ UpdateReport RegistrationEngine::Finish() {
   t = Clock::now();
   // One Jacobi pass: a second pass (templates from refined shifts) changed
   // the RMS error by < 0.001 px on the 40-frame benchmarks and doubled the cost.
-  m.RefineAll();
+  // With final_refine_all off, only the frames the live schedule says are due.
+  if (m.options.final_refine_all || m.options.live_refine_per_update == 0) {
+    m.RefineAll();
+  } else {
+    m.RefineLive(static_cast<int>(m.frames.size()));
+    m.SyncAverager(0.0);
+  }
   report.timings.refine_ms = MsSince(t);
   report.timings.total_ms = MsSince(start);
   return report;

@@ -91,7 +91,11 @@ void AddEngineOptions(po::options_description* description, EngineOptions* o) {
        "frames refined against the leave-one-out average per update (0 = only at the end)")
       ("live-refine-growth",
        po::value(&o->live_refine_growth)->default_value(defaults.live_refine_growth, Text(defaults.live_refine_growth)),
-       "refine a frame again once the included frames grew by this fraction");
+       "refine a frame again once the included frames grew by this fraction")
+      ("band-cache-fp16", po::value(&o->band_cache_fp16)->default_value(defaults.band_cache_fp16),
+       "store the cached band spectra as half floats (true/false)")
+      ("final-refine-all", po::value(&o->final_refine_all)->default_value(defaults.final_refine_all),
+       "at the series end refine every frame (false: only those whose template changed enough)");
 }
 
 bool ParseCommandLine(int argc, char** argv, const po::options_description& visible,
