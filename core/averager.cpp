@@ -255,7 +255,7 @@ std::shared_ptr<const Frame> ShiftedAverager::frame(int i) const {
   if (read.shape() != shape_)
     throw std::runtime_error("ShiftedAverager: frame " + std::to_string(i) +
                              " read back from the store has a different shape");
-  ++num_store_reads_;
+  ++*num_store_reads_;
   return std::make_shared<const Frame>(std::move(read));
 }
 

@@ -117,7 +117,7 @@ class ShiftedAverager {
   // when it cannot read the frame back.
   std::shared_ptr<const Frame> frame(int i) const;
   // Frames read back from the store so far.
-  long num_store_reads() const { return num_store_reads_.load(); }
+  long num_store_reads() const { return num_store_reads_->load(); }
   Shift applied_shift(int i) const;
   bool included(int i) const;
   // Resampling passes made on the running sums so far (adds + subtracts by
@@ -204,7 +204,8 @@ class ShiftedAverager {
   std::vector<double> sum_[2];
   std::vector<int> count_[2];
   long num_resamples_ = 0;
-  mutable std::atomic<long> num_store_reads_{0};
+  // Behind a pointer so the averager stays movable (vectors of averagers).
+  std::unique_ptr<std::atomic<long>> num_store_reads_ = std::make_unique<std::atomic<long>>(0);
 };
 
 }  // namespace livealign
