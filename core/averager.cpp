@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <string>
+
+#include "core/coverage_region.hpp"
 
 namespace livealign {
 namespace {
@@ -45,23 +48,101 @@ Taps MakeTaps(double shift) {
   return taps;
 }
 
-// Output indices [lo, hi) whose taps all fall inside [0, length).
-void CoveredRange(const Taps& taps, int length, long* lo, long* hi) {
-  *lo = std::max<long>(0, -taps.n - taps.k_min);
-  *hi = std::min<long>(length, length - taps.n - taps.k_max);
-  if (*hi < *lo) *hi = *lo;
-}
-
 // Shifts far outside any frame are clamped before conversion to integers; the
 // coverage is empty either way.
 double ClampShift(double s) { return std::max(-1e9, std::min(1e9, s)); }
 
-AverageImage::Rect CoverageRect(Shift shift, Shape shape) {
+// Destination indices [lo, hi) of a length-dst_length axis whose taps all fall
+// inside a length-src_length source, when destination index d samples the
+// source at d + taps.n (+ the tap offsets).
+void CoveredRange(const Taps& taps, long src_length, long dst_length, long* lo, long* hi) {
+  *lo = std::max<long>(0, -taps.n - taps.k_min);
+  *hi = std::min<long>(dst_length, src_length - taps.n - taps.k_max);
+  if (*hi < *lo) *hi = *lo;
+}
+
+// Frame-0 pixels a frame at `shift` covers (unclipped; may be negative).
+AverageImage::Rect Footprint(Shift shift, Shape shape) {
   const Taps tx = MakeTaps(ClampShift(shift.x)), ty = MakeTaps(ClampShift(shift.y));
+  const long r0 = -ty.n - ty.k_min, r1 = shape.rows - ty.n - ty.k_max;
+  const long c0 = -tx.n - tx.k_min, c1 = shape.cols - tx.n - tx.k_max;
+  auto to_int = [](long v) { return static_cast<int>(std::max(-2000000000L, std::min(2000000000L, v))); };
+  if (r1 <= r0 || c1 <= c0) return {};
+  return {to_int(r0), to_int(r1), to_int(c0), to_int(c1)};
+}
+
+AverageImage::Rect Intersect(const AverageImage::Rect& a, const AverageImage::Rect& b) {
+  AverageImage::Rect r{std::max(a.row0, b.row0), std::min(a.row1, b.row1), std::max(a.col0, b.col0),
+                       std::min(a.col1, b.col1)};
+  if (r.Empty()) return {};
+  return r;
+}
+
+AverageImage::Rect Union(const AverageImage::Rect& a, const AverageImage::Rect& b) {
+  if (a.Empty()) return b;
+  if (b.Empty()) return a;
+  return {std::min(a.row0, b.row0), std::max(a.row1, b.row1), std::min(a.col0, b.col0),
+          std::max(a.col1, b.col1)};
+}
+
+bool Contains(const AverageImage::Rect& outer, const AverageImage::Rect& inner) {
+  return inner.Empty() || (inner.row0 >= outer.row0 && inner.row1 <= outer.row1 &&
+                           inner.col0 >= outer.col0 && inner.col1 <= outer.col1);
+}
+
+// Adds sign * (src resampled) to the dst_shape-sized sum (and count, when not
+// null): destination pixel (r, c) samples src at (r + shift.y + add_row,
+// c + shift.x + add_col). The taps come from `shift` alone, so the same
+// shift gives bit-identical weights whatever the integer offsets (exact
+// subtraction after the canvas moved).
+void ResampleAccumulate(FrameView src, Shift shift, long add_row, long add_col, double sign,
+                        Shape dst_shape, double* sum, int* count) {
+  Taps tx = MakeTaps(ClampShift(shift.x)), ty = MakeTaps(ClampShift(shift.y));
+  tx.n += add_col;
+  ty.n += add_row;
   long c0, c1, r0, r1;
-  CoveredRange(tx, shape.cols, &c0, &c1);
-  CoveredRange(ty, shape.rows, &r0, &r1);
-  return {static_cast<int>(r0), static_cast<int>(r1), static_cast<int>(c0), static_cast<int>(c1)};
+  CoveredRange(tx, src.cols(), dst_shape.cols, &c0, &c1);
+  CoveredRange(ty, src.rows(), dst_shape.rows, &r0, &r1);
+  if (c0 >= c1 || r0 >= r1) return;
+  const int out_cols = static_cast<int>(c1 - c0);
+  const std::size_t dst_cols = static_cast<std::size_t>(dst_shape.cols);
+  // Horizontal pass into tmp over the source rows the vertical taps need.
+  const long src_row0 = r0 + ty.n + ty.k_min;
+  const long src_rows = (r1 - 1 + ty.n + ty.k_max) - src_row0 + 1;
+  std::vector<float> tmp(static_cast<std::size_t>(src_rows) * out_cols);
+  const int nx_taps = tx.k_max - tx.k_min + 1;
+  for (long sr = 0; sr < src_rows; ++sr) {
+    const float* in = src.row(static_cast<int>(src_row0 + sr)) + (c0 + tx.n + tx.k_min);
+    float* dst = tmp.data() + static_cast<std::size_t>(sr) * out_cols;
+    if (nx_taps == 1) {
+      std::copy(in, in + out_cols, dst);
+    } else {
+      const float w0 = tx.w[0], w1 = tx.w[1], w2 = tx.w[2], w3 = tx.w[3];
+      for (int c = 0; c < out_cols; ++c)
+        dst[c] = w0 * in[c] + w1 * in[c + 1] + w2 * in[c + 2] + w3 * in[c + 3];
+    }
+  }
+  // Vertical pass, accumulated into the running sum.
+  const int ny_taps = ty.k_max - ty.k_min + 1;
+  const int icount = sign > 0 ? 1 : -1;
+  for (long r = r0; r < r1; ++r) {
+    const float* t0 = tmp.data() + static_cast<std::size_t>(r - r0) * out_cols;
+    double* out = sum + static_cast<std::size_t>(r) * dst_cols + c0;
+    if (ny_taps == 1) {
+      for (int c = 0; c < out_cols; ++c) out[c] += sign * t0[c];
+    } else {
+      const float* t1 = t0 + out_cols;
+      const float* t2 = t1 + out_cols;
+      const float* t3 = t2 + out_cols;
+      const float w0 = ty.w[0], w1 = ty.w[1], w2 = ty.w[2], w3 = ty.w[3];
+      for (int c = 0; c < out_cols; ++c)
+        out[c] += sign * static_cast<double>(w0 * t0[c] + w1 * t1[c] + w2 * t2[c] + w3 * t3[c]);
+    }
+    if (count != nullptr) {
+      int* cnt = count + static_cast<std::size_t>(r) * dst_cols + c0;
+      for (int c = 0; c < out_cols; ++c) cnt[c] += icount;
+    }
+  }
 }
 
 bool Finite(Shift s) { return std::isfinite(s.x) && std::isfinite(s.y); }
@@ -84,9 +165,32 @@ Frame CropFrame(FrameView image, const AverageImage::Rect& rect) {
   return out;
 }
 
+Frame CropMosaic(const AverageImage& image, const AverageImage::Rect& rect) {
+  if (!Contains(image.mosaic_extent, rect))
+    throw std::invalid_argument("CropMosaic: rectangle outside the mosaic");
+  if (rect.Empty()) return Frame(Shape{0, 0});
+  const AverageImage::Rect local{rect.row0 - image.mosaic_extent.row0,
+                                 rect.row1 - image.mosaic_extent.row0,
+                                 rect.col0 - image.mosaic_extent.col0,
+                                 rect.col1 - image.mosaic_extent.col0};
+  return CropFrame(image.mosaic, local);
+}
+
 bool ShiftedAverager::Options::Check(std::string* error) const {
   if (!(reresample_tolerance_px >= 0) || !std::isfinite(reresample_tolerance_px)) {
     if (error != nullptr) *error = "reresample_tolerance_px must be finite and >= 0";
+    return false;
+  }
+  if (cache_frames < 0) {
+    if (error != nullptr) *error = "cache_frames must be >= 0";
+    return false;
+  }
+  if (max_extent_frames < 0 || max_extent_frames > 1000) {
+    if (error != nullptr) *error = "max_extent_frames must be in [0, 1000]";
+    return false;
+  }
+  if (!(best_coverage_fraction > 0 && best_coverage_fraction <= 1)) {
+    if (error != nullptr) *error = "best_coverage_fraction must be in (0, 1]";
     return false;
   }
   if (error != nullptr) error->clear();
@@ -95,7 +199,9 @@ bool ShiftedAverager::Options::Check(std::string* error) const {
 
 ShiftedAverager::ShiftedAverager() : ShiftedAverager(Options()) {}
 
-ShiftedAverager::ShiftedAverager(Options options) : options_(options) {
+ShiftedAverager::ShiftedAverager(Options options, std::shared_ptr<const FrameStore> store,
+                                 std::string channel)
+    : options_(options), store_(std::move(store)), channel_(std::move(channel)) {
   std::string error;
   if (!options_.Check(&error)) throw std::invalid_argument("ShiftedAverager::Options: " + error);
 }
@@ -110,43 +216,103 @@ int ShiftedAverager::AddFrame(Frame frame, Shift shift, bool include) {
   if (!Finite(shift)) throw std::invalid_argument("ShiftedAverager::AddFrame: non-finite shift");
   if (frames_.empty()) {
     shape_ = frame.shape();
-    for (int p = 0; p < 2; ++p) {
-      sum_[p].assign(static_cast<std::size_t>(shape_.Pixels()), 0.0);
-      count_[p].assign(static_cast<std::size_t>(shape_.Pixels()), 0);
-    }
+    const long limit = options_.max_extent_frames;
+    canvas_limit_ = {static_cast<int>(std::max(-1000000000L, -limit * shape_.rows)),
+                     static_cast<int>(std::min(1000000000L, (limit + 1) * shape_.rows)),
+                     static_cast<int>(std::max(-1000000000L, -limit * shape_.cols)),
+                     static_cast<int>(std::min(1000000000L, (limit + 1) * shape_.cols))};
+    canvas_ = {};
+    // The canvas always holds frame 0's window, so `full` is a crop of it.
+    GrowCanvas({0, shape_.rows, 0, shape_.cols});
   } else if (frame.shape() != shape_) {
     throw std::invalid_argument("ShiftedAverager::AddFrame: frame shape differs from the first frame");
   }
   const int index = num_frames();
   Entry entry;
-  entry.frame = std::move(frame);
+  entry.frame = std::make_shared<const Frame>(std::move(frame));
   entry.shift = entry.applied_shift = shift;
   entry.include = include;
   if (include) {
-    Accumulate(entry.frame, shift, +1, sum_[index % 2].data(), count_[index % 2].data());
+    GrowCanvas(Footprint(shift, shape_));
+    AccumulateOnCanvas(*entry.frame, shift, +1, sum_[index % 2].data(), count_[index % 2].data());
     ++num_resamples_;
     entry.contributing = true;
   }
   frames_.push_back(std::move(entry));
+  // With a store, only the most recent frames stay in RAM.
+  if (store_ != nullptr) {
+    const int evict = index - options_.cache_frames;
+    if (evict >= 0) frames_[static_cast<std::size_t>(evict)].frame.reset();
+  }
   return index;
+}
+
+std::shared_ptr<const Frame> ShiftedAverager::frame(int i) const {
+  CheckIndex(i, "ShiftedAverager::frame");
+  const Entry& entry = frames_[static_cast<std::size_t>(i)];
+  if (entry.frame != nullptr) return entry.frame;
+  Frame read = store_->Get(i, channel_);
+  if (read.shape() != shape_)
+    throw std::runtime_error("ShiftedAverager: frame " + std::to_string(i) +
+                             " read back from the store has a different shape");
+  ++*num_store_reads_;
+  return std::make_shared<const Frame>(std::move(read));
+}
+
+void ShiftedAverager::GrowCanvas(AverageImage::Rect footprint) {
+  footprint = Intersect(footprint, canvas_limit_);
+  if (footprint.Empty() || (!canvas_.Empty() && Contains(canvas_, footprint))) return;
+  AverageImage::Rect grown = Union(canvas_, footprint);
+  if (!canvas_.Empty()) {
+    // A margin on each side that grew, so a steady drift regrows rarely.
+    const int margin_rows = std::max(8, shape_.rows / 4), margin_cols = std::max(8, shape_.cols / 4);
+    if (grown.row0 < canvas_.row0) grown.row0 -= margin_rows;
+    if (grown.row1 > canvas_.row1) grown.row1 += margin_rows;
+    if (grown.col0 < canvas_.col0) grown.col0 -= margin_cols;
+    if (grown.col1 > canvas_.col1) grown.col1 += margin_cols;
+    grown = Intersect(grown, canvas_limit_);
+  }
+  const std::size_t n = static_cast<std::size_t>(grown.rows()) * grown.cols();
+  for (int p = 0; p < 2; ++p) {
+    std::vector<double> sum(n, 0.0);
+    std::vector<int> count(n, 0);
+    for (int r = 0; r < canvas_.rows(); ++r) {
+      const std::size_t from = static_cast<std::size_t>(r) * canvas_.cols();
+      const std::size_t to = static_cast<std::size_t>(r + canvas_.row0 - grown.row0) * grown.cols() +
+                             (canvas_.col0 - grown.col0);
+      std::copy(sum_[p].begin() + from, sum_[p].begin() + from + canvas_.cols(), sum.begin() + to);
+      std::copy(count_[p].begin() + from, count_[p].begin() + from + canvas_.cols(), count.begin() + to);
+    }
+    sum_[p] = std::move(sum);
+    count_[p] = std::move(count);
+  }
+  canvas_ = grown;
 }
 
 void ShiftedAverager::SetShift(int i, Shift shift, bool include) {
   CheckIndex(i, "ShiftedAverager::SetShift");
   if (!Finite(shift)) throw std::invalid_argument("ShiftedAverager::SetShift: non-finite shift");
   Entry& entry = frames_[static_cast<std::size_t>(i)];
+  const bool moved = (shift - entry.applied_shift).Norm() > options_.reresample_tolerance_px;
+  const bool subtract = entry.contributing && (!include || moved);
+  const bool add = include && (!entry.contributing || subtract);
+  // Read back first: a failed read leaves the averager unchanged.
+  std::shared_ptr<const Frame> pixels;
+  if (subtract || add) pixels = frame(i);
   entry.shift = shift;
   entry.include = include;
-  const bool moved = (shift - entry.applied_shift).Norm() > options_.reresample_tolerance_px;
   double* sum = sum_[i % 2].data();
   int* count = count_[i % 2].data();
-  if (entry.contributing && (!include || moved)) {
-    Accumulate(entry.frame, entry.applied_shift, -1, sum, count);
+  if (subtract) {
+    AccumulateOnCanvas(*pixels, entry.applied_shift, -1, sum, count);
     ++num_resamples_;
     entry.contributing = false;
   }
-  if (include && !entry.contributing) {
-    Accumulate(entry.frame, shift, +1, sum, count);
+  if (add) {
+    GrowCanvas(Footprint(shift, shape_));
+    sum = sum_[i % 2].data();
+    count = count_[i % 2].data();
+    AccumulateOnCanvas(*pixels, shift, +1, sum, count);
     ++num_resamples_;
     entry.applied_shift = shift;
     entry.contributing = true;
@@ -171,51 +337,12 @@ bool ShiftedAverager::included(int i) const {
   return frames_[static_cast<std::size_t>(i)].include;
 }
 
-void ShiftedAverager::Accumulate(const Frame& frame, Shift shift, double sign, double* sum,
-                                 int* count) const {
-  const int rows = shape_.rows, cols = shape_.cols;
-  const Taps tx = MakeTaps(ClampShift(shift.x)), ty = MakeTaps(ClampShift(shift.y));
-  long c0, c1, r0, r1;
-  CoveredRange(tx, cols, &c0, &c1);
-  CoveredRange(ty, rows, &r0, &r1);
-  if (c0 >= c1 || r0 >= r1) return;
-  const int out_cols = static_cast<int>(c1 - c0);
-  // Horizontal pass into tmp over the source rows the vertical taps need.
-  const long src_row0 = r0 + ty.n + ty.k_min;
-  const long src_rows = (r1 - 1 + ty.n + ty.k_max) - src_row0 + 1;
-  std::vector<float> tmp(static_cast<std::size_t>(src_rows) * out_cols);
-  const int nx_taps = tx.k_max - tx.k_min + 1;
-  for (long sr = 0; sr < src_rows; ++sr) {
-    const float* src = frame.data() + static_cast<std::size_t>(src_row0 + sr) * cols +
-                       (c0 + tx.n + tx.k_min);
-    float* dst = tmp.data() + static_cast<std::size_t>(sr) * out_cols;
-    if (nx_taps == 1) {
-      std::copy(src, src + out_cols, dst);
-    } else {
-      const float w0 = tx.w[0], w1 = tx.w[1], w2 = tx.w[2], w3 = tx.w[3];
-      for (int c = 0; c < out_cols; ++c)
-        dst[c] = w0 * src[c] + w1 * src[c + 1] + w2 * src[c + 2] + w3 * src[c + 3];
-    }
-  }
-  // Vertical pass, accumulated into the running sum.
-  const int ny_taps = ty.k_max - ty.k_min + 1;
-  const int icount = sign > 0 ? 1 : -1;
-  for (long r = r0; r < r1; ++r) {
-    const float* t0 = tmp.data() + static_cast<std::size_t>(r - r0) * out_cols;
-    double* out = sum + static_cast<std::size_t>(r) * cols + c0;
-    int* cnt = count + static_cast<std::size_t>(r) * cols + c0;
-    if (ny_taps == 1) {
-      for (int c = 0; c < out_cols; ++c) out[c] += sign * t0[c];
-    } else {
-      const float* t1 = t0 + out_cols;
-      const float* t2 = t1 + out_cols;
-      const float* t3 = t2 + out_cols;
-      const float w0 = ty.w[0], w1 = ty.w[1], w2 = ty.w[2], w3 = ty.w[3];
-      for (int c = 0; c < out_cols; ++c)
-        out[c] += sign * static_cast<double>(w0 * t0[c] + w1 * t1[c] + w2 * t2[c] + w3 * t3[c]);
-    }
-    for (int c = 0; c < out_cols; ++c) cnt[c] += icount;
-  }
+void ShiftedAverager::AccumulateOnCanvas(FrameView frame, Shift shift, double sign, double* sum,
+                                         int* count) const {
+  // Canvas pixel (r, c) is frame-0 pixel (r + row0, c + col0), which frame
+  // i shows at that position + shift.
+  ResampleAccumulate(frame, shift, canvas_.row0, canvas_.col0, sign,
+                     Shape{canvas_.rows(), canvas_.cols()}, sum, count);
 }
 
 AverageImage ShiftedAverager::MakeImage(const double* sum_a, const int* count_a,
@@ -226,41 +353,77 @@ AverageImage ShiftedAverager::MakeImage(const double* sum_a, const int* count_a,
   return image;
 }
 
+namespace {
+
+// Crops the canvas-sized `values` to `rect` (frame-0 coordinates, inside
+// the canvas) into *out, reusing its buffer when the shape fits.
+void CropCanvas(const std::vector<float>& values, const AverageImage::Rect& canvas,
+                const AverageImage::Rect& rect, Frame* out) {
+  const Shape shape{rect.rows(), rect.cols()};
+  if (out->shape() != shape) *out = Frame(shape);
+  for (int r = 0; r < shape.rows; ++r) {
+    const std::size_t from = static_cast<std::size_t>(rect.row0 - canvas.row0 + r) * canvas.cols() +
+                             (rect.col0 - canvas.col0);
+    std::copy(values.begin() + from, values.begin() + from + shape.cols,
+              out->data() + static_cast<std::size_t>(r) * shape.cols);
+  }
+}
+
+}  // namespace
+
 void ShiftedAverager::MakeImageInto(const double* sum_a, const int* count_a,
                                     const double* sum_b, const int* count_b,
                                     const std::vector<Shift>& shifts, AverageImage* out) const {
   AverageImage& image = *out;
   image.num_included = static_cast<int>(shifts.size());
-  if (image.full.shape() != shape_) image.full = Frame(shape_);
-  if (image.counts.shape() != shape_) image.counts = Frame(shape_);
-  const std::size_t n = static_cast<std::size_t>(shape_.Pixels());
-  float* full = image.full.data();
-  float* counts = image.counts.data();
+  const std::size_t n = static_cast<std::size_t>(canvas_.rows()) * canvas_.cols();
+  std::vector<float> mean(n), counts(n);
   for (std::size_t k = 0; k < n; ++k) {
     const double s = sum_a[k] + (sum_b != nullptr ? sum_b[k] : 0.0);
     const int c = count_a[k] + (count_b != nullptr ? count_b[k] : 0);
     counts[k] = static_cast<float>(c);
-    full[k] = c > 0 ? static_cast<float>(s / c) : 0.0f;
+    mean[k] = c > 0 ? static_cast<float>(s / c) : 0.0f;
   }
-  AverageImage::Rect valid{0, shape_.rows, 0, shape_.cols};
-  if (shifts.empty()) valid = {};
+  // Frame-0 window (always inside the canvas).
+  const AverageImage::Rect window{0, shape_.rows, 0, shape_.cols};
+  CropCanvas(mean, canvas_, window, &image.full);
+  CropCanvas(counts, canvas_, window, &image.counts);
+  AverageImage::Rect valid = shifts.empty() ? AverageImage::Rect{} : window;
+  AverageImage::Rect extent;
   for (const Shift& s : shifts) {
-    const AverageImage::Rect r = CoverageRect(s, shape_);
-    valid.row0 = std::max(valid.row0, r.row0);
-    valid.row1 = std::min(valid.row1, r.row1);
-    valid.col0 = std::max(valid.col0, r.col0);
-    valid.col1 = std::min(valid.col1, r.col1);
+    const AverageImage::Rect footprint = Footprint(s, shape_);
+    valid = Intersect(valid, footprint);
+    extent = Union(extent, Intersect(footprint, canvas_));
   }
-  if (valid.Empty()) valid = {};
   image.valid = valid;
-  if (image.common.shape() != Shape{valid.rows(), valid.cols()}) {
-    image.common = CropFrame(image.full, valid);
-  } else {
-    for (int r = 0; r < valid.rows(); ++r)
-      std::copy(image.full.data() + static_cast<std::size_t>(valid.row0 + r) * shape_.cols + valid.col0,
-                image.full.data() + static_cast<std::size_t>(valid.row0 + r) * shape_.cols + valid.col1,
-                image.common.data() + static_cast<std::size_t>(r) * valid.cols());
+  CropCanvas(mean, canvas_, valid, &image.common);
+  // Mosaic and its best-covered region.
+  image.mosaic_extent = extent;
+  CropCanvas(mean, canvas_, extent, &image.mosaic);
+  CropCanvas(counts, canvas_, extent, &image.mosaic_counts);
+  AverageImage::Rect best;
+  if (!extent.Empty()) {
+    const int rows = extent.rows(), cols = extent.cols();
+    std::vector<int> a(static_cast<std::size_t>(rows) * cols), b;
+    if (count_b != nullptr) b.resize(a.size());
+    for (int r = 0; r < rows; ++r) {
+      const std::size_t from = static_cast<std::size_t>(extent.row0 - canvas_.row0 + r) * canvas_.cols() +
+                               (extent.col0 - canvas_.col0);
+      std::copy(count_a + from, count_a + from + cols, a.begin() + static_cast<std::size_t>(r) * cols);
+      if (count_b != nullptr)
+        std::copy(count_b + from, count_b + from + cols, b.begin() + static_cast<std::size_t>(r) * cols);
+    }
+    best = BestCoveredRect(a.data(), count_b != nullptr ? b.data() : nullptr, rows, cols,
+                           options_.best_coverage_fraction);
+    if (!best.Empty()) {
+      best.row0 += extent.row0;
+      best.row1 += extent.row0;
+      best.col0 += extent.col0;
+      best.col1 += extent.col0;
+    }
   }
+  image.best_covered = best;
+  CropCanvas(mean, canvas_, best, &image.best);
 }
 
 AverageImage ShiftedAverager::Average() const {
@@ -296,12 +459,13 @@ AverageImage ShiftedAverager::AverageOf(const std::vector<bool>& subset) const {
   if (subset.size() != frames_.size())
     throw std::invalid_argument("ShiftedAverager::AverageOf: subset size differs from num_frames()");
   if (frames_.empty()) return AverageImage();
-  std::vector<double> sum(static_cast<std::size_t>(shape_.Pixels()), 0.0);
-  std::vector<int> count(sum.size(), 0);
+  const std::size_t n = static_cast<std::size_t>(canvas_.rows()) * canvas_.cols();
+  std::vector<double> sum(n, 0.0);
+  std::vector<int> count(n, 0);
   std::vector<Shift> shifts;
   for (std::size_t i = 0; i < frames_.size(); ++i) {
     if (!subset[i] || !frames_[i].include) continue;
-    Accumulate(frames_[i].frame, frames_[i].shift, +1, sum.data(), count.data());
+    AccumulateOnCanvas(*frame(static_cast<int>(i)), frames_[i].shift, +1, sum.data(), count.data());
     shifts.push_back(frames_[i].shift);
   }
   return MakeImage(sum.data(), count.data(), nullptr, nullptr, shifts);
@@ -309,7 +473,7 @@ AverageImage ShiftedAverager::AverageOf(const std::vector<bool>& subset) const {
 
 AverageImage ShiftedAverager::AverageExcluding(int i) const {
   CheckIndex(i, "ShiftedAverager::AverageExcluding");
-  const std::size_t n = static_cast<std::size_t>(shape_.Pixels());
+  const std::size_t n = static_cast<std::size_t>(canvas_.rows()) * canvas_.cols();
   std::vector<double> sum(n);
   std::vector<int> count(n);
   for (std::size_t k = 0; k < n; ++k) {
@@ -318,7 +482,7 @@ AverageImage ShiftedAverager::AverageExcluding(int i) const {
   }
   const Entry& excluded = frames_[static_cast<std::size_t>(i)];
   if (excluded.contributing)
-    Accumulate(excluded.frame, excluded.applied_shift, -1, sum.data(), count.data());
+    AccumulateOnCanvas(*frame(i), excluded.applied_shift, -1, sum.data(), count.data());
   std::vector<Shift> shifts;
   for (int j = 0; j < num_frames(); ++j)
     if (j != i && frames_[static_cast<std::size_t>(j)].contributing)
@@ -326,36 +490,80 @@ AverageImage ShiftedAverager::AverageExcluding(int i) const {
   return MakeImage(sum.data(), count.data(), nullptr, nullptr, shifts);
 }
 
-void ShiftedAverager::LeaveOneOutMean(int i, LeaveOneOutScratch* scratch, Frame* out) const {
-  CheckIndex(i, "ShiftedAverager::LeaveOneOutMean");
-  const std::size_t n = static_cast<std::size_t>(shape_.Pixels());
-  scratch->sum.resize(n);
-  scratch->count.resize(n);
+void ShiftedAverager::LeaveOneOutOver(int i, FrameView frame_i, const AverageImage::Rect& rect,
+                                      LeaveOneOutScratch* scratch, Frame* mean) const {
+  const Shape shape{rect.rows(), rect.cols()};
+  const std::size_t n = static_cast<std::size_t>(shape.Pixels());
+  scratch->sum.assign(n, 0.0);
+  scratch->count.assign(n, 0);
   double* sum = scratch->sum.data();
   int* count = scratch->count.data();
-  for (std::size_t k = 0; k < n; ++k) {
-    sum[k] = sum_[0][k] + sum_[1][k];
-    count[k] = count_[0][k] + count_[1][k];
+  const AverageImage::Rect inside = Intersect(rect, canvas_);
+  for (int r = inside.row0; r < inside.row1; ++r) {
+    const std::size_t from = static_cast<std::size_t>(r - canvas_.row0) * canvas_.cols() +
+                             (inside.col0 - canvas_.col0);
+    const std::size_t to = static_cast<std::size_t>(r - rect.row0) * shape.cols + (inside.col0 - rect.col0);
+    for (int c = 0; c < inside.cols(); ++c) {
+      sum[to + c] = sum_[0][from + c] + sum_[1][from + c];
+      count[to + c] = count_[0][from + c] + count_[1][from + c];
+    }
   }
   const Entry& excluded = frames_[static_cast<std::size_t>(i)];
-  if (excluded.contributing) Accumulate(excluded.frame, excluded.applied_shift, -1, sum, count);
-  if (out->shape() != shape_) *out = Frame(shape_);
-  float* mean = out->data();
-  for (std::size_t k = 0; k < n; ++k) {
-    mean[k] = count[k] > 0 ? static_cast<float>(sum[k] / count[k]) : 0.0f;
+  if (excluded.contributing) {
+    // Exactly the contribution the canvas holds: clipped to the canvas.
+    std::vector<double> part(n, 0.0);
+    std::vector<int> part_count(n, 0);
+    ResampleAccumulate(frame_i, excluded.applied_shift, rect.row0, rect.col0, +1, shape, part.data(),
+                       part_count.data());
+    for (int r = 0; r < shape.rows; ++r) {
+      const bool row_in = rect.row0 + r >= canvas_.row0 && rect.row0 + r < canvas_.row1;
+      for (int c = 0; c < shape.cols; ++c) {
+        const int col = rect.col0 + c;
+        if (!row_in || col < canvas_.col0 || col >= canvas_.col1) continue;
+        const std::size_t k = static_cast<std::size_t>(r) * shape.cols + c;
+        sum[k] -= part[k];
+        count[k] -= part_count[k];
+      }
+    }
   }
+  if (mean->shape() != shape) *mean = Frame(shape);
+  float* values = mean->data();
+  for (std::size_t k = 0; k < n; ++k) {
+    values[k] = count[k] > 0 ? static_cast<float>(sum[k] / count[k]) : 0.0f;
+  }
+}
+
+void ShiftedAverager::LeaveOneOutMean(int i, LeaveOneOutScratch* scratch, Frame* out) const {
+  CheckIndex(i, "ShiftedAverager::LeaveOneOutMean");
+  LeaveOneOutOver(i, *frame(i), AverageImage::Rect{0, shape_.rows, 0, shape_.cols}, scratch, out);
 }
 
 void ShiftedAverager::LeaveOneOutMeanInFrame(int i, LeaveOneOutScratch* scratch,
                                              Frame* mean_scratch, Frame* out) const {
-  LeaveOneOutMean(i, scratch, mean_scratch);
-  const std::size_t n = static_cast<std::size_t>(shape_.Pixels());
-  std::fill(scratch->sum.begin(), scratch->sum.end(), 0.0);
-  std::fill(scratch->count.begin(), scratch->count.end(), 0);
-  // Accumulate samples its input at p + shift; sampling the mean at
-  // q - s_i puts frame-0 content where frame i shows it.
+  CheckIndex(i, "ShiftedAverager::LeaveOneOutMeanInFrame");
+  LeaveOneOutMeanInFrame(i, *frame(i), scratch, mean_scratch, out);
+}
+
+void ShiftedAverager::LeaveOneOutMeanInFrame(int i, const Frame& frame_i,
+                                             LeaveOneOutScratch* scratch, Frame* mean_scratch,
+                                             Frame* out) const {
+  CheckIndex(i, "ShiftedAverager::LeaveOneOutMeanInFrame");
+  if (frame_i.shape() != shape_)
+    throw std::invalid_argument("ShiftedAverager::LeaveOneOutMeanInFrame: frame shape differs");
+  // Frame i's pixel q shows frame-0 pixel q - s_i: the mean is needed over
+  // frame i's footprint plus the interpolation taps (two pixels each side).
   const Shift applied = frames_[static_cast<std::size_t>(i)].applied_shift;
-  Accumulate(*mean_scratch, applied.Inverse(), +1, scratch->sum.data(), scratch->count.data());
+  const long top = static_cast<long>(std::floor(-ClampShift(applied.y))) - 2;
+  const long left = static_cast<long>(std::floor(-ClampShift(applied.x))) - 2;
+  const AverageImage::Rect rect{static_cast<int>(top), static_cast<int>(top + shape_.rows + 5),
+                                static_cast<int>(left), static_cast<int>(left + shape_.cols + 5)};
+  LeaveOneOutOver(i, frame_i, rect, scratch, mean_scratch);
+  const std::size_t n = static_cast<std::size_t>(shape_.Pixels());
+  scratch->sum.assign(n, 0.0);
+  scratch->count.assign(n, 0);
+  // Output pixel q samples the mean at q - s_i - (rect origin).
+  ResampleAccumulate(*mean_scratch, applied.Inverse(), -rect.row0, -rect.col0, +1, shape_,
+                     scratch->sum.data(), scratch->count.data());
   if (out->shape() != shape_) *out = Frame(shape_);
   float* values = out->data();
   for (std::size_t k = 0; k < n; ++k) {
@@ -363,9 +571,15 @@ void ShiftedAverager::LeaveOneOutMeanInFrame(int i, LeaveOneOutScratch* scratch,
   }
 }
 
-std::size_t ShiftedAverager::MemoryBytes() const {
+std::size_t ShiftedAverager::FrameBytes() const {
   std::size_t bytes = 0;
-  for (const Entry& e : frames_) bytes += e.frame.pixels().size() * sizeof(float);
+  for (const Entry& e : frames_)
+    if (e.frame != nullptr) bytes += e.frame->pixels().size() * sizeof(float);
+  return bytes;
+}
+
+std::size_t ShiftedAverager::MemoryBytes() const {
+  std::size_t bytes = FrameBytes();
   for (int p = 0; p < 2; ++p)
     bytes += sum_[p].size() * sizeof(double) + count_[p].size() * sizeof(int);
   return bytes;

@@ -28,9 +28,21 @@
 // the old contribution is subtracted (recomputed exactly as it was added) and
 // the new one added.
 //
-// Ownership: the averager owns the frames moved into it. Thread-safety: none
-// needed for const methods (they only read); mutating methods must not run
-// concurrently with anything else on the same object.
+// Mosaic: the sums live on a canvas in frame-0 coordinates that grows (with a
+// margin, so growth is rare) to hold every included frame's footprint, so the
+// average covers the full extent of the series and frames that no longer
+// overlap frame 0 still contribute; the canvas is limited to
+// `max_extent_frames` frame sizes on each side of frame 0 (a footprint beyond
+// is clipped). Memory: the canvas grows with the drift extent, not with the
+// number of frames.
+//
+// Frames: with a FrameStore the averager keeps only the `cache_frames` most
+// recently added frames in RAM and reads an older frame back from the store
+// when it must re-resample it (a moved shift, an include change, a
+// leave-one-out template); the caller Puts each frame into the store before
+// AddFrame. Without a store it keeps every frame. Thread-safety: const methods
+// may run concurrently (the store allows concurrent Get); mutating methods
+// must not run concurrently with anything else on the same object.
 //
 //   ShiftedAverager averager;
 //   averager.AddFrame(std::move(frame0), Shift{0, 0});
@@ -38,12 +50,15 @@
 //   averager.SetShift(1, Shift{0.31, -1.19}, /*include=*/true);  // solver update
 //   AverageImage average = averager.Average();   // average.common is fully covered
 
+#include <atomic>
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/average_image.hpp"
 #include "core/frame.hpp"
+#include "core/frame_store.hpp"
 #include "core/shift.hpp"
 
 namespace livealign {
@@ -52,6 +67,9 @@ namespace livealign {
 // Copy of `image` cropped to `rect`. Throws std::invalid_argument when rect is
 // not inside the image.
 Frame CropFrame(FrameView image, const AverageImage::Rect& rect);
+// Copy of image.mosaic cropped to `rect` in frame-0 coordinates. Throws
+// std::invalid_argument when rect is not inside image.mosaic_extent.
+Frame CropMosaic(const AverageImage& image, const AverageImage::Rect& rect);
 
 class ShiftedAverager {
  public:
@@ -60,13 +78,23 @@ class ShiftedAverager {
     // shift its contribution used. 0.01 px changes the average by well under
     // the noise; smaller values cost re-resampling on every solver jitter.
     double reresample_tolerance_px = 0.01;
+    // With a store: frames kept in RAM (the most recently added ones).
+    int cache_frames = 8;
+    // Canvas limit, in frame sizes beyond frame 0's window on each side.
+    int max_extent_frames = 8;
+    // Best-covered region (core/coverage_region.hpp): fraction of the
+    // highest per-pixel count a pixel needs. 0.5 keeps a region of about one
+    // frame however far the view drifted, at the SNR of half the frames.
+    double best_coverage_fraction = 0.5;
 
     bool Check(std::string* error) const;
   };
 
   ShiftedAverager();
-  // Throws std::invalid_argument when options.Check() fails.
-  explicit ShiftedAverager(Options options);
+  // Throws std::invalid_argument when options.Check() fails. With a store,
+  // frame i is read back as store->Get(i, channel).
+  explicit ShiftedAverager(Options options, std::shared_ptr<const FrameStore> store = nullptr,
+                           std::string channel = "");
 
   // Adds frame (index = number of frames added before), returns its index.
   // The first frame fixes the shape. Throws std::invalid_argument on a shape
@@ -84,8 +112,12 @@ class ShiftedAverager {
   // The shift last requested for frame i, and the one its contribution used
   // (they differ by at most the tolerance).
   Shift shift(int i) const;
-  // The kept frame i, as added. Requires: 0 <= i < num_frames().
-  FrameView frame(int i) const { return frames_.at(static_cast<std::size_t>(i)).frame.view(); }
+  // Frame i, as added: from the RAM cache, else read back from the store.
+  // Throws std::invalid_argument for a bad index and what the store throws
+  // when it cannot read the frame back.
+  std::shared_ptr<const Frame> frame(int i) const;
+  // Frames read back from the store so far.
+  long num_store_reads() const { return num_store_reads_->load(); }
   Shift applied_shift(int i) const;
   bool included(int i) const;
   // Resampling passes made on the running sums so far (adds + subtracts by
@@ -126,13 +158,20 @@ class ShiftedAverager {
   // Requires: frame i's shift is finite.
   void LeaveOneOutMeanInFrame(int i, LeaveOneOutScratch* scratch, Frame* mean_scratch,
                               Frame* out) const;
+  // The same with frame i's pixels already at hand (no read-back).
+  void LeaveOneOutMeanInFrame(int i, const Frame& frame_i, LeaveOneOutScratch* scratch,
+                              Frame* mean_scratch, Frame* out) const;
 
-  // Bytes of pixel data held (frames, sums, counts).
+  // Bytes of pixel data held (cached frames, sums, counts).
   std::size_t MemoryBytes() const;
+  // Bytes of the frames held in RAM (the cache; every frame without a store).
+  std::size_t FrameBytes() const;
+  // The canvas of the running sums, frame-0 coordinates.
+  AverageImage::Rect canvas() const { return canvas_; }
 
  private:
   struct Entry {
-    Frame frame;
+    std::shared_ptr<const Frame> frame;  // null once evicted from the cache
     Shift shift;          // last requested
     Shift applied_shift;  // used by the current contribution
     bool include = true;  // last requested
@@ -140,8 +179,14 @@ class ShiftedAverager {
   };
 
   void CheckIndex(int i, const char* where) const;
-  // Adds sign * (frame resampled at p + shift) to sum / count.
-  void Accumulate(const Frame& frame, Shift shift, double sign, double* sum, int* count) const;
+  // Grows the canvas to hold `footprint` (clipped to the limit).
+  void GrowCanvas(AverageImage::Rect footprint);
+  // Adds sign * (frame resampled at p + shift) to the canvas sums / counts.
+  void AccumulateOnCanvas(FrameView frame, Shift shift, double sign, double* sum, int* count) const;
+  // Mean of every contributing frame but i over `rect` (frame-0 coords; 0
+  // where none covers or outside the canvas), into *mean (rect-shaped).
+  void LeaveOneOutOver(int i, FrameView frame_i, const AverageImage::Rect& rect,
+                       LeaveOneOutScratch* scratch, Frame* mean) const;
   AverageImage MakeImage(const double* sum_a, const int* count_a, const double* sum_b,
                          const int* count_b, const std::vector<Shift>& shifts) const;
   void MakeImageInto(const double* sum_a, const int* count_a, const double* sum_b,
@@ -149,12 +194,18 @@ class ShiftedAverager {
                      AverageImage* image) const;
 
   Options options_;
+  std::shared_ptr<const FrameStore> store_;
+  std::string channel_;
   Shape shape_;
   std::vector<Entry> frames_;
-  // Running sums and counts per index parity (0 even, 1 odd).
+  // Running sums and counts per index parity (0 even, 1 odd), on the canvas.
+  AverageImage::Rect canvas_;
+  AverageImage::Rect canvas_limit_;
   std::vector<double> sum_[2];
   std::vector<int> count_[2];
   long num_resamples_ = 0;
+  // Behind a pointer so the averager stays movable (vectors of averagers).
+  std::unique_ptr<std::atomic<long>> num_store_reads_ = std::make_unique<std::atomic<long>>(0);
 };
 
 }  // namespace livealign

@@ -119,7 +119,8 @@ FrameView ChannelAverages::frame(const std::string& channel, int i) const {
   if (i < 0 || i >= averager.num_frames()) {
     throw std::out_of_range("ChannelAverages: no frame " + std::to_string(i));
   }
-  return averager.frame(i);
+  // No frame store here: the averager keeps every frame, so the view stays valid.
+  return averager.frame(i)->view();
 }
 
 std::size_t ChannelAverages::MemoryBytes() const {

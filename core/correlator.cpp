@@ -2,9 +2,13 @@
 #include "core/check.hpp"
 
 #include <Eigen/Core>
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
@@ -384,14 +388,93 @@ Shift CorrectWindowBias(const BandPeak& peak, Shift g) {
 // ---------------------------------------------------------------------------
 
 struct Correlator::CachedFrame {
-  std::vector<cfloat> band;    // sqrt(W) F, band half spectrum
+  std::vector<cfloat> band;    // sqrt(W) F, band half spectrum (empty when stored as half)
   double energy = 0;           // sum over the full band of W |F|^{2p}
   std::vector<cfloat> coarse;  // unweighted coarse band half spectrum
+  // band_fp16: the band as half floats (re, im interleaved) of band / scale.
+  std::vector<std::uint16_t> band_half;
+  float band_scale = 1;
 };
+
+namespace {
+
+// IEEE 754 binary16 conversions (round to nearest even), with the F16C
+// instructions where the compiler targets them.
+std::uint16_t FloatToHalf(float value) {
+#if defined(__F16C__)
+  return static_cast<std::uint16_t>(_cvtss_sh(value, _MM_FROUND_TO_NEAREST_INT));
+#else
+  std::uint32_t x;
+  std::memcpy(&x, &value, sizeof x);
+  const std::uint32_t sign = (x >> 16) & 0x8000u;
+  const int exponent = static_cast<int>((x >> 23) & 0xff) - 127 + 15;
+  std::uint32_t mantissa = x & 0x7fffffu;
+  if (exponent >= 31) return static_cast<std::uint16_t>(sign | 0x7c00u);  // overflow -> inf
+  if (exponent <= 0) {                                                     // subnormal or zero
+    if (exponent < -10) return static_cast<std::uint16_t>(sign);
+    mantissa |= 0x800000u;
+    const int shift = 14 - exponent;
+    std::uint32_t half = mantissa >> shift;
+    const std::uint32_t rest = mantissa & ((1u << shift) - 1), midpoint = 1u << (shift - 1);
+    if (rest > midpoint || (rest == midpoint && (half & 1u))) ++half;
+    return static_cast<std::uint16_t>(sign | half);
+  }
+  std::uint32_t half = (static_cast<std::uint32_t>(exponent) << 10) | (mantissa >> 13);
+  const std::uint32_t rest = mantissa & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (half & 1u))) ++half;  // may carry into the exponent
+  return static_cast<std::uint16_t>(sign | half);
+#endif
+}
+
+void DecodeHalf(const std::uint16_t* in, std::size_t n, float scale, float* out) {
+  std::size_t i = 0;
+#if defined(__F16C__)
+  const __m256 s = _mm256_set1_ps(scale);
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_cvtph_ps(h), s));
+  }
+  for (; i < n; ++i) out[i] = _cvtsh_ss(in[i]) * scale;
+#else
+  for (; i < n; ++i) {
+    const std::uint32_t h = in[i];
+    const std::uint32_t sign = (h & 0x8000u) << 16;
+    const int exponent = static_cast<int>((h >> 10) & 0x1f);
+    const std::uint32_t mantissa = h & 0x3ffu;
+    float v;
+    if (exponent == 0) {
+      v = std::ldexp(static_cast<float>(mantissa), -24);
+    } else if (exponent == 31) {
+      v = mantissa ? std::nanf("") : INFINITY;
+    } else {
+      const std::uint32_t bits = (static_cast<std::uint32_t>(exponent - 15 + 127) << 23) | (mantissa << 13);
+      std::memcpy(&v, &bits, sizeof v);
+    }
+    out[i] = (sign ? -v : v) * scale;
+  }
+#endif
+}
+
+// Stores `band` as half floats of band / scale, scale a power of two that
+// puts the largest component at or below 2^14 (half floats reach 65504).
+void EncodeBand(const std::vector<cfloat>& band, std::vector<std::uint16_t>* half, float* scale) {
+  float largest = 0;
+  for (const cfloat& v : band) largest = std::max({largest, std::fabs(v.real()), std::fabs(v.imag())});
+  int exponent = 0;
+  if (largest > 0) std::frexp(largest, &exponent);
+  *scale = std::ldexp(1.0f, exponent - 14);
+  const float inverse = 1.0f / *scale;
+  half->resize(2 * band.size());
+  const float* in = reinterpret_cast<const float*>(band.data());
+  for (std::size_t i = 0; i < half->size(); ++i) (*half)[i] = FloatToHalf(in[i] * inverse);
+}
+
+}  // namespace
 
 struct Correlator::Worker {
   Worker(Shape map, Shape coarse_map) : map_fft(map), coarse_fft(coarse_map) {}
   std::vector<cfloat> product;
+  std::vector<float> decoded;  // half-float bands of a pair, decoded
   RealFft2d map_fft;
   std::vector<cfloat> coarse_product;
   RealFft2d coarse_fft;
@@ -491,6 +574,10 @@ int Correlator::AddFrame(FrameView frame) {
   cached->coarse.resize(static_cast<std::size_t>(coarse_band_.rows) * (coarse_band_.cols / 2 + 1));
   CropSpectrum(forward_fft_->spectrum(), frame_shape_, coarse_band_, nullptr,
                cached->coarse.data());
+  if (options_.band_fp16) {
+    EncodeBand(cached->band, &cached->band_half, &cached->band_scale);
+    std::vector<cfloat>().swap(cached->band);
+  }
 
   std::unique_lock<std::shared_mutex> lock(frames_mutex_);
   frames_.push_back(std::move(cached));
@@ -518,9 +605,10 @@ int Correlator::num_frames() const {
 }
 
 std::size_t Correlator::cache_bytes() const {
+  const std::size_t band_bytes = (options_.band_fp16 ? sizeof(cfloat) / 2 : sizeof(cfloat)) *
+                                 static_cast<std::size_t>(band_.rows) * (band_.cols / 2 + 1);
   const std::size_t per_frame =
-      sizeof(cfloat) * (static_cast<std::size_t>(band_.rows) * (band_.cols / 2 + 1) +
-                        static_cast<std::size_t>(coarse_band_.rows) * (coarse_band_.cols / 2 + 1));
+      band_bytes + sizeof(cfloat) * static_cast<std::size_t>(coarse_band_.rows) * (coarse_band_.cols / 2 + 1);
   return per_frame * static_cast<std::size_t>(num_frames());
 }
 
@@ -529,6 +617,14 @@ double Correlator::ComputeProduct(const CachedFrame& a, const CachedFrame& b, Wo
   const int band_cols = band_.cols / 2 + 1;
   const float* pa = reinterpret_cast<const float*>(a.band.data());
   const float* pb = reinterpret_cast<const float*>(b.band.data());
+  if (a.band.empty() || b.band.empty()) {  // stored as half floats
+    const std::size_t n = 2 * static_cast<std::size_t>(band_.rows) * band_cols;
+    w.decoded.resize(2 * n);
+    if (a.band.empty()) DecodeHalf(a.band_half.data(), n, a.band_scale, w.decoded.data());
+    if (b.band.empty()) DecodeHalf(b.band_half.data(), n, b.band_scale, w.decoded.data() + n);
+    if (a.band.empty()) pa = w.decoded.data();
+    if (b.band.empty()) pb = w.decoded.data() + n;
+  }
   float* out = reinterpret_cast<float*>(w.product.data());
   const float exponent = static_cast<float>(0.5 * (p_ - 1.0));  // (|m|^2)^((p-1)/2) = |m|^(p-1)
   double sum_power = 0;

@@ -117,6 +117,11 @@ struct CorrelatorOptions {
   bool correct_window_bias = true;
   int coarse_band_px = 64;  // per-axis size of the unweighted coarse band (even,
                             // 2^a 3^b 5^c); capped at the frame size
+  // Store each cached fine band as IEEE half floats (with a per-frame scale,
+  // so no value overflows) instead of float: halves the cache, which is
+  // what grows with the frame count; decoded per pair (see
+  // config/livealign.ini band-cache-fp16 for the measured accuracy cost).
+  bool band_fp16 = false;
 
   // p actually used: 1 for cc, 0 for pc, hybrid_p for hybrid.
   double EffectiveP() const;

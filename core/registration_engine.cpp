@@ -11,6 +11,7 @@
 #include "core/correlator.hpp"
 #include "core/lattice.hpp"
 #include "core/lattice_offsets.hpp"
+#include "core/live_precision.hpp"
 #include "core/quality.hpp"
 #include "core/template_registration.hpp"
 #include "core/temporal_check.hpp"
@@ -40,6 +41,7 @@ CorrelatorOptions ToCorrelatorOptions(const EngineOptions& o) {
   c.top_k = o.top_k;
   c.oversample = o.oversample;
   c.refine_candidates = o.refine_candidates;
+  c.band_fp16 = o.band_cache_fp16;
   return c;
 }
 
@@ -85,15 +87,33 @@ constexpr int kCoarsePartners = 4;
 // frames and then at every fourfold growth, and in Finish().
 constexpr int kFirstLatticeEstimate = 8;
 
+LivePrecisionSchedule::Options LiveScheduleOptions(const EngineOptions& o) {
+  LivePrecisionSchedule::Options l;
+  l.per_update = o.live_refine_per_update;
+  l.growth = o.live_refine_growth;
+  return l;
+}
+
+ShiftedAverager::Options AveragerOptions(const EngineOptions& o) {
+  ShiftedAverager::Options a;
+  a.cache_frames = o.frame_cache_frames;
+  return a;
+}
+
 }  // namespace
 
 struct RegistrationEngine::Impl {
-  Impl(const EngineOptions& o, Shape s)
+  Impl(const EngineOptions& o, Shape s, std::shared_ptr<FrameStore> frame_store,
+       std::string frame_channel)
       : options(o),
         shape(s),
         pool(o.threads),
         correlator(ToCorrelatorOptions(o), s, pool.NumWorkers()),
-        solver(ToSolverOptions(o)) {
+        solver(ToSolverOptions(o)),
+        store(std::move(frame_store)),
+        channel(std::move(frame_channel)),
+        averager(AveragerOptions(o), store, channel),
+        live_schedule(LiveScheduleOptions(o)) {
     TemplateRegistrationOptions template_options;
     template_options.window = *WindowTypeFromName(o.window);
     template_options.tukey_alpha = o.tukey_alpha;
@@ -116,6 +136,8 @@ struct RegistrationEngine::Impl {
   mutable ThreadPool pool;  // mutable: const reports (ImageQuality) use it too
   Correlator correlator;
   ConsistencySolver solver;
+  std::shared_ptr<FrameStore> store;  // every accepted frame; the averager reads back from it
+  std::string channel;
   ShiftedAverager averager;
   std::vector<TemplateRegistrar> registrars;  // one per worker: own FFT scratch
   struct WorkerScratch {
@@ -134,9 +156,14 @@ struct RegistrationEngine::Impl {
   int next_lattice_estimate = kFirstLatticeEstimate;
   std::vector<CoarsePairEvidence> coarse;
   LatticeOffsetReport offsets;
-  // Precision stage (Finish): correction on top of solver shift + offset.
+  // Precision stage: the shift measured against the leave-one-out average
+  // (absolute, frame-0 gauge), live (core/live_precision.hpp) and in Finish.
+  // It replaces the pairwise shift while the two agree within
+  // kMaxRefinementStepPx; otherwise (a lattice offset or a re-solve moved the
+  // pairwise shift) the pairwise shift is used until the frame is refined again.
   std::vector<Shift> refinement;
   std::vector<bool> refined_ok;
+  LivePrecisionSchedule live_schedule;
   TemporalCheckReport temporal;
 
   double CoarseCutoff() const;
@@ -149,6 +176,12 @@ struct RegistrationEngine::Impl {
   void UpdateLattice(FrameView newest);
   std::vector<PairMeasurement> CorrelateNewFrame(int k, bool* used_prediction);
   void RefineAll();
+  // Registers frame i against its leave-one-out average; false when the
+  // result is not trusted. Safe to run for distinct frames in parallel.
+  bool RefineOne(int i, int worker, Shift* refined);
+  // The live precision step of one update: the frames the schedule says are
+  // due, at most `budget` (the schedule's per-update bound when < 0).
+  void RefineLive(int budget = -1);
 };
 
 double RegistrationEngine::Impl::CoarseCutoff() const {
@@ -188,7 +221,9 @@ void RegistrationEngine::Impl::Resolve(bool from_scratch) {
 
 void RegistrationEngine::Impl::PublishShifts() {
   for (std::size_t i = 0; i < frames.size(); ++i) {
-    frames[i].shift = PairwiseShift(static_cast<int>(i)) + (refined_ok[i] ? refinement[i] : Shift{});
+    const Shift pairwise = PairwiseShift(static_cast<int>(i));
+    const bool use_refined = refined_ok[i] && (refinement[i] - pairwise).Norm() < kMaxRefinementStepPx;
+    frames[i].shift = use_refined ? refinement[i] : pairwise;
     frames[i].residual_px = last_solve.frame_residual_px[i];
     frames[i].flagged = last_solve.flagged[i];
   }
@@ -236,8 +271,8 @@ void RegistrationEngine::Impl::UpdateLattice(FrameView newest) {
   // the registered average, which is sharper.
   LatticeEstimate estimate;
   const AverageImage average = averager.Average();
-  if (average.valid.rows() >= 64 && average.valid.cols() >= 64 && frames.size() > 1) {
-    estimate = EstimateLattice(average.common, LatticeEstimateOptions{});
+  if (average.best_covered.rows() >= 64 && average.best_covered.cols() >= 64 && frames.size() > 1) {
+    estimate = EstimateLattice(average.best, LatticeEstimateOptions{});
   }
   if (!estimate.found && newest.rows() >= 64 && newest.cols() >= 64) {
     estimate = EstimateLattice(newest, LatticeEstimateOptions{});
@@ -294,6 +329,25 @@ std::vector<PairMeasurement> RegistrationEngine::Impl::CorrelateNewFrame(int k,
   return pairs;
 }
 
+bool RegistrationEngine::Impl::RefineOne(int i, int worker, Shift* refined) {
+  if (frames[i].flagged) return false;
+  WorkerScratch& scratch = worker_scratch[worker];
+  TemplateRegistrar& registrar = registrars[worker];
+  // The template is moved into frame i's coordinates, so the registration
+  // measures only the residual of frame i's current shift.
+  const std::shared_ptr<const Frame> frame_i = averager.frame(i);
+  averager.LeaveOneOutMeanInFrame(i, *frame_i, &scratch.leave_one_out, &scratch.mean,
+                                  &scratch.template_image);
+  TemplateRegistrationReport report;
+  registrar.SetTemplate(scratch.template_image);
+  const Shift residual = registrar.Register(*frame_i, Shift{0, 0}, &report);
+  const Shift s = averager.applied_shift(i) + residual;
+  if (!report.peak_in_window || !report.converged || (s - PairwiseShift(i)).Norm() >= kMaxRefinementStepPx)
+    return false;
+  *refined = s;
+  return true;
+}
+
 void RegistrationEngine::Impl::RefineAll() {
   const int n = static_cast<int>(frames.size());
   if (!options.refine_against_template || n < 3) return;
@@ -301,37 +355,58 @@ void RegistrationEngine::Impl::RefineAll() {
   // this pass moves, so the order does not matter.
   std::vector<Shift> result(n);
   std::vector<char> ok(n, 0);
-  pool.ParallelFor(n, [&](int i, int worker) {
-    if (frames[i].flagged) return;
-    WorkerScratch& scratch = worker_scratch[worker];
-    // The template is moved into frame i's coordinates, so the registration
-    // measures only the residual of frame i's current shift.
-    averager.LeaveOneOutMeanInFrame(i, &scratch.leave_one_out, &scratch.mean, &scratch.template_image);
-    const Shift pairwise = PairwiseShift(i);
-    TemplateRegistrationReport report;
-    registrars[worker].SetTemplate(scratch.template_image);
-    const Shift residual = registrars[worker].Register(averager.frame(i), Shift{0, 0}, &report);
-    const Shift s = averager.applied_shift(i) + residual;
-    if (report.peak_in_window && report.converged && (s - pairwise).Norm() < kMaxRefinementStepPx) {
-      result[i] = s - pairwise;
-      ok[i] = 1;
-    }
-  });
+  pool.ParallelFor(n, [&](int i, int worker) { ok[i] = RefineOne(i, worker, &result[i]) ? 1 : 0; });
   // Gauge: frame 0 stays at (0, 0) exactly.
-  const Shift origin = ok[0] ? result[0] : Shift{};
+  const Shift origin = ok[0] ? result[0] - PairwiseShift(0) : Shift{};
+  const int included = averager.num_included();
+  live_schedule.Resize(n);
   for (int i = 0; i < n; ++i) {
     refined_ok[i] = ok[i] != 0;
     refinement[i] = refined_ok[i] ? result[i] - origin : Shift{};
+    if (refined_ok[i] && i > 0) live_schedule.MarkRefined(i, included, PairwiseShift(i));
   }
   PublishShifts();
   SyncAverager(0.0);
 }
 
-RegistrationEngine::RegistrationEngine(const EngineOptions& options, Shape frame_shape) {
+void RegistrationEngine::Impl::RefineLive(int budget) {
+  const int n = static_cast<int>(frames.size());
+  if (!options.refine_against_template || (budget < 0 && options.live_refine_per_update == 0)) return;
+  live_schedule.Resize(n);
+  std::vector<Shift> pairwise(n);
+  std::vector<bool> flagged(n);
+  for (int i = 0; i < n; ++i) {
+    pairwise[i] = PairwiseShift(i);
+    flagged[i] = frames[i].flagged;
+  }
+  const int included = averager.num_included();
+  const std::vector<int> chosen = live_schedule.Select(included, pairwise, flagged, budget);
+  if (chosen.empty()) return;
+  std::vector<Shift> result(chosen.size());
+  std::vector<char> ok(chosen.size(), 0);
+  pool.ParallelFor(static_cast<int>(chosen.size()), [&](int c, int worker) {
+    ok[c] = RefineOne(chosen[c], worker, &result[c]) ? 1 : 0;
+  });
+  for (std::size_t c = 0; c < chosen.size(); ++c) {
+    const int i = chosen[c];
+    // Tried either way: a frame the template cannot place waits for the
+    // next growth step instead of taking every update's budget.
+    live_schedule.MarkRefined(i, included, pairwise[i]);
+    refined_ok[i] = ok[c] != 0;
+    refinement[i] = refined_ok[i] ? result[c] : Shift{};
+  }
+  PublishShifts();
+  // The refined frames move in the average too (old ones are read back).
+  SyncAverager(kLiveResampleTolerancePx, static_cast<int>(chosen.size()));
+}
+
+RegistrationEngine::RegistrationEngine(const EngineOptions& options, Shape frame_shape,
+                                       std::shared_ptr<FrameStore> store, std::string channel) {
   std::string error;
   if (!options.Check(&error)) throw std::invalid_argument("EngineOptions: " + error);
   if (frame_shape.Empty()) throw std::invalid_argument("RegistrationEngine: empty frame shape");
-  impl_ = std::make_unique<Impl>(options, frame_shape);
+  if (store == nullptr) throw std::invalid_argument("RegistrationEngine: null frame store");
+  impl_ = std::make_unique<Impl>(options, frame_shape, std::move(store), std::move(channel));
 }
 
 RegistrationEngine::~RegistrationEngine() = default;
@@ -349,6 +424,9 @@ UpdateReport RegistrationEngine::AddFrame(Frame frame) {
   const int k = static_cast<int>(m.frames.size());
   report.index = k;
 
+  // Into the store first: a failed Put leaves the engine unchanged.
+  m.store->Put(k, m.channel, frame.view(), frame.header().timestamp_s);
+
   auto t = Clock::now();
   m.correlator.AddFrame(frame.view());
   report.timings.preprocess_ms = MsSince(t);
@@ -364,10 +442,10 @@ UpdateReport RegistrationEngine::AddFrame(Frame frame) {
   state.index = k;
   state.timestamp_s = frame.header().timestamp_s;
   m.frames.push_back(state);
-  // Live shifts are the pairwise solution; the precision stage of an earlier
-  // Finish() no longer matches it once new pairs arrive.
-  m.refinement.assign(m.frames.size(), Shift{});
-  m.refined_ok.assign(m.frames.size(), false);
+  // Earlier precision-stage shifts are kept (PublishShifts drops one that
+  // the new pairwise solution contradicts); the new frame has none yet.
+  m.refinement.resize(m.frames.size(), Shift{});
+  m.refined_ok.resize(m.frames.size(), false);
   m.solver.AddFrame(std::move(pairs));
   m.Resolve(/*from_scratch=*/k > 0 && k % m.options.full_resolve_every == 0);
   m.PublishShifts();
@@ -377,10 +455,13 @@ UpdateReport RegistrationEngine::AddFrame(Frame frame) {
   m.averager.AddFrame(std::move(frame), m.frames.back().shift, !m.frames.back().flagged);
   m.SyncAverager(kLiveResampleTolerancePx, kLiveResampleBudget);
   if ((!m.lattice && k < kFirstLatticeEstimate) || k + 1 >= m.next_lattice_estimate) {
-    m.UpdateLattice(m.averager.frame(k));
+    m.UpdateLattice(*m.averager.frame(k));
     if (k + 1 >= m.next_lattice_estimate) m.next_lattice_estimate = 4 * (k + 1);
   }
   report.timings.average_ms = MsSince(t);
+  t = Clock::now();
+  m.RefineLive();
+  report.timings.refine_ms = MsSince(t);
   report.timings.total_ms = MsSince(start);
   return report;
 }
@@ -392,7 +473,7 @@ UpdateReport RegistrationEngine::Finish() {
   report.index = static_cast<int>(m.frames.size()) - 1;
   if (m.frames.empty()) return report;
   auto t = Clock::now();
-  m.UpdateLattice(m.averager.frame(static_cast<int>(m.frames.size()) - 1));
+  m.UpdateLattice(*m.averager.frame(static_cast<int>(m.frames.size()) - 1));
   m.Resolve(/*from_scratch=*/true);
   m.PublishShifts();
   m.SyncAverager(0.0);
@@ -400,7 +481,13 @@ UpdateReport RegistrationEngine::Finish() {
   t = Clock::now();
   // One Jacobi pass: a second pass (templates from refined shifts) changed
   // the RMS error by < 0.001 px on the 40-frame benchmarks and doubled the cost.
-  m.RefineAll();
+  // With final_refine_all off, only the frames the live schedule says are due.
+  if (m.options.final_refine_all || m.options.live_refine_per_update == 0) {
+    m.RefineAll();
+  } else {
+    m.RefineLive(static_cast<int>(m.frames.size()));
+    m.SyncAverager(0.0);
+  }
   report.timings.refine_ms = MsSince(t);
   report.timings.total_ms = MsSince(start);
   return report;
@@ -576,8 +663,10 @@ std::optional<double> ToA(std::optional<double> f_cycles_per_px, const EngineOpt
   return RingFrequencyToA(*f_cycles_per_px, PixelSizeA{o.pixel_size_y_A, o.pixel_size_x_A}).mean_A;
 }
 
-// Crop of `image` to `rect` (which must lie inside it).
-Frame Crop(FrameView image, const AverageImage::Rect& rect) { return CropFrame(image, rect); }
+bool Inside(const AverageImage::Rect& outer, const AverageImage::Rect& inner) {
+  return inner.row0 >= outer.row0 && inner.row1 <= outer.row1 && inner.col0 >= outer.col0 &&
+         inner.col1 <= outer.col1;
+}
 
 // Frames a ring at FRC value c needs to reach the 1/7 criterion, from n now:
 // the half-set SSNR c / (1 - c) grows in proportion to the frames and must
@@ -599,24 +688,28 @@ ImageQualityReport RegistrationEngine::ImageQuality() const {
   const EngineOptions& o = m.options;
 
   // The three spectral figures are independent: computed in parallel.
+  // On the mosaic's best-covered region (core/coverage_region.hpp), so the
+  // figures stay defined when the drift has carried the view off frame 0.
   const AverageImage full = m.averager.Average();
-  const bool have_region = full.valid.rows() >= 32 && full.valid.cols() >= 32;
+  const AverageImage::Rect& region = full.best_covered;
+  const bool have_region = region.rows() >= 32 && region.cols() >= 32;
   std::optional<FrcReport> frc;
   InformationTransferReport average_transfer, single_transfer;
   m.pool.ParallelFor(3, [&](int task, int) {
     if (task == 0 && have_region && num_frames() >= 2) {
-      // Resolution: FRC of the even/odd half-set averages over the region
-      // every included frame covers (so both halves are defined there).
+      // Resolution: FRC of the even/odd half-set averages over the
+      // best-covered region (both halves cover every pixel of it).
       const AverageImage even = m.averager.HalfSetAverage(0);
       const AverageImage odd = m.averager.HalfSetAverage(1);
-      if (even.num_included > 0 && odd.num_included > 0) {
-        frc = FourierRingCorrelation(Crop(even.full, full.valid), Crop(odd.full, full.valid));
+      if (even.num_included > 0 && odd.num_included > 0 && Inside(even.mosaic_extent, region) &&
+          Inside(odd.mosaic_extent, region)) {
+        frc = FourierRingCorrelation(CropMosaic(even, region), CropMosaic(odd, region));
       }
     } else if (task == 1 && have_region) {
-      average_transfer = InformationTransfer(full.common);
+      average_transfer = InformationTransfer(full.best);
     } else if (task == 2 && num_frames() > 0) {
       // Information transfer of one frame (the latest), for comparison.
-      single_transfer = InformationTransfer(m.averager.frame(num_frames() - 1));
+      single_transfer = InformationTransfer(*m.averager.frame(num_frames() - 1));
     }
   });
   if (frc) {
@@ -729,12 +822,17 @@ ImageQualityReport RegistrationEngine::ImageQuality() const {
 Frame RegistrationEngine::LatestFrame() const {
   const Impl& m = *impl_;
   if (m.frames.empty()) return Frame();
-  const FrameView view = m.averager.frame(num_frames() - 1);
+  const std::shared_ptr<const Frame> latest = m.averager.frame(num_frames() - 1);
+  const FrameView view = latest->view();
   return Frame(view.shape(), std::vector<float>(view.data(), view.data() + view.shape().Pixels()),
                FrameHeader{num_frames() - 1, m.frames.back().timestamp_s, view.shape()});
 }
 
 std::size_t RegistrationEngine::cache_bytes() const { return impl_->correlator.cache_bytes(); }
-std::size_t RegistrationEngine::frame_bytes() const { return impl_->averager.MemoryBytes(); }
+std::size_t RegistrationEngine::frame_bytes() const { return impl_->averager.FrameBytes(); }
+std::size_t RegistrationEngine::mosaic_bytes() const {
+  return impl_->averager.MemoryBytes() - impl_->averager.FrameBytes();
+}
+std::size_t RegistrationEngine::store_bytes() const { return impl_->store->bytes_in_memory(); }
 
 }  // namespace livealign

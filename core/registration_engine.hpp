@@ -13,9 +13,12 @@
 //   for (const FrameState& s : engine.frames()) ... s.shift ...
 //   AverageImage avg = engine.Average();
 //
-// Memory: the engine keeps every frame (the average is recomputed when earlier
-// shifts move) plus each frame's band-cropped spectrum: see cache_bytes() and
-// frame_bytes().
+// Memory: the engine Puts every accepted frame into its FrameStore and keeps
+// only the most recent EngineOptions::frame_cache_frames in RAM; an older
+// frame is read back when its shift moved enough to be re-resampled into the
+// average (at most a fixed number per update) or the precision stage needs
+// it. Each frame's band-cropped spectrum stays in RAM. See cache_bytes(),
+// frame_bytes(), mosaic_bytes() and store_bytes().
 
 #include <cstdint>
 #include <memory>
@@ -26,6 +29,7 @@
 #include "core/average_image.hpp"
 #include "core/engine_options.hpp"
 #include "core/frame.hpp"
+#include "core/frame_store.hpp"
 #include "core/shift.hpp"
 
 namespace livealign {
@@ -171,15 +175,19 @@ struct ShiftMatrixSnapshot {
 
 class RegistrationEngine {
  public:
-  // Throws std::invalid_argument when options.Check() fails or the shape is empty.
-  RegistrationEngine(const EngineOptions& options, Shape frame_shape);
+  // Throws std::invalid_argument when options.Check() fails, the shape is
+  // empty or the store is null. Frame k of the series is Put into `store` as
+  // (k, channel); the default store keeps every frame in RAM.
+  RegistrationEngine(const EngineOptions& options, Shape frame_shape,
+                     std::shared_ptr<FrameStore> store = std::make_shared<MemoryFrameStore>(),
+                     std::string channel = "");
   ~RegistrationEngine();
   RegistrationEngine(const RegistrationEngine&) = delete;
   RegistrationEngine& operator=(const RegistrationEngine&) = delete;
 
-  // Adds the next frame (it becomes frame num_frames()); the engine keeps it.
-  // Throws std::invalid_argument on a shape mismatch or non-finite pixels;
-  // the engine is then unchanged.
+  // Adds the next frame (it becomes frame num_frames()) and Puts it into the
+  // store. Throws std::invalid_argument on a shape mismatch or non-finite
+  // pixels, and what the store's Put throws; the engine is then unchanged.
   UpdateReport AddFrame(Frame frame);
 
   // Full re-solve from scratch and the precision pass over every frame; call
@@ -201,9 +209,13 @@ class RegistrationEngine {
   // Copy of the most recently added frame (raw, unshifted); empty when none.
   Frame LatestFrame() const;
 
-  // Bytes of cached band spectra, and of kept frames.
+  // Bytes of cached band spectra; of frames kept in RAM by the averager (its
+  // bounded cache); of the average's running sums (the mosaic canvas); and
+  // what the frame store holds in RAM (all frames for a MemoryFrameStore).
   std::size_t cache_bytes() const;
   std::size_t frame_bytes() const;
+  std::size_t mosaic_bytes() const;
+  std::size_t store_bytes() const;
 
  private:
   struct Impl;

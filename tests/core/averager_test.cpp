@@ -2,9 +2,13 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <cmath>
+#include <memory>
 #include <random>
 
+#include "core/frame_store.hpp"
+#include "tests/core/counting_frame_store.hpp"
 #include "core/simulator.hpp"
 
 namespace livealign {
@@ -80,12 +84,21 @@ TEST_CASE("valid rectangle and counts follow the shifts", "[core][averager]") {
     // A constant frame stays constant under interpolation (weights sum to 1).
     REQUIRE_THAT(average.full.at(10, 10), WithinAbs(2.0, 1e-6));
   }
-  SECTION("a frame shifted out of view covers nothing") {
+  SECTION("a frame shifted out of view leaves no common region but joins the mosaic") {
     averager.AddFrame(Frame(shape, std::vector<float>(600, 3.0f)), Shift{100, 0});
     const AverageImage average = averager.Average();
     REQUIRE(average.valid.Empty());
     REQUIRE(average.common.shape().Pixels() == 0);
     REQUIRE(average.counts.at(5, 5) == 1.0f);
+    // Frame 1 is read at p + (100, 0): it shows frame-0 columns [-100, -70).
+    REQUIRE(average.mosaic_extent == (AverageImage::Rect{0, 20, -100, 30}));
+    REQUIRE(average.mosaic_counts.at(5, 5) == 1.0f);           // column -95: frame 1
+    REQUIRE(average.mosaic_counts.at(5, 50) == 0.0f);          // column -50: no frame
+    REQUIRE_THAT(average.mosaic.at(5, 5), WithinAbs(3.0, 1e-6));
+    REQUIRE_THAT(average.mosaic.at(5, 110), WithinAbs(1.0, 1e-6));  // column 10: frame 0
+    // Best covered: one frame each, the first found (frame 1's footprint).
+    REQUIRE(average.best_covered == (AverageImage::Rect{0, 20, -100, -70}));
+    REQUIRE(average.best.shape() == (Shape{20, 30}));
   }
   SECTION("excluded frames do not count") {
     averager.AddFrame(Frame(shape, std::vector<float>(600, 3.0f)), Shift{3, -2}, false);
@@ -189,8 +202,133 @@ TEST_CASE("half-set and leave-one-out averages", "[core][averager]") {
   REQUIRE(MaxAbsDiff(loo.counts, averager.AverageOf(all_but_3).counts) == 0);
   REQUIRE(loo.valid == averager.AverageOf(all_but_3).valid);
 
-  // 7 frames of 48 x 40 floats + 2 x (double + int) running sums.
-  REQUIRE(averager.MemoryBytes() == 7u * 1920 * 4 + 2u * 1920 * (8 + 4));
+  // 7 frames of 48 x 40 floats + 2 x (double + int) running sums on the
+  // canvas (which holds every footprint).
+  const AverageImage::Rect canvas = averager.canvas();
+  const std::size_t canvas_pixels = static_cast<std::size_t>(canvas.rows()) * canvas.cols();
+  REQUIRE(canvas_pixels >= 1920u);
+  REQUIRE(averager.FrameBytes() == 7u * 1920 * 4);
+  REQUIRE(averager.MemoryBytes() == 7u * 1920 * 4 + 2u * canvas_pixels * (8 + 4));
+}
+
+TEST_CASE("with a frame store only recent frames stay in RAM and old ones are read back",
+          "[core][averager][frame_store]") {
+  SimulatorOptions options;
+  options.shape = {40, 48};
+  options.initial_velocity_px_per_frame = {1.3, -0.7};
+  SimulatedSeries series = Simulate(options, 12, 9);
+  auto store = std::make_shared<CountingFrameStore>();
+  ShiftedAverager::Options averager_options;
+  averager_options.cache_frames = 3;
+  ShiftedAverager cached(averager_options, store);
+  ShiftedAverager all;  // no store: keeps every frame
+  const std::size_t frame_bytes = 40u * 48 * sizeof(float);
+  for (int i = 0; i < 12; ++i) {
+    store->Put(i, "", series.frames[i], 0.0);
+    cached.AddFrame(series.frames[i].Clone(), series.true_shifts[i]);
+    all.AddFrame(series.frames[i].Clone(), series.true_shifts[i]);
+    REQUIRE(cached.FrameBytes() == std::min<std::size_t>(i + 1, 3) * frame_bytes);
+  }
+  REQUIRE(all.FrameBytes() == 12 * frame_bytes);
+  REQUIRE(store->gets() == 0);
+
+  // A recent frame moves: no read-back. An old one: exactly one.
+  cached.SetShift(11, series.true_shifts[11] + Shift{0.4, 0.1}, true);
+  all.SetShift(11, series.true_shifts[11] + Shift{0.4, 0.1}, true);
+  REQUIRE(store->gets() == 0);
+  cached.SetShift(2, series.true_shifts[2] + Shift{-0.3, 0.5}, true);
+  all.SetShift(2, series.true_shifts[2] + Shift{-0.3, 0.5}, true);
+  REQUIRE(store->gets() == 1);
+  REQUIRE(cached.num_store_reads() == 1);
+  // Within the tolerance: nothing to re-resample, nothing read.
+  cached.SetShift(3, series.true_shifts[3] + Shift{0.001, 0}, true);
+  REQUIRE(store->gets() == 1);
+  // Excluding an old frame subtracts it: one more read.
+  cached.SetShift(4, series.true_shifts[4], false);
+  all.SetShift(4, series.true_shifts[4], false);
+  REQUIRE(store->gets() == 2);
+  REQUIRE(cached.FrameBytes() == 3 * frame_bytes);  // read-backs are not cached
+
+  // The read-back frames give the same average as the kept ones.
+  const AverageImage a = cached.Average(), b = all.Average();
+  REQUIRE(a.mosaic_extent == b.mosaic_extent);
+  REQUIRE(a.mosaic.pixels() == b.mosaic.pixels());
+  REQUIRE(a.full.pixels() == b.full.pixels());
+
+  // The precision stage's template of an old frame reads it back once.
+  ShiftedAverager::LeaveOneOutScratch scratch;
+  Frame mean, in_frame_cached, in_frame_all;
+  cached.LeaveOneOutMeanInFrame(0, &scratch, &mean, &in_frame_cached);
+  REQUIRE(store->gets() == 3);
+  all.LeaveOneOutMeanInFrame(0, &scratch, &mean, &in_frame_all);
+  REQUIRE(in_frame_cached.pixels() == in_frame_all.pixels());
+  REQUIRE(cached.frame(0)->pixels() == series.frames[0].pixels());
+  REQUIRE(store->gets() == 4);
+}
+
+TEST_CASE("a frame the store cannot return leaves the averager unchanged",
+          "[core][averager][frame_store]") {
+  SimulatorOptions options;
+  options.shape = {32, 32};
+  SimulatedSeries series = Simulate(options, 4, 2);
+  auto store = std::make_shared<MemoryFrameStore>();  // frame 0 never Put
+  ShiftedAverager::Options averager_options;
+  averager_options.cache_frames = 1;
+  ShiftedAverager averager(averager_options, store);
+  for (int i = 0; i < 4; ++i) {
+    if (i > 0) store->Put(i, "", series.frames[i], 0.0);
+    averager.AddFrame(series.frames[i].Clone(), series.true_shifts[i]);
+  }
+  const AverageImage before = averager.Average();
+  REQUIRE_THROWS_AS(averager.SetShift(0, Shift{0.5, 0.5}, true), std::out_of_range);
+  REQUIRE(averager.applied_shift(0) == series.true_shifts[0]);
+  REQUIRE(averager.Average().full.pixels() == before.full.pixels());
+}
+
+TEST_CASE("the mosaic keeps frames the drift carried away from frame 0",
+          "[core][averager][mosaic]") {
+  // 64^2 frames drifting 9 px/frame along x: from frame 8 on a frame no
+  // longer overlaps frame 0, and the region every frame covers is empty.
+  SimulatorOptions options;
+  options.shape = {64, 64};
+  options.initial_velocity_px_per_frame = {9.0, 0.5};
+  options.random_acceleration_px = 0;
+  SimulatedSeries series = Simulate(options, 14, 4);
+  ShiftedAverager averager;
+  for (int i = 0; i < 14; ++i) averager.AddFrame(series.frames[i].Clone(), series.true_shifts[i]);
+  const AverageImage average = averager.Average();
+  REQUIRE(average.valid.Empty());
+  REQUIRE(average.num_included == 14);
+  // The mosaic spans about 64 + 13 * 9 columns.
+  CAPTURE(average.mosaic_extent);
+  REQUIRE(average.mosaic_extent.cols() >= 64 + 13 * 9 - 4);
+  REQUIRE(average.mosaic.shape() == (Shape{average.mosaic_extent.rows(), average.mosaic_extent.cols()}));
+  // Frame 13 contributes where no earlier frame covers: the far end of the mosaic.
+  const Shift s13 = series.true_shifts[13];
+  const int far_col = static_cast<int>(std::floor(-s13.x)) + 3 - average.mosaic_extent.col0;
+  const int mid_row = 32 - average.mosaic_extent.row0;
+  REQUIRE(average.mosaic_counts.at(mid_row, far_col) >= 1.0f);
+  // The best-covered region: non-empty, at least half the highest count
+  // everywhere, and both half sets cover it.
+  REQUIRE(average.best_covered.rows() >= 32);
+  REQUIRE(average.best_covered.cols() >= 16);
+  float max_count = 0;
+  for (float c : average.mosaic_counts.pixels()) max_count = std::max(max_count, c);
+  const AverageImage even = averager.HalfSetAverage(0), odd = averager.HalfSetAverage(1);
+  for (int r = average.best_covered.row0; r < average.best_covered.row1; ++r) {
+    for (int c = average.best_covered.col0; c < average.best_covered.col1; ++c) {
+      const float count = average.mosaic_counts.at(r - average.mosaic_extent.row0,
+                                                   c - average.mosaic_extent.col0);
+      REQUIRE(count >= 0.5f * max_count);
+    }
+  }
+  REQUIRE(CropMosaic(even, average.best_covered).shape() == average.best.shape());
+  REQUIRE(CropMosaic(odd, average.best_covered).shape() == average.best.shape());
+  // Memory follows the drift extent: the canvas is far smaller than one
+  // frame per added frame would be ... and holds every footprint.
+  const AverageImage::Rect canvas = averager.canvas();
+  REQUIRE(canvas.cols() >= average.mosaic_extent.cols());
+  REQUIRE(canvas.rows() * canvas.cols() < 14 * 64 * 64);
 }
 
 TEST_CASE("averager misuse is refused", "[core][averager]") {
