@@ -45,6 +45,9 @@ bool EngineOptions::Check(std::string* error) const {
   if (!(settled_A_per_s >= 0)) return Fail(error, "settled_A_per_s must be >= 0");
   if (!(settled_px_per_frame > 0)) return Fail(error, "settled_px_per_frame must be > 0");
   if (drift_window_frames < 2) return Fail(error, "drift_window_frames must be >= 2");
+  if (!(min_overlap_fraction >= 0 && min_overlap_fraction <= 1))
+    return Fail(error, "min_overlap_fraction must be in [0, 1]");
+  if (!(full_resolve_growth >= 1)) return Fail(error, "full_resolve_growth must be >= 1");
   return true;
 }
 

@@ -138,6 +138,9 @@ struct PairRecord {
   Shift used_j_from_i;       // the candidate (and lattice snap) the solver used
   bool inlier = false;
   bool snapped = false;
+  // Not correlated: the frames' predicted overlap was below
+  // EngineOptions::min_overlap_fraction (has_peak is then false).
+  bool no_overlap = false;
 };
 
 struct StageTimings {
@@ -147,7 +150,7 @@ struct StageTimings {
   double refine_ms = 0;      // precision stage
   double average_ms = 0;
   double total_ms = 0;
-  int pairs = 0;             // pairs correlated in this update
+  int pairs = 0;             // pairs with a peak in this update (the overlap gate skips others)
 };
 
 struct UpdateReport {
@@ -161,7 +164,8 @@ struct UpdateReport {
 
 // The used shift matrices R_ij (the picture that shows a registration is
 // physically consistent). k*k row-major; entry (i, j) is j_from_i; NaN where
-// no measurement; status 0 missing, 1 inlier, 2 rejected, 3 snapped.
+// no measurement; status 0 missing, 1 inlier, 2 rejected, 3 snapped, 4 not
+// correlated because the frames do not overlap enough (ShiftMatrices::Status).
 struct ShiftMatrixSnapshot {
   int k = 0;
   std::vector<double> x;
@@ -200,6 +204,10 @@ class RegistrationEngine {
   ImageQualityReport ImageQuality() const;
   // Copy of the most recently added frame (raw, unshifted); empty when none.
   Frame LatestFrame() const;
+
+  // Shape of one pair's band-limited correlation map (its inverse FFT): with
+  // one forward FFT per frame, the FFT floor of an update.
+  Shape correlation_map_shape() const;
 
   // Bytes of cached band spectra, and of kept frames.
   std::size_t cache_bytes() const;

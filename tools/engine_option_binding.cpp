@@ -83,7 +83,13 @@ void AddEngineOptions(po::options_description* description, EngineOptions* o) {
       ("pixel-size-y-A", po::value(&o->pixel_size_y_A)->default_value(defaults.pixel_size_y_A, Text(defaults.pixel_size_y_A)),
        "pixel size along y, Å (0 = unknown)")
       ("threads", po::value(&o->threads)->default_value(defaults.threads),
-       "worker threads (0 = all cores)");
+       "worker threads (0 = all cores)")
+      ("min-overlap-fraction",
+       po::value(&o->min_overlap_fraction)->default_value(defaults.min_overlap_fraction, Text(defaults.min_overlap_fraction)),
+       "correlate a pair only when the frames' predicted overlap is at least this fraction of the area (0 = all pairs)")
+      ("full-resolve-growth",
+       po::value(&o->full_resolve_growth)->default_value(defaults.full_resolve_growth, Text(defaults.full_resolve_growth)),
+       "full re-solves at geometrically growing frame counts: the next at max(k + full-resolve-every, this * k)");
 }
 
 bool ParseCommandLine(int argc, char** argv, const po::options_description& visible,
