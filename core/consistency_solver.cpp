@@ -9,6 +9,10 @@
 #include <stdexcept>
 #include <utility>
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 namespace livealign {
 namespace {
 
@@ -688,6 +692,9 @@ void ConsistencySolver::StartBackground() {
   // copy of the state happens on the background thread.
   background_ = std::async(std::launch::async, [options = options_, lattice = lattice_, blocks = blocks_,
                                                 cancel]() {
+    // Lowest priority: the re-solve uses the cycles the live updates leave
+    // idle, so it never delays a drift message (Linux: per-thread nice).
+    setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 19);
     auto solver = std::make_unique<ConsistencySolver>(options);
     solver->cancel_ = cancel.get();
     solver->lattice_ = lattice;

@@ -104,10 +104,11 @@ struct SolverOptions {
   // has fewer partners). The score only sets initial weights and detects
   // hops, for which a few dozen triangles are as decisive as thousands.
   int max_triangle_partners = 48;
-  // Incremental solves re-select and re-weight every pair while there are at
-  // most this many (~200 frames of all pairs, a few ms per update); beyond,
-  // they place only the new frames and full re-solves run in the background.
-  int global_update_max_pairs = 20000;
+  // Incremental solves re-select and re-weight every pair, and full re-solves
+  // run synchronously, while there are at most this many pairs (~60 frames of
+  // all pairs: a full re-solve then takes ~10 ms); beyond, updates place only
+  // the new frames and full re-solves run in the background.
+  int global_update_max_pairs = 2000;
   // IRLS iterations placing one new frame against fixed earlier frames.
   int max_local_iterations = 10;
 
