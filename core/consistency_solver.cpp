@@ -541,7 +541,8 @@ SolverReport ConsistencySolver::Solve(bool from_scratch) {
     iterations = std::max(iterations, PlaceFrame(k, threshold));
   }
   placed_frames_ = num_frames_;
-  RecomputeTotals();
+  // The earlier frames did not move: only the new pairs change the totals.
+  for (int k = first_new; k < num_frames_; ++k) AddToTotals(k);
   return MakeReport(iterations, /*converged=*/iterations < options_.max_local_iterations, 0, 0);
 }
 
@@ -623,26 +624,29 @@ void ConsistencySolver::RecomputeTotals() {
   totals_ = Totals{};
   std::fill(frame_inliers_.begin(), frame_inliers_.end(), 0);
   std::fill(frame_sum_sq_.begin(), frame_sum_sq_.end(), 0.0);
-  for (std::size_t j = 1; j < blocks_.size(); ++j) {
-    const Block& block = *blocks_[j];
-    std::vector<Pair>& states = states_[j];
-    for (std::size_t q = 0; q < block.size(); ++q) {
-      if (block[q].candidates.empty()) continue;
-      PairState& state = states[q].state;
-      const std::size_t i = static_cast<std::size_t>(block[q].i);
-      ++totals_.measured;
-      if (state.chosen > 0) ++totals_.not_brightest;
-      if (state.chosen >= 0) state.residual_px = Length(shifts_[j] - shifts_[i] - state.used_j_from_i);
-      if (!state.inlier) continue;
-      ++totals_.inlier;
-      if (state.snapped) ++totals_.snapped;
-      const double r2 = state.residual_px * state.residual_px;
-      totals_.sum_sq += r2;
-      frame_sum_sq_[i] += r2;
-      frame_sum_sq_[j] += r2;
-      ++frame_inliers_[i];
-      ++frame_inliers_[j];
-    }
+  for (std::size_t j = 1; j < blocks_.size(); ++j) AddToTotals(static_cast<int>(j));
+}
+
+void ConsistencySolver::AddToTotals(int frame) {
+  const std::size_t j = static_cast<std::size_t>(frame);
+  const Block& block = *blocks_[j];
+  std::vector<Pair>& states = states_[j];
+  for (std::size_t q = 0; q < block.size(); ++q) {
+    if (block[q].candidates.empty()) continue;
+    PairState& state = states[q].state;
+    const std::size_t i = static_cast<std::size_t>(block[q].i);
+    ++totals_.measured;
+    if (state.chosen > 0) ++totals_.not_brightest;
+    if (state.chosen >= 0) state.residual_px = Length(shifts_[j] - shifts_[i] - state.used_j_from_i);
+    if (!state.inlier) continue;
+    ++totals_.inlier;
+    if (state.snapped) ++totals_.snapped;
+    const double r2 = state.residual_px * state.residual_px;
+    totals_.sum_sq += r2;
+    frame_sum_sq_[i] += r2;
+    frame_sum_sq_[j] += r2;
+    ++frame_inliers_[i];
+    ++frame_inliers_[j];
   }
 }
 

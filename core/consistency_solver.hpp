@@ -261,6 +261,8 @@ class ConsistencySolver {
   // Places frame k against the fixed earlier frames; returns iterations.
   int PlaceFrame(int k, double threshold_px);
   void RecomputeTotals();
+  // Adds the pairs of one frame (with earlier frames) to the totals.
+  void AddToTotals(int frame);
   SolverReport MakeReport(int iterations, bool converged, int reselections, int frames_moved) const;
   void StartBackground();
   // Adopts a finished background solve; returns true when one was adopted.
