@@ -145,6 +145,10 @@ struct SolverReport {
   int cg_iterations = 0;                   // total PCG sweeps
   int frames_moved_by_lattice = 0;         // frames moved back by a lattice vector
   bool converged = false;
+  // This Solve() applied a background full re-solve (frames 0..n-1 of its
+  // snapshot), and how many frames that snapshot held.
+  bool adopted_background = false;
+  int background_frames = 0;
   std::string message;
 };
 
@@ -266,7 +270,8 @@ class ConsistencySolver {
   SolverReport MakeReport(int iterations, bool converged, int reselections, int frames_moved) const;
   void StartBackground();
   // Adopts a finished background solve; returns true when one was adopted.
-  bool AdoptBackground();
+  // Adopts a finished background solve; returns the frames it covered (0: none).
+  int AdoptBackground();
   void StopBackground();
   bool Cancelled() const { return cancel_ != nullptr && cancel_->load(std::memory_order_relaxed); }
 

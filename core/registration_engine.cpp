@@ -428,6 +428,8 @@ UpdateReport RegistrationEngine::AddFrame(Frame frame) {
                                    static_cast<int>(std::ceil(m.options.full_resolve_growth * k)));
   }
   m.Resolve(full_resolve, /*live=*/true);
+  report.full_resolve = full_resolve && !m.solver.background_running();
+  report.background_resolve_frames = m.last_solve.background_frames;
   m.PublishShifts();
   report.timings.solve_ms = MsSince(t);
 

@@ -160,6 +160,10 @@ struct UpdateReport {
   // (EngineOptions::predicted_search); false at the start of a series, without
   // a lattice, or after a detected stage jump.
   bool predicted_search = false;
+  // This update ran a full re-solve from scratch, or applied one that had
+  // run in the background on the first `background_resolve_frames` frames.
+  bool full_resolve = false;
+  int background_resolve_frames = 0;
 };
 
 // The used shift matrices R_ij (the picture that shows a registration is

@@ -145,6 +145,7 @@ int RunBench(int argc, char** argv) {
   std::vector<Frame> saved;
   const bool save_stack = vm.count("save-stack") > 0;
   long total_pairs = 0;
+  int full_resolves = 0, background_resolves = 0, last_background_frames = 0;
   double total_correlate_ms = 0;
   for (int k = 0; k < num_frames; ++k) {
     Frame frame = microscope.NextFrame();  // simulation is not timed
@@ -158,6 +159,11 @@ int RunBench(int argc, char** argv) {
     average_ms[k] = report.timings.average_ms + report.timings.preprocess_ms;
     total_pairs += report.timings.pairs;
     pairs_per_frame[k] = report.timings.pairs;
+    full_resolves += report.full_resolve ? 1 : 0;
+    if (report.background_resolve_frames > 0) {
+      ++background_resolves;
+      last_background_frames = report.background_resolve_frames;
+    }
     rss_mib[k] = CurrentRssMiB();
     total_correlate_ms += report.timings.correlate_ms;
   }
@@ -260,6 +266,8 @@ int RunBench(int argc, char** argv) {
   const double pairs_per_s = total_correlate_ms > 0 ? total_pairs / (total_correlate_ms / 1000) : 0;
   const double cache_mib = engine.cache_bytes() / 1048576.0;
   const double frames_mib = engine.frame_bytes() / 1048576.0;
+  std::printf("full re-solves: %d synchronous, %d applied from the background (the last over %d frames)\n",
+              full_resolves, background_resolves, last_background_frames);
   std::printf("finish: solve+lattice %.1f ms, precision stage %.1f ms\n", finish.timings.solve_ms, finish.timings.refine_ms);
   std::printf("pairs per second %.0f; finish %.1f ms; cache %.1f MiB; frames %.1f MiB; peak RSS %.1f MiB "
               "(%.1f MiB before Finish)\n",
@@ -298,7 +306,8 @@ int RunBench(int argc, char** argv) {
       {"update_ms_by_k", per_k}, {"pairs_per_s", pairs_per_s},
       {"finish_ms", finish.timings.total_ms}, {"cache_mib", cache_mib},
       {"frames_mib", frames_mib}, {"peak_rss_mib", PeakRssMiB()},
-      {"live_peak_rss_mib", live_peak_rss_mib}, {"drift_px_per_frame", drift_px_per_frame},
+      {"live_peak_rss_mib", live_peak_rss_mib}, {"full_resolves", full_resolves},
+      {"background_resolves", background_resolves}, {"drift_px_per_frame", drift_px_per_frame},
       {"fft_forward_ms", forward_ms}, {"fft_map_inverse_ms", inverse_ms},
       {"live_rms_error_px", live_errors.rms_px}, {"final_rms_error_px", final_errors.rms_px},
       {"final_max_error_px", final_errors.max_px},
