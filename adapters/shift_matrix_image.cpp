@@ -54,7 +54,10 @@ void DrawPanel(const std::vector<double>& values, const ShiftMatrixData& data, d
       const std::uint8_t status = data.status[index];
       const int x0 = x_offset + j * cell, y0 = i * cell;
       const bool missing = status == kPairMissing || !std::isfinite(v);
-      image->FillRect(x0, y0, cell, cell, missing ? kShiftMatrixMissing : DivergingColour(v / range));
+      image->FillRect(x0, y0, cell, cell,
+                      status == kPairNoOverlap ? kShiftMatrixNoOverlap
+                      : missing                ? kShiftMatrixMissing
+                                               : DivergingColour(v / range));
       if (status == kPairRejected) {
         if (cell < 5) {
           image->FillRect(x0, y0, cell, cell, kShiftMatrixRejectedMark);
@@ -119,7 +122,7 @@ ShiftMatrixImage RenderShiftMatrix(const ShiftMatrixData& data,
     throw std::invalid_argument("RenderShiftMatrix: x, y and status must hold k*k entries");
   }
   for (std::uint8_t s : data.status) {
-    if (s > kPairSnapped) throw std::invalid_argument("RenderShiftMatrix: status must be 0..3");
+    if (s > kPairNoOverlap) throw std::invalid_argument("RenderShiftMatrix: status must be 0..4");
   }
   ShiftMatrixImage out;
   out.cell_px = options.cell_px > 0 ? options.cell_px : std::max(1, std::min(32, 512 / data.k));

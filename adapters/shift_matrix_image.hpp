@@ -11,7 +11,8 @@
 // scale out), unless Options::range_px fixes it. Missing entries (NaN or
 // status 0, e.g. the diagonal) are light grey. Rejected pairs (status 2) get a
 // black X across the cell (a black cell when cells are under 5 px); snapped
-// pairs (status 3) a green border (a green cell when under 4 px). The gap is
+// pairs (status 3) a green border (a green cell when under 4 px); pairs not
+// correlated for lack of overlap (status 4) are mid grey. The gap is
 // dark grey. RenderShiftMatrix draws only the cells.
 //
 // RenderShiftMatrixFigure (what shift_matrix.png holds) sets the two panels
@@ -47,6 +48,7 @@ enum ShiftPairStatus : std::uint8_t {
   kPairInlier = 1,
   kPairRejected = 2,
   kPairSnapped = 3,
+  kPairNoOverlap = 4,  // not correlated: the frames do not overlap enough
 };
 
 struct ShiftMatrixImageOptions {
@@ -89,6 +91,7 @@ struct ShiftMatrixFigure {
 
 // Colours used, exposed so tests and legends agree with the picture.
 constexpr Rgb kShiftMatrixMissing{200, 200, 200};
+constexpr Rgb kShiftMatrixNoOverlap{120, 120, 120};
 constexpr Rgb kShiftMatrixGap{64, 64, 64};
 constexpr Rgb kShiftMatrixRejectedMark{0, 0, 0};
 constexpr Rgb kShiftMatrixSnappedMark{0, 170, 0};

@@ -1,12 +1,17 @@
 #include "core/consistency_solver.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 #include <utility>
+
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 namespace livealign {
 namespace {
@@ -70,6 +75,9 @@ bool SolverOptions::Check(std::string* error) const {
   if (min_inlier_pairs < 0) return fail("min_inlier_pairs must be >= 0");
   if (!(convergence_px > 0)) return fail("convergence_px must be > 0");
   if (max_cycle_checks < 0) return fail("max_cycle_checks must be >= 0");
+  if (max_triangle_partners < 1) return fail("max_triangle_partners must be >= 1");
+  if (global_update_max_pairs < 0) return fail("global_update_max_pairs must be >= 0");
+  if (max_local_iterations < 1) return fail("max_local_iterations must be >= 1");
   return true;
 }
 
@@ -77,6 +85,8 @@ ConsistencySolver::ConsistencySolver(const SolverOptions& options) : options_(op
   std::string error;
   if (!options_.Check(&error)) throw std::invalid_argument("ConsistencySolver: " + error);
 }
+
+ConsistencySolver::~ConsistencySolver() { StopBackground(); }
 
 void ConsistencySolver::AddFrame(std::vector<PairMeasurement> pairs_with_earlier) {
   const int k = num_frames_;
@@ -95,15 +105,40 @@ void ConsistencySolver::AddFrame(std::vector<PairMeasurement> pairs_with_earlier
       }
     }
   }
+  auto block = std::make_shared<Block>();
   for (auto& m : pairs_with_earlier) {
-    Pair p;
-    p.measurement = std::move(m);
-    p.state.residual_px = kNaN;
-    pairs_.push_back(std::move(p));
+    if (!m.candidates.empty()) block->push_back(std::move(m));
   }
+  block->shrink_to_fit();
+  AppendFrame(std::move(block));
+}
+
+void ConsistencySolver::AppendFrame(std::shared_ptr<const Block> block) {
+  const int k = num_frames_;
+  Pair empty;
+  empty.state.residual_px = kNaN;
+  states_.emplace_back(block->size(), empty);
+  later_.emplace_back();
+  for (const PairMeasurement& m : *block) later_[static_cast<std::size_t>(m.i)].push_back(k);
+  total_pairs_ += block->size();
+  blocks_.push_back(std::move(block));
   ++num_frames_;
   shifts_.resize(static_cast<std::size_t>(num_frames_));
   flagged_.resize(static_cast<std::size_t>(num_frames_), false);
+  frame_inliers_.resize(static_cast<std::size_t>(num_frames_), 0);
+  frame_sum_sq_.resize(static_cast<std::size_t>(num_frames_), 0.0);
+}
+
+void ConsistencySolver::LoadSnapshot(const std::vector<std::shared_ptr<const Block>>& blocks) {
+  for (const auto& block : blocks) AppendFrame(block);
+}
+
+int ConsistencySolver::Find(int i, int j) const {
+  const Block& block = *blocks_[static_cast<std::size_t>(j)];
+  auto it = std::lower_bound(block.begin(), block.end(), i,
+                             [](const PairMeasurement& m, int value) { return m.i < value; });
+  if (it == block.end() || it->i != i) return -1;
+  return static_cast<int>(it - block.begin());
 }
 
 void ConsistencySolver::CheckPairIndices(int i, int j, const char* who) const {
@@ -114,90 +149,135 @@ void ConsistencySolver::CheckPairIndices(int i, int j, const char* who) const {
 }
 
 void ConsistencySolver::UpdatePair(const PairMeasurement& m) {
-  CheckPairIndices(static_cast<int>(m.i), static_cast<int>(m.j), "ConsistencySolver::UpdatePair");
+  const int i = static_cast<int>(m.i), j = static_cast<int>(m.j);
+  CheckPairIndices(i, j, "ConsistencySolver::UpdatePair");
   for (const PeakCandidate& c : m.candidates) {
     if (!std::isfinite(c.j_from_i.x) || !std::isfinite(c.j_from_i.y)) {
       throw std::invalid_argument("ConsistencySolver::UpdatePair: non-finite candidate shift");
     }
   }
-  Pair& p = pair(static_cast<int>(m.i), static_cast<int>(m.j));
-  p.measurement = m;
-  p.state = PairState{};
+  int index = Find(i, j);
+  if (index < 0 && m.candidates.empty()) return;  // missing stays missing
+  // Copy on write: a background solve may be reading the old block.
+  auto block = std::make_shared<Block>(*blocks_[static_cast<std::size_t>(j)]);
+  std::vector<Pair>& states = states_[static_cast<std::size_t>(j)];
+  if (index >= 0) {
+    (*block)[static_cast<std::size_t>(index)] = m;
+  } else {
+    auto it = std::lower_bound(block->begin(), block->end(), i,
+                               [](const PairMeasurement& p, int value) { return p.i < value; });
+    index = static_cast<int>(it - block->begin());
+    block->insert(it, m);
+    states.insert(states.begin() + index, Pair{});
+    std::vector<int>& later = later_[static_cast<std::size_t>(i)];
+    later.insert(std::lower_bound(later.begin(), later.end(), j), j);
+    ++total_pairs_;
+  }
+  blocks_[static_cast<std::size_t>(j)] = std::move(block);
+  Pair& p = states[static_cast<std::size_t>(index)];
+  p = Pair{};
   p.state.residual_px = kNaN;
-  p.triangle_score = -1;
-  p.triangle_na = p.triangle_nb = 0;
+  ++generation_;
+  if (j < placed_frames_ && total_pairs_ > static_cast<std::size_t>(options_.global_update_max_pairs)) {
+    // Placement-only solves never revisit old pairs: classify this one now.
+    const double threshold = std::max(last_floor_px_, options_.min_threshold_px);
+    const double r = Choose(j, index, threshold);
+    p.state.inlier = std::isfinite(r) && r <= threshold;
+    p.state.weight = std::isfinite(r) ? GemanMcClureWeight(r, threshold) : 0.0;
+  }
+  RecomputeTotals();
 }
 
 void ConsistencySolver::SetLattice(std::optional<Lattice> lattice) {
   if (lattice) lattice = Lattice::Reduced(lattice->a, lattice->b);  // validates
   lattice_ = lattice;
+  ++generation_;
 }
+
+namespace {
+const ConsistencySolver::PairState& MissingState() {
+  static const ConsistencySolver::PairState state = [] {
+    ConsistencySolver::PairState s;
+    s.residual_px = kNaN;
+    return s;
+  }();
+  return state;
+}
+}  // namespace
 
 const ConsistencySolver::PairState& ConsistencySolver::pair_state(int i, int j) const {
   CheckPairIndices(i, j, "ConsistencySolver::pair_state");
-  return pair(i, j).state;
+  const int index = Find(i, j);
+  if (index < 0) return MissingState();
+  return states_[static_cast<std::size_t>(j)][static_cast<std::size_t>(index)].state;
 }
 
 const PairMeasurement& ConsistencySolver::pair_measurement(int i, int j) const {
   CheckPairIndices(i, j, "ConsistencySolver::pair_measurement");
-  return pair(i, j).measurement;
+  static const PairMeasurement missing;
+  const int index = Find(i, j);
+  if (index < 0) return missing;
+  return (*blocks_[static_cast<std::size_t>(j)])[static_cast<std::size_t>(index)];
 }
 
-bool ConsistencySolver::Estimate(int a, int b, Shift* b_from_a) const {
-  const int i = std::min(a, b), j = std::max(a, b);
-  const Pair& p = pair(i, j);
-  if (p.measurement.candidates.empty()) return false;
+bool ConsistencySolver::EstimateAt(int j, int index, bool forward, Shift* out) const {
+  const PairMeasurement& m = (*blocks_[static_cast<std::size_t>(j)])[static_cast<std::size_t>(index)];
+  if (m.candidates.empty()) return false;
+  const Pair& p = states_[static_cast<std::size_t>(j)][static_cast<std::size_t>(index)];
   Shift j_from_i;
   if (p.state.chosen >= 0) {
     j_from_i = p.state.used_j_from_i;
   } else {
-    j_from_i = p.measurement.candidates[0].j_from_i;
+    j_from_i = m.candidates[0].j_from_i;
     if (lattice_) j_from_i -= lattice_->Vector(p.triangle_na, p.triangle_nb);
   }
-  *b_from_a = a < b ? j_from_i : j_from_i.Inverse();
+  *out = forward ? j_from_i : j_from_i.Inverse();
   return true;
 }
 
-ConsistencySolver::EstimateTable ConsistencySolver::BuildEstimateTable() const {
-  const std::size_t n = static_cast<std::size_t>(num_frames_);
-  EstimateTable table;
-  table.b_from_a.assign(n * n, Shift{});
-  table.valid.assign(n * n, 0);
-  for (int j = 1; j < num_frames_; ++j)
-    for (int i = 0; i < j; ++i) RefreshEstimate(i, j, &table);
-  return table;
+bool ConsistencySolver::Estimate(int a, int b, Shift* b_from_a) const {
+  const int i = std::min(a, b), j = std::max(a, b);
+  const int index = Find(i, j);
+  if (index < 0) return false;
+  return EstimateAt(j, index, a < b, b_from_a);
 }
 
-void ConsistencySolver::RefreshEstimate(int i, int j, EstimateTable* table) const {
-  const std::size_t n = static_cast<std::size_t>(num_frames_);
-  const std::size_t ij = static_cast<std::size_t>(i) * n + static_cast<std::size_t>(j);
-  const std::size_t ji = static_cast<std::size_t>(j) * n + static_cast<std::size_t>(i);
-  Shift j_from_i;
-  const bool valid = Estimate(i, j, &j_from_i);
-  table->valid[ij] = table->valid[ji] = valid;
-  table->b_from_a[ij] = j_from_i;
-  table->b_from_a[ji] = j_from_i.Inverse();
-}
-
-void ConsistencySolver::ScoreTriangles(int i, int j, const EstimateTable& table) {
-  Pair& p = pair(i, j);
+void ConsistencySolver::ScoreTriangles(int j, int index) {
+  const Block& block = *blocks_[static_cast<std::size_t>(j)];
+  const int i = static_cast<int>(block[static_cast<std::size_t>(index)].i);
+  Pair& p = states_[static_cast<std::size_t>(j)][static_cast<std::size_t>(index)];
   p.triangle_na = p.triangle_nb = 0;
   p.triangle_score = 0;  // neutral when no triangle exists
-  if (p.measurement.candidates.empty()) return;
+  const PairMeasurement& measurement = block[static_cast<std::size_t>(index)];
+  if (measurement.candidates.empty()) return;
   // The pair's own value is its brightest peak: the question is whether that
   // peak is consistent with the rest of the graph.
-  const Shift r_ij = p.measurement.candidates[0].j_from_i;
-  const std::size_t n = static_cast<std::size_t>(num_frames_);
-  const Shift* row_j = &table.b_from_a[static_cast<std::size_t>(j) * n];  // m_from_j
-  const char* valid_j = &table.valid[static_cast<std::size_t>(j) * n];
-  const Shift* row_i = &table.b_from_a[static_cast<std::size_t>(i) * n];  // m_from_i
-  const char* valid_i = &table.valid[static_cast<std::size_t>(i) * n];
+  const Shift r_ij = measurement.candidates[0].j_from_i;
+  // Third frames: j's partners (earlier ones in its block, then later ones),
+  // an evenly spaced sample of them when there are many.
+  const std::vector<int>& later = later_[static_cast<std::size_t>(j)];
+  const std::size_t partners = block.size() + later.size();
+  const std::size_t wanted = static_cast<std::size_t>(options_.max_triangle_partners);
+  const double stride = partners > wanted + 1 ? static_cast<double>(partners) / wanted : 1.0;
+  const std::size_t samples = partners > wanted + 1 ? wanted : partners;
   std::vector<Shift> errors;
-  errors.reserve(n);
-  for (std::size_t m = 0; m < n; ++m) {
-    if (!valid_j[m] || !valid_i[m] || static_cast<int>(m) == i || static_cast<int>(m) == j) continue;
+  errors.reserve(samples);
+  for (std::size_t s = 0; s < samples; ++s) {
+    const std::size_t q = static_cast<std::size_t>(s * stride);
+    int m = 0;
+    Shift m_from_j, m_from_i;
+    if (q < block.size()) {
+      if (static_cast<int>(q) == index) continue;
+      m = static_cast<int>(block[q].i);
+      if (!EstimateAt(j, static_cast<int>(q), /*forward=*/false, &m_from_j)) continue;
+    } else {
+      m = later[q - block.size()];
+      const int at = Find(j, m);
+      if (at < 0 || !EstimateAt(m, at, /*forward=*/true, &m_from_j)) continue;
+    }
+    if (!Estimate(i, m, &m_from_i)) continue;
     // R_ij + R_jm + R_mi with R_mi = -(m_from_i).
-    errors.push_back(r_ij + row_j[m] - row_i[m]);
+    errors.push_back(r_ij + m_from_j - m_from_i);
   }
   if (errors.empty()) return;
   std::vector<double> norms(errors.size());
@@ -235,23 +315,26 @@ void ConsistencySolver::ScoreTriangles(int i, int j, const EstimateTable& table)
 }
 
 void ConsistencySolver::WarmStart(int k) {
+  const Block& block = *blocks_[static_cast<std::size_t>(k)];
+  const std::vector<Pair>& states = states_[static_cast<std::size_t>(k)];
   std::vector<std::pair<double, double>> xs, ys;
   std::vector<double> scores;
-  for (int i = 0; i < k; ++i) {
+  for (std::size_t q = 0; q < block.size(); ++q) {
     Shift k_from_i;
-    if (flagged_[static_cast<std::size_t>(i)] || !Estimate(i, k, &k_from_i)) continue;
-    scores.push_back(std::max(0.0, pair(i, k).triangle_score));
+    if (flagged_[static_cast<std::size_t>(block[q].i)] || !EstimateAt(k, static_cast<int>(q), true, &k_from_i)) continue;
+    scores.push_back(std::max(0.0, states[q].triangle_score));
   }
   std::vector<double> sorted_scores = scores;
   const double typical = scores.empty() ? 0.0 : Median(&sorted_scores);
   const double scale = std::max(options_.min_threshold_px, typical);
   std::size_t n = 0;
-  for (int i = 0; i < k; ++i) {
+  for (std::size_t q = 0; q < block.size(); ++q) {
     Shift k_from_i;
-    if (flagged_[static_cast<std::size_t>(i)] || !Estimate(i, k, &k_from_i)) continue;
+    const std::size_t i = static_cast<std::size_t>(block[q].i);
+    if (flagged_[i] || !EstimateAt(k, static_cast<int>(q), true, &k_from_i)) continue;
     const double d = scores[n++];
     const double weight = 1.0 / (1.0 + (d / scale) * (d / scale));
-    const Shift s = shifts_[static_cast<std::size_t>(i)] + k_from_i;
+    const Shift s = shifts_[i] + k_from_i;
     xs.emplace_back(s.x, weight);
     ys.emplace_back(s.y, weight);
   }
@@ -263,10 +346,11 @@ void ConsistencySolver::WarmStart(int k) {
   shifts_[static_cast<std::size_t>(k)] = Shift{WeightedMedian(&xs), WeightedMedian(&ys)};
 }
 
-double ConsistencySolver::Choose(int i, int j, double threshold_px) {
-  Pair& p = pair(i, j);
-  const auto& candidates = p.measurement.candidates;
-  PairState& state = p.state;
+double ConsistencySolver::Choose(int j, int index, double threshold_px) {
+  const PairMeasurement& measurement = (*blocks_[static_cast<std::size_t>(j)])[static_cast<std::size_t>(index)];
+  const int i = static_cast<int>(measurement.i);
+  const auto& candidates = measurement.candidates;
+  PairState& state = states_[static_cast<std::size_t>(j)][static_cast<std::size_t>(index)].state;
   if (candidates.empty()) {
     state.chosen = -1;
     state.snapped = false;
@@ -315,107 +399,414 @@ double ConsistencySolver::Choose(int i, int j, double threshold_px) {
   return best_residual;
 }
 
-void ConsistencySolver::SolveLinear(const Eigen::MatrixXd& weights) {
+void ConsistencySolver::SolveLinear() {
   // Minimises sum_ij w_ij |s_j - s_i - U_ij|^2 + eps sum_i |s_i - s_i^prev|^2.
   // The tiny eps term makes the Laplacian definite (gauge) and keeps frames
-  // without any weight where they were.
-  const int n = num_frames_;
-  Eigen::VectorXd degree = weights.rowwise().sum();
-  const double mean_degree = degree.sum() / n;
-  if (!(mean_degree > 0)) return;
-  const double eps = 1e-9 * mean_degree;
-  Eigen::MatrixXd rhs = Eigen::MatrixXd::Zero(n, 2);
-  Eigen::MatrixXd x(n, 2);
-  for (int i = 0; i < n; ++i) {
-    x(i, 0) = shifts_[static_cast<std::size_t>(i)].x;
-    x(i, 1) = shifts_[static_cast<std::size_t>(i)].y;
-  }
-  for (int j = 1; j < n; ++j) {
-    for (int i = 0; i < j; ++i) {
-      const double w = weights(i, j);
+  // without any weight where they were. The weighted pairs are gathered into
+  // flat arrays once, so each PCG sweep is one pass over them.
+  const std::size_t n = static_cast<std::size_t>(num_frames_);
+  std::vector<int> from, to;
+  std::vector<double> weight;
+  from.reserve(total_pairs_);
+  to.reserve(total_pairs_);
+  weight.reserve(total_pairs_);
+  std::vector<double> degree(n, 0.0), rhs_x(n, 0.0), rhs_y(n, 0.0);
+  for (std::size_t j = 1; j < n; ++j) {
+    const Block& block = *blocks_[j];
+    const std::vector<Pair>& states = states_[j];
+    for (std::size_t q = 0; q < block.size(); ++q) {
+      const double w = states[q].work_weight;
       if (w <= 0) continue;
-      const Shift u = pair(i, j).state.used_j_from_i;
-      rhs(j, 0) += w * u.x;
-      rhs(j, 1) += w * u.y;
-      rhs(i, 0) -= w * u.x;
-      rhs(i, 1) -= w * u.y;
+      const std::size_t i = static_cast<std::size_t>(block[q].i);
+      const Shift u = states[q].state.used_j_from_i;
+      from.push_back(static_cast<int>(i));
+      to.push_back(static_cast<int>(j));
+      weight.push_back(w);
+      degree[i] += w;
+      degree[j] += w;
+      rhs_x[j] += w * u.x;
+      rhs_y[j] += w * u.y;
+      rhs_x[i] -= w * u.x;
+      rhs_y[i] -= w * u.y;
     }
   }
-  rhs += eps * x;
-  const Eigen::VectorXd diagonal = degree.array() + eps;
-  const Eigen::VectorXd inverse_diagonal = diagonal.cwiseInverse();
-  // Both axes at once (same matrix): one pass over the weights per sweep.
-  auto apply = [&](const Eigen::MatrixXd& v) -> Eigen::MatrixXd {
-    Eigen::MatrixXd out = weights * v;
-    out = diagonal.asDiagonal() * v - out;
-    return out;
+  double degree_sum = 0;
+  for (double d : degree) degree_sum += d;
+  const double mean_degree = degree_sum / static_cast<double>(n);
+  if (!(mean_degree > 0)) return;
+  const double eps = 1e-9 * mean_degree;
+  std::vector<double> x(n), y(n), diagonal(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    x[i] = shifts_[i].x;
+    y[i] = shifts_[i].y;
+    rhs_x[i] += eps * x[i];
+    rhs_y[i] += eps * y[i];
+    diagonal[i] = degree[i] + eps;
+  }
+  // Both axes at once (same matrix): one pass over the pairs per sweep.
+  const std::size_t edges = weight.size();
+  auto apply = [&](const std::vector<double>& vx, const std::vector<double>& vy, std::vector<double>* ox,
+                   std::vector<double>* oy) {
+    for (std::size_t i = 0; i < n; ++i) {
+      (*ox)[i] = diagonal[i] * vx[i];
+      (*oy)[i] = diagonal[i] * vy[i];
+    }
+    for (std::size_t e = 0; e < edges; ++e) {
+      const std::size_t a = static_cast<std::size_t>(from[e]), b = static_cast<std::size_t>(to[e]);
+      const double w = weight[e];
+      (*ox)[a] -= w * vx[b];
+      (*oy)[a] -= w * vy[b];
+      (*ox)[b] -= w * vx[a];
+      (*oy)[b] -= w * vy[a];
+    }
   };
-  Eigen::MatrixXd r = rhs - apply(x);
-  Eigen::MatrixXd z = inverse_diagonal.asDiagonal() * r;
-  Eigen::MatrixXd p = z;
-  Eigen::Array2d rz(r.col(0).dot(z.col(0)), r.col(1).dot(z.col(1)));
+  std::vector<double> rx(n), ry(n), zx(n), zy(n), px(n), py(n), qx(n), qy(n);
+  apply(x, y, &qx, &qy);
+  double rz[2] = {0, 0};
+  for (std::size_t i = 0; i < n; ++i) {
+    rx[i] = rhs_x[i] - qx[i];
+    ry[i] = rhs_y[i] - qy[i];
+    zx[i] = rx[i] / diagonal[i];
+    zy[i] = ry[i] / diagonal[i];
+    px[i] = zx[i];
+    py[i] = zy[i];
+    rz[0] += rx[i] * zx[i];
+    rz[1] += ry[i] * zy[i];
+  }
+  std::vector<double>* xs[2] = {&x, &y};
+  std::vector<double>* rs[2] = {&rx, &ry};
+  std::vector<double>* zs[2] = {&zx, &zy};
+  std::vector<double>* ps[2] = {&px, &py};
+  std::vector<double>* qs[2] = {&qx, &qy};
   for (int iteration = 0; iteration < options_.max_cg_iterations; ++iteration) {
-    if (z.cwiseAbs().maxCoeff() < options_.cg_tolerance_px) break;
-    const Eigen::MatrixXd q = apply(p);
+    double z_max = 0;
+    for (std::size_t i = 0; i < n; ++i) z_max = std::max({z_max, std::abs(zx[i]), std::abs(zy[i])});
+    if (z_max < options_.cg_tolerance_px) break;
+    apply(px, py, &qx, &qy);
     bool progressed = false;
     for (int axis = 0; axis < 2; ++axis) {
-      const double pq = p.col(axis).dot(q.col(axis));
+      const std::vector<double>& p = *ps[axis];
+      const std::vector<double>& q = *qs[axis];
+      double pq = 0;
+      for (std::size_t i = 0; i < n; ++i) pq += p[i] * q[i];
       if (!(pq > 0) || !(rz[axis] > 0)) continue;
       const double alpha = rz[axis] / pq;
-      x.col(axis) += alpha * p.col(axis);
-      r.col(axis) -= alpha * q.col(axis);
+      std::vector<double>& xa = *xs[axis];
+      std::vector<double>& r = *rs[axis];
+      for (std::size_t i = 0; i < n; ++i) {
+        xa[i] += alpha * p[i];
+        r[i] -= alpha * q[i];
+      }
       progressed = true;
     }
     if (!progressed) break;
-    z = inverse_diagonal.asDiagonal() * r;
     for (int axis = 0; axis < 2; ++axis) {
-      const double rz_next = r.col(axis).dot(z.col(axis));
+      std::vector<double>& r = *rs[axis];
+      std::vector<double>& z = *zs[axis];
+      std::vector<double>& p = *ps[axis];
+      double rz_next = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        z[i] = r[i] / diagonal[i];
+        rz_next += r[i] * z[i];
+      }
       const double beta = rz[axis] > 0 ? rz_next / rz[axis] : 0.0;
-      p.col(axis) = z.col(axis) + beta * p.col(axis);
+      for (std::size_t i = 0; i < n; ++i) p[i] = z[i] + beta * p[i];
       rz[axis] = rz_next;
     }
     ++last_cg_iterations_;
   }
-  for (int i = 0; i < n; ++i) {
-    if (std::isfinite(x(i, 0)) && std::isfinite(x(i, 1))) {
-      shifts_[static_cast<std::size_t>(i)] = Shift{x(i, 0), x(i, 1)};
-    }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (std::isfinite(x[i]) && std::isfinite(y[i])) shifts_[i] = Shift{x[i], y[i]};
   }
 }
 
 SolverReport ConsistencySolver::Solve(bool from_scratch) {
+  if (from_scratch) {
+    StopBackground();
+    return SolveGlobal(true);
+  }
+  const int adopted = AdoptBackground();
+  auto mark = [adopted](SolverReport report) {
+    report.adopted_background = adopted > 0;
+    report.background_frames = adopted;
+    return report;
+  };
+  if (total_pairs_ <= static_cast<std::size_t>(options_.global_update_max_pairs) || placed_frames_ == 0) {
+    return mark(SolveGlobal(false));
+  }
+  // Placement only: the new frames against the fixed earlier ones.
+  const double threshold = std::max(last_floor_px_, options_.min_threshold_px);
+  last_cg_iterations_ = 0;
+  int iterations = 0;
+  const int first_new = placed_frames_;
+  for (int k = first_new; k < num_frames_; ++k) {
+    const std::size_t size = blocks_[static_cast<std::size_t>(k)]->size();
+    for (std::size_t q = 0; q < size; ++q) ScoreTriangles(k, static_cast<int>(q));
+    WarmStart(k);
+    iterations = std::max(iterations, PlaceFrame(k, threshold));
+  }
+  placed_frames_ = num_frames_;
+  // The earlier frames did not move: only the new pairs change the totals.
+  for (int k = first_new; k < num_frames_; ++k) AddToTotals(k);
+  return mark(MakeReport(iterations, /*converged=*/iterations < options_.max_local_iterations, 0, 0));
+}
+
+SolverReport ConsistencySolver::SolveScheduled(bool full_resolve_due) {
+  if (full_resolve_due && total_pairs_ <= static_cast<std::size_t>(options_.global_update_max_pairs)) {
+    return Solve(true);
+  }
+  SolverReport report = Solve(false);  // adopts a finished background solve first
+  // A due re-solve waits while the previous one still runs: the schedule is
+  // geometric, so skipping one delays the next at most by one run.
+  if (full_resolve_due && !background_.valid()) StartBackground();
+  return report;
+}
+
+int ConsistencySolver::PlaceFrame(int k, double threshold) {
+  const Block& block = *blocks_[static_cast<std::size_t>(k)];
+  std::vector<Pair>& states = states_[static_cast<std::size_t>(k)];
+  Shift& s_k = shifts_[static_cast<std::size_t>(k)];
+  std::vector<int> previous(block.size(), -2);
+  int iteration = 0;
+  // IRLS over the frame's own pairs; with the partners fixed the weighted
+  // least-squares step is a weighted mean of s_i + U_ik.
+  while (iteration < options_.max_local_iterations) {
+    ++iteration;
+    int changes = 0;
+    double sum_w = 0, sum_x = 0, sum_y = 0;
+    for (std::size_t q = 0; q < block.size(); ++q) {
+      const std::size_t i = static_cast<std::size_t>(block[q].i);
+      double r = Choose(k, static_cast<int>(q), threshold);
+      Pair& p = states[q];
+      const int choice = p.state.chosen * 64 + (p.state.snapped ? 1 + (p.state.snap_na + 3) * 7 + p.state.snap_nb + 3 : 0);
+      if (choice != previous[q]) ++changes;
+      previous[q] = choice;
+      p.work_weight = 0;
+      if (!std::isfinite(r) || flagged_[i]) continue;
+      // First iteration: the triangle score vetoes pairs the warm start fits.
+      if (iteration == 1) r = std::max(r, p.triangle_score);
+      const double w = GemanMcClureWeight(r, threshold);
+      p.work_weight = w;
+      const Shift v = shifts_[i] + p.state.used_j_from_i;
+      sum_w += w;
+      sum_x += w * v.x;
+      sum_y += w * v.y;
+    }
+    if (!(sum_w > 0)) break;
+    const Shift next{sum_x / sum_w, sum_y / sum_w};
+    const double moved = Length(next - s_k);
+    s_k = next;
+    if (iteration > 1 && changes == 0 && moved < options_.convergence_px) break;
+  }
+  // Classification and flagging of the new frame.
+  int measured = 0, inliers = 0;
+  for (std::size_t q = 0; q < block.size(); ++q) {
+    const std::size_t i = static_cast<std::size_t>(block[q].i);
+    const double r = Choose(k, static_cast<int>(q), threshold);
+    PairState& state = states[q].state;
+    if (std::isfinite(r)) ++measured;
+    state.inlier = std::isfinite(r) && r <= threshold && !flagged_[i];
+    state.weight = std::isfinite(r) && !flagged_[i] ? GemanMcClureWeight(r, threshold) : 0.0;
+    inliers += state.inlier;
+  }
+  const double required = std::max(options_.min_inlier_fraction * measured,
+                                   static_cast<double>(std::min(options_.min_inlier_pairs, k)));
+  const bool flagged = k > 0 && (inliers < required || inliers == 0);
+  flagged_[static_cast<std::size_t>(k)] = flagged;
+  if (flagged) {
+    for (Pair& p : states) {
+      p.state.inlier = false;
+      p.state.weight = 0;
+    }
+    int before = k - 1;
+    while (before >= 0 && flagged_[static_cast<std::size_t>(before)]) --before;
+    if (before >= 0) s_k = shifts_[static_cast<std::size_t>(before)];
+  }
+  return iteration;
+}
+
+void ConsistencySolver::RecomputeTotals() {
+  totals_ = Totals{};
+  std::fill(frame_inliers_.begin(), frame_inliers_.end(), 0);
+  std::fill(frame_sum_sq_.begin(), frame_sum_sq_.end(), 0.0);
+  for (std::size_t j = 1; j < blocks_.size(); ++j) AddToTotals(static_cast<int>(j));
+}
+
+void ConsistencySolver::AddToTotals(int frame) {
+  const std::size_t j = static_cast<std::size_t>(frame);
+  const Block& block = *blocks_[j];
+  std::vector<Pair>& states = states_[j];
+  for (std::size_t q = 0; q < block.size(); ++q) {
+    if (block[q].candidates.empty()) continue;
+    PairState& state = states[q].state;
+    const std::size_t i = static_cast<std::size_t>(block[q].i);
+    ++totals_.measured;
+    if (state.chosen > 0) ++totals_.not_brightest;
+    if (state.chosen >= 0) state.residual_px = Length(shifts_[j] - shifts_[i] - state.used_j_from_i);
+    if (!state.inlier) continue;
+    ++totals_.inlier;
+    if (state.snapped) ++totals_.snapped;
+    const double r2 = state.residual_px * state.residual_px;
+    totals_.sum_sq += r2;
+    frame_sum_sq_[i] += r2;
+    frame_sum_sq_[j] += r2;
+    ++frame_inliers_[i];
+    ++frame_inliers_[j];
+  }
+}
+
+SolverReport ConsistencySolver::MakeReport(int iterations, bool converged, int reselections,
+                                           int frames_moved) const {
   SolverReport report;
   const int n = num_frames_;
+  report.shifts = shifts_;
+  report.flagged = flagged_;
+  report.frame_residual_px.assign(static_cast<std::size_t>(n), kNaN);
+  report.frame_inlier_pairs = frame_inliers_;
+  for (int k = 0; k < n; ++k) {
+    const int count = frame_inliers_[static_cast<std::size_t>(k)];
+    if (count > 0) report.frame_residual_px[static_cast<std::size_t>(k)] = std::sqrt(frame_sum_sq_[static_cast<std::size_t>(k)] / count);
+    if (flagged_[static_cast<std::size_t>(k)]) ++report.flagged_frames;
+  }
+  report.measured_pairs = totals_.measured;
+  report.inlier_pairs = totals_.inlier;
+  report.pairs_snapped = totals_.snapped;
+  report.pairs_not_brightest = totals_.not_brightest;
+  report.reselections = reselections;
+  report.consistency_rms_px = totals_.inlier > 0 ? std::sqrt(totals_.sum_sq / totals_.inlier) : 0.0;
+  report.rejected_pair_fraction =
+      totals_.measured > 0 ? static_cast<double>(totals_.measured - totals_.inlier) / totals_.measured : 0.0;
+  report.inlier_threshold_px = last_threshold_px_;
+  report.robust_sigma_px = last_sigma_px_;
+  report.cycles = last_cycles_;
+  report.iterations = iterations;
+  report.cg_iterations = last_cg_iterations_;
+  report.frames_moved_by_lattice = frames_moved;
+  report.converged = converged;
+  std::ostringstream message;
+  message << (converged ? "converged" : "iteration limit reached") << " after " << iterations
+          << " iterations; " << report.inlier_pairs << "/" << report.measured_pairs
+          << " pairs inlier (threshold " << last_threshold_px_ << " px), " << report.flagged_frames
+          << " frames flagged";
+  report.message = message.str();
+  return report;
+}
+
+void ConsistencySolver::StartBackground() {
+  if (background_.valid() || num_frames_ == 0) return;
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  background_cancel_ = cancel;
+  background_generation_ = generation_;
+  // The snapshot shares the immutable blocks: O(frames) here, the O(pairs)
+  // copy of the state happens on the background thread.
+  background_ = std::async(std::launch::async, [options = options_, lattice = lattice_, blocks = blocks_,
+                                                cancel]() {
+    // Low priority (Linux: per-thread nice 10, ~10 % of a core's share
+    // against the live update's threads): the re-solve mostly uses the cycles
+    // the live updates leave idle, so it barely delays a drift message, yet
+    // still progresses when frames arrive back to back. (At 19 it starved on
+    // a loaded machine: one of eight re-solves over 1000 frames finished.)
+    setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
+    auto solver = std::make_unique<ConsistencySolver>(options);
+    solver->cancel_ = cancel.get();
+    solver->lattice_ = lattice;
+    solver->LoadSnapshot(blocks);
+    solver->SolveGlobal(true);
+    solver->cancel_ = nullptr;
+    return solver;
+  });
+}
+
+void ConsistencySolver::StopBackground() {
+  if (!background_.valid()) return;
+  background_cancel_->store(true);
+  background_.get();
+}
+
+int ConsistencySolver::AdoptBackground() {
+  if (!background_.valid() ||
+      background_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+    return 0;
+  }
+  std::unique_ptr<ConsistencySolver> done = background_.get();
+  if (background_cancel_->load() || background_generation_ != generation_) return 0;
+  const int frames = done->num_frames_;
+  if (frames > num_frames_) return 0;
+  for (int j = 0; j < frames; ++j) {
+    if (done->blocks_[static_cast<std::size_t>(j)] != blocks_[static_cast<std::size_t>(j)]) return 0;
+  }
+  for (int j = 0; j < frames; ++j) states_[static_cast<std::size_t>(j)].swap(done->states_[static_cast<std::size_t>(j)]);
+  std::copy(done->shifts_.begin(), done->shifts_.end(), shifts_.begin());
+  std::copy(done->flagged_.begin(), done->flagged_.end(), flagged_.begin());
+  last_floor_px_ = done->last_floor_px_;
+  last_threshold_px_ = done->last_threshold_px_;
+  last_sigma_px_ = done->last_sigma_px_;
+  last_cycles_ = done->last_cycles_;
+  // Frames placed since the snapshot: again, against the new solution.
+  const double threshold = std::max(last_floor_px_, options_.min_threshold_px);
+  for (int k = frames; k < placed_frames_; ++k) {
+    WarmStart(k);
+    PlaceFrame(k, threshold);
+  }
+  RecomputeTotals();
+  return frames;
+}
+
+SolverReport ConsistencySolver::SolveGlobal(bool from_scratch) {
+  const int n = num_frames_;
   if (n == 0) {
+    SolverReport report;
     report.converged = true;
     report.message = "no frames";
     return report;
   }
   last_cg_iterations_ = 0;
-  std::vector<int> chosen_before(pairs_.size());
-  for (std::size_t p = 0; p < pairs_.size(); ++p) chosen_before[p] = pairs_[p].state.chosen;
+  // Flat index of pair q of frame j: offset[j] + q.
+  std::vector<std::size_t> offset(static_cast<std::size_t>(n) + 1, 0);
+  for (int j = 0; j < n; ++j) offset[static_cast<std::size_t>(j) + 1] = offset[static_cast<std::size_t>(j)] + blocks_[static_cast<std::size_t>(j)]->size();
+  const std::size_t total = offset.back();
+  std::vector<int> chosen_before(total);
+  for (int j = 0; j < n; ++j) {
+    const std::vector<Pair>& states = states_[static_cast<std::size_t>(j)];
+    for (std::size_t q = 0; q < states.size(); ++q) chosen_before[offset[static_cast<std::size_t>(j)] + q] = states[q].state.chosen;
+  }
+  // Every stored pair, in (j, q) order.
+  auto for_each_pair = [&](auto&& f) {
+    for (int j = 1; j < n; ++j) {
+      const std::size_t size = blocks_[static_cast<std::size_t>(j)]->size();
+      for (std::size_t q = 0; q < size; ++q) f(j, static_cast<int>(q), offset[static_cast<std::size_t>(j)] + q);
+    }
+  };
+  auto state_of = [&](int j, int q) -> Pair& {
+    return states_[static_cast<std::size_t>(j)][static_cast<std::size_t>(q)];
+  };
+  auto measurement_of = [&](int j, int q) -> const PairMeasurement& {
+    return (*blocks_[static_cast<std::size_t>(j)])[static_cast<std::size_t>(q)];
+  };
 
   // 1-2. Triangle scores and warm start of the frames not yet placed.
   int first_new = std::max(1, placed_frames_);
   if (from_scratch) {
     first_new = 1;
-    for (Pair& p : pairs_) {
-      p.state.chosen = -1;
-      p.triangle_score = -1;
-      p.triangle_na = p.triangle_nb = 0;
+    for (auto& states : states_) {
+      for (Pair& p : states) {
+        p.state.chosen = -1;
+        p.triangle_score = -1;
+        p.triangle_na = p.triangle_nb = 0;
+      }
     }
     std::fill(flagged_.begin(), flagged_.end(), false);
     last_floor_px_ = options_.min_threshold_px;
   }
-  std::vector<bool> fresh_score(pairs_.size(), false);
-  EstimateTable table = BuildEstimateTable();
+  std::vector<char> fresh_score(total, 0);
   for (int j = 1; j < n; ++j) {
-    for (int i = 0; i < j; ++i) {
-      Pair& p = pair(i, j);
+    if (Cancelled()) return SolverReport{};
+    const std::size_t size = blocks_[static_cast<std::size_t>(j)]->size();
+    for (std::size_t q = 0; q < size; ++q) {
+      Pair& p = state_of(j, static_cast<int>(q));
       if (j >= first_new || p.triangle_score < 0) {
-        ScoreTriangles(i, j, table);
-        RefreshEstimate(i, j, &table);  // a triangle-detected hop changes it
-        fresh_score[PairIndex(i, j)] = true;
+        ScoreTriangles(j, static_cast<int>(q));
+        fresh_score[offset[static_cast<std::size_t>(j)] + q] = 1;
       }
     }
   }
@@ -425,16 +816,17 @@ SolverReport ConsistencySolver::Solve(bool from_scratch) {
 
   // 3. IRLS with a shrinking threshold.
   std::size_t measured_pairs = 0;
-  for (const Pair& p : pairs_) measured_pairs += !p.measurement.candidates.empty();
+  for_each_pair([&](int j, int q, std::size_t) { measured_pairs += !measurement_of(j, q).candidates.empty(); });
   auto robust_floor = [&](double threshold, double* sigma) {
     std::vector<double> inlier_residuals;
-    for (const Pair& p : pairs_) {
+    for_each_pair([&](int j, int q, std::size_t) {
       // Unsnapped pairs only: with a lattice, random garbage snaps to some
       // lattice vector and would inflate the scale (and so the threshold).
-      if (std::isfinite(p.state.residual_px) && p.state.residual_px < threshold && !p.state.snapped) {
-        inlier_residuals.push_back(p.state.residual_px);
+      const PairState& state = state_of(j, q).state;
+      if (std::isfinite(state.residual_px) && state.residual_px < threshold && !state.snapped) {
+        inlier_residuals.push_back(state.residual_px);
       }
-    }
+    });
     // Too few pairs to measure a scale (garbage): fall back to the minimum
     // threshold rather than to a scale estimated from random residuals.
     const std::size_t needed = std::max<std::size_t>(3, measured_pairs / 10);
@@ -449,30 +841,27 @@ SolverReport ConsistencySolver::Solve(bool from_scratch) {
   };
   // Start from the choices of the previous Solve so that an incremental solve
   // whose old pairs keep their candidates can converge at once.
-  std::vector<Choice> choice_previous(pairs_.size());
-  for (std::size_t index = 0; index < pairs_.size(); ++index) {
-    const PairState& state = pairs_[index].state;
+  std::vector<Choice> choice_previous(total);
+  for_each_pair([&](int j, int q, std::size_t index) {
+    const PairState& state = state_of(j, q).state;
     choice_previous[index] = Choice{state.chosen, state.snapped ? state.snap_na : 0,
                                     state.snapped ? state.snap_nb : 0};
-  }
+  });
   double threshold = std::numeric_limits<double>::infinity();
   double sigma = 0;
   if (from_scratch) {
     // The warm start's median residual sets the scale of the first, nearly
     // convex, iterations.
     std::vector<double> finite;
-    for (int j = 1; j < n; ++j) {
-      for (int i = 0; i < j; ++i) {
-        const double r = Choose(i, j, threshold);
-        if (std::isfinite(r)) finite.push_back(r);
-      }
-    }
+    for_each_pair([&](int j, int q, std::size_t) {
+      const double r = Choose(j, q, threshold);
+      if (std::isfinite(r)) finite.push_back(r);
+    });
     const double median = finite.empty() ? 0.0 : Median(&finite);
     threshold = std::max(options_.scratch_start_factor * options_.min_threshold_px, 2 * median);
   } else {
     threshold = options_.incremental_start_factor * std::max(last_floor_px_, options_.min_threshold_px);
   }
-  Eigen::MatrixXd weights = Eigen::MatrixXd::Zero(n, n);
   double floor = options_.min_threshold_px;
   int iteration = 0;
   bool converged = false;
@@ -481,35 +870,33 @@ SolverReport ConsistencySolver::Solve(bool from_scratch) {
   int round_iterations = 0;
   converged = false;
   while (iteration < options_.max_iterations) {
+    if (Cancelled()) return SolverReport{};
     ++round_iterations;
     ++iteration;
     floor = robust_floor(threshold, &sigma);
     threshold = std::max(threshold, floor);
     int changes = 0;
-    for (int j = 1; j < n; ++j) {
-      for (int i = 0; i < j; ++i) {
-        const std::size_t index = PairIndex(i, j);
-        double r = Choose(i, j, threshold);
-        if (!std::isfinite(r)) {
-          weights(i, j) = weights(j, i) = 0;
-          continue;
-        }
-        // Only discrete changes (candidate, snap) count: the weights are
-        // continuous in r, so borderline inlier flips do not move the solution.
-        const PairState& state = pairs_[index].state;
-        const Choice choice{state.chosen, state.snapped ? state.snap_na : 0,
-                            state.snapped ? state.snap_nb : 0};
-        if (!(choice == choice_previous[index])) ++changes;
-        choice_previous[index] = choice;
-        // First iteration: the triangle score vetoes pairs the warm start
-        // happens to fit (MPLS-style initial weights).
-        if (round_iterations == 1 && round == 0 && fresh_score[index]) r = std::max(r, pairs_[index].triangle_score);
-        const double w = GemanMcClureWeight(r, threshold);
-        weights(i, j) = weights(j, i) = w;
+    for_each_pair([&](int j, int q, std::size_t index) {
+      Pair& p = state_of(j, q);
+      double r = Choose(j, q, threshold);
+      if (!std::isfinite(r)) {
+        p.work_weight = 0;
+        return;
       }
-    }
+      // Only discrete changes (candidate, snap) count: the weights are
+      // continuous in r, so borderline inlier flips do not move the solution.
+      const PairState& state = p.state;
+      const Choice choice{state.chosen, state.snapped ? state.snap_na : 0,
+                          state.snapped ? state.snap_nb : 0};
+      if (!(choice == choice_previous[index])) ++changes;
+      choice_previous[index] = choice;
+      // First iteration: the triangle score vetoes pairs the warm start
+      // happens to fit (MPLS-style initial weights).
+      if (round_iterations == 1 && round == 0 && fresh_score[index]) r = std::max(r, p.triangle_score);
+      p.work_weight = GemanMcClureWeight(r, threshold);
+    });
     const std::vector<Shift> before = shifts_;
-    SolveLinear(weights);
+    SolveLinear();
     double moved = 0;
     for (int k = 0; k < n; ++k) {
       moved = std::max(moved, Length(shifts_[static_cast<std::size_t>(k)] -
@@ -529,35 +916,31 @@ SolverReport ConsistencySolver::Solve(bool from_scratch) {
 
   // 4. Final classification, flagging, re-solve without flagged frames.
   auto classify = [&](const std::vector<bool>& excluded) {
-    for (int j = 1; j < n; ++j) {
-      for (int i = 0; i < j; ++i) {
-        PairState& state = pair(i, j).state;
-        const double r = Choose(i, j, threshold);
-        state.inlier = std::isfinite(r) && r <= threshold &&
-                       !excluded[static_cast<std::size_t>(i)] && !excluded[static_cast<std::size_t>(j)];
-        state.weight = state.inlier || (std::isfinite(r) && !excluded[static_cast<std::size_t>(i)] &&
-                                        !excluded[static_cast<std::size_t>(j)])
-                           ? GemanMcClureWeight(r, threshold)
-                           : 0.0;
-        weights(i, j) = weights(j, i) = state.weight;
-      }
-    }
+    for_each_pair([&](int j, int q, std::size_t) {
+      const int i = static_cast<int>(measurement_of(j, q).i);
+      Pair& p = state_of(j, q);
+      PairState& state = p.state;
+      const double r = Choose(j, q, threshold);
+      const bool kept = !excluded[static_cast<std::size_t>(i)] && !excluded[static_cast<std::size_t>(j)];
+      state.inlier = std::isfinite(r) && r <= threshold && kept;
+      state.weight = std::isfinite(r) && kept ? GemanMcClureWeight(r, threshold) : 0.0;
+      p.work_weight = state.weight;
+    });
   };
   auto find_flagged = [&]() {
     std::vector<bool> flagged(static_cast<std::size_t>(n), false);
     std::vector<int> measured(static_cast<std::size_t>(n), 0), inliers(static_cast<std::size_t>(n), 0);
-    for (int j = 1; j < n; ++j) {
-      for (int i = 0; i < j; ++i) {
-        const Pair& p = pair(i, j);
-        if (p.measurement.candidates.empty()) continue;
-        ++measured[static_cast<std::size_t>(i)];
-        ++measured[static_cast<std::size_t>(j)];
-        if (p.state.inlier) {
-          ++inliers[static_cast<std::size_t>(i)];
-          ++inliers[static_cast<std::size_t>(j)];
-        }
+    for_each_pair([&](int j, int q, std::size_t) {
+      const PairMeasurement& m = measurement_of(j, q);
+      if (m.candidates.empty()) return;
+      const std::size_t i = static_cast<std::size_t>(m.i);
+      ++measured[i];
+      ++measured[static_cast<std::size_t>(j)];
+      if (state_of(j, q).state.inlier) {
+        ++inliers[i];
+        ++inliers[static_cast<std::size_t>(j)];
       }
-    }
+    });
     for (int k = 0; k < n && n > 1; ++k) {
       const double required =
           std::max(options_.min_inlier_fraction * measured[static_cast<std::size_t>(k)],
@@ -572,7 +955,7 @@ SolverReport ConsistencySolver::Solve(bool from_scratch) {
   std::vector<bool> flagged = find_flagged();
   if (std::find(flagged.begin(), flagged.end(), true) != flagged.end()) {
     classify(flagged);
-    SolveLinear(weights);
+    SolveLinear();
     classify(flagged);
     // Frames that lost their inliers with the flagged frames are flagged too;
     // no further iteration (bounded work).
@@ -605,58 +988,16 @@ SolverReport ConsistencySolver::Solve(bool from_scratch) {
   for (Shift& s : shifts_) s -= gauge;
 
   // Report.
-  report.shifts = shifts_;
-  report.flagged = flagged_;
-  report.frame_residual_px.assign(static_cast<std::size_t>(n), kNaN);
-  report.frame_inlier_pairs.assign(static_cast<std::size_t>(n), 0);
-  std::vector<double> frame_sum_sq(static_cast<std::size_t>(n), 0.0);
-  double sum_sq = 0;
-  for (int j = 1; j < n; ++j) {
-    for (int i = 0; i < j; ++i) {
-      const std::size_t index = PairIndex(i, j);
-      Pair& p = pairs_[index];
-      PairState& state = p.state;
-      if (p.measurement.candidates.empty()) continue;
-      ++report.measured_pairs;
-      const Shift predicted = shifts_[static_cast<std::size_t>(j)] - shifts_[static_cast<std::size_t>(i)];
-      state.residual_px = Length(predicted - state.used_j_from_i);
-      if (state.chosen > 0) ++report.pairs_not_brightest;
-      if (chosen_before[index] >= 0 && chosen_before[index] != state.chosen) ++report.reselections;
-      if (!state.inlier) continue;
-      ++report.inlier_pairs;
-      if (state.snapped) ++report.pairs_snapped;
-      const double r2 = state.residual_px * state.residual_px;
-      sum_sq += r2;
-      for (int f : {i, j}) {
-        frame_sum_sq[static_cast<std::size_t>(f)] += r2;
-        ++report.frame_inlier_pairs[static_cast<std::size_t>(f)];
-      }
-    }
-  }
-  for (int k = 0; k < n; ++k) {
-    const int count = report.frame_inlier_pairs[static_cast<std::size_t>(k)];
-    if (count > 0) report.frame_residual_px[static_cast<std::size_t>(k)] = std::sqrt(frame_sum_sq[static_cast<std::size_t>(k)] / count);
-    if (flagged_[static_cast<std::size_t>(k)]) ++report.flagged_frames;
-  }
-  report.consistency_rms_px = report.inlier_pairs > 0 ? std::sqrt(sum_sq / report.inlier_pairs) : 0.0;
-  report.rejected_pair_fraction =
-      report.measured_pairs > 0
-          ? static_cast<double>(report.measured_pairs - report.inlier_pairs) / report.measured_pairs
-          : 0.0;
-  report.inlier_threshold_px = threshold;
-  report.robust_sigma_px = sigma;
-  report.cycles = EvaluateCycles();
-  report.iterations = iteration;
-  report.cg_iterations = last_cg_iterations_;
-  report.frames_moved_by_lattice = frames_moved;
-  report.converged = converged;
-  std::ostringstream message;
-  message << (converged ? "converged" : "iteration limit reached") << " after " << iteration
-          << " iterations; " << report.inlier_pairs << "/" << report.measured_pairs
-          << " pairs inlier (threshold " << threshold << " px), " << report.flagged_frames
-          << " frames flagged";
-  report.message = message.str();
-  return report;
+  RecomputeTotals();
+  int reselections = 0;
+  for_each_pair([&](int j, int q, std::size_t index) {
+    const int chosen = state_of(j, q).state.chosen;
+    if (chosen_before[index] >= 0 && chosen_before[index] != chosen) ++reselections;
+  });
+  last_threshold_px_ = threshold;
+  last_sigma_px_ = sigma;
+  last_cycles_ = EvaluateCycles();
+  return MakeReport(iteration, converged, reselections, frames_moved);
 }
 
 int ConsistencySolver::MoveDisplacedFrames() {
@@ -665,19 +1006,21 @@ int ConsistencySolver::MoveDisplacedFrames() {
   const int n = num_frames_;
   std::vector<std::vector<std::pair<int, int>>> votes(static_cast<std::size_t>(n));
   std::vector<int> in_place(static_cast<std::size_t>(n), 0);
+  // Inlier here means within snap tolerance after snapping.
+  const double tolerance = options_.snap_tolerance * lattice_->ShortestSpacing();
   for (int j = 1; j < n; ++j) {
-    for (int i = 0; i < j; ++i) {
-      const PairState& state = pair(i, j).state;
+    const Block& block = *blocks_[static_cast<std::size_t>(j)];
+    for (std::size_t q = 0; q < block.size(); ++q) {
+      const PairState& state = states_[static_cast<std::size_t>(j)][q].state;
+      const std::size_t i = static_cast<std::size_t>(block[q].i);
       if (state.chosen < 0) continue;
-      // Inlier here means within snap tolerance after snapping.
-      const double tolerance = options_.snap_tolerance * lattice_->ShortestSpacing();
       if (!(state.residual_px < tolerance)) continue;
       if (!state.snapped) {
-        ++in_place[static_cast<std::size_t>(i)];
+        ++in_place[i];
         ++in_place[static_cast<std::size_t>(j)];
       } else {
         votes[static_cast<std::size_t>(j)].emplace_back(state.snap_na, state.snap_nb);
-        votes[static_cast<std::size_t>(i)].emplace_back(-state.snap_na, -state.snap_nb);
+        votes[i].emplace_back(-state.snap_na, -state.snap_nb);
       }
     }
   }
@@ -713,35 +1056,49 @@ CycleStatistics ConsistencySolver::EvaluateCycles() const {
   if (n < 3 || options_.max_cycle_checks == 0) return stats;
   std::vector<double> errors;
   const double tolerance = lattice_ ? options_.snap_tolerance * lattice_->ShortestSpacing() : 0.0;
+  auto lookup = [&](int i, int j) -> std::pair<const PairMeasurement*, const Pair*> {
+    const int q = Find(i, j);
+    if (q < 0) return {nullptr, nullptr};
+    return {&(*blocks_[static_cast<std::size_t>(j)])[static_cast<std::size_t>(q)],
+            &states_[static_cast<std::size_t>(j)][static_cast<std::size_t>(q)]};
+  };
+  // Triangle i < j < m.
   auto check = [&](int i, int j, int m) {
-    const Pair& ij = pair(i, j);
-    const Pair& jm = pair(j, m);
-    const Pair& im = pair(i, m);
-    if (!ij.state.inlier || !jm.state.inlier || !im.state.inlier) return;
-    const Shift used = ij.state.used_j_from_i + jm.state.used_j_from_i - im.state.used_j_from_i;
+    const auto ij = lookup(i, j), jm = lookup(j, m), im = lookup(i, m);
+    if (!ij.second || !jm.second || !im.second) return;
+    if (!ij.second->state.inlier || !jm.second->state.inlier || !im.second->state.inlier) return;
+    const Shift used = ij.second->state.used_j_from_i + jm.second->state.used_j_from_i -
+                       im.second->state.used_j_from_i;
     errors.push_back(Length(used));
     if (lattice_) {
-      auto raw = [](const Pair& p) {
-        return p.measurement.candidates[static_cast<std::size_t>(p.state.chosen)].j_from_i;
+      auto raw = [](const std::pair<const PairMeasurement*, const Pair*>& p) {
+        return p.first->candidates[static_cast<std::size_t>(p.second->state.chosen)].j_from_i;
       };
       const Shift e = raw(ij) + raw(jm) - raw(im);
       const LatticeVector v = lattice_->NearestLatticeVector(e);
       if (!v.IsZero() && Length(e - v.vector) < tolerance) ++stats.lattice_vector_count;
     }
   };
-  const double total = static_cast<double>(n) * (n - 1) * (n - 2) / 6.0;
-  if (total <= options_.max_cycle_checks) {
+  const double all = static_cast<double>(n) * (n - 1) * (n - 2) / 6.0;
+  if (all <= options_.max_cycle_checks) {
     for (int m = 2; m < n; ++m)
       for (int j = 1; j < m; ++j)
         for (int i = 0; i < j; ++i) check(i, j, m);
   } else {
+    // Random triangles among stored pairs: a frame m, two of its earlier
+    // partners (far-apart frames have no pair, so uniform triples would
+    // rarely form a triangle).
     std::mt19937 rng(static_cast<unsigned>(n));
-    std::uniform_int_distribution<int> frame(0, n - 1);
+    std::uniform_int_distribution<int> frame(2, n - 1);
     for (int sample = 0; sample < options_.max_cycle_checks; ++sample) {
-      int t[3] = {frame(rng), frame(rng), frame(rng)};
-      std::sort(t, t + 3);
-      if (t[0] == t[1] || t[1] == t[2]) continue;
-      check(t[0], t[1], t[2]);
+      const int m = frame(rng);
+      const Block& block = *blocks_[static_cast<std::size_t>(m)];
+      if (block.size() < 2) continue;
+      std::uniform_int_distribution<std::size_t> partner(0, block.size() - 1);
+      int a = static_cast<int>(block[partner(rng)].i), b = static_cast<int>(block[partner(rng)].i);
+      if (a == b) continue;
+      if (a > b) std::swap(a, b);
+      check(a, b, m);
     }
   }
   stats.evaluated = static_cast<int>(errors.size());
@@ -760,10 +1117,13 @@ ShiftMatrices ConsistencySolver::Matrices() const {
   matrices.status = Eigen::MatrixXi::Zero(n, n);
   for (int k = 0; k < n; ++k) matrices.x_px(k, k) = matrices.y_px(k, k) = 0;
   for (int j = 1; j < n; ++j) {
-    for (int i = 0; i < j; ++i) {
-      const Pair& p = pair(i, j);
-      if (p.measurement.candidates.empty()) continue;
-      const Shift u = p.state.chosen >= 0 ? p.state.used_j_from_i : p.measurement.candidates[0].j_from_i;
+    const Block& block = *blocks_[static_cast<std::size_t>(j)];
+    for (std::size_t q = 0; q < block.size(); ++q) {
+      const PairMeasurement& m = block[q];
+      const Pair& p = states_[static_cast<std::size_t>(j)][q];
+      if (m.candidates.empty()) continue;
+      const int i = static_cast<int>(m.i);
+      const Shift u = p.state.chosen >= 0 ? p.state.used_j_from_i : m.candidates[0].j_from_i;
       matrices.x_px(i, j) = u.x;
       matrices.y_px(i, j) = u.y;
       matrices.x_px(j, i) = -u.x;

@@ -2,27 +2,38 @@
 // Robust translation synchronisation: one consistent shift per frame from all
 // pairwise measurements j_from_i ~ s_j - s_i (algorithms.md sections 1 and 4).
 //
-// The solver owns every pair measurement it was given (copies) and its current
-// solution. Frames are added one at a time with all their pairs to earlier
-// frames; Solve() re-solves warm-started from the previous solution (or from
-// scratch). Not thread-safe: one owner thread calls everything.
+// The solver owns every pair measurement it was given (copies; only measured
+// pairs are stored, so a long series whose far-apart frames do not overlap
+// costs memory in proportion to its measured pairs) and its current solution.
+// Frames are added one at a time with all their pairs to earlier frames;
+// Solve() re-solves warm-started from the previous solution (or from
+// scratch). Not thread-safe: one owner thread calls everything (the solver
+// may run a from-scratch solve of a snapshot on its own background thread).
 //
-// Method, per Solve():
-//  1. Triangle (cycle) scores for the new pairs: the median over m of
-//     |R_ij + R_jm + R_mi|. With a lattice, triangles whose error is the same
-//     lattice vector for most m pre-correct the hopped pair.
-//  2. Warm start for each new frame k: per-axis weighted median over i of
+// Method, per from-scratch Solve():
+//  1. Triangle (cycle) scores: the median over third frames m (a bounded,
+//     evenly spaced sample of the pair's partners) of |R_ij + R_jm + R_mi|.
+//     With a lattice, triangles whose error is the same lattice vector for
+//     most m pre-correct the hopped pair.
+//  2. Warm start for each frame k: per-axis weighted median over i of
 //     s_i + R_ik, weights from the triangle scores.
 //  3. IRLS with the Geman-McClure loss in a shrinking-threshold (TranSync /
 //     GNC) schedule, floored at max(min_threshold_px, scale_multiplier * robust
 //     sigma). Every iteration re-selects, per pair, the candidate peak closest
 //     to s_j - s_i, snaps it by a lattice vector when a lattice is set, and
-//     solves the weighted complete-graph Laplacian system by warm-started
-//     Jacobi-PCG (O(k^2) per sweep).
+//     solves the weighted sparse Laplacian system by warm-started Jacobi-PCG
+//     (O(pairs) per sweep).
 //  4. Frames with too few inlier pairs are flagged, their pairs removed, the
 //     rest re-solved, and flagged frames get a best-effort shift by linear
 //     interpolation in frame index. Gauge: s_0 = (0, 0).
-// The number of iterations is bounded, so Solve() always returns.
+// An incremental Solve() does the same warm-started over all pairs while
+// there are at most global_update_max_pairs of them; beyond, it only places
+// the new frames: triangle scores, warm start and IRLS over the new frame's
+// own pairs with the earlier frames held fixed (O(pairs of the new frame)).
+// The earlier frames then move only by full re-solves, which SolveScheduled()
+// runs on a snapshot in a background thread and a later Solve() adopts, so no
+// single update pays for one. The number of iterations is bounded, so Solve()
+// always returns.
 //
 //   ConsistencySolver solver({});
 //   solver.AddFrame({});                        // frame 0
@@ -31,6 +42,10 @@
 //   SolverReport report = solver.Solve();
 //   if (report.flagged[2]) ...                  // frame 2 could not be placed
 
+#include <atomic>
+#include <cstdint>
+#include <future>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -85,6 +100,17 @@ struct SolverOptions {
   // Triangles evaluated for the cycle statistics in the report (all when
   // fewer exist, else a fixed-seed random sample).
   int max_cycle_checks = 5000;
+  // Third frames sampled per pair for its triangle score (all when the pair
+  // has fewer partners). The score only sets initial weights and detects
+  // hops, for which a few dozen triangles are as decisive as thousands.
+  int max_triangle_partners = 48;
+  // Incremental solves re-select and re-weight every pair, and full re-solves
+  // run synchronously, while there are at most this many pairs (~60 frames of
+  // all pairs: a full re-solve then takes ~10 ms); beyond, updates place only
+  // the new frames and full re-solves run in the background.
+  int global_update_max_pairs = 2000;
+  // IRLS iterations placing one new frame against fixed earlier frames.
+  int max_local_iterations = 10;
 
   bool Check(std::string* error) const;
 };
@@ -119,6 +145,10 @@ struct SolverReport {
   int cg_iterations = 0;                   // total PCG sweeps
   int frames_moved_by_lattice = 0;         // frames moved back by a lattice vector
   bool converged = false;
+  // This Solve() applied a background full re-solve (frames 0..n-1 of its
+  // snapshot), and how many frames that snapshot held.
+  bool adopted_background = false;
+  int background_frames = 0;
   std::string message;
 };
 
@@ -126,7 +156,9 @@ struct SolverReport {
 // j_from_i for i < j and its inverse for i > j; NaN when missing; the
 // diagonal is 0 with status kMissing.
 struct ShiftMatrices {
-  enum Status : int { kMissing = 0, kInlier = 1, kRejected = 2, kSnapped = 3 };
+  // kNoOverlap: not correlated because the two frames' predicted overlap was
+  // too small (set by the engine; the solver never sees such pairs).
+  enum Status : int { kMissing = 0, kInlier = 1, kRejected = 2, kSnapped = 3, kNoOverlap = 4 };
   Eigen::MatrixXd x_px;
   Eigen::MatrixXd y_px;
   Eigen::MatrixXi status;
@@ -146,11 +178,16 @@ class ConsistencySolver {
 
   // Throws std::invalid_argument when options.Check() fails.
   explicit ConsistencySolver(const SolverOptions& options);
+  // Cancels and waits for a background solve.
+  ~ConsistencySolver();
+  ConsistencySolver(const ConsistencySolver&) = delete;
+  ConsistencySolver& operator=(const ConsistencySolver&) = delete;
 
   // Adds frame k = num_frames(). pairs_with_earlier[i] is the measurement of
-  // (i, k) for i = 0..k-1 (candidates may be empty). Throws
-  // std::invalid_argument when the size or a pair's (i, j) does not match, or
-  // a candidate shift is not finite. The new frame is placed by the next Solve().
+  // (i, k) for i = 0..k-1 (candidates may be empty: such pairs are missing
+  // and not stored). Throws std::invalid_argument when the size or a pair's
+  // (i, j) does not match, or a candidate shift is not finite. The new frame
+  // is placed by the next Solve().
   void AddFrame(std::vector<PairMeasurement> pairs_with_earlier);
   // Replaces the measurement of pair (m.i, m.j) (e.g. refined or coarse
   // results). Throws std::invalid_argument unless m.i < m.j < num_frames().
@@ -160,64 +197,108 @@ class ConsistencySolver {
   const std::optional<Lattice>& lattice() const { return lattice_; }
 
   // Re-solves all shifts: warm-started from the previous solution for frames
-  // already placed, unless from_scratch (then triangle scores for all pairs,
-  // O(k^3), and the full threshold schedule). Never throws for numerical
-  // reasons; non-convergence is in the report.
+  // already placed, unless from_scratch (then triangle scores for all pairs
+  // and the full threshold schedule; waits for, and drops, a background
+  // solve). An incremental Solve() first adopts a finished background solve.
+  // Never throws for numerical reasons; non-convergence is in the report.
   SolverReport Solve(bool from_scratch = false);
+  // Solve() for a live update: when full_resolve_due, a from-scratch solve
+  // runs now while the problem is small (at most global_update_max_pairs
+  // pairs), else on a snapshot in a background thread (unless one is still
+  // running), and the update itself is incremental.
+  SolverReport SolveScheduled(bool full_resolve_due);
+  bool background_running() const { return background_.valid(); }
+  // Blocks until a running background solve has finished (the next Solve()
+  // adopts it); returns at once when none runs.
+  void WaitForBackground() const {
+    if (background_.valid()) background_.wait();
+  }
 
   int num_frames() const { return num_frames_; }
+  // Pairs stored (those with at least one candidate when added).
+  std::size_t num_pairs() const { return total_pairs_; }
   // Current shifts (the last Solve(); new frames are unplaced until then).
   const std::vector<Shift>& shifts() const { return shifts_; }
   // Requires: i < j < num_frames(); throws std::invalid_argument otherwise.
+  // A pair that is not stored reads as an empty measurement (chosen -1).
   const PairState& pair_state(int i, int j) const;
   const PairMeasurement& pair_measurement(int i, int j) const;
   ShiftMatrices Matrices() const;
 
  private:
   struct Pair {
-    PairMeasurement measurement;
     PairState state;
+    double work_weight = 0;      // IRLS weight of the current iteration
     double triangle_score = -1;  // < 0: not computed yet
     int triangle_na = 0, triangle_nb = 0;  // hop seen in the triangles
   };
-  static std::size_t PairIndex(int i, int j) {
-    return static_cast<std::size_t>(j) * (j - 1) / 2 + static_cast<std::size_t>(i);
-  }
-  Pair& pair(int i, int j) { return pairs_[PairIndex(i, j)]; }
-  const Pair& pair(int i, int j) const { return pairs_[PairIndex(i, j)]; }
+  // Frame j's stored pairs with earlier frames, ascending i. Immutable once
+  // shared, so a background solve can read a snapshot without locks.
+  using Block = std::vector<PairMeasurement>;
+  struct Totals {
+    int measured = 0, inlier = 0, snapped = 0, not_brightest = 0;
+    double sum_sq = 0;
+  };
+
+  // Position of pair (i, j) in block j, -1 when not stored.
+  int Find(int i, int j) const;
   void CheckPairIndices(int i, int j, const char* who) const;
+  void LoadSnapshot(const std::vector<std::shared_ptr<const Block>>& blocks);
+  void AppendFrame(std::shared_ptr<const Block> block);
 
   // Best current estimate of b_from_a for any ordered pair; false when missing.
   bool Estimate(int a, int b, Shift* b_from_a) const;
-  // Dense n x n table of Estimate() (row a, column b), for the O(k) triangle
-  // loops; valid[a * n + b] is 0 when missing.
-  struct EstimateTable {
-    std::vector<Shift> b_from_a;
-    std::vector<char> valid;
-  };
-  EstimateTable BuildEstimateTable() const;
-  void RefreshEstimate(int i, int j, EstimateTable* table) const;
-  void ScoreTriangles(int i, int j, const EstimateTable& table);
+  bool EstimateAt(int j, int index, bool forward, Shift* out) const;
+  void ScoreTriangles(int j, int index);
   void WarmStart(int k);
-  // Chooses the candidate for pair (i, j) under the current shifts; returns
-  // the residual norm.
-  double Choose(int i, int j, double threshold_px);
-  // Weighted least squares by Jacobi-PCG, warm-started from shifts_.
-  void SolveLinear(const Eigen::MatrixXd& weights);
+  // Chooses the candidate for pair `index` of frame j under the current
+  // shifts; returns the residual norm.
+  double Choose(int j, int index, double threshold_px);
+  // Weighted least squares (Pair::work_weight) by Jacobi-PCG over the stored
+  // pairs, warm-started from shifts_.
+  void SolveLinear();
   // Moves frames whose inlier pairs mostly snap by one lattice vector back by
   // that vector; returns the number of frames moved.
   int MoveDisplacedFrames();
   CycleStatistics EvaluateCycles() const;
+  SolverReport SolveGlobal(bool from_scratch);
+  // Places frame k against the fixed earlier frames; returns iterations.
+  int PlaceFrame(int k, double threshold_px);
+  void RecomputeTotals();
+  // Adds the pairs of one frame (with earlier frames) to the totals.
+  void AddToTotals(int frame);
+  SolverReport MakeReport(int iterations, bool converged, int reselections, int frames_moved) const;
+  void StartBackground();
+  // Adopts a finished background solve; returns true when one was adopted.
+  // Adopts a finished background solve; returns the frames it covered (0: none).
+  int AdoptBackground();
+  void StopBackground();
+  bool Cancelled() const { return cancel_ != nullptr && cancel_->load(std::memory_order_relaxed); }
 
   SolverOptions options_;
   std::optional<Lattice> lattice_;
+  std::uint64_t generation_ = 0;  // bumped by UpdatePair and SetLattice
   int num_frames_ = 0;
   int placed_frames_ = 0;       // frames with a solved (warm-start) shift
-  double last_floor_px_ = 0;
-  int last_cg_iterations_ = 0;  // PCG sweeps in the last Solve() (report)    // threshold floor of the last Solve()
-  std::vector<Pair> pairs_;     // i < j, at PairIndex(i, j)
+  double last_floor_px_ = 0;    // threshold floor of the last Solve()
+  double last_threshold_px_ = 0;
+  double last_sigma_px_ = 0;
+  int last_cg_iterations_ = 0;  // PCG sweeps in the last Solve() (report)
+  CycleStatistics last_cycles_;
+  std::vector<std::shared_ptr<const Block>> blocks_;  // per frame j
+  std::vector<std::vector<Pair>> states_;             // per frame j, aligned with blocks_[j]
+  std::vector<std::vector<int>> later_;               // per frame i: frames j > i paired with it
+  std::size_t total_pairs_ = 0;
   std::vector<Shift> shifts_;
   std::vector<bool> flagged_;
+  Totals totals_;
+  std::vector<int> frame_inliers_;
+  std::vector<double> frame_sum_sq_;
+  // Background from-scratch solve of the first background_frames_ frames.
+  std::future<std::unique_ptr<ConsistencySolver>> background_;
+  std::shared_ptr<std::atomic<bool>> background_cancel_;
+  std::uint64_t background_generation_ = 0;
+  const std::atomic<bool>* cancel_ = nullptr;  // set in a background solver
 };
 
 }  // namespace livealign

@@ -149,6 +149,12 @@ struct RegistrationEngine::Impl {
   std::vector<FrameState> frames;
 
   SolverReport last_solve;
+  // Frame count at which the next full re-solve is due (full_resolve_every,
+  // full_resolve_growth).
+  int next_full_resolve = 0;
+  // no_overlap[j][i]: pair (i, j) was not correlated (predicted overlap below
+  // min_overlap_fraction).
+  std::vector<std::vector<bool>> no_overlap;
   // Lattice from the running average, and the per-frame lattice vectors that
   // pin the solver's modulo-lattice solution (core/lattice_offsets.hpp).
   std::optional<Lattice> lattice;
@@ -168,7 +174,11 @@ struct RegistrationEngine::Impl {
 
   double CoarseCutoff() const;
   void AddCoarseEvidence(int k);
-  void Resolve(bool from_scratch);
+  // live: a per-frame update (full re-solves of large series run in the
+  // solver's background thread); otherwise a synchronous solve.
+  void Resolve(bool from_scratch, bool live = false);
+  // Fraction of the frame area that frames at shifts a and b have in common.
+  double OverlapFraction(Shift a, Shift b) const;
   Shift PairwiseShift(int i) const;
   void PublishShifts();
   // budget < 0: no limit.
@@ -209,8 +219,15 @@ Shift RegistrationEngine::Impl::PairwiseShift(int i) const {
   return last_solve.shifts[i] + offsets.offsets[i];
 }
 
-void RegistrationEngine::Impl::Resolve(bool from_scratch) {
-  last_solve = solver.Solve(from_scratch);
+double RegistrationEngine::Impl::OverlapFraction(Shift a, Shift b) const {
+  const Shift d = b - a;
+  const double fx = std::max(0.0, 1.0 - std::abs(d.x) / shape.cols);
+  const double fy = std::max(0.0, 1.0 - std::abs(d.y) / shape.rows);
+  return fx * fy;
+}
+
+void RegistrationEngine::Impl::Resolve(bool from_scratch, bool live) {
+  last_solve = live ? solver.SolveScheduled(from_scratch) : solver.Solve(from_scratch);
   if (lattice) {
     offsets = ResolveLatticeOffsets(last_solve.shifts, last_solve.flagged, *lattice, coarse);
   } else {
@@ -289,16 +306,38 @@ void RegistrationEngine::Impl::UpdateLattice(FrameView newest) {
 std::vector<PairMeasurement> RegistrationEngine::Impl::CorrelateNewFrame(int k,
                                                                         bool* used_prediction) {
   std::vector<PairMeasurement> pairs(k);
+  for (int i = 0; i < k; ++i) {
+    pairs[i].i = i;
+    pairs[i].j = k;
+  }
   *used_prediction = false;
   // Constant-velocity prediction of s_k from the last two unflagged frames.
-  const bool can_predict = options.predicted_search && lattice && k >= 3 &&
-                           !frames[k - 1].flagged && !frames[k - 2].flagged;
+  const bool velocity_known = k >= 3 && !frames[k - 1].flagged && !frames[k - 2].flagged;
+  const Shift predicted_k = velocity_known ? frames[k - 1].shift + (frames[k - 1].shift - frames[k - 2].shift)
+                            : k >= 1        ? frames[k - 1].shift
+                                            : Shift{};
+  // Overlap gate: only partners the new frame is predicted to overlap enough;
+  // the newest pair always (it chains every frame to the series).
+  std::vector<int> partners;
+  partners.reserve(k);
+  std::vector<bool> gated(k, false);
+  for (int i = 0; i < k; ++i) {
+    if (i == k - 1 || options.min_overlap_fraction <= 0 ||
+        OverlapFraction(frames[i].shift, predicted_k) >= options.min_overlap_fraction) {
+      partners.push_back(i);
+    } else {
+      gated[i] = true;
+    }
+  }
+  no_overlap.push_back(std::move(gated));
+  const int count = static_cast<int>(partners.size());
+  const bool can_predict = options.predicted_search && lattice && velocity_known;
   if (can_predict) {
-    const Shift predicted_k = frames[k - 1].shift + (frames[k - 1].shift - frames[k - 2].shift);
     // Per-axis half-width: the window's corner (radius * sqrt 2) stays within
     // half the shortest lattice spacing, so no other translate fits in it.
     const double radius = kPredictionWindowFraction * lattice->ShortestSpacing();
-    pool.ParallelFor(k, [&](int i, int worker) {
+    pool.ParallelFor(count, [&](int n, int worker) {
+      const int i = partners[n];
       // Newton on the exact band-limited correlation straight from the
       // prediction needs no inverse FFT and no peak search; only when it does
       // not converge inside the window is the windowed map searched.
@@ -325,7 +364,20 @@ std::vector<PairMeasurement> RegistrationEngine::Impl::CorrelateNewFrame(int k,
       return pairs;
     }
   }
-  pool.ParallelFor(k, [&](int i, int worker) { pairs[i] = correlator.Correlate(i, k, worker); });
+  // Free search, around zero; a partner whose predicted shift lies beyond the
+  // search range (a long series drifts further than that) is searched in a
+  // window of the same size around its prediction.
+  const double reach_x = options.max_shift_px > 0 ? std::min(options.max_shift_px, shape.cols / 2.0) : shape.cols / 4.0;
+  const double reach_y = options.max_shift_px > 0 ? std::min(options.max_shift_px, shape.rows / 2.0) : shape.rows / 4.0;
+  pool.ParallelFor(count, [&](int n, int worker) {
+    const int i = partners[n];
+    const Shift predicted = predicted_k - frames[i].shift;
+    if (k >= 2 && (std::abs(predicted.x) > 0.5 * reach_x || std::abs(predicted.y) > 0.5 * reach_y)) {
+      pairs[i] = correlator.Correlate(i, k, worker, predicted, std::min(reach_x, reach_y));
+    } else {
+      pairs[i] = correlator.Correlate(i, k, worker);
+    }
+  });
   return pairs;
 }
 
@@ -435,7 +487,7 @@ UpdateReport RegistrationEngine::AddFrame(Frame frame) {
   std::vector<PairMeasurement> pairs = m.CorrelateNewFrame(k, &report.predicted_search);
   m.AddCoarseEvidence(k);
   report.timings.correlate_ms = MsSince(t);
-  report.timings.pairs = k;
+  report.timings.pairs = static_cast<int>(std::count(m.no_overlap.back().begin(), m.no_overlap.back().end(), false));
 
   t = Clock::now();
   FrameState state;
@@ -447,7 +499,15 @@ UpdateReport RegistrationEngine::AddFrame(Frame frame) {
   m.refinement.resize(m.frames.size(), Shift{});
   m.refined_ok.resize(m.frames.size(), false);
   m.solver.AddFrame(std::move(pairs));
-  m.Resolve(/*from_scratch=*/k > 0 && k % m.options.full_resolve_every == 0);
+  if (m.next_full_resolve == 0) m.next_full_resolve = m.options.full_resolve_every;
+  const bool full_resolve = k > 0 && k >= m.next_full_resolve;
+  if (full_resolve) {
+    m.next_full_resolve = std::max(k + m.options.full_resolve_every,
+                                   static_cast<int>(std::ceil(m.options.full_resolve_growth * k)));
+  }
+  m.Resolve(full_resolve, /*live=*/true);
+  report.full_resolve = full_resolve && !m.solver.background_running();
+  report.background_resolve_frames = m.last_solve.background_frames;
   m.PublishShifts();
   report.timings.solve_ms = MsSince(t);
 
@@ -625,6 +685,13 @@ ShiftMatrixSnapshot RegistrationEngine::Matrices() const {
       snapshot.status[n] = static_cast<std::uint8_t>(matrices.status(i, j));
     }
   }
+  for (int j = 1; j < k; ++j) {
+    for (int i = 0; i < j; ++i) {
+      if (!impl_->no_overlap[j][i]) continue;
+      snapshot.status[static_cast<std::size_t>(i) * k + j] = snapshot.status[static_cast<std::size_t>(j) * k + i] =
+          ShiftMatrices::kNoOverlap;
+    }
+  }
   return snapshot;
 }
 
@@ -648,6 +715,7 @@ std::vector<PairRecord> RegistrationEngine::Pairs() const {
       r.used_j_from_i = state.used_j_from_i + m.offsets.offsets[j] - m.offsets.offsets[i];
       r.inlier = state.inlier;
       r.snapped = state.snapped;
+      r.no_overlap = m.no_overlap[j][i];
       records.push_back(r);
     }
   }
@@ -826,6 +894,11 @@ Frame RegistrationEngine::LatestFrame() const {
   const FrameView view = latest->view();
   return Frame(view.shape(), std::vector<float>(view.data(), view.data() + view.shape().Pixels()),
                FrameHeader{num_frames() - 1, m.frames.back().timestamp_s, view.shape()});
+}
+
+Shape RegistrationEngine::correlation_map_shape() const {
+  const int oversample = impl_->options.oversample;
+  return Shape{impl_->correlator.band_rows() * oversample, impl_->correlator.band_cols() * oversample};
 }
 
 std::size_t RegistrationEngine::cache_bytes() const { return impl_->correlator.cache_bytes(); }

@@ -142,6 +142,9 @@ struct PairRecord {
   Shift used_j_from_i;       // the candidate (and lattice snap) the solver used
   bool inlier = false;
   bool snapped = false;
+  // Not correlated: the frames' predicted overlap was below
+  // EngineOptions::min_overlap_fraction (has_peak is then false).
+  bool no_overlap = false;
 };
 
 struct StageTimings {
@@ -151,7 +154,7 @@ struct StageTimings {
   double refine_ms = 0;      // precision stage
   double average_ms = 0;
   double total_ms = 0;
-  int pairs = 0;             // pairs correlated in this update
+  int pairs = 0;             // pairs with a peak in this update (the overlap gate skips others)
 };
 
 struct UpdateReport {
@@ -161,11 +164,16 @@ struct UpdateReport {
   // (EngineOptions::predicted_search); false at the start of a series, without
   // a lattice, or after a detected stage jump.
   bool predicted_search = false;
+  // This update ran a full re-solve from scratch, or applied one that had
+  // run in the background on the first `background_resolve_frames` frames.
+  bool full_resolve = false;
+  int background_resolve_frames = 0;
 };
 
 // The used shift matrices R_ij (the picture that shows a registration is
 // physically consistent). k*k row-major; entry (i, j) is j_from_i; NaN where
-// no measurement; status 0 missing, 1 inlier, 2 rejected, 3 snapped.
+// no measurement; status 0 missing, 1 inlier, 2 rejected, 3 snapped, 4 not
+// correlated because the frames do not overlap enough (ShiftMatrices::Status).
 struct ShiftMatrixSnapshot {
   int k = 0;
   std::vector<double> x;
@@ -208,6 +216,10 @@ class RegistrationEngine {
   ImageQualityReport ImageQuality() const;
   // Copy of the most recently added frame (raw, unshifted); empty when none.
   Frame LatestFrame() const;
+
+  // Shape of one pair's band-limited correlation map (its inverse FFT): with
+  // one forward FFT per frame, the FFT floor of an update.
+  Shape correlation_map_shape() const;
 
   // Bytes of cached band spectra; of frames kept in RAM by the averager (its
   // bounded cache); of the average's running sums (the mosaic canvas); and

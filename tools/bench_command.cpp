@@ -1,7 +1,10 @@
 // `livealign bench --size S --frames N [options]`: feeds a simulated series to
 // the engine frame by frame and measures what a live session costs: update
-// time per frame against k (median, min, max), pairs per second, cache memory
-// and peak RSS, plus the accuracy against the simulator's ground truth.
+// time per frame against k (median and max per bucket of k, with the
+// correlation and solve parts and the RSS), the FFT floor of an update (one
+// frame's forward FFT plus k band-map inverse FFTs, timed in the same run) and
+// the ratio to it, pairs per second, cache memory and peak RSS, plus the
+// accuracy against the simulator's ground truth.
 // Prints a table and one JSON line (prefix "BENCH_JSON "). `bench --live`
 // measures the daemon end to end instead (tools/live_bench.hpp).
 #include <boost/program_options.hpp>
@@ -12,7 +15,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <unistd.h>
+
+#include "core/fft.hpp"
 
 #include "adapters/npy_writer.hpp"
 #include "core/registration_engine.hpp"
@@ -47,6 +54,27 @@ double PeakRssMiB() {
   return usage.ru_maxrss / 1024.0;  // Linux reports KiB
 }
 
+// Resident set size now, MiB (/proc/self/statm: pages).
+double CurrentRssMiB() {
+  std::ifstream statm("/proc/self/statm");
+  long size = 0, resident = 0;
+  if (!(statm >> size >> resident)) return 0;
+  return resident * static_cast<double>(sysconf(_SC_PAGESIZE)) / 1048576.0;
+}
+
+// Median time, ms, of `run` over a few repetitions (after one warm-up).
+template <typename Run>
+double MedianMs(Run run, int repetitions) {
+  run();
+  std::vector<double> ms;
+  for (int r = 0; r < repetitions; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    run();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  return Summarise(ms).median;
+}
+
 // Accuracy of the engine's current shifts against the simulator's truth.
 ShiftErrors ErrorsAgainstTruth(const std::vector<FrameState>& frames, const std::vector<Shift>& truth) {
   std::vector<Shift> estimated;
@@ -65,6 +93,8 @@ int RunBench(int argc, char** argv) {
   EngineOptions engine_options;
   int size = 512, num_frames = 100, seed = 1;
   double dose = 0.2;
+  const Shift default_velocity = SimulatorOptions{}.initial_velocity_px_per_frame;
+  double drift_px_per_frame = default_velocity.Norm();
   std::string specimen = "perovskite";
   po::options_description options("options");
   options.add_options()
@@ -72,6 +102,9 @@ int RunBench(int argc, char** argv) {
       ("live", "measure the daemon end to end instead (see `bench --live --help`)")
       ("size", po::value(&size)->default_value(size), "frame size, px (square)")
       ("frames", po::value(&num_frames)->default_value(num_frames), "frames in the series")
+      ("drift-px-per-frame", po::value(&drift_px_per_frame)->default_value(drift_px_per_frame, Text(drift_px_per_frame)),
+       "linear drift speed, px per frame (the simulator's direction); a long series at 0.4 px/frame "
+       "drifts a 256 px frame width in 640 frames")
       ("dose", po::value(&dose)->default_value(dose, Text(dose)), "mean counts per pixel")
       ("specimen", po::value(&specimen)->default_value(specimen),
        "perovskite, hexagonal or square")
@@ -92,6 +125,8 @@ int RunBench(int argc, char** argv) {
   SimulatorOptions sim;
   sim.shape = Shape{size, size};
   sim.dose_counts_per_px = dose;
+  if (!(drift_px_per_frame >= 0)) throw std::invalid_argument("--drift-px-per-frame must be >= 0");
+  sim.initial_velocity_px_per_frame = default_velocity * (drift_px_per_frame / default_velocity.Norm());
   if (specimen == "hexagonal") sim.lattice = SpecimenLattice::kHexagonal;
   else if (specimen == "square") sim.lattice = SpecimenLattice::kSquare;
   else if (specimen != "perovskite") throw std::invalid_argument("unknown specimen " + specimen);
@@ -104,11 +139,13 @@ int RunBench(int argc, char** argv) {
 
   RegistrationEngine engine(engine_options, sim.shape);
   std::vector<double> update_ms(num_frames), correlate_ms(num_frames), solve_ms(num_frames),
-      refine_ms(num_frames), average_ms(num_frames);
+      refine_ms(num_frames), average_ms(num_frames), rss_mib(num_frames);
+  std::vector<int> pairs_per_frame(num_frames);
   std::vector<Shift> truth(num_frames);
   std::vector<Frame> saved;
   const bool save_stack = vm.count("save-stack") > 0;
   long total_pairs = 0;
+  int full_resolves = 0, background_resolves = 0, last_background_frames = 0;
   double total_correlate_ms = 0;
   for (int k = 0; k < num_frames; ++k) {
     Frame frame = microscope.NextFrame();  // simulation is not timed
@@ -121,8 +158,16 @@ int RunBench(int argc, char** argv) {
     refine_ms[k] = report.timings.refine_ms;
     average_ms[k] = report.timings.average_ms + report.timings.preprocess_ms;
     total_pairs += report.timings.pairs;
+    pairs_per_frame[k] = report.timings.pairs;
+    full_resolves += report.full_resolve ? 1 : 0;
+    if (report.background_resolve_frames > 0) {
+      ++background_resolves;
+      last_background_frames = report.background_resolve_frames;
+    }
+    rss_mib[k] = CurrentRssMiB();
     total_correlate_ms += report.timings.correlate_ms;
   }
+  const double live_peak_rss_mib = PeakRssMiB();
   if (save_stack) WriteNpy(vm["save-stack"].as<std::string>(), saved);
   const ShiftErrors live_errors = ErrorsAgainstTruth(engine.frames(), truth);
   const UpdateReport finish = engine.Finish();
@@ -130,8 +175,17 @@ int RunBench(int argc, char** argv) {
   const EngineQuality quality = engine.quality();
   // Wrong pair elements (> 0.35 lattice spacings from the truth): the highest
   // correlation peak before the solver, and the value the solution used.
-  int pairs = 0, brightest_wrong = 0, inliers = 0, used_wrong = 0;
-  for (const PairRecord& p : engine.Pairs()) {
+  // (Pairs() lists all k^2/2 pairs: skipped for long series, where it would
+  // dominate the memory.)
+  constexpr int kMaxFramesForPairStatistics = 1000;
+  int pairs = 0, brightest_wrong = 0, inliers = 0, used_wrong = 0, no_overlap = 0;
+  const std::vector<PairRecord> records =
+      num_frames <= kMaxFramesForPairStatistics ? engine.Pairs() : std::vector<PairRecord>{};
+  for (const PairRecord& p : records) {
+    if (p.no_overlap) {
+      ++no_overlap;
+      continue;
+    }
     const Shift true_j_from_i = truth[p.j] - truth[p.i];
     const double tolerance = 0.35 * sim.lattice_spacing_px;
     ++pairs;
@@ -160,40 +214,73 @@ int RunBench(int argc, char** argv) {
                 quality.stage_jumps, quality.stage_jumps_unobservable);
   }
 
-  // Per-frame update time against k, in windows of 5 frames ending at k.
+  // FFT floor of an update at k: one forward FFT of the frame plus k inverse
+  // FFTs of a pair's band-limited map (what correlating all k pairs would
+  // need at the least), timed now on this machine.
+  RealFft2d frame_fft(sim.shape);
+  RealFft2d map_fft(engine.correlation_map_shape());
+  std::fill(frame_fft.real(), frame_fft.real() + sim.shape.Pixels(), 1.0f);
+  const double forward_ms = MedianMs([&] { frame_fft.Forward(); }, 9);
+  const double inverse_ms = MedianMs(
+      [&] {
+        std::fill(map_fft.spectrum(), map_fft.spectrum() + map_fft.spectrum_size(), cfloat(1.0f, 0.0f));
+        map_fft.Inverse();
+      },
+      25);
+  auto fft_floor_ms = [&](int k) { return forward_ms + k * inverse_ms; };
+
+  // Per-frame update time against k, per bucket of frames (previous
+  // milestone, k].
   std::vector<int> milestones;
-  for (int k : {1, 10, 25, 50, 100, 200, 400, 800, 1000}) {
+  for (int k : {1, 10, 25, 50, 100, 200, 400, 600, 800, 1000, 1500, 2000, 2500, 3000, 4000, 5000}) {
     if (k <= num_frames) milestones.push_back(k);
   }
   if (milestones.empty() || milestones.back() != num_frames) milestones.push_back(num_frames);
-  std::printf("livealign bench: %d frames of %dx%d, dose %.3g counts/px, %s, threads %d\n",
-              num_frames, size, size, dose, specimen.c_str(), engine_options.threads);
-  std::printf("%8s %10s %10s %10s | %10s %10s %10s %10s\n", "k", "median ms", "min ms",
-              "max ms", "correlate", "solve", "refine", "fft+avg");
+  std::printf("livealign bench: %d frames of %dx%d, dose %.3g counts/px, %s, drift %.3g px/frame, threads %d\n",
+              num_frames, size, size, dose, specimen.c_str(), drift_px_per_frame, engine_options.threads);
+  std::printf("FFT floor: forward %dx%d %.3f ms + k x inverse %dx%d %.4f ms\n", size, size, forward_ms,
+              engine.correlation_map_shape().rows, engine.correlation_map_shape().cols, inverse_ms);
+  std::printf("%6s %6s %9s %9s | %9s %9s %9s %9s %9s %7s | %8s %9s %7s\n", "k", "frames", "median", "max",
+              "correlate", "corr max", "solve", "solve max", "fft+avg", "pairs", "RSS MiB", "floor ms", "ratio");
   nlohmann::json per_k = nlohmann::json::array();
+  int lo = 0;
   for (int k : milestones) {
-    const int lo = std::max(0, k - 5);
-    const Stats s = Summarise({update_ms.begin() + lo, update_ms.begin() + k});
-    const Stats c = Summarise({correlate_ms.begin() + lo, correlate_ms.begin() + k});
-    const Stats so = Summarise({solve_ms.begin() + lo, solve_ms.begin() + k});
-    const Stats re = Summarise({refine_ms.begin() + lo, refine_ms.begin() + k});
-    const Stats av = Summarise({average_ms.begin() + lo, average_ms.begin() + k});
-    std::printf("%8d %10.2f %10.2f %10.2f | %10.2f %10.2f %10.2f %10.2f\n", k, s.median, s.min,
-                s.max, c.median, so.median, re.median, av.median);
-    per_k.push_back({{"k", k}, {"median_ms", s.median}, {"min_ms", s.min}, {"max_ms", s.max},
-                     {"correlate_median_ms", c.median}});
+    const int begin = std::min(lo, k - 1);
+    auto stats = [&](const std::vector<double>& v) { return Summarise({v.begin() + begin, v.begin() + k}); };
+    const Stats s = stats(update_ms);
+    const Stats c = stats(correlate_ms);
+    const Stats so = stats(solve_ms);
+    const Stats av = stats(average_ms);
+    std::vector<double> pair_counts(pairs_per_frame.begin() + begin, pairs_per_frame.begin() + k);
+    const double pairs_median = Summarise(pair_counts).median;
+    const double floor_ms = fft_floor_ms(k);
+    std::printf("%6d %6d %9.2f %9.2f | %9.2f %9.2f %9.2f %9.2f %9.2f %7.0f | %8.1f %9.2f %7.1f\n", k, k - begin,
+                s.median, s.max, c.median, c.max, so.median, so.max, av.median, pairs_median, rss_mib[k - 1],
+                floor_ms, s.median / floor_ms);
+    per_k.push_back({{"k", k}, {"frames", k - begin}, {"median_ms", s.median}, {"min_ms", s.min},
+                     {"max_ms", s.max}, {"correlate_median_ms", c.median}, {"correlate_max_ms", c.max}, {"solve_median_ms", so.median},
+                     {"solve_max_ms", so.max}, {"pairs_median", pairs_median}, {"rss_mib", rss_mib[k - 1]},
+                     {"fft_floor_ms", floor_ms}, {"ratio_to_fft_floor", s.median / floor_ms}});
+    lo = k;
   }
   const double pairs_per_s = total_correlate_ms > 0 ? total_pairs / (total_correlate_ms / 1000) : 0;
   const double cache_mib = engine.cache_bytes() / 1048576.0;
   const double frames_mib = engine.frame_bytes() / 1048576.0;
+  std::printf("full re-solves: %d synchronous, %d applied from the background (the last over %d frames)\n",
+              full_resolves, background_resolves, last_background_frames);
   std::printf("finish: solve+lattice %.1f ms, precision stage %.1f ms\n", finish.timings.solve_ms, finish.timings.refine_ms);
-  std::printf("pairs per second %.0f; finish %.1f ms; cache %.1f MiB; frames %.1f MiB; peak RSS %.1f MiB\n",
-              pairs_per_s, finish.timings.total_ms, cache_mib, frames_mib, PeakRssMiB());
+  std::printf("pairs per second %.0f; finish %.1f ms; cache %.1f MiB; frames %.1f MiB; peak RSS %.1f MiB "
+              "(%.1f MiB before Finish)\n",
+              pairs_per_s, finish.timings.total_ms, cache_mib, frames_mib, PeakRssMiB(), live_peak_rss_mib);
   std::printf("accuracy vs truth (mean offset removed): live RMS %.4f px (max %.4f), final RMS %.4f px (max %.4f)\n",
               live_errors.rms_px, live_errors.max_px, final_errors.rms_px, final_errors.max_px);
-  std::printf("wrong pair elements (> 0.35 lattice spacings): highest peak %.1f %% of %d pairs, "
-              "used by the solution %.1f %% of %d inlier pairs\n",
-              100 * brightest_wrong_fraction, pairs, 100 * used_wrong_fraction, inliers);
+  if (records.empty() && num_frames > kMaxFramesForPairStatistics) {
+    std::printf("wrong pair elements: not evaluated above %d frames\n", kMaxFramesForPairStatistics);
+  } else {
+    std::printf("wrong pair elements (> 0.35 lattice spacings): highest peak %.1f %% of %d correlated pairs "
+                "(%d more without overlap), used by the solution %.1f %% of %d inlier pairs\n",
+                100 * brightest_wrong_fraction, pairs, no_overlap, 100 * used_wrong_fraction, inliers);
+  }
   std::printf("verdict: %s\n", quality.verdict.c_str());
   const ImageQualityReport image = engine.ImageQuality();
   auto show = [](const std::optional<double>& f_cycles, const std::optional<double>& a) {
@@ -219,6 +306,9 @@ int RunBench(int argc, char** argv) {
       {"update_ms_by_k", per_k}, {"pairs_per_s", pairs_per_s},
       {"finish_ms", finish.timings.total_ms}, {"cache_mib", cache_mib},
       {"frames_mib", frames_mib}, {"peak_rss_mib", PeakRssMiB()},
+      {"live_peak_rss_mib", live_peak_rss_mib}, {"full_resolves", full_resolves},
+      {"background_resolves", background_resolves}, {"drift_px_per_frame", drift_px_per_frame},
+      {"fft_forward_ms", forward_ms}, {"fft_map_inverse_ms", inverse_ms},
       {"live_rms_error_px", live_errors.rms_px}, {"final_rms_error_px", final_errors.rms_px},
       {"final_max_error_px", final_errors.max_px},
       {"consistency_rms_px", quality.consistency_rms_px},

@@ -775,7 +775,8 @@
     for (let i = 0; i < k * k; i++) {
       let rgb;
       const v = values[i], s = status[i];
-      if (s === 0 || !Number.isFinite(v)) rgb = [58, 64, 73];
+      if (s === 4) rgb = [30, 34, 40];                       // not correlated: no overlap
+      else if (s === 0 || !Number.isFinite(v)) rgb = [58, 64, 73];
       else if (!bigCells && s === 2) rgb = [248, 81, 73];    // too small to mark: paint
       else if (!bigCells && s === 3) rgb = [227, 208, 75];
       else rgb = Diverging(maxAbs > 0 ? v / maxAbs : 0);

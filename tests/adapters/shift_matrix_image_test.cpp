@@ -127,6 +127,27 @@ TEST_CASE("shift matrix image picks a cell size and honours a fixed range",
   CHECK(out.image.at(0 * 32 + 16, 3 * 32 + 16) == DivergingColour(-0.5));
 }
 
+TEST_CASE("shift matrix image shows pairs without overlap apart from missing ones", "[adapters][shiftmatrix]") {
+  ShiftMatrixData data = Drift();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (std::size_t index : {std::size_t{0 * 4 + 2}, std::size_t{2 * 4 + 0}}) {
+    data.status[index] = kPairNoOverlap;
+    data.x[index] = data.y[index] = nan;
+  }
+  ShiftMatrixImageOptions options;
+  options.cell_px = 10;
+  const RgbImage image = RenderShiftMatrix(data, options).image;
+  auto centre = [&](int panel, int i, int j) {
+    return image.at(panel * (40 + options.gap_px) + j * 10 + 5, i * 10 + 3);
+  };
+  for (int panel : {0, 1}) {
+    CHECK(centre(panel, 0, 2) == kShiftMatrixNoOverlap);
+    CHECK(centre(panel, 2, 0) == kShiftMatrixNoOverlap);
+    CHECK(centre(panel, 1, 1) == kShiftMatrixMissing);
+  }
+  CHECK_FALSE(kShiftMatrixNoOverlap == kShiftMatrixMissing);
+}
+
 TEST_CASE("shift matrix image refuses inconsistent input", "[adapters][shiftmatrix]") {
   ShiftMatrixData data = Drift();
   data.x.pop_back();

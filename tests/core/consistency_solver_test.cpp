@@ -340,6 +340,59 @@ TEST_CASE("solver handles tiny and empty problems and refuses misuse", "[core][c
   REQUIRE_THAT(matrices.x_px(1, 0), WithinAbs(-3.0, 1e-9));
 }
 
+TEST_CASE("a large series is placed frame by frame and re-solved in the background",
+          "[core][consistency_solver]") {
+  // Pairs only between frames at most 25 apart (as the engine's overlap gate
+  // leaves them), more pairs than global_update_max_pairs: each update places
+  // the new frame against fixed earlier ones; full re-solves run on a snapshot.
+  const int n = 150, band = 25;
+  const double sigma = 0.1;
+  const auto truth = TrueDrift(n);
+  std::mt19937 rng(21);
+  std::bernoulli_distribution is_outlier(0.05), is_hop(0.05);
+  auto frames = Measure(truth, [&](int i, int j, Shift t) {
+    if (j - i > band) return std::vector<PeakCandidate>{};
+    Shift measured = t + Gaussian(&rng, sigma);
+    if (is_outlier(rng)) measured = Uniform(&rng, 40);
+    else if (is_hop(rng)) measured += RandomHop(&rng);
+    return std::vector<PeakCandidate>{Candidate(measured, 1.0), Candidate(measured + RandomHop(&rng), 0.8)};
+  });
+  SolverOptions options;
+  options.global_update_max_pairs = 300;
+  ConsistencySolver solver(options);
+  solver.SetLattice(kLattice);
+  double worst_live_px = 0;
+  int backgrounds = 0;
+  SolverReport report;
+  for (int k = 0; k < n; ++k) {
+    solver.AddFrame(frames[k]);
+    const bool due = k == 10 || k == 20 || k == 40 || k == 80 || k == 120;
+    report = solver.SolveScheduled(due);
+    backgrounds += solver.background_running() ? 1 : 0;
+    // The new frame, relative to the start: no hop, near the noise level
+    // (once it has enough pairs to outvote an outlier).
+    const Shift e = (report.shifts[k] - truth[k]) - (report.shifts[0] - truth[0]);
+    if (k >= 5) worst_live_px = std::max(worst_live_px, e.Norm());
+  }
+  CAPTURE(worst_live_px, report.message);
+  REQUIRE(solver.num_pairs() < static_cast<std::size_t>(n) * (n - 1) / 2);
+  CHECK(backgrounds > 0);
+  CHECK(worst_live_px < 1.0);
+  solver.WaitForBackground();
+  report = solver.Solve();
+  CHECK_FALSE(solver.background_running());
+  CHECK(report.flagged_frames == 0);
+  const double live_rms = RmsError(report, truth);
+  const SolverReport scratch = solver.Solve(true);
+  CAPTURE(live_rms, RmsError(scratch, truth));
+  CHECK(live_rms < 3 * sigma);
+  CHECK(RmsError(scratch, truth) < 2 * sigma);
+  // Missing pairs (far apart) read as missing.
+  CHECK(solver.pair_measurement(0, n - 1).candidates.empty());
+  CHECK(solver.pair_state(0, n - 1).chosen == -1);
+  CHECK(solver.Matrices().status(0, n - 1) == ShiftMatrices::kMissing);
+}
+
 // Timing of the typical incremental case (hidden: run with "[.benchmark]").
 TEST_CASE("incremental solve time at 50 and 200 frames", "[.benchmark]") {
   for (int n : {50, 200}) {
