@@ -14,8 +14,6 @@
 namespace livealign {
 namespace {
 
-nlohmann::json ShiftJson(const Shift& s) { return {{"x", s.x}, {"y", s.y}}; }
-
 std::optional<double> PixelSize(const EngineOptions& o) {
   if (o.pixel_size_x_A > 0) return o.pixel_size_x_A;
   return std::nullopt;
@@ -23,80 +21,12 @@ std::optional<double> PixelSize(const EngineOptions& o) {
 
 }  // namespace
 
-nlohmann::json ImageQualityJson(const ImageQualityReport& r) {
-  auto opt = [](const auto& value) -> nlohmann::json {
-    if (value) return *value;
-    return nullptr;
-  };
-  return {{"num_frames", r.num_frames},
-          {"frc_status", r.frc_status},
-          {"resolution_cycles_per_px", opt(r.resolution_cycles_per_px)},
-          {"resolution_half_cycles_per_px", opt(r.resolution_half_cycles_per_px)},
-          {"resolution_A", opt(r.resolution_A)},
-          {"snr", r.snr},
-          {"next_resolution_cycles_per_px", opt(r.next_resolution_cycles_per_px)},
-          {"frames_for_next_resolution", opt(r.frames_for_next_resolution)},
-          {"info_transfer_cycles_per_px", opt(r.info_transfer_cycles_per_px)},
-          {"info_transfer_A", opt(r.info_transfer_A)},
-          {"single_frame_info_transfer_cycles_per_px", opt(r.single_frame_info_transfer_cycles_per_px)},
-          {"single_frame_info_transfer_A", opt(r.single_frame_info_transfer_A)},
-          {"drift_px_per_frame", ShiftJson(r.drift_px_per_frame)},
-          {"drift_A_per_s", r.drift_A_per_s ? ShiftJson(*r.drift_A_per_s) : nlohmann::json(nullptr)},
-          {"drift_trend", r.drift_trend},
-          {"drift_settled", r.drift_settled},
-          {"drift_settled_since_frame", r.drift_settled_since_frame},
-          {"good", r.good},
-          {"stop", r.stop},
-          {"reason", r.reason},
-          {"frc_curve",
-           {{"frequency_cycles_per_px", r.frc_frequency_cycles_per_px},
-            {"frc", r.frc},
-            {"noise_threshold", r.frc_noise_threshold},
-            {"ssnr", r.ssnr}}},
-          {"compute_ms", r.compute_ms}};
-}
-
 nlohmann::json BuildReport(const RegistrationEngine& engine, const nlohmann::json& extra,
                            const ImageQualityReport* image_quality) {
-  const EngineQuality q = engine.quality();
-  nlohmann::json quality = {
-      {"num_frames", q.num_frames},
-      {"consistency_rms_px", q.consistency_rms_px},
-      {"rejected_pair_fraction", q.rejected_pair_fraction},
-      {"flagged_frames", q.flagged_frames},
-      {"pairs_snapped", q.pairs_snapped},
-      {"median_cycle_error_px", q.median_cycle_error_px},
-      {"max_cycle_error_px", q.max_cycle_error_px},
-      {"cycles_equal_to_lattice_vector", q.cycles_equal_to_lattice_vector},
-      {"frames_moved_by_lattice_offset", q.frames_moved_by_lattice_offset},
-      {"frames_decided_by_coarse", q.frames_decided_by_coarse},
-      {"temporal_lattice_spikes", q.temporal_lattice_spikes},
-      {"stage_jumps", q.stage_jumps},
-      {"stage_jump_frames", q.stage_jump_frames},
-      {"stage_jumps_unobservable", q.stage_jumps_unobservable},
-      {"valid", q.valid},
-      {"lattice_offset_observable", q.lattice_offset_observable},
-      {"verdict", q.verdict},
-      {"drift_rate_px_per_s", q.drift_rate_px_per_s ? ShiftJson(*q.drift_rate_px_per_s) : nullptr},
-      {"drift_rate_A_per_s", q.drift_rate_A_per_s ? ShiftJson(*q.drift_rate_A_per_s) : nullptr}};
-  nlohmann::json lattice = {{"found", q.lattice.found}};
-  if (q.lattice.found) {
-    lattice["a_px"] = ShiftJson(q.lattice.a_px);
-    lattice["b_px"] = ShiftJson(q.lattice.b_px);
-    const EngineOptions& o = engine.options();
-    if (o.pixel_size_x_A > 0 && o.pixel_size_y_A > 0) {
-      auto in_A = [&](const Shift& v) {
-        return std::hypot(v.x * o.pixel_size_x_A, v.y * o.pixel_size_y_A);
-      };
-      lattice["a_A"] = in_A(q.lattice.a_px);
-      lattice["b_A"] = in_A(q.lattice.b_px);
-    }
-  }
-  quality["lattice"] = lattice;
-  quality["lattice"]["reciprocal_cycles_per_px"] = nlohmann::json::array();
-  for (const Shift& g : q.lattice.reciprocal_cycles_per_px) {
-    quality["lattice"]["reciprocal_cycles_per_px"].push_back({g.x, g.y});
-  }
+  const EngineOptions& o = engine.options();
+  const ImageQualityReport figures = image_quality ? *image_quality : engine.ImageQuality();
+  nlohmann::json image_quality_json = ImageQualityJson(figures);
+  image_quality_json["frc_curve"] = FrcCurveJson(figures);
 
   nlohmann::json frames = nlohmann::json::array();
   for (const FrameState& f : engine.frames()) {
@@ -112,8 +42,8 @@ nlohmann::json BuildReport(const RegistrationEngine& engine, const nlohmann::jso
       {"livealign_version", "0.1.0"},
       {"frame_shape", {engine.frame_shape().rows, engine.frame_shape().cols}},
       {"parameters", OptionsJson(engine.options())},
-      {"quality", quality},
-      {"image_quality", ImageQualityJson(image_quality ? *image_quality : engine.ImageQuality())},
+      {"quality", EngineQualityJson(engine.quality(), o.pixel_size_x_A, o.pixel_size_y_A)},
+      {"image_quality", std::move(image_quality_json)},
       {"frames", frames},
       {"memory", {{"cache_bytes", engine.cache_bytes()}, {"frame_bytes", engine.frame_bytes()}}}};
   for (auto it = extra.begin(); it != extra.end(); ++it) report[it.key()] = it.value();

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "adapters/result_json.hpp"
 #include "core/registration_engine.hpp"
 
 namespace livealign {
@@ -54,9 +55,6 @@ nlohmann::json WriteChannelAverages(const std::string& dir,
                                     const std::vector<NamedAverage>& averages,
                                     const std::string& register_channel,
                                     std::optional<double> pixel_size_A);
-
-// The issue-5 figures as JSON (the `image_quality` section of report.json).
-nlohmann::json ImageQualityJson(const ImageQualityReport& report);
 
 // The report document alone (also published by the daemon). Computes the
 // image quality (tens of ms).

@@ -1,18 +1,56 @@
 #pragma once
 // The one JSON mapping of each result type. report.json
 // (adapters/registration_outputs.cpp) and the wire codec (stream/codec.cpp,
-// which converts this JSON to msgpack) both use these, so a key is named in
-// exactly one place; docs/protocol.md documents them and
-// tests/stream/protocol_doc_test.cpp checks the two agree.
+// which packs this JSON as msgpack) both use these, so every key is named in
+// exactly one place; docs/protocol.md documents them, and
+// tests/stream/protocol_doc_test.cpp checks its tables against the codec's
+// output in both directions.
+//
+// Conventions: a vector (shift, rate, lattice vector) is [x, y]; an unknown
+// value is null (msgpack nil), never absent, so every message of a type has
+// the same keys.
+
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
 #include "core/engine_options.hpp"
+#include "core/registration_engine.hpp"
+#include "core/shift.hpp"
 
 namespace livealign {
+
+// [x, y]; null when absent.
+nlohmann::json ShiftJson(const Shift& shift);
+nlohmann::json ShiftJson(const std::optional<Shift>& shift);
 
 // Every engine option under its field name (the report's `parameters`),
 // from the option table.
 nlohmann::json OptionsJson(const EngineOptions& options);
+
+// {a_px, b_px, a_A, b_A} (the _A lengths null without both pixel sizes), or
+// null when no lattice was found. Pixel sizes in Å, <= 0 = unknown.
+nlohmann::json LatticeJson(const LatticeInfo& lattice, double pixel_size_x_A,
+                           double pixel_size_y_A);
+
+// The registration figures: the `quality` section of report.json and the
+// registration keys of the `quality` message (n_frames, consistency, cycles,
+// lattice offsets and jumps, drift rate, `lattice` (LatticeJson),
+// `lattice_reciprocal` [[gx, gy], ...] and the verdict).
+nlohmann::json EngineQualityJson(const EngineQuality& quality, double pixel_size_x_A,
+                                 double pixel_size_y_A);
+
+// The image-quality figures: the `image_quality` section of report.json and
+// the image-quality keys of the `quality` message (where they sit next to
+// the registration keys, hence image_quality_n_frames and frc_* names).
+nlohmann::json ImageQualityJson(const ImageQualityReport& report);
+
+// The FRC curve {frequency_cycles_per_px, frc, noise_threshold, ssnr}
+// (report.json only: the wire repeats the figures every frame, not the curve).
+nlohmann::json FrcCurveJson(const ImageQualityReport& report);
+
+// One entry of `quality_history`: n_frames and, under their ImageQualityJson
+// names, snr, frc_resolution_cycles_per_px and frc_resolution_A.
+nlohmann::json QualityHistoryEntryJson(const ImageQualityReport& report);
 
 }  // namespace livealign

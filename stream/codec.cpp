@@ -7,6 +7,8 @@
 
 #include <msgpack.hpp>
 
+#include "adapters/result_json.hpp"
+
 namespace livealign {
 namespace {
 
@@ -612,80 +614,20 @@ OutMessage EncodeDrift(const DriftUpdate& d) {
   return OutMessage{"drift", ToString(buffer), {}};
 }
 
-namespace {
-
-nlohmann::json OptionalJson(const std::optional<double>& v) {
-  return v ? nlohmann::json(*v) : nlohmann::json();
-}
-
-nlohmann::json ShiftJson(const std::optional<Shift>& shift) {
-  return shift ? nlohmann::json::array({shift->x, shift->y}) : nlohmann::json();
-}
-
-// The figures of an ImageQualityReport that every `quality` message carries.
-void AddImageQualityFigures(const ImageQualityReport& r, nlohmann::json* out) {
-  nlohmann::json& m = *out;
-  m["image_quality_n_frames"] = r.num_frames;
-  m["frc_status"] = r.frc_status;
-  m["frc_resolution_cycles_per_px"] = OptionalJson(r.resolution_cycles_per_px);
-  m["frc_resolution_half_cycles_per_px"] = OptionalJson(r.resolution_half_cycles_per_px);
-  m["frc_resolution_A"] = OptionalJson(r.resolution_A);
-  m["snr"] = r.snr;
-  m["next_resolution_cycles_per_px"] = OptionalJson(r.next_resolution_cycles_per_px);
-  m["frames_for_next_resolution"] =
-      r.frames_for_next_resolution ? nlohmann::json(*r.frames_for_next_resolution)
-                                   : nlohmann::json();
-  m["info_transfer_cycles_per_px"] = OptionalJson(r.info_transfer_cycles_per_px);
-  m["info_transfer_A"] = OptionalJson(r.info_transfer_A);
-  m["single_frame_info_transfer_cycles_per_px"] =
-      OptionalJson(r.single_frame_info_transfer_cycles_per_px);
-  m["single_frame_info_transfer_A"] = OptionalJson(r.single_frame_info_transfer_A);
-  m["drift_px_per_frame"] = ShiftJson(r.drift_px_per_frame);
-  m["drift_A_per_s"] = ShiftJson(r.drift_A_per_s);
-  m["drift_trend"] = r.drift_trend;
-  m["drift_settled"] = r.drift_settled;
-  m["drift_settled_since_frame"] = r.drift_settled_since_frame;
-  m["good"] = r.good;
-  m["stop"] = r.stop;
-  m["reason"] = r.reason;
-  m["image_quality_ms"] = r.compute_ms;
-}
-
-}  // namespace
 
 OutMessage EncodeQuality(const SeriesId& series, const EngineQuality& q,
                          const ImageQualityReport* image_quality,
                          const std::optional<std::array<double, 2>>& pixel_size_yx_A,
                          const nlohmann::json* history) {
-  nlohmann::json m = nlohmann::json::object();
-  m["n_frames"] = q.num_frames;
-  m["max_cycle_error_px"] = q.max_cycle_error_px;
-  m["cycles_equal_to_lattice_vector"] = q.cycles_equal_to_lattice_vector;
-  m["frames_moved_by_lattice_offset"] = q.frames_moved_by_lattice_offset;
-  m["temporal_lattice_spikes"] = q.temporal_lattice_spikes;
-  m["stage_jumps"] = q.stage_jumps;
-  m["consistency_rms_px"] = q.consistency_rms_px;
-  m["rejected_pair_fraction"] = q.rejected_pair_fraction;
-  m["flagged_frames"] = q.flagged_frames;
-  m["pairs_snapped"] = q.pairs_snapped;
-  m["median_cycle_error_px"] = q.median_cycle_error_px;
-  m["drift_rate_px_per_s"] = ShiftJson(q.drift_rate_px_per_s);
-  m["drift_rate_A_per_s"] = ShiftJson(q.drift_rate_A_per_s);
-  if (q.lattice.found) {
-    m["lattice"] = {{"a_px", ShiftJson(q.lattice.a_px)}, {"b_px", ShiftJson(q.lattice.b_px)}};
-  } else {
-    m["lattice"] = nullptr;
-  }
-  nlohmann::json reciprocal = nlohmann::json::array();
-  for (const Shift& g : q.lattice.reciprocal_cycles_per_px) reciprocal.push_back({g.x, g.y});
-  m["lattice_reciprocal"] = std::move(reciprocal);
+  // The registration and image-quality keys come from their one mapping
+  // (adapters/result_json.hpp), as report.json's do.
+  const double pixel_x_A = pixel_size_yx_A ? (*pixel_size_yx_A)[1] : 0.0;
+  const double pixel_y_A = pixel_size_yx_A ? (*pixel_size_yx_A)[0] : 0.0;
+  nlohmann::json m = EngineQualityJson(q, pixel_x_A, pixel_y_A);
   m["pixel_size_A"] = pixel_size_yx_A
                           ? nlohmann::json::array({(*pixel_size_yx_A)[0], (*pixel_size_yx_A)[1]})
                           : nlohmann::json();
-  m["valid"] = q.valid;
-  m["lattice_offset_observable"] = q.lattice_offset_observable;
-  m["verdict"] = q.verdict;
-  if (image_quality != nullptr) AddImageQualityFigures(*image_quality, &m);
+  if (image_quality != nullptr) m.update(ImageQualityJson(*image_quality));
   if (history != nullptr) m["quality_history"] = *history;
   m["topic"] = "quality";
   msgpack::sbuffer buffer;
@@ -795,6 +737,38 @@ OutMessage EncodeMatrices(const SeriesId& series, int n_frames,
   PackKey(p, "topic");
   PackString(p, "matrices");
   return OutMessage{"matrices", ToString(buffer), {}};
+}
+
+Event Event::Make(std::string level, std::string code, std::string message,
+                  std::optional<SeriesId> series, std::optional<frame_id_t> frame) {
+  Event event;
+  event.level = std::move(level);
+  event.code = std::move(code);
+  event.message = std::move(message);
+  event.series = std::move(series);
+  event.frame = frame;
+  return event;
+}
+
+Event Event::Info(std::string code, std::string message, std::optional<SeriesId> series,
+                  std::optional<frame_id_t> frame) {
+  return Make("info", std::move(code), std::move(message), std::move(series), frame);
+}
+
+Event Event::Warning(std::string code, std::string message, std::optional<SeriesId> series,
+                     std::optional<frame_id_t> frame) {
+  return Make("warning", std::move(code), std::move(message), std::move(series), frame);
+}
+
+Event Event::Error(std::string code, std::string message, std::optional<SeriesId> series,
+                   std::optional<frame_id_t> frame) {
+  return Make("error", std::move(code), std::move(message), std::move(series), frame);
+}
+
+Event Event::FrameGap(SeriesId series, frame_id_t frame, std::int64_t missing_count) {
+  Event event = Warning("frame_gap", "", std::move(series), frame);
+  event.missing_count = missing_count;
+  return event;
 }
 
 OutMessage EncodeEvent(const Event& e) { return EncodeEvent(e, {}); }

@@ -210,6 +210,24 @@ struct Event {
   std::optional<frame_id_t> frame;
   std::vector<frame_id_t> missing;  // frame_gap: the missing indices (capped)
   std::int64_t missing_count = 0;   // frame_gap: how many are missing in all
+
+  // Named constructors (the daemon's events are written with these): the
+  // level, the stable code, a one-line message and, when known, where.
+  static Event Make(std::string level, std::string code, std::string message,
+                    std::optional<SeriesId> series = std::nullopt,
+                    std::optional<frame_id_t> frame = std::nullopt);
+  static Event Info(std::string code, std::string message,
+                    std::optional<SeriesId> series = std::nullopt,
+                    std::optional<frame_id_t> frame = std::nullopt);
+  static Event Warning(std::string code, std::string message,
+                       std::optional<SeriesId> series = std::nullopt,
+                       std::optional<frame_id_t> frame = std::nullopt);
+  static Event Error(std::string code, std::string message,
+                     std::optional<SeriesId> series = std::nullopt,
+                     std::optional<frame_id_t> frame = std::nullopt);
+  // A frame_gap warning at `frame`, `missing_count` frames missing; the
+  // caller lists them in `missing` and writes the message.
+  static Event FrameGap(SeriesId series, frame_id_t frame, std::int64_t missing_count);
 };
 OutMessage EncodeEvent(const Event& event);
 // An event with extra integer fields of its own (the `resumed` event's

@@ -16,6 +16,7 @@
 
 #include "adapters/frame_journal.hpp"
 #include "adapters/journal_frame_store.hpp"
+#include "adapters/result_json.hpp"
 #include "stream/bounded_queue.hpp"
 #include "stream/codec.hpp"
 
@@ -147,8 +148,13 @@ struct Daemon::Impl {
   bool started = false;
   const Clock::time_point start_time = Clock::now();
 
-  // Guards the counters and the latest-message snapshot below; every thread
-  // writes some of them, the control thread reads them.
+  // The daemon's one mutex. It guards exactly the fields from here down to
+  // last_drift/last_quality/last_average: the counters (written by the
+  // receiver, engine and publisher threads), the current-series summary and
+  // the latest headers (written by the engine/publisher), all read by the
+  // control thread for `status` and `snapshot`. Nothing else takes it: each
+  // socket belongs to one thread, the queues lock themselves, and the
+  // engine-thread state below is touched by the engine thread only.
   mutable std::mutex state_mutex;
   std::int64_t messages_received = 0;
   std::int64_t bad_messages = 0;
@@ -172,7 +178,7 @@ struct Daemon::Impl {
   double last_latency_ms = std::nan("");
   std::string last_drift, last_quality, last_average;  // headers, for snapshot
 
-  // ---- engine-thread state ------------------------------------------------
+  // ---- engine-thread state (engine thread only; no lock) -------------------
   struct Series {
     SeriesStart start;
     bool implicit = false;
@@ -191,8 +197,8 @@ struct Daemon::Impl {
     // Latest image quality (republished with every quality message) and
     // whether its good/stop events were announced in this series.
     std::optional<ImageQualityReport> image_quality;
-    // One entry per image-quality computation: {n_frames, snr,
-    // resolution_cycles_per_px, resolution_A}, so a client sees how the SNR
+    // One entry per image-quality computation (QualityHistoryEntryJson:
+    // n_frames, snr, resolution), so a client sees how the SNR
     // and resolution grow with the frames (published and in report.json).
     nlohmann::json quality_history = nlohmann::json::array();
     Clock::time_point last_image_quality{};
@@ -332,7 +338,7 @@ struct Daemon::Impl {
         ++bad_messages;
         ++errors_by_code[e.code()];
       }
-      EmitEvent(Event{"error", e.code(), std::string("message dropped: ") + e.what(), {}, {}, {}, 0});
+      EmitEvent(Event::Error(e.code(), std::string("message dropped: ") + e.what()));
       return true;
     }
     InboundItem item;
@@ -363,11 +369,11 @@ struct Daemon::Impl {
         ++frames_lost;
         ++errors_by_code["queue_full"];
       }
-      EmitEvent(Event{"error", "queue_full",
-                      "frame " + std::to_string(index) +
-                          " lost: the engine is behind and the queue is full (" +
-                          std::to_string(options.queue_bytes) + " bytes)",
-                      series_id, index, {}, 0});
+      EmitEvent(Event::Error("queue_full",
+                             "frame " + std::to_string(index) +
+                                 " lost: the engine is behind and the queue is full (" +
+                                 std::to_string(options.queue_bytes) + " bytes)",
+                             series_id, index));
     }
     return true;
   }
@@ -396,7 +402,7 @@ struct Daemon::Impl {
       } catch (const std::exception& e) {
         // Nothing a message does may end the engine thread.
         CountError("internal_error");
-        EmitEvent(Event{"error", "internal_error", e.what(), {}, {}, {}, 0});
+        EmitEvent(Event::Error("internal_error", e.what()));
       }
       item = InboundItem{};  // release the payload now, not at the next Pop
       if (DrainExpired()) {
@@ -451,10 +457,10 @@ struct Daemon::Impl {
     SetCurrentSeriesState();
     std::ostringstream shape;
     shape << series->start.shape;
-    EmitEvent(Event{"info", "series_started",
-                    "series " + series->start.series.ToString() + " started, shape " +
-                        shape.str() + ", dtype " + PixelTypeName(series->start.dtype),
-                    series->start.series, {}, {}, 0});
+    EmitEvent(Event::Info("series_started",
+                          "series " + series->start.series.ToString() + " started, shape " +
+                              shape.str() + ", dtype " + PixelTypeName(series->start.dtype),
+                          series->start.series));
   }
 
   void OnSeriesStart(SeriesStart start) {
@@ -481,8 +487,7 @@ struct Daemon::Impl {
       ++errors_by_code[code];
     }
     if (series && series->start.series == f.series) ++series->dropped;
-    EmitEvent(Event{level, code, "frame " + std::to_string(f.index) + ": " + message, f.series,
-                    f.index, {}, 0});
+    EmitEvent(Event::Make(level, code, "frame " + std::to_string(f.index) + ": " + message, f.series, f.index));
   }
 
   void OnFrame(const FrameMessage& f, InboundItem& item) {
@@ -499,10 +504,10 @@ struct Daemon::Impl {
       start.dtype = f.dtype;
       start.channels = f.channels;  // registered on the first
       CountError("implicit_series_start");
-      EmitEvent(Event{"warning", "implicit_series_start",
-                      "frame of unknown series " + f.series.ToString() +
-                          " starts it without a series_start",
-                      f.series, f.index, {}, 0});
+      EmitEvent(Event::Warning("implicit_series_start",
+                               "frame of unknown series " + f.series.ToString() +
+                                   " starts it without a series_start",
+                               f.series, f.index));
       BeginSeries(std::move(start), true, item.arrival);
     }
     Series& s = *series;
@@ -646,8 +651,8 @@ struct Daemon::Impl {
         s.engine->KeepFrame(s.dir, *kept);
       } catch (const std::exception& e) {
         CountError("output_error");
-        EmitEvent(Event{"error", "output_error", std::string("frames.tif: ") + e.what(),
-                        f.series, f.index, {}, 0});
+        EmitEvent(Event::Error("output_error", std::string("frames.tif: ") + e.what(), f.series,
+                               f.index));
       }
     }
     if (replaying) return true;
@@ -832,7 +837,7 @@ struct Daemon::Impl {
   // Reports frames [expected_next, f.index) as missing; `frame` is f.index
   // (at a series end, the sender's frame count).
   void ReportGap(const FrameMessage& f, frame_id_t expected_next) {
-    Event event{"warning", "frame_gap", "", f.series, f.index, {}, f.index - expected_next};
+    Event event = Event::FrameGap(f.series, f.index, f.index - expected_next);
     for (frame_id_t i = expected_next; i < f.index && event.missing.size() < kMaxListedMissing; ++i) {
       event.missing.push_back(i);
     }
@@ -955,20 +960,14 @@ struct Daemon::Impl {
     try {
       s.image_quality = s.engine->ImageQuality();
       const ImageQualityReport& r = *s.image_quality;
-      auto optional = [](const std::optional<double>& v) {
-        return v ? nlohmann::json(*v) : nlohmann::json();
-      };
       if (s.quality_history.empty() ||
           s.quality_history.back()["n_frames"].get<int>() != r.num_frames) {
-        s.quality_history.push_back({{"n_frames", r.num_frames},
-                                     {"snr", r.snr},
-                                     {"resolution_cycles_per_px", optional(r.resolution_cycles_per_px)},
-                                     {"resolution_A", optional(r.resolution_A)}});
+        s.quality_history.push_back(QualityHistoryEntryJson(r));
       }
     } catch (const std::exception& e) {
       CountError("quality_error");
-      EmitEvent(Event{"error", "quality_error", std::string("image quality: ") + e.what(),
-                      s.start.series, s.last_index, {}, 0});
+      EmitEvent(Event::Error("quality_error", std::string("image quality: ") + e.what(),
+                             s.start.series, s.last_index));
     }
     s.last_image_quality = now;
   }
@@ -981,11 +980,11 @@ struct Daemon::Impl {
     const ImageQualityReport& r = *s.image_quality;
     if (r.good && !s.good_announced) {
       s.good_announced = true;
-      Publish(EncodeEvent(Event{"info", "good", r.reason, s.start.series, s.last_index, {}, 0}));
+      Publish(EncodeEvent(Event::Info("good", r.reason, s.start.series, s.last_index)));
     }
     if (r.stop && !s.stop_announced) {
       s.stop_announced = true;
-      Publish(EncodeEvent(Event{"info", "stop", r.reason, s.start.series, s.last_index, {}, 0}));
+      Publish(EncodeEvent(Event::Info("stop", r.reason, s.start.series, s.last_index)));
     }
   }
 
@@ -1041,7 +1040,7 @@ struct Daemon::Impl {
       WriteOutputs("periodic", std::nullopt);
     } catch (const std::exception& e) {
       CountError("output_error");
-      EmitEvent(Event{"error", "output_error", e.what(), series->start.series, {}, {}, 0});
+      EmitEvent(Event::Error("output_error", e.what(), series->start.series));
     }
   }
 
@@ -1060,15 +1059,15 @@ struct Daemon::Impl {
         PublishResults(arrival, /*final=*/true, /*force_average=*/true);
       } catch (const std::exception& e) {
         CountError("engine_error");
-        EmitEvent(Event{"error", "engine_error", std::string("finish: ") + e.what(),
-                        s.start.series, {}, {}, 0});
+        EmitEvent(Event::Error("engine_error", std::string("finish: ") + e.what(),
+                               s.start.series));
       }
       try {
         summary.files = WriteOutputs(reason, frames_sent);
       } catch (const std::exception& e) {
         summary.error = e.what();
         CountError("output_error");
-        EmitEvent(Event{"error", "output_error", e.what(), s.start.series, {}, {}, 0});
+        EmitEvent(Event::Error("output_error", e.what(), s.start.series));
       }
     }
     // Frames lost after the last one received are only known from the count.
@@ -1081,10 +1080,10 @@ struct Daemon::Impl {
       ReportGap(tail, next);
     }
     if (frames_sent && *frames_sent != static_cast<std::int64_t>(s.wire_indices.size())) {
-      EmitEvent(Event{"warning", "frames_short",
-                      "sender reports " + std::to_string(*frames_sent) + " frames, " +
-                          std::to_string(s.wire_indices.size()) + " registered",
-                      s.start.series, {}, {}, 0});
+      EmitEvent(Event::Warning("frames_short",
+                               "sender reports " + std::to_string(*frames_sent) + " frames, " +
+                                   std::to_string(s.wire_indices.size()) + " registered",
+                               s.start.series));
     }
     FinishJournal(s, reason);
     ended_series.insert(s.start.series.ToString());
@@ -1108,9 +1107,10 @@ struct Daemon::Impl {
   void OnSeriesEnd(const SeriesEnd& end, Clock::time_point arrival) {
     if (!series || series->start.series != end.series) {
       CountError("unknown_series");
-      EmitEvent(Event{"warning", "unknown_series",
-                      "series_end for series " + end.series.ToString() + ", which is not running",
-                      end.series, {}, {}, 0});
+      EmitEvent(Event::Warning("unknown_series",
+                               "series_end for series " + end.series.ToString() +
+                                   ", which is not running",
+                               end.series));
       return;
     }
     EndSeries("series_end", end.frames, arrival);
@@ -1139,12 +1139,14 @@ struct Daemon::Impl {
         EmitEvent(Event{"warning", "series_reset", "series abandoned by a reset request",
                         series->start.series, {}, {}, 0});
         FinishJournal(*series, "reset");
+        EmitEvent(Event::Warning("series_reset", "series abandoned by a reset request",
+                                 series->start.series));
       }
       series.reset();
       ended_series.clear();
       // Always announced, so viewers clear their state (and a subscriber can
       // use a reset to learn that its subscription is live).
-      EmitEvent(Event{"info", "reset", "daemon reset", {}, {}, {}, 0});
+      EmitEvent(Event::Info("reset", "daemon reset"));
       {
         std::lock_guard<std::mutex> lock(state_mutex);
         last_drift.clear();

@@ -202,7 +202,7 @@ TEST_CASE("the daemon publishes shift matrices, the latest frame and stop-when-g
     const Json report = Json::parse(std::ifstream(out + "/q/report.json"));
     const Json& iq = report["image_quality"];
     REQUIRE(iq.is_object());
-    CHECK(iq["num_frames"] == kFrames);
+    CHECK(iq["image_quality_n_frames"] == kFrames);
     CHECK(iq["good"] == true);
     CHECK(iq["frc_curve"]["frc"].size() > 0);
     CHECK(report["quality_history"].is_array());

@@ -12,6 +12,10 @@ std::optional<std::string> SharedDataFile(const std::string& name) {
   return fs::canonical(path).string();
 }
 
+std::string SourceFile(const std::string& relative) {
+  return std::string(LIVEALIGN_SOURCE_DIR) + "/" + relative;
+}
+
 std::string LivealignBinary() {
   if (const char* env = std::getenv("LIVEALIGN_BINARY")) return env;
   return std::string(LIVEALIGN_BINARY_DIR) + "/livealign";

@@ -14,6 +14,9 @@ std::optional<std::string> SharedDataFile(const std::string& name);
 // Absolute path of the built `livealign` executable.
 std::string LivealignBinary();
 
+// Path of a file of the checkout, e.g. SourceFile("docs/protocol.md").
+std::string SourceFile(const std::string& relative);
+
 // A fresh empty directory under the build tree, removed and recreated per call.
 std::string ScratchDir(const std::string& name);
 
