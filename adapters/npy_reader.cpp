@@ -228,9 +228,17 @@ double PositivePixelSize(const nlohmann::json& value, const std::string& sidecar
   return v;
 }
 
+NpyHeader ReadNpyHeaderOfRank(const std::string& path, bool channel_axis);
+
 }  // namespace
 
-NpyHeader ReadNpyHeader(const std::string& path) {
+NpyHeader ReadNpyHeader(const std::string& path) { return ReadNpyHeaderOfRank(path, false); }
+
+namespace {
+
+// `channel_axis`: the array is 4-D (two leading axes, frames and channels in
+// either order); otherwise 2-D or 3-D.
+NpyHeader ReadNpyHeaderOfRank(const std::string& path, bool channel_axis) {
   std::uint64_t file_size = 0;
   FilePtr file = OpenForReading(path, &file_size);
   if (file_size == 0) throw FileError(path, "empty file (0 bytes), not an npy file");
@@ -318,7 +326,12 @@ NpyHeader ReadNpyHeader(const std::string& path) {
     throw FileError(path, "unsupported: fortran_order is True (only C-order arrays are read; "
                           "save with numpy.ascontiguousarray)");
   }
-  if (header.dims.size() != 2 && header.dims.size() != 3) {
+  if (channel_axis && header.dims.size() != 4) {
+    throw FileError(path, "unsupported shape " + ShapeTuple(header.dims) +
+                              " with a channel axis: expected 4 axes, e.g. (frames, channels, "
+                              "rows, cols)");
+  }
+  if (!channel_axis && header.dims.size() != 2 && header.dims.size() != 3) {
     throw FileError(path, "unsupported shape " + ShapeTuple(header.dims) +
                               ": expected (rows, cols) or (frames, rows, cols)");
   }
@@ -327,7 +340,9 @@ NpyHeader ReadNpyHeader(const std::string& path) {
   }
   const std::size_t n = header.dims.size();
   if (header.dims[n - 1] > kMaxSide || header.dims[n - 2] > kMaxSide ||
-      (n == 3 && header.dims[0] > std::numeric_limits<int>::max())) {
+      (n == 3 && header.dims[0] > std::numeric_limits<int>::max()) ||
+      (n == 4 && (header.dims[0] > kMaxSide || header.dims[1] > kMaxSide ||
+                  header.dims[0] * header.dims[1] > std::numeric_limits<int>::max()))) {
     throw FileError(path, "absurd shape " + ShapeTuple(header.dims) + " (frame sides are limited to " +
                               std::to_string(kMaxSide) + ")");
   }
@@ -361,6 +376,8 @@ NpyHeader ReadNpyHeader(const std::string& path) {
   header.data_bytes = static_cast<std::size_t>(needed);
   return header;
 }
+
+}  // namespace
 
 void ReadNpySidecarPixelSize(const std::string& npy_path, FrameStack* stack) {
   const std::string sidecar = fs::path(npy_path).replace_extension(".json").string();
@@ -418,6 +435,52 @@ FrameStack ReadNpy(const std::string& path) {
   }
   ReadNpySidecarPixelSize(path, &stack);
   return stack;
+}
+
+}  // namespace livealign
+
+namespace livealign {
+
+std::vector<FrameStack> ReadNpyChannels(const std::string& path, int channel_axis) {
+  if (channel_axis != 0 && channel_axis != 1) {
+    throw FileError(path, "--channel-axis must be 0 or 1 (the last two axes are rows and cols), not " +
+                              std::to_string(channel_axis));
+  }
+  const NpyHeader header = ReadNpyHeaderOfRank(path, true);
+  std::uint64_t file_size = 0;
+  FilePtr file = OpenForReading(path, &file_size);
+  if (file_size != header.data_offset + header.data_bytes) {
+    throw FileError(path, "file changed while reading (size " + std::to_string(file_size) + ")");
+  }
+  if (std::fseek(file.get(), static_cast<long>(header.data_offset), SEEK_SET) != 0) {
+    throw FileError(path, "cannot seek to the pixel data");
+  }
+  const int channels = static_cast<int>(header.dims[static_cast<std::size_t>(channel_axis)]);
+  const int frames = static_cast<int>(header.dims[static_cast<std::size_t>(1 - channel_axis)]);
+  const Shape shape{static_cast<int>(header.dims[2]), static_cast<int>(header.dims[3])};
+  std::vector<FrameStack> stacks(static_cast<std::size_t>(channels));
+  for (FrameStack& stack : stacks) {
+    stack.source = path;
+    stack.frames.resize(static_cast<std::size_t>(frames));
+  }
+  const std::size_t item_size = PixelTypeSize(header.type);
+  const std::size_t frame_items = static_cast<std::size_t>(shape.Pixels());
+  std::vector<unsigned char> buffer(frame_items * item_size);
+  // C order: the images follow each other in the order of the two leading axes.
+  for (int a = 0; a < static_cast<int>(header.dims[0]); ++a) {
+    for (int b = 0; b < static_cast<int>(header.dims[1]); ++b) {
+      ReadExactly(file.get(), path, buffer.data(), buffer.size(), "pixel data");
+      if (header.big_endian) ByteSwapInPlace(buffer.data(), frame_items, item_size);
+      const int frame = channel_axis == 0 ? b : a;
+      const int channel = channel_axis == 0 ? a : b;
+      FrameHeader frame_header;
+      frame_header.index = frame;
+      stacks[static_cast<std::size_t>(channel)].frames[static_cast<std::size_t>(frame)] =
+          ConvertToFloat(buffer.data(), buffer.size(), header.type, shape, frame_header);
+    }
+  }
+  for (FrameStack& stack : stacks) ReadNpySidecarPixelSize(path, &stack);
+  return stacks;
 }
 
 }  // namespace livealign

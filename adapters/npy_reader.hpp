@@ -57,6 +57,13 @@ NpyHeader ReadNpyHeader(const std::string& path);
 // above).
 FrameStack ReadNpy(const std::string& path);
 
+// Several detectors: reads a 4-D array with a channel axis, channel_axis 1 for
+// (frames, channels, rows, cols) or 0 for (channels, frames, rows, cols), and
+// returns one stack per channel, in axis order, each calibrated from the
+// sidecar. Throws FileError as ReadNpy, for another rank, and for a
+// channel_axis other than 0 or 1.
+std::vector<FrameStack> ReadNpyChannels(const std::string& path, int channel_axis);
+
 // Pixel size from the sidecar "<stem>.json" of `npy_path`: fills
 // stack->pixel_size_A (and pixel_size_y_A when [y, x] differ). Leaves them
 // unset when there is no sidecar or pixel_size_A is null/absent. Throws

@@ -150,6 +150,43 @@ nlohmann::json BuildReport(const RegistrationEngine& engine, const nlohmann::jso
   return report;
 }
 
+std::vector<std::string> WriteAverageFiles(const std::string& dir, const std::string& stem,
+                                           const AverageImage& average,
+                                           std::optional<double> pixel_size_A, bool png) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw FileError(dir, "cannot create directory: " + ec.message());
+  const fs::path base = fs::absolute(dir);
+  std::vector<std::string> written;
+  auto path = [&](const std::string& suffix) {
+    written.push_back((base / (stem + suffix)).string());
+    return written.back();
+  };
+  if (!average.valid.Empty()) {
+    WriteTiffFloat32(path(".tif"), average.common, pixel_size_A);
+    if (png) WriteGreyPng(path(".png"), average.common);
+  }
+  WriteTiffFloat32(path("_full.tif"), average.full, pixel_size_A);
+  return written;
+}
+
+nlohmann::json WriteChannelAverages(const std::string& dir,
+                                    const std::vector<NamedAverage>& averages,
+                                    const std::string& register_channel,
+                                    std::optional<double> pixel_size_A) {
+  nlohmann::json names = nlohmann::json::array();
+  nlohmann::json files = nlohmann::json::array();
+  for (const NamedAverage& c : averages) {
+    names.push_back(c.channel);
+    for (const std::string& path :
+         WriteAverageFiles(dir, "average_" + c.channel, c.average, pixel_size_A, /*png=*/false)) {
+      files.push_back(path);
+    }
+  }
+  return {{"names", names}, {"register_channel", register_channel}, {"files", files}};
+}
+
 RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
                                              const RegistrationEngine& engine,
                                              const nlohmann::json& extra,
@@ -172,12 +209,10 @@ RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
   }
   WriteShiftsCsv(path("shifts.csv"), rows);
 
-  const AverageImage average = engine.Average();
-  if (!average.valid.Empty()) {
-    WriteTiffFloat32(path("average.tif"), average.common, pixel_size_A);
-    WriteGreyPng(path("average.png"), average.common);
+  for (std::string& written :
+       WriteAverageFiles(dir, "average", engine.Average(), pixel_size_A, /*png=*/true)) {
+    outputs.written.push_back(std::move(written));
   }
-  WriteTiffFloat32(path("average_full.tif"), average.full, pixel_size_A);
 
   const ShiftMatrixSnapshot matrices = engine.Matrices();
   if (matrices.k > 0) {

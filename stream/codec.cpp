@@ -1,5 +1,6 @@
 #include "stream/codec.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -183,6 +184,40 @@ nlohmann::json ToJson(const msgpack::object& o) {
   }
 }
 
+bool IsChannelNameChar(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+         c == '.' || c == '_' || c == '-';
+}
+
+// The optional `channels` list: names as documented at kMaxChannels, unique.
+std::vector<std::string> DecodeChannels(const msgpack::object& map) {
+  const msgpack::object* o = FindKey(map, "channels");
+  if (o == nullptr || o->type == msgpack::type::NIL) return {};
+  if (o->type != msgpack::type::ARRAY || o->via.array.size == 0 ||
+      o->via.array.size > kMaxChannels) {
+    throw DecodeError("bad_channels", "key 'channels' must be a list of 1 to " +
+                                          std::to_string(kMaxChannels) + " names");
+  }
+  std::vector<std::string> channels;
+  for (std::uint32_t i = 0; i < o->via.array.size; ++i) {
+    const msgpack::object& item = o->via.array.ptr[i];
+    if (item.type != msgpack::type::STR) {
+      throw DecodeError("bad_channels", "channel " + std::to_string(i) + " is not a string");
+    }
+    std::string name(item.via.str.ptr, item.via.str.size);
+    if (name.empty() || name.size() > kMaxChannelNameLength || name.front() == '.' ||
+        !std::all_of(name.begin(), name.end(), IsChannelNameChar)) {
+      throw DecodeError("bad_channels", "channel name '" + name.substr(0, 80) +
+                                            "' must be 1 to " +
+                                            std::to_string(kMaxChannelNameLength) +
+                                            " characters of A-Za-z0-9._- not starting with '.'");
+    }
+    if (std::find(channels.begin(), channels.end(), name) != channels.end()) {
+      throw DecodeError("bad_channels", "channel '" + name + "' is named twice");
+    }
+    channels.push_back(std::move(name));
+  }
+  return channels;
 // An optional [x, y] of finite numbers.
 std::optional<Shift> OptionalFiniteShift(const msgpack::object& map, std::string_view name) {
   const msgpack::object* o = FindKey(map, name);
@@ -223,6 +258,17 @@ SeriesStart DecodeSeriesStart(const msgpack::object& map, std::int64_t max_pixel
     if (o->type != msgpack::type::MAP) BadType("meta", "a map");
     start.meta = ToJson(*o);
   }
+  start.channels = DecodeChannels(map);
+  if (const msgpack::object* o = FindKey(map, "register_channel");
+      o != nullptr && o->type != msgpack::type::NIL) {
+    start.register_channel = AsString(*o, "register_channel");
+    if (std::find(start.channels.begin(), start.channels.end(), start.register_channel) ==
+        start.channels.end()) {
+      throw DecodeError("unknown_channel", "register_channel '" +
+                                               start.register_channel.substr(0, 80) +
+                                               "' is not one of the series' channels");
+    }
+  }
   return start;
 }
 
@@ -235,19 +281,25 @@ FrameMessage DecodeFrame(const msgpack::object& map, const std::vector<std::stri
   frame.shape = DecodeShape(map, "frame", max_pixels);
   frame.dtype = DecodeDtype(map, "frame");
   frame.timestamp_s = OptionalNumber(map, "timestamp_s");
+  frame.channels = DecodeChannels(map);
+  const std::size_t data_parts = std::max<std::size_t>(1, frame.channels.size());
   frame.scan_offset_px = OptionalFiniteShift(map, "scan_offset_px");
-  if (parts.size() != 2) {
+  if (parts.size() != 1 + data_parts) {
     throw DecodeError("bad_parts", "frame " + std::to_string(frame.index) + " has " +
-                                       std::to_string(parts.size()) +
-                                       " message parts, want 2 (header, pixels)");
+                                       std::to_string(parts.size()) + " message parts, want " +
+                                       std::to_string(1 + data_parts) +
+                                       " (header, one pixel part per channel)");
   }
   const std::size_t want =
       static_cast<std::size_t>(frame.shape.Pixels()) * PixelTypeSize(frame.dtype);
-  if (parts[1].size() != want) {
-    throw DecodeError("bad_payload_size",
-                      "frame " + std::to_string(frame.index) + " payload has " +
-                          std::to_string(parts[1].size()) + " bytes, shape and dtype say " +
-                          std::to_string(want));
+  for (std::size_t c = 1; c < parts.size(); ++c) {
+    if (parts[c].size() != want) {
+      throw DecodeError("bad_payload_size",
+                        "frame " + std::to_string(frame.index) + " payload " +
+                            (frame.channels.empty() ? "" : "of channel " + frame.channels[c - 1] + " ") +
+                            "has " + std::to_string(parts[c].size()) +
+                            " bytes, shape and dtype say " + std::to_string(want));
+    }
   }
   frame.payload = parts[1].data();
   frame.payload_bytes = parts[1].size();
@@ -274,6 +326,13 @@ void PackShape(Packer& p, Shape shape) {
   p.pack_array(2);
   p.pack_int(shape.rows);
   p.pack_int(shape.cols);
+}
+
+// "channels": [names].
+void PackChannels(Packer& p, const std::vector<std::string>& channels) {
+  PackKey(p, "channels");
+  p.pack_array(static_cast<std::uint32_t>(channels.size()));
+  for (const std::string& name : channels) PackString(p, name);
 }
 
 void PackSeries(Packer& p, const SeriesId& series) {
@@ -356,6 +415,12 @@ std::string ToString(const msgpack::sbuffer& buffer) {
 
 }  // namespace
 
+std::size_t RegisterChannelIndex(const SeriesStart& start) {
+  const auto it =
+      std::find(start.channels.begin(), start.channels.end(), start.register_channel);
+  return it == start.channels.end() ? 0 : static_cast<std::size_t>(it - start.channels.begin());
+}
+
 std::string SeriesId::ToString() const { return is_int ? std::to_string(number) : text; }
 
 std::string SeriesId::DirectoryName() const {
@@ -416,7 +481,8 @@ std::string EncodeSeriesStartHeader(const SeriesStart& start) {
   Packer p(buffer);
   const bool pixel_size = start.pixel_size_x_A && start.pixel_size_y_A;
   p.pack_map(4 + (pixel_size ? 1 : 0) + (start.frame_time_s ? 1 : 0) +
-             (start.expected_frames ? 1 : 0) + (start.meta.is_object() ? 1 : 0));
+             (start.expected_frames ? 1 : 0) + (start.meta.is_object() ? 1 : 0) +
+             (start.channels.empty() ? 0 : 1) + (start.register_channel.empty() ? 0 : 1));
   PackKey(p, "htype");
   PackString(p, "series_start");
   PackKey(p, "series");
@@ -442,13 +508,19 @@ std::string EncodeSeriesStartHeader(const SeriesStart& start) {
     PackKey(p, "meta");
     PackJson(p, start.meta);
   }
+  if (!start.channels.empty()) PackChannels(p, start.channels);
+  if (!start.register_channel.empty()) {
+    PackKey(p, "register_channel");
+    PackString(p, start.register_channel);
+  }
   return ToString(buffer);
 }
 
 std::string EncodeFrameHeader(const FrameMessage& frame) {
   msgpack::sbuffer buffer;
   Packer p(buffer);
-  p.pack_map(5 + (frame.timestamp_s ? 1 : 0) + (frame.scan_offset_px ? 1 : 0));
+  p.pack_map(5 + (frame.timestamp_s ? 1 : 0) + (frame.channels.empty() ? 0 : 1) +
+             (frame.scan_offset_px ? 1 : 0));
   PackKey(p, "htype");
   PackString(p, "frame");
   PackKey(p, "series");
@@ -462,6 +534,7 @@ std::string EncodeFrameHeader(const FrameMessage& frame) {
     PackKey(p, "timestamp_s");
     p.pack_double(*frame.timestamp_s);
   }
+  if (!frame.channels.empty()) PackChannels(p, frame.channels);
   if (frame.scan_offset_px) {
     PackKey(p, "scan_offset_px");
     PackShiftOrNil(p, frame.scan_offset_px);
@@ -633,10 +706,16 @@ namespace {
 // rectangle, byte order, topic; the pixels are the data part.
 OutMessage EncodeImageMessage(const char* topic, const SeriesId& series, int n_frames,
                               const char* count_key, std::int64_t count, FrameView image,
-                              const AverageImage::Rect& valid) {
+                              const AverageImage::Rect& valid, const std::string& channel = "",
+                              const std::vector<std::string>& channels = {}) {
   msgpack::sbuffer buffer;
   Packer p(buffer);
-  p.pack_map(8);
+  p.pack_map(8 + (channel.empty() ? 0 : 2));
+  if (!channel.empty()) {
+    PackKey(p, "channel");
+    PackString(p, channel);
+    PackChannels(p, channels);
+  }
   PackKey(p, "series");
   PackSeries(p, series);
   PackKey(p, "n_frames");
@@ -664,9 +743,10 @@ OutMessage EncodeImageMessage(const char* topic, const SeriesId& series, int n_f
 
 }  // namespace
 
-OutMessage EncodeAverage(const SeriesId& series, int n_frames, const AverageImage& image) {
+OutMessage EncodeAverage(const SeriesId& series, int n_frames, const AverageImage& image,
+                         const std::string& channel, const std::vector<std::string>& channels) {
   return EncodeImageMessage("average", series, n_frames, "n_included", image.num_included,
-                            image.full, image.valid);
+                            image.full, image.valid, channel, channels);
 }
 
 OutMessage EncodeLatestFrame(const SeriesId& series, int n_frames, frame_id_t wire_index,

@@ -40,7 +40,8 @@ class DecodeError : public std::runtime_error {
   DecodeError(std::string code, const std::string& message)
       : std::runtime_error(message), code_(std::move(code)) {}
   // One of: bad_parts, bad_msgpack, missing_key, bad_type, unknown_htype,
-  // unknown_dtype, bad_shape, too_many_pixels, bad_payload_size, unknown_cmd.
+  // unknown_dtype, bad_shape, too_many_pixels, bad_payload_size, unknown_cmd,
+  // bad_channels, unknown_channel.
   const std::string& code() const { return code_; }
 
  private:
@@ -78,7 +79,21 @@ struct SeriesStart {
   std::optional<double> frame_time_s;
   std::optional<std::int64_t> expected_frames;
   nlohmann::json meta;  // the `meta` map, null when absent
+  // Several detectors (docs/protocol.md, "Channels"): the channel names, in
+  // the order of a frame's data parts; empty = one unnamed channel.
+  std::vector<std::string> channels{};
+  // The channel registered on; "" = the first. Always one of `channels`.
+  std::string register_channel{};
 };
+
+// At most this many channels per series; names are 1 to kMaxChannelNameLength
+// characters of [A-Za-z0-9._-] (they name files: average_<channel>.tif).
+constexpr std::size_t kMaxChannels = 16;
+constexpr std::size_t kMaxChannelNameLength = 64;
+
+// Index in `channels` of the channel a series registers on (0 when
+// register_channel is empty or channels is).
+std::size_t RegisterChannelIndex(const SeriesStart& start);
 
 // htype "frame". `payload` points into the message part it was decoded from
 // and is only valid as long as that part is.
@@ -88,8 +103,12 @@ struct FrameMessage {
   Shape shape;
   PixelType dtype = PixelType::kFloat32;
   std::optional<double> timestamp_s;
+  // The first channel's pixels (the only one without `channels`).
   const void* payload = nullptr;
   std::size_t payload_bytes = 0;
+  // As in series_start; a frame has 1 + max(1, channels.size()) parts, the
+  // data parts in this order, each rows*cols*itemsize bytes.
+  std::vector<std::string> channels{};
   // How far the scan moved its field of view for this frame (scan feedback);
   // the prediction adds it back to the measured shift.
   std::optional<Shift> scan_offset_px;
@@ -104,7 +123,8 @@ struct SeriesEnd {
 using InboundMessage = std::variant<SeriesStart, FrameMessage, SeriesEnd>;
 
 // Decodes one multipart inbound message. parts[0] is the msgpack header; a
-// frame needs exactly one more part with rows*cols*itemsize bytes; other
+// frame needs exactly one more part per channel (one without `channels`),
+// each with rows*cols*itemsize bytes; other
 // htypes take exactly one part. Frames (and series starts) whose shape has more
 // than max_pixels pixels are refused with "too_many_pixels".
 // Throws DecodeError; never reads beyond the given parts.
@@ -163,8 +183,13 @@ OutMessage EncodeQuality(const SeriesId& series, const EngineQuality& quality,
                          const std::optional<std::array<double, 2>>& pixel_size_yx_A = std::nullopt,
                          const nlohmann::json* history = nullptr);
 
-// Sends image.full (float32, row-major) with the valid rectangle.
-OutMessage EncodeAverage(const SeriesId& series, int n_frames, const AverageImage& image);
+// Sends image.full (float32, row-major) with the valid rectangle. `channel`
+// names the channel of a several-detector series (key `channel`, and
+// `channels`, every channel of the series); "" (one unnamed channel) sends
+// neither key.
+OutMessage EncodeAverage(const SeriesId& series, int n_frames, const AverageImage& image,
+                         const std::string& channel = "",
+                         const std::vector<std::string>& channels = {});
 
 // The `frame` message: the latest raw frame in the form of `average` (valid is
 // the whole frame) plus `frame`, its wire index. Throws std::invalid_argument

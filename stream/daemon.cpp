@@ -33,6 +33,13 @@ constexpr std::size_t kItemOverheadBytes = 256;
 // Missing indices listed in one frame_gap event (the count is always exact).
 constexpr std::size_t kMaxListedMissing = 1000;
 
+// "HAADF, ABF" (or "" for one unnamed channel), for messages.
+std::string JoinChannels(const std::vector<std::string>& channels) {
+  std::string joined;
+  for (const std::string& c : channels) joined += (joined.empty() ? "" : ", ") + c;
+  return joined;
+}
+
 void Log(const std::string& level, const std::string& line) {
   std::cerr << "livealign serve: " << level << ": " << line << std::endl;
 }
@@ -47,6 +54,7 @@ struct ControlCommand {
 struct InboundItem {
   std::variant<SeriesStart, FrameMessage, SeriesEnd, ControlCommand> message;
   zmq::message_t payload;  // a frame's pixels (moved, never copied)
+  std::vector<zmq::message_t> more_payloads;  // channels 2.. of a several-detector frame
   Clock::time_point arrival;
 };
 
@@ -269,6 +277,10 @@ struct Daemon::Impl {
       frame->payload = nullptr;  // the view dies with `parts`; the part moves
       item.payload = std::move(parts[1]);
       bytes = item.payload.size() + kItemOverheadBytes;
+      for (std::size_t c = 2; c < parts.size(); ++c) {
+        bytes += parts[c].size();
+        item.more_payloads.push_back(std::move(parts[c]));
+      }
       std::lock_guard<std::mutex> lock(state_mutex);
       ++frames_received;
     }
@@ -347,6 +359,10 @@ struct Daemon::Impl {
       s->dir = (std::filesystem::path(options.out) / s->start.series.DirectoryName()).string();
     }
     s->engine = factory(s->engine_options, s->start.shape);
+    if (!s->start.channels.empty()) {
+      s->engine->SetChannels(s->start.channels,
+                             s->start.channels[RegisterChannelIndex(s->start)]);
+    }
     ended_series.erase(s->start.series.ToString());
     series = std::move(s);
     {
@@ -394,6 +410,7 @@ struct Daemon::Impl {
       start.series = f.series;
       start.shape = f.shape;
       start.dtype = f.dtype;
+      start.channels = f.channels;  // registered on the first
       CountError("implicit_series_start");
       EmitEvent(Event{"warning", "implicit_series_start",
                       "frame of unknown series " + f.series.ToString() +
@@ -411,6 +428,11 @@ struct Daemon::Impl {
       return Drop(f, "dtype_change", std::string("dtype ") + PixelTypeName(f.dtype) +
                                          " differs from the series' " +
                                          PixelTypeName(s.start.dtype));
+    }
+    if (f.channels != s.start.channels) {
+      return Drop(f, "channel_change", "channels [" + JoinChannels(f.channels) +
+                                           "] differ from the series' [" +
+                                           JoinChannels(s.start.channels) + "]");
     }
     if (s.accepted.count(f.index) > 0) return Drop(f, "duplicate_frame", "index already received");
     if (s.last_index != kInvalidFrameId && f.index < s.last_index) {
@@ -430,6 +452,22 @@ struct Daemon::Impl {
     }
     Frame frame = ConvertToFloat(item.payload.data(), item.payload.size(), f.dtype, f.shape, header);
     item.payload = zmq::message_t();  // the raw bytes are no longer needed
+    // Several detectors: every channel's frame, in the series' order.
+    std::vector<Frame> channel_frames;
+    if (!s.start.channels.empty()) {
+      channel_frames.push_back(std::move(frame));
+      for (zmq::message_t& part : item.more_payloads) {
+        channel_frames.push_back(ConvertToFloat(part.data(), part.size(), f.dtype, f.shape, header));
+        part = zmq::message_t();
+      }
+      for (std::size_t c = 0; c < channel_frames.size(); ++c) {
+        if (const std::int64_t bad = CountNonFinite(channel_frames[c]); bad > 0) {
+          return Drop(f, "non_finite", std::to_string(bad) + " NaN/Inf pixels in channel " +
+                                           s.start.channels[c] + "; frame refused");
+        }
+      }
+      frame = channel_frames[RegisterChannelIndex(s.start)].Clone();
+    }
     if (const std::int64_t bad = CountNonFinite(frame); bad > 0) {
       return Drop(f, "non_finite", std::to_string(bad) + " NaN/Inf pixels; frame refused");
     }
@@ -445,7 +483,11 @@ struct Daemon::Impl {
     if (options.keep_frames) kept = frame.Clone();
     const Clock::time_point engine_start = Clock::now();
     try {
-      s.engine->AddFrame(std::move(frame));
+      if (channel_frames.empty()) {
+        s.engine->AddFrame(std::move(frame));
+      } else {
+        s.engine->AddChannelFrames(std::move(channel_frames));
+      }
       last_engine_ms_ = MsSince(engine_start);
       last_queue_ms_ =
           std::chrono::duration<double, std::milli>(engine_start - item.arrival).count();
@@ -532,7 +574,7 @@ struct Daemon::Impl {
         !s.have_average || std::chrono::duration<double>(now - s.last_average).count() >=
                                options.average_interval_s;
     if (force || due) {
-      Publish(EncodeAverage(s.start.series, n_frames, s.engine->Average()));
+      PublishAverages(n_frames);
       // The raw frame and the matrices share the average's timer: the
       // viewer shows them side by side, and each costs a copy per message.
       const Frame latest = s.engine->LatestFrame();
@@ -544,6 +586,24 @@ struct Daemon::Impl {
       s.last_average = now;
       s.have_average = true;
     }
+  }
+
+  // One `average` per channel: the other channels first, the registration
+  // channel last (its header is the one `snapshot` returns).
+  void PublishAverages(int n_frames) {
+    const Series& s = *series;
+    if (s.start.channels.empty()) {
+      Publish(EncodeAverage(s.start.series, n_frames, s.engine->Average()));
+      return;
+    }
+    const std::string& registered = s.start.channels[RegisterChannelIndex(s.start)];
+    for (const std::string& channel : s.start.channels) {
+      if (channel == registered) continue;
+      Publish(EncodeAverage(s.start.series, n_frames, s.engine->ChannelAverage(channel), channel,
+                            s.start.channels));
+    }
+    Publish(EncodeAverage(s.start.series, n_frames, s.engine->Average(), registered,
+                          s.start.channels));
   }
 
   // The next frame's shift for scan feedback, over the drift window.

@@ -119,6 +119,27 @@ bool IsSnapshotRequest(const std::string& bytes) {
   return false;
 }
 
+// What a latest-only message replaces: its topic, and for the `average` of a
+// several-detector series its channel too, so a client gets the newest
+// average of every channel (docs/protocol.md, "Channels").
+std::string LatestKey(const OutMessage& message) {
+  if (message.topic != "average") return message.topic;
+  try {
+    const msgpack::object_handle handle = msgpack::unpack(message.header.data(), message.header.size());
+    const msgpack::object& map = handle.get();
+    if (map.type != msgpack::type::MAP) return message.topic;
+    for (std::uint32_t i = 0; i < map.via.map.size; ++i) {
+      const msgpack::object_kv& kv = map.via.map.ptr[i];
+      if (kv.key.type == msgpack::type::STR && kv.val.type == msgpack::type::STR &&
+          std::string_view(kv.key.via.str.ptr, kv.key.via.str.size) == "channel") {
+        return message.topic + "/" + std::string(kv.val.via.str.ptr, kv.val.via.str.size);
+      }
+    }
+  } catch (const std::exception&) {
+  }
+  return message.topic;
+}
+
 }  // namespace
 
 std::string EncodeWebSocketMessage(const OutMessage& message) {
@@ -574,7 +595,7 @@ int HttpServer::port() const { return impl_->bound_port; }
 
 void HttpServer::Publish(const OutMessage& message) {
   Encoded encoded;
-  encoded.topic = message.topic;
+  encoded.topic = LatestKey(message);
   try {
     encoded.payload = std::make_shared<const std::string>(EncodeWebSocketMessage(message));
   } catch (const std::invalid_argument&) {

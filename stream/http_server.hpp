@@ -13,7 +13,8 @@
 // (at most Options::max_queued_messages; the oldest is dropped and counted
 // when a client falls further behind). Every other topic (drift, average,
 // frame, quality, matrices, spectrum, ...) is latest-only: a slow client gets
-// the newest message of that topic, never a backlog. On connect a client first
+// the newest message of that topic (of each channel, for `average`), never a
+// backlog. On connect a client first
 // receives the latest message of every topic seen so far (the snapshot for a
 // page opened mid-series), and it can ask for that snapshot again by sending
 // the msgpack map {cmd: "snapshot"}.

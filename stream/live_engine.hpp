@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,26 @@ class LiveEngine {
   // Appends the frame to dir/frames.tif (float32), creating it on the first
   // call. Throws on an I/O failure.
   virtual void KeepFrame(const std::string& dir, const Frame& frame) = 0;
+
+  // Several detectors (docs/protocol.md, "Channels"). SetChannels is called
+  // once, before the first frame, with the series' channel names and the one
+  // registered on. AddChannelFrames then takes the next frame of every
+  // channel, in that order: the registration channel's is registered as
+  // AddFrame and the others are averaged with its shifts; it throws
+  // std::invalid_argument (nothing changed) like AddFrame or for a wrong count.
+  // ChannelAverage is the average of one channel (the registration channel's
+  // is Average()). The defaults, for back ends with one channel, refuse more.
+  virtual void SetChannels(const std::vector<std::string>& channels,
+                           const std::string& register_channel) {
+    if (channels.size() > 1 || (channels.size() == 1 && channels[0] != register_channel)) {
+      throw std::invalid_argument("this back end averages one channel only");
+    }
+  }
+  virtual UpdateReport AddChannelFrames(std::vector<Frame> frames) {
+    if (frames.size() != 1) throw std::invalid_argument("this back end averages one channel only");
+    return AddFrame(std::move(frames[0]));
+  }
+  virtual AverageImage ChannelAverage(const std::string& /*channel*/) const { return Average(); }
 };
 
 // Creates the back end of a new series. Throws std::invalid_argument for bad

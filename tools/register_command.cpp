@@ -9,7 +9,9 @@
 
 #include "adapters/stack_reader.hpp"
 #include "adapters/registration_outputs.hpp"
+#include "core/channel_averages.hpp"
 #include "core/registration_engine.hpp"
+#include "tools/channel_names.hpp"
 #include "tools/command.hpp"
 #include "tools/engine_option_binding.hpp"
 
@@ -22,6 +24,8 @@ int RunRegister(int argc, char** argv) {
   EngineOptions engine_options;
   std::string input, out_dir;
   double pixel_size_A = 0;
+  int channel_axis = -1;
+  std::string channel_names, register_channel;
   po::options_description options("options");
   options.add_options()
       ("help,h", "show this help")
@@ -29,7 +33,15 @@ int RunRegister(int argc, char** argv) {
       ("out", po::value(&out_dir)->required(), "output directory")
       ("config", po::value<std::string>(), "ini file with any of these options")
       ("pixel-size-A", po::value(&pixel_size_A)->default_value(0),
-       "pixel size in Å (overrides the file's calibration; 0 = from the file)");
+       "pixel size in Å (overrides the file's calibration; 0 = from the file)")
+      ("channel-axis", po::value(&channel_axis)->default_value(-1),
+       "several detectors: the .npy axis that runs over channels, 1 for (frames, channels, "
+       "rows, cols), 0 for (channels, frames, rows, cols); -1 = one channel")
+      ("channel-names", po::value(&channel_names)->default_value(""),
+       "comma-separated channel names in axis order (default ch0, ch1, ...)")
+      ("register-channel", po::value(&register_channel)->default_value(""),
+       "the channel registered on, by name or index (default the first); every channel is "
+       "averaged with its shifts");
   AddEngineOptions(&options, &engine_options);
   po::positional_options_description positional;
   positional.add("input", 1);
@@ -42,7 +54,11 @@ int RunRegister(int argc, char** argv) {
   std::string error;
   if (!engine_options.Check(&error)) throw std::invalid_argument(error);
   const auto start = std::chrono::steady_clock::now();
-  FrameStack stack = ReadFrameStack(input);
+  std::vector<FrameStack> stacks = ReadChannelStacks(input, channel_axis);
+  const ChannelSelection channels =
+      SelectChannels(channel_axis < 0 ? 0 : static_cast<int>(stacks.size()), channel_names,
+                     register_channel);
+  FrameStack& stack = stacks[channels.register_index];
   if (stack.frames.empty()) throw std::runtime_error(input + ": no frames");
   if (pixel_size_A > 0) {
     ApplyPixelSize(pixel_size_A, &engine_options);
@@ -54,8 +70,25 @@ int RunRegister(int argc, char** argv) {
 
   RegistrationEngine engine(engine_options, stack.frames.front().shape());
   double add_ms = 0;
-  for (Frame& frame : stack.frames) add_ms += engine.AddFrame(std::move(frame)).timings.total_ms;
+  // The other channels are averaged with the registration channel's shifts,
+  // followed as they are revised, exactly as the daemon does.
+  std::vector<std::string> other_names;
+  for (std::size_t c = 0; c < channels.names.size(); ++c) {
+    if (c != channels.register_index) other_names.push_back(channels.names[c]);
+  }
+  ChannelAverages others(other_names);
+  for (std::size_t k = 0; k < stack.frames.size(); ++k) {
+    add_ms += engine.AddFrame(std::move(stack.frames[k])).timings.total_ms;
+    if (other_names.empty()) continue;
+    std::vector<Frame> frames;
+    for (std::size_t c = 0; c < stacks.size(); ++c) {
+      if (c != channels.register_index) frames.push_back(std::move(stacks[c].frames[k]));
+    }
+    others.AddFrames(std::move(frames), engine.frames().back());
+    others.Follow(engine.frames(), /*final=*/false);
+  }
   const UpdateReport finish = engine.Finish();
+  others.Follow(engine.frames(), /*final=*/true);
   const double register_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() -
       read_ms;
@@ -66,7 +99,23 @@ int RunRegister(int argc, char** argv) {
                          {"add_frames", add_ms},
                          {"finish", finish.timings.total_ms},
                          {"register_total", register_ms}};
-  const RegistrationOutputs outputs = WriteRegistrationOutputs(out_dir, engine, extra);
+  std::vector<std::string> channel_files;
+  if (!channels.names.empty()) {
+    std::vector<NamedAverage> averages;
+    for (const std::string& name : channels.names) {
+      averages.push_back({name, name == channels.names[channels.register_index]
+                                    ? engine.Average()
+                                    : others.Average(name)});
+    }
+    const std::optional<double> pixel_size =
+        engine_options.pixel_size_x_A > 0 ? std::optional<double>(engine_options.pixel_size_x_A)
+                                          : std::nullopt;
+    extra["channels"] = WriteChannelAverages(out_dir, averages,
+                                             channels.names[channels.register_index], pixel_size);
+    channel_files = extra["channels"]["files"].get<std::vector<std::string>>();
+  }
+  RegistrationOutputs outputs = WriteRegistrationOutputs(out_dir, engine, extra);
+  outputs.written.insert(outputs.written.begin(), channel_files.begin(), channel_files.end());
 
   const EngineQuality q = engine.quality();
   std::cout << std::fixed << std::setprecision(3) << "registered " << engine.num_frames()

@@ -13,7 +13,10 @@
     reconnects: 0,
     series: null,
     drift: null,       // latest drift header
-    average: null,     // {header, pixels: Float32Array, rows, cols}
+    average: null,     // {header, pixels: Float32Array, rows, cols} of the shown channel
+    averages: {},      // several detectors: the latest average of each channel, by name
+    channels: [],      // the series' channel names (empty: one unnamed channel)
+    channel: null,     // the channel shown (null: the unnamed one)
     frame: null,       // latest raw frame, same form as average
     spectrum: null,    // {n, values: Float32Array (log power, centred), source: 'browser'|'daemon'}
     quality: null,     // latest quality header
@@ -97,7 +100,7 @@
     }
     switch (topic) {
       case 'drift': OnDrift(header); break;
-      case 'average': state.average = DecodeImage(header, data); dirty.image = dirty.spectrum = true; break;
+      case 'average': OnAverage(header, data); break;
       case 'frame': state.frame = DecodeImage(header, data); if (view.source === 'frame') dirty.image = true; break;
       case 'spectrum': OnSpectrum(header, data); break;
       case 'quality': OnQuality(header); break;
@@ -115,6 +118,8 @@
     if (state.series !== null && String(series) === String(state.series)) return;
     state.series = series;
     state.drift = null; state.average = null; state.frame = null; state.spectrum = null;
+    state.averages = {}; state.channels = []; state.channel = null;
+    RenderChannelSwitch();
     state.quality = null; state.matrices = null; state.seriesEnd = null;
     state.pixelSizeA = null;
     $('unit-A').disabled = true;
@@ -122,6 +127,53 @@
     view.fitted = true;
     $('series').textContent = String(series);
     Object.keys(dirty).forEach((k) => { dirty[k] = true; });
+  }
+
+  // Several detectors (docs/protocol.md, "Channels"): one average per channel,
+  // each with `channel` and `channels`; the page shows the chosen one (the
+  // first channel until the user picks another).
+  function OnAverage(header, data) {
+    const image = DecodeImage(header, data);
+    if (!image) return;
+    const channel = typeof header.channel === 'string' ? header.channel : null;
+    if (channel === null) {
+      state.average = image;
+      dirty.image = dirty.spectrum = true;
+      return;
+    }
+    state.averages[channel] = image;
+    const names = Array.isArray(header.channels) ? header.channels.map(String) : [channel];
+    if (names.join('\n') !== state.channels.join('\n')) {
+      state.channels = names;
+      if (!names.includes(state.channel)) state.channel = names[0];
+      RenderChannelSwitch();
+    }
+    if (channel === state.channel) {
+      state.average = image;
+      dirty.image = dirty.spectrum = true;
+    }
+  }
+
+  function ShowChannel(channel) {
+    state.channel = channel;
+    state.average = state.averages[channel] || null;
+    RenderChannelSwitch();
+    dirty.image = dirty.spectrum = true;
+    ScheduleRender();
+  }
+
+  // One button per channel; hidden for a single channel.
+  function RenderChannelSwitch() {
+    const box = $('channel-switch');
+    box.hidden = state.channels.length < 2;
+    box.replaceChildren(...state.channels.map((name) => {
+      const button = document.createElement('button');
+      button.textContent = name;
+      button.dataset.channel = name;
+      button.className = name === state.channel ? 'on' : '';
+      button.onclick = () => ShowChannel(name);
+      return button;
+    }));
   }
 
   function OnDrift(header) {
@@ -350,7 +402,8 @@
     const canvas = $('image-canvas');
     const { ctx, w, h } = Fit(canvas);
     const image = CurrentImage();
-    $('image-title').textContent = view.source === 'frame' ? 'Latest frame' : 'Average';
+    $('image-title').textContent = view.source === 'frame' ? 'Latest frame'
+      : 'Average' + (state.channel !== null ? ` — ${state.channel}` : '');
     if (!image) {
       $('image-info').textContent = view.source === 'frame'
         ? 'no raw frame published (the daemon sends them rate-limited, when enabled)'
@@ -369,7 +422,7 @@
     } else {
       lo = view.manualMin; hi = view.manualMax;
     }
-    const key = `${view.source}|${image.header.n_frames}|${image.header.frame}|${lo}|${hi}|${image.pixels.length}`;
+    const key = `${view.source}|${image.header.channel}|${image.header.n_frames}|${image.header.frame}|${lo}|${hi}|${image.pixels.length}`;
     if (key !== imageKey) {
       imageKey = key;
       imageBitmap.width = image.cols; imageBitmap.height = image.rows;

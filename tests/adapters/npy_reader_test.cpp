@@ -351,5 +351,37 @@ TEST_CASE("WriteNpy output reads back exactly, 2-D and 3-D", "[adapters][npy]") 
   CHECK_THROWS_AS(WriteNpy(dir + "/none.npy", {}), std::invalid_argument);
 }
 
+TEST_CASE("npy channel reader splits a 4-D stack along either leading axis", "[adapters][npy][channels]") {
+  const std::string dir = testing::ScratchDir("npy_channels");
+  // (2, 3, 4, 5): element i of the file is image i / 20, pixel i % 20.
+  const std::string path = dir + "/four.npy";
+  WriteFile(path, NpyBytes(Dict("<f4", "(2, 3, 4, 5)"), Elements<float>(120, false)));
+  SECTION("axis 1: (frames, channels, rows, cols)") {
+    const std::vector<FrameStack> channels = ReadNpyChannels(path, 1);
+    REQUIRE(channels.size() == 3);
+    for (std::size_t c = 0; c < 3; ++c) {
+      REQUIRE(channels[c].frames.size() == 2);
+      CHECK(channels[c].shape() == Shape{4, 5});
+      for (std::size_t f = 0; f < 2; ++f) {
+        CHECK(channels[c].frames[f].data()[7] == Expected<float>((f * 3 + c) * 20 + 7));
+        CHECK(channels[c].frames[f].header().index == static_cast<frame_id_t>(f));
+      }
+    }
+  }
+  SECTION("axis 0: (channels, frames, rows, cols)") {
+    const std::vector<FrameStack> channels = ReadNpyChannels(path, 0);
+    REQUIRE(channels.size() == 2);
+    REQUIRE(channels[1].frames.size() == 3);
+    CHECK(channels[1].frames[2].data()[0] == Expected<float>((1 * 3 + 2) * 20));
+  }
+  CHECK_THROWS_AS(ReadNpyChannels(path, 2), FileError);
+  CHECK_THROWS_AS(ReadNpy(path), FileError);  // 4-D needs a channel axis
+  const std::string three = dir + "/three.npy";
+  WriteFile(three, NpyBytes(Dict("<f4", "(2, 4, 5)"), Elements<float>(40, false)));
+  CHECK_THROWS_AS(ReadNpyChannels(three, 1), FileError);
+  WriteFile(dir + "/short.npy", NpyBytes(Dict("<f4", "(2, 3, 4, 5)"), Elements<float>(119, false)));
+  CHECK_THROWS_AS(ReadNpyChannels(dir + "/short.npy", 1), FileError);
+}
+
 }  // namespace
 }  // namespace livealign

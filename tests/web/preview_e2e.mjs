@@ -116,6 +116,25 @@ async function ColourPixels(page, id, rgb) {
 }
 
 const Text = (page, selector) => page.locator(selector).textContent();
+
+// The grey values (red channel) of the central part of the image canvas,
+// inside the image and its valid rectangle, for comparing what is shown.
+const ImageGrey = (page) => page.evaluate(() => {
+  const c = document.getElementById('image-canvas');
+  const w = Math.floor(c.width * 0.2), h = Math.floor(c.height * 0.3);
+  const data = c.getContext('2d').getImageData(Math.floor((c.width - w) / 2), Math.floor((c.height - h) / 2), w, h).data;
+  const grey = [];
+  for (let i = 0; i < data.length; i += 4) grey.push(data[i]);
+  return grey;
+});
+
+function Correlation(a, b) {
+  const n = Math.min(a.length, b.length);
+  let sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0;
+  for (let i = 0; i < n; i++) { sa += a[i]; sb += b[i]; saa += a[i] * a[i]; sbb += b[i] * b[i]; sab += a[i] * b[i]; }
+  const cov = sab / n - (sa / n) * (sb / n);
+  return cov / Math.sqrt((saa / n - (sa / n) ** 2) * (sbb / n - (sb / n) ** 2));
+}
 const FrameCount = (page) => page.evaluate(() => Number(document.getElementById('frame-count').dataset.nFrames));
 
 async function OpenPage(url, errors) {
@@ -282,7 +301,8 @@ async function Main() {
   // page B opens mid-series and must catch up from the snapshot.
   const { child: feed, match } = await Start(args.harness,
     ['--http', '127.0.0.1:0', '--frames', String(n), '--size', String(args.size), '--rate', String(args.rate),
-      '--truth', truthPath, '--start-after-clients', '1', '--series', 'sim-0001'], /^listening (\d+)$/);
+      '--truth', truthPath, '--start-after-clients', '1', '--series', 'sim-0001', '--channels', 'HAADF,ABF'],
+    /^listening (\d+)$/);
   const port = Number(match[1]);
   const url = `http://127.0.0.1:${port}/`;
 
@@ -319,6 +339,24 @@ async function Main() {
   await page.screenshot({ path: path.join(outDir, 'preview_end.png') });
   await CheckDrawn(page, 'end');
 
+  // Several detectors: the switch lists the channels and shows the chosen
+  // channel's average (ABF is the lattice in inverted contrast).
+  Check((await page.isVisible('#channel-switch')) &&
+        (await page.locator('#channel-switch button').allTextContents()).join(',') === 'HAADF,ABF',
+    'the channel switch lists HAADF and ABF');
+  Check((await Text(page, '#image-title')) === 'Average — HAADF', 'the first channel is shown first');
+  const haadfGrey = await ImageGrey(page);
+  await page.click('#channel-switch button[data-channel="ABF"]');
+  await page.waitForFunction(() => document.getElementById('image-title').textContent === 'Average — ABF');
+  const abfGrey = await ImageGrey(page);
+  const switched = Correlation(haadfGrey, abfGrey);
+  Check(switched < -0.5 && (await page.evaluate(() => window.livealign.state.average.header.channel)) === 'ABF',
+    `switching to ABF shows its average: the image changes to inverted contrast (r = ${switched.toFixed(2)})`);
+  await page.click('#channel-switch button[data-channel="HAADF"]');
+  await page.waitForFunction(() => document.getElementById('image-title').textContent === 'Average — HAADF');
+  const back = Correlation(haadfGrey, await ImageGrey(page));
+  Check(back > 0.99, `switching back to HAADF shows the same image again (r = ${back.toFixed(3)})`);
+
   const truth = JSON.parse(readFileSync(truthPath, 'utf8'));
   const shown = await page.evaluate(() => {
     const d = window.livealign.state.drift;
@@ -348,9 +386,10 @@ async function Main() {
 
   // Controls: drift in Å, the raw frame, manual contrast, zoom.
   await page.click('#unit-A');
-  await page.waitForFunction(() => document.getElementById('drift-info').textContent.includes('Å'));
+  // "Å/s" of the drift rate is there already: wait for the shift itself in Å.
+  await page.waitForFunction(() => /x -?\d+\.\d+ Å/.test(document.getElementById('drift-info').textContent));
   Check((await Text(page, '#drift-info')).includes(`x ${(truth.last_shift_x_px * truth.pixel_size_A).toFixed(3)} Å`),
-    'drift in Å uses pixel_size_A');
+    `drift in Å uses pixel_size_A: "${await Text(page, '#drift-info')}"`);
   await page.click('#unit-px');
   await page.click('#show-frame');
   await page.waitForFunction(() => document.getElementById('image-title').textContent === 'Latest frame');
@@ -387,6 +426,8 @@ async function Main() {
   await page.waitForFunction(() => String(window.livealign.state.series) === 'sim-0002' &&
     Number(document.getElementById('frame-count').dataset.nFrames) === 5, null, { timeout: 20000 });
   Check((await Text(page, '#series')) === 'sim-0002', 'after the feed restarts the page reconnects and follows the new series');
+  Check(!(await page.isVisible('#channel-switch')) && (await Text(page, '#image-title')) === 'Average',
+    'a series with one unnamed channel has no channel switch');
   Check((await Text(page, '#drift-info')).includes('plotted against frame index') &&
         (await Text(page, '#drift-rate')) === '—', 'without timestamps the drift is plotted against frame index, no rate');
   await page.screenshot({ path: path.join(outDir, 'preview_reconnected.png') });

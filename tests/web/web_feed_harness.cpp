@@ -8,13 +8,16 @@
 //   web_feed_harness --http 127.0.0.1:0 --frames 40 --size 256 --rate 10 --truth FILE
 //
 // --timestamps 0 publishes nil timestamps (the page then plots against frame
-// index). Prints "listening PORT" once the server is up, waits for --start-after-clients
+// index). --channels HAADF,ABF publishes one average per channel (the second
+// and later channels show the lattice in inverted contrast), registration
+// channel (the first) last, as the daemon does. Prints "listening PORT" once the server is up, waits for --start-after-clients
 // WebSocket clients (default 0), publishes the series, writes the last values it
 // published to --truth as JSON, then serves until SIGINT/SIGTERM.
 
 #include <msgpack.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -24,6 +27,7 @@
 #include <fstream>
 #include <iostream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -46,6 +50,7 @@ struct HarnessOptions {
   std::string series = "sim-0001";
   double pixel_size_A = 0.5;
   bool timestamps = true;  // false: every timestamp_s is nil (and no drift rate)
+  std::vector<std::string> channels;  // several detectors; empty = one unnamed channel
 };
 
 using Packer = msgpack::packer<msgpack::sbuffer>;
@@ -153,15 +158,21 @@ int Run(const HarnessOptions& o) {
     for (int i = 0; i < n; ++i) {
       max_shift = std::max(max_shift, static_cast<int>(std::ceil(std::max(std::abs(sx[i]), std::abs(sy[i])))));
     }
-    if (n % 3 == 0 || n == n_total || n == 1) {
+    const std::size_t n_channels = std::max<std::size_t>(1, o.channels.size());
+    for (std::size_t c = n_channels; c-- > 0 && (n % 3 == 0 || n == n_total || n == 1);) {
       std::vector<float> average(clean.size());
       const double sigma = 40.0 / std::sqrt(static_cast<double>(n));
       for (std::size_t i = 0; i < clean.size(); ++i) {
-        average[i] = static_cast<float>(clean[i] + sigma * noise(rng));
+        const double value = c == 0 ? clean[i] : 240.0 - clean[i];
+        average[i] = static_cast<float>(value + sigma * noise(rng));
       }
       msgpack::sbuffer b;
       Packer p(b);
-      p.pack_map(5);
+      p.pack_map(o.channels.empty() ? 5 : 7);
+      if (!o.channels.empty()) {
+        PackKey(p, "channel"); p.pack(o.channels[c]);
+        PackKey(p, "channels"); p.pack(o.channels);
+      }
       PackKey(p, "series"); p.pack(o.series);
       PackKey(p, "n_frames"); p.pack(n);
       PackKey(p, "shape"); p.pack(std::vector<int>{s, s});
@@ -295,6 +306,10 @@ int main(int argc, char** argv) {
     else if (key == "--start-after-clients") o.start_after_clients = std::stoi(value);
     else if (key == "--series") o.series = value;
     else if (key == "--timestamps") o.timestamps = value != "0";
+    else if (key == "--channels") {
+      std::stringstream names(value);
+      for (std::string name; std::getline(names, name, ',');) o.channels.push_back(name);
+    }
     else {
       std::cerr << "web_feed_harness: unknown option " << key << "\n";
       return 2;
