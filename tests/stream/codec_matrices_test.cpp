@@ -123,18 +123,17 @@ TEST_CASE("matrices message and shift_matrix.png agree with the published shifts
       expected.y[n] = s[j].y - s[i].y;
     }
   }
-  const ShiftMatrixImage want = RenderShiftMatrix(expected);
+  const ShiftMatrixFigure want = RenderShiftMatrixFigure(expected);
   REQUIRE(png.width == want.image.width);
   REQUIRE(png.height == want.image.height);
-  const int cell = want.cell_px;
-  const int y_panel = k * cell + ShiftMatrixImageOptions{}.gap_px;
+  const int cell = want.matrices.cell_px;
   int cells_off = 0;
   for (int i = 0; i < k; ++i) {
     for (int j = 0; j < k; ++j) {
       const std::size_t n = static_cast<std::size_t>(i) * k + j;
       if (i == j || !Used(status[n])) continue;
-      for (int panel_x0 : {0, y_panel}) {
-        const int px = panel_x0 + j * cell + cell / 2, py = i * cell + cell / 2;
+      for (const FigureRect& panel : {want.panel_x, want.panel_y}) {
+        const int px = panel.x + j * cell + cell / 2, py = panel.y + i * cell + cell / 2;
         const Rgb w = want.image.at(px, py);
         const std::uint8_t* got = &png.pixels[(static_cast<std::size_t>(py) * png.width + px) * 3];
         const int difference = std::max({std::abs(got[0] - w.r), std::abs(got[1] - w.g),
