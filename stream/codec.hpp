@@ -111,7 +111,7 @@ struct FrameMessage {
   std::vector<std::string> channels{};
   // How far the scan moved its field of view for this frame (scan feedback);
   // the prediction adds it back to the measured shift.
-  std::optional<Shift> scan_offset_px;
+  std::optional<Shift> scan_offset_px{};
 };
 
 // htype "series_end".

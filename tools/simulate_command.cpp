@@ -84,6 +84,8 @@ int RunSimulate(int argc, char** argv) {
       ("rate", po::value(&rate_hz)->default_value(rate_hz), "frames per second (0 = as fast as possible)")
       ("dose", po::value(&sim.dose_counts_per_px)->default_value(sim.dose_counts_per_px, Text(sim.dose_counts_per_px)), "mean counts per pixel")
       ("specimen", po::value<std::string>()->default_value("perovskite"), "perovskite, square or hexagonal")
+      ("random-acceleration", po::value(&sim.random_acceleration_px)->default_value(sim.random_acceleration_px, Text(sim.random_acceleration_px)),
+       "drift random walk: velocity change per frame, px/frame^2 (0 = straight drift)")
       ("seed", po::value(&seed)->default_value(seed), "random seed")
       ("series", po::value(&series)->default_value(series), "series name")
       ("truth", po::value(&truth), "write the true shifts to this CSV")

@@ -25,7 +25,7 @@ class Results:
     ``iter_timeout_s`` passes without one.
     """
 
-    def __init__(self, endpoint, topics=TOPICS, context=None, iter_timeout_s=10.0):
+    def __init__(self, endpoint, topics=(), context=None, iter_timeout_s=10.0):
         self._context = context or zmq.Context.instance()
         self._socket = self._context.socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)

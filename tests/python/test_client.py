@@ -248,3 +248,35 @@ def test_scan_feedback_example_keeps_the_specimen_in_place(daemon):
     rms = lambda left: float(np.sqrt(np.mean(np.sum(left ** 2, axis=1))))  # noqa: E731
     assert rms(open_loop) > 3.0
     assert rms(closed) < 0.2 * rms(open_loop), (rms(closed), rms(open_loop))
+
+
+def test_two_channel_series_registers_on_one_and_averages_both(daemon):
+    frames, truth = drifting_series(6, step_px=(1, 1))
+    # The second detector sees inverted contrast (a bright-field-like signal).
+    inverted = [np.float32(5.0) - f for f in frames]
+    with livealign.Results(daemon.publish, topics=("drift", "average", "series_end")) as results:
+        results.wait_live(daemon.control)
+        with livealign.Sender(daemon.source) as sender:
+            sender.start_series("two", frames[0].shape, "float32", channels=["HAADF", "BF"],
+                                register_channel="HAADF", expected_frames=6)
+            for i in range(6):
+                sender.send_frame(i, {"HAADF": frames[i], "BF": inverted[i]}, timestamp_s=0.5 * i)
+            sender.end_series()
+        averages, final = {}, None
+        while True:
+            m = results.next(TIMEOUT_S)
+            assert m is not None, "no series_end"
+            if m.topic == "average":
+                averages[m.header["channel"]] = m
+            elif m.topic == "drift" and m.header["final"]:
+                final = m
+            elif m.topic == "series_end":
+                break
+    assert set(averages) == {"HAADF", "BF"}
+    np.testing.assert_allclose(final.header["shift_x_px"], truth[:, 0], atol=0.25)
+    haadf, bf = averages["HAADF"], averages["BF"]
+    assert haadf.data.shape == bf.data.shape == frames[0].shape
+    # Averaged with the same shifts: the BF average is the inverted HAADF one
+    # where both are covered by every frame.
+    r0, r1, c0, c1 = haadf.header["valid"]
+    np.testing.assert_allclose(bf.data[r0:r1, c0:c1], 5.0 - haadf.data[r0:r1, c0:c1], atol=1e-3)
