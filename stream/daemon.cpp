@@ -376,7 +376,12 @@ struct Daemon::Impl {
     shape << series->start.shape;
     EmitEvent(Event{"info", "series_started",
                     "series " + series->start.series.ToString() + " started, shape " +
-                        shape.str() + ", dtype " + PixelTypeName(series->start.dtype),
+                        shape.str() + ", dtype " + PixelTypeName(series->start.dtype) +
+                        (series->start.channels.empty()
+                             ? ""
+                             : ", channels " + JoinChannels(series->start.channels) +
+                                   " registered on " +
+                                   series->start.channels[RegisterChannelIndex(series->start)]),
                     series->start.series, {}, {}, 0});
   }
 

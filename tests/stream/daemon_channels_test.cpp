@@ -289,6 +289,10 @@ TEST_CASE("bad channel input is dropped, reported and counted; the series goes o
     auto m = live.subscriber.Receive(kTimeout);
     REQUIRE(m);
     if (m->topic == "event") ++codes[m->header["code"].get<std::string>()];
+    if (m->topic == "event" && m->header["code"] == "series_started") {
+      CHECK(m->header["message"].get<std::string>().find("channels HAADF, ABF registered on HAADF") !=
+            std::string::npos);
+    }
     if (m->topic == "series_end") end = m->header;
   }
   CHECK(end["n_frames"] == 2);
