@@ -12,7 +12,14 @@
 // status 0, e.g. the diagonal) are light grey. Rejected pairs (status 2) get a
 // black X across the cell (a black cell when cells are under 5 px); snapped
 // pairs (status 3) a green border (a green cell when under 4 px). The gap is
-// dark grey. No text: the ranges come back in the result for a caption.
+// dark grey. RenderShiftMatrix draws only the cells.
+//
+// RenderShiftMatrixFigure (what shift_matrix.png holds) sets the two panels
+// in a figure a microscopist reads without a caption: each panel titled
+// ("shift x (px)", "shift y (px)"), its axes labelled "frame j" (columns) and
+// "frame i" (rows) with frame-number ticks, a colour bar beside it scaled in
+// pixels (-range, 0, +range), and a legend line for the marks. Text is set
+// with cairo in DejaVu Sans (fontconfig's fallback when absent).
 //
 // Stateless and thread-safe.
 
@@ -62,6 +69,24 @@ struct ShiftMatrixImage {
   double range_y_px = 0;   // |y| at full colour
 };
 
+// A rectangle of the figure, pixels: [x, x + width) x [y, y + height).
+struct FigureRect {
+  int x = 0, y = 0, width = 0, height = 0;
+};
+
+// The annotated figure and where its parts are.
+struct ShiftMatrixFigure {
+  RgbImage image;
+  ShiftMatrixImage matrices;      // the cells, copied unchanged into the panels
+  FigureRect panel_x, panel_y;    // the k x k cells of each panel
+  FigureRect bar_x, bar_y;        // colour bars: +range at the top, -range at the bottom
+  FigureRect bar_labels_x, bar_labels_y;  // their tick values, px
+  FigureRect title_x, title_y;    // above each panel
+  FigureRect label_j_x, label_j_y;  // "frame j" and the column ticks, below each panel
+  FigureRect label_i_x, label_i_y;  // "frame i" and the row ticks, left of each panel
+  FigureRect legend;              // the line explaining grey, X and green
+};
+
 // Colours used, exposed so tests and legends agree with the picture.
 constexpr Rgb kShiftMatrixMissing{200, 200, 200};
 constexpr Rgb kShiftMatrixGap{64, 64, 64};
@@ -77,8 +102,12 @@ Rgb DivergingColour(double t);
 ShiftMatrixImage RenderShiftMatrix(const ShiftMatrixData& data,
                                    const ShiftMatrixImageOptions& options = {});
 
-// RenderShiftMatrix + WriteRgbPng (atomic). Returns the rendering.
-ShiftMatrixImage WriteShiftMatrixPng(const std::string& path, const ShiftMatrixData& data,
+// The labelled figure around RenderShiftMatrix(data, options); throws as it.
+ShiftMatrixFigure RenderShiftMatrixFigure(const ShiftMatrixData& data,
+                                          const ShiftMatrixImageOptions& options = {});
+
+// RenderShiftMatrixFigure + WriteRgbPng (atomic). Returns the rendering.
+ShiftMatrixFigure WriteShiftMatrixPng(const std::string& path, const ShiftMatrixData& data,
                                      const ShiftMatrixImageOptions& options = {},
                                      const AtomicWriteOptions& atomic = {});
 

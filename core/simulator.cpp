@@ -285,7 +285,7 @@ Frame Simulator::NoiseFreeFrame(int index) const {
   header.timestamp_s = Timestamp(index);
   header.shape = options_.shape;
   Frame frame(options_.shape, header);
-  Render(shift, frame.data());
+  Render(shift - field_of_view_offset_px_, frame.data());
   const float scale = static_cast<float>(counts_per_intensity_);
   float* p = frame.data();
   for (std::int64_t k = 0; k < options_.shape.Pixels(); ++k) p[k] *= scale;

@@ -134,6 +134,11 @@ class Simulator {
   // Ground-truth shift s_index. Requires: index >= 0.
   Shift TrueShift(int index) const;
   double Timestamp(int index) const;
+  // Scan feedback: frames rendered from now on have their field of view moved
+  // by this, so frame i shows the shift TrueShift(i) - offset (a feature at p
+  // appears at p - offset); TrueShift stays the specimen's drift.
+  void set_field_of_view_offset_px(Shift offset) { field_of_view_offset_px_ = offset; }
+  Shift field_of_view_offset_px() const { return field_of_view_offset_px_; }
 
   // Real-space lattice vectors in px (x = col, y = row) after rotation. For
   // the perovskite, a and b span the ABO3 unit cell.
@@ -165,6 +170,7 @@ class Simulator {
   std::vector<Column> basis_;
   std::vector<Blob> blobs_;
   double counts_per_intensity_ = 1.0;
+  Shift field_of_view_offset_px_;
   // Drift cache: drift_[i] is the continuous (linear + random walk) part of
   // s_i, velocity_ the velocity after the last cached frame.
   mutable std::vector<Shift> drift_;

@@ -217,6 +217,17 @@ std::vector<std::string> DecodeChannels(const msgpack::object& map) {
     channels.push_back(std::move(name));
   }
   return channels;
+// An optional [x, y] of finite numbers.
+std::optional<Shift> OptionalFiniteShift(const msgpack::object& map, std::string_view name) {
+  const msgpack::object* o = FindKey(map, name);
+  if (o == nullptr || o->type == msgpack::type::NIL) return std::nullopt;
+  if (o->type != msgpack::type::ARRAY || o->via.array.size != 2 || !IsNumber(o->via.array.ptr[0]) ||
+      !IsNumber(o->via.array.ptr[1])) {
+    BadType(std::string(name), "[x, y] of two numbers");
+  }
+  const Shift shift{AsNumber(o->via.array.ptr[0], name), AsNumber(o->via.array.ptr[1], name)};
+  if (!std::isfinite(shift.x) || !std::isfinite(shift.y)) BadType(std::string(name), "finite");
+  return shift;
 }
 
 SeriesStart DecodeSeriesStart(const msgpack::object& map, std::int64_t max_pixels) {
@@ -271,6 +282,7 @@ FrameMessage DecodeFrame(const msgpack::object& map, const std::vector<std::stri
   frame.timestamp_s = OptionalNumber(map, "timestamp_s");
   frame.channels = DecodeChannels(map);
   const std::size_t data_parts = std::max<std::size_t>(1, frame.channels.size());
+  frame.scan_offset_px = OptionalFiniteShift(map, "scan_offset_px");
   if (parts.size() != 1 + data_parts) {
     throw DecodeError("bad_parts", "frame " + std::to_string(frame.index) + " has " +
                                        std::to_string(parts.size()) + " message parts, want " +
@@ -511,7 +523,8 @@ std::string EncodeSeriesStartHeader(const SeriesStart& start) {
 std::string EncodeFrameHeader(const FrameMessage& frame) {
   msgpack::sbuffer buffer;
   Packer p(buffer);
-  p.pack_map(5 + (frame.timestamp_s ? 1 : 0) + (frame.channels.empty() ? 0 : 1));
+  p.pack_map(5 + (frame.timestamp_s ? 1 : 0) + (frame.channels.empty() ? 0 : 1) +
+             (frame.scan_offset_px ? 1 : 0));
   PackKey(p, "htype");
   PackString(p, "frame");
   PackKey(p, "series");
@@ -526,6 +539,10 @@ std::string EncodeFrameHeader(const FrameMessage& frame) {
     p.pack_double(*frame.timestamp_s);
   }
   if (!frame.channels.empty()) PackChannels(p, frame.channels);
+  if (frame.scan_offset_px) {
+    PackKey(p, "scan_offset_px");
+    PackShiftOrNil(p, frame.scan_offset_px);
+  }
   return ToString(buffer);
 }
 
@@ -547,7 +564,7 @@ std::string EncodeSeriesEndHeader(const SeriesEnd& end) {
 OutMessage EncodeDrift(const DriftUpdate& d) {
   msgpack::sbuffer buffer;
   Packer p(buffer);
-  p.pack_map(17);
+  p.pack_map(17 + 3);  // + the three prediction keys
   PackKey(p, "series");
   PackSeries(p, d.series);
   PackKey(p, "queue_ms");
@@ -580,6 +597,14 @@ OutMessage EncodeDrift(const DriftUpdate& d) {
   PackShiftOrNil(p, d.drift_rate_A_per_s);
   PackKey(p, "drift_rate_px_per_s");
   PackShiftOrNil(p, d.drift_rate_px_per_s);
+  // Scan feedback: nil until the trace has two usable frames (sigma: three).
+  const DriftPrediction& next = d.prediction;
+  PackKey(p, "predicted_shift_px");
+  PackShiftOrNil(p, next.valid ? std::optional<Shift>(next.shift_px) : std::nullopt);
+  PackKey(p, "predicted_for_frame");
+  if (next.for_frame != kInvalidFrameId) p.pack_int64(next.for_frame); else p.pack_nil();
+  PackKey(p, "prediction_sigma_px");
+  PackDouble(p, next.valid ? next.sigma_px : std::nan(""));
   PackKey(p, "final");
   if (d.final) p.pack_true(); else p.pack_false();
   PackKey(p, "protocol");

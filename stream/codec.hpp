@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/average_image.hpp"
+#include "core/drift_prediction.hpp"
 #include "core/frame.hpp"
 #include "core/registration_engine.hpp"
 #include "core/shift.hpp"
@@ -110,6 +111,9 @@ struct FrameMessage {
   // As in series_start; a frame has 1 + max(1, channels.size()) parts, the
   // data parts in this order, each rows*cols*itemsize bytes.
   std::vector<std::string> channels{};
+  // How far the scan moved its field of view for this frame (scan feedback);
+  // the prediction adds it back to the measured shift.
+  std::optional<Shift> scan_offset_px;
 };
 
 // htype "series_end".
@@ -165,6 +169,8 @@ struct DriftUpdate {
   double engine_ms = 0;
   std::optional<Shift> drift_rate_A_per_s;
   std::optional<Shift> drift_rate_px_per_s;
+  // The next frame's predicted shift (core/drift_prediction.hpp).
+  DriftPrediction prediction;
   bool final = false;                      // true once the series is finished
 };
 OutMessage EncodeDrift(const DriftUpdate& drift);

@@ -162,6 +162,7 @@ struct Daemon::Impl {
     EngineOptions engine_options;
     std::unique_ptr<LiveEngine> engine;
     std::vector<frame_id_t> wire_indices;   // accepted, in order
+    std::vector<Shift> scan_offsets_px;     // per accepted frame; (0, 0) without feedback
     std::set<frame_id_t> accepted;
     frame_id_t last_index = kInvalidFrameId;
     std::int64_t dropped = 0;
@@ -500,6 +501,7 @@ struct Daemon::Impl {
     }
     s.accepted.insert(f.index);
     s.wire_indices.push_back(f.index);
+    s.scan_offsets_px.push_back(f.scan_offset_px.value_or(Shift{}));
     s.last_index = f.index;
     {
       std::lock_guard<std::mutex> lock(state_mutex);
@@ -562,6 +564,7 @@ struct Daemon::Impl {
     }
     d.drift_rate_A_per_s = quality.drift_rate_A_per_s;
     d.drift_rate_px_per_s = quality.drift_rate_px_per_s;
+    d.prediction = PredictNext(s, states);
     const std::size_t bytes = 64 * states.size() + kItemOverheadBytes;
     outbound.Push(std::move(item), bytes);
     const int n_frames = static_cast<int>(s.wire_indices.size());
@@ -606,6 +609,23 @@ struct Daemon::Impl {
     }
     Publish(EncodeAverage(s.start.series, n_frames, s.engine->Average(), registered,
                           s.start.channels));
+  }
+
+  // The next frame's shift for scan feedback, over the drift window.
+  static DriftPrediction PredictNext(const Series& s, const std::vector<FrameState>& states) {
+    DriftTrace trace;
+    trace.frame_indices = s.wire_indices;
+    trace.scan_offsets_px = s.scan_offsets_px;
+    for (const FrameState& state : states) {
+      trace.shifts_px.push_back(state.shift);
+      trace.timestamps_s.push_back(state.timestamp_s);
+      trace.residual_px.push_back(state.residual_px);
+      trace.excluded.push_back(state.flagged);
+    }
+    if (trace.shifts_px.size() != trace.frame_indices.size()) return DriftPrediction{};
+    DriftPredictionOptions options;
+    options.window_frames = std::max(2, s.engine_options.drift_window_frames);
+    return PredictNextShift(trace, options);
   }
 
   // The series' effective pixel size [y, x], Å; nullopt when unknown.

@@ -41,6 +41,20 @@ ShiftMatrixData Drift() {
 }
 
 bool Reddish(Rgb c) { return c.r > c.b + 20; }
+bool Dark(Rgb c) { return c.r < 100 && c.g < 100 && c.b < 100; }
+
+// Pixels of text (dark) inside a rectangle of the figure.
+int DarkPixels(const RgbImage& image, const FigureRect& r) {
+  int n = 0;
+  for (int y = r.y; y < r.y + r.height; ++y)
+    for (int x = r.x; x < r.x + r.width; ++x) n += Dark(image.at(x, y));
+  return n;
+}
+
+// Dark pixels in the rows [y0, y1) of a rectangle: where a tick label sits.
+int DarkPixelsInRows(const RgbImage& image, const FigureRect& r, int y0, int y1) {
+  return DarkPixels(image, FigureRect{r.x, y0, r.width, y1 - y0});
+}
 bool Bluish(Rgb c) { return c.b > c.r + 20; }
 
 }  // namespace
@@ -130,7 +144,7 @@ TEST_CASE("shift matrix image refuses inconsistent input", "[adapters][shiftmatr
 
 TEST_CASE("shift matrix png is written with the rendered size", "[adapters][shiftmatrix]") {
   const std::string dir = testing::ScratchDir("shift_matrix_png");
-  const ShiftMatrixImage out = WriteShiftMatrixPng(dir + "/matrix.png", Drift());
+  const ShiftMatrixFigure out = WriteShiftMatrixPng(dir + "/matrix.png", Drift());
   png_image image;
   std::memset(&image, 0, sizeof(image));
   image.version = PNG_IMAGE_VERSION;
@@ -139,6 +153,67 @@ TEST_CASE("shift matrix png is written with the rendered size", "[adapters][shif
   CHECK(static_cast<int>(image.height) == out.image.height);
   CHECK(PNG_IMAGE_SAMPLE_CHANNELS(image.format) == 3);
   png_image_free(&image);
+}
+
+TEST_CASE("shift matrix figure: panels unchanged, labelled axes, a colour scale in px",
+          "[adapters][shiftmatrix]") {
+  ShiftMatrixImageOptions options;
+  options.cell_px = 24;  // k = 4: 96 px panels
+  const ShiftMatrixFigure f = RenderShiftMatrixFigure(Drift(), options);
+  const RgbImage& image = f.image;
+  const auto inside = [&](const FigureRect& r) {
+    return r.x >= 0 && r.y >= 0 && r.width > 0 && r.height > 0 && r.x + r.width <= image.width &&
+           r.y + r.height <= image.height;
+  };
+  for (const FigureRect* r : {&f.panel_x, &f.panel_y, &f.bar_x, &f.bar_y, &f.bar_labels_x, &f.bar_labels_y,
+                              &f.title_x, &f.title_y, &f.label_j_x, &f.label_j_y, &f.label_i_x,
+                              &f.label_i_y, &f.legend}) {
+    REQUIRE(inside(*r));
+  }
+  // The cells are the panel rendering, pixel for pixel.
+  REQUIRE(f.panel_x.width == 96);
+  for (int y = 0; y < 96; ++y) {
+    for (int x = 0; x < 96; ++x) {
+      REQUIRE(image.at(f.panel_x.x + x, f.panel_x.y + y) == f.matrices.image.at(x, y));
+      REQUIRE(image.at(f.panel_y.x + x, f.panel_y.y + y) == f.matrices.image.at(96 + options.gap_px + x, y));
+    }
+  }
+  // Text where the labels belong: titles, "frame j" with column ticks,
+  // "frame i" with row ticks, the bar's values and the legend.
+  for (const FigureRect* r : {&f.title_x, &f.title_y, &f.label_j_x, &f.label_j_y, &f.label_i_x,
+                              &f.label_i_y, &f.legend}) {
+    CHECK(DarkPixels(image, *r) > 30);
+  }
+  // The colour bar runs from +range (red, top) through white to -range (blue).
+  const int bar_mid_x = f.bar_x.x + f.bar_x.width / 2;
+  CHECK(image.at(bar_mid_x, f.bar_x.y + 1) == DivergingColour(1.0 - 2.0 / (f.bar_x.height - 1)));
+  CHECK(Reddish(image.at(bar_mid_x, f.bar_x.y + 2)));
+  CHECK(Bluish(image.at(bar_mid_x, f.bar_x.y + f.bar_x.height - 3)));
+  const Rgb middle = image.at(bar_mid_x, f.bar_x.y + f.bar_x.height / 2);
+  CHECK((middle.r > 230 && middle.g > 230 && middle.b > 230));
+  // Its three values sit at the top, the middle and the bottom of the bar.
+  const FigureRect& labels = f.bar_labels_x;
+  CHECK(DarkPixelsInRows(image, labels, labels.y, labels.y + 14) > 10);
+  CHECK(DarkPixelsInRows(image, labels, labels.y + labels.height / 2 - 7, labels.y + labels.height / 2 + 7) > 10);
+  CHECK(DarkPixelsInRows(image, labels, labels.y + labels.height - 14, labels.y + labels.height) > 10);
+  CHECK(DarkPixelsInRows(image, labels, labels.y + 20, labels.y + labels.height / 2 - 12) == 0);
+  // Margins outside the labels stay paper-white: text is not smeared around.
+  CHECK(image.at(image.width - 1, 0) == (Rgb{255, 255, 255}));
+}
+
+TEST_CASE("shift matrix figure stays labelled for one frame and for many", "[adapters][shiftmatrix]") {
+  for (int k : {1, 150}) {
+    CAPTURE(k);
+    ShiftMatrixData data;
+    data.k = k;
+    data.x.assign(static_cast<std::size_t>(k) * k, 0.5);
+    data.y.assign(static_cast<std::size_t>(k) * k, -0.5);
+    data.status.assign(static_cast<std::size_t>(k) * k, kPairInlier);
+    const ShiftMatrixFigure f = RenderShiftMatrixFigure(data);
+    CHECK(f.image.height >= f.bar_x.y + f.bar_x.height);
+    CHECK(DarkPixels(f.image, f.label_j_x) > 30);
+    CHECK(DarkPixels(f.image, f.bar_labels_y) > 30);
+  }
 }
 
 TEST_CASE("diverging colour map is white at zero and symmetric", "[adapters][shiftmatrix]") {

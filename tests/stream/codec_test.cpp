@@ -87,7 +87,11 @@ TEST_CASE("codec round-trips the three inbound messages", "[stream][codec]") {
     CHECK(got.shape == frame.shape);
     CHECK(got.dtype == PixelType::kUint16);
     CHECK(*got.timestamp_s == 12.5);
+    CHECK_FALSE(got.scan_offset_px);
     CHECK(got.payload == payload.data());
+    frame.scan_offset_px = Shift{1.5, -0.25};
+    const auto moved = std::get<FrameMessage>(DecodeInbound({EncodeFrameHeader(frame), payload}, 100));
+    CHECK(*moved.scan_offset_px == Shift{1.5, -0.25});
     CHECK(got.payload_bytes == 12);
   }
   SECTION("series_end") {
@@ -132,6 +136,8 @@ TEST_CASE("codec refuses every malformed inbound message with a stable code", "[
   CHECK(ErrorCode({Msgpack(with(FrameJson(), "shape", "2x3")), payload}) == "bad_type");
   CHECK(ErrorCode({Msgpack(with(FrameJson(), "dtype", 16)), payload}) == "bad_type");
   CHECK(ErrorCode({Msgpack(with(FrameJson(), "timestamp_s", "now")), payload}) == "bad_type");
+  CHECK(ErrorCode({Msgpack(with(FrameJson(), "scan_offset_px", {1.0})), payload}) == "bad_type");
+  CHECK(ErrorCode({Msgpack(with(FrameJson(), "scan_offset_px", "x")), payload}) == "bad_type");
   CHECK(ErrorCode({Msgpack(with(FrameJson(), "htype", "picture")), payload}) == "unknown_htype");
   CHECK(ErrorCode({Msgpack(with(FrameJson(), "dtype", "complex64")), payload}) ==
         "unknown_dtype");
@@ -223,6 +229,17 @@ TEST_CASE("outbound messages carry the documented keys", "[stream][codec]") {
     CHECK(j["latency_ms"] == 12.5);
     CHECK(j["drift_rate_A_per_s"] == Json({1.0, -1.0}));
     CHECK(j["drift_rate_px_per_s"].is_null());
+    CHECK(j["predicted_shift_px"].is_null());  // no prediction yet
+    CHECK(j["predicted_for_frame"].is_null());
+    CHECK(j["prediction_sigma_px"].is_null());
+    d.prediction.valid = true;
+    d.prediction.for_frame = 5;
+    d.prediction.shift_px = Shift{-2.5, 3.25};
+    d.prediction.sigma_px = 0.125;
+    const Json p = MsgpackToJson(EncodeDrift(d).header);
+    CHECK(p["predicted_shift_px"] == Json({-2.5, 3.25}));
+    CHECK(p["predicted_for_frame"] == 5);
+    CHECK(p["prediction_sigma_px"] == 0.125);
   }
   SECTION("average with its data part") {
     AverageImage image;
