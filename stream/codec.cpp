@@ -217,6 +217,8 @@ std::vector<std::string> DecodeChannels(const msgpack::object& map) {
     channels.push_back(std::move(name));
   }
   return channels;
+}
+
 // An optional [x, y] of finite numbers.
 std::optional<Shift> OptionalFiniteShift(const msgpack::object& map, std::string_view name) {
   const msgpack::object* o = FindKey(map, name);
