@@ -7,6 +7,7 @@
 #include "adapters/file_error.hpp"
 #include "adapters/json_report.hpp"
 #include "adapters/png_writer.hpp"
+#include "adapters/result_json.hpp"
 #include "adapters/shift_matrix_image.hpp"
 #include "adapters/tiff_io.hpp"
 
@@ -14,37 +15,6 @@ namespace livealign {
 namespace {
 
 nlohmann::json ShiftJson(const Shift& s) { return {{"x", s.x}, {"y", s.y}}; }
-
-nlohmann::json OptionsJson(const EngineOptions& o) {
-  return {{"window", o.window},
-          {"tukey_alpha", o.tukey_alpha},
-          {"weight", o.weight},
-          {"weight_sigma", o.weight_sigma},
-          {"weight_cutoff", o.weight_cutoff},
-          {"weight_low", o.weight_low},
-          {"correlation", o.correlation},
-          {"hybrid_p", o.hybrid_p},
-          {"max_shift_px", o.max_shift_px},
-          {"top_k", o.top_k},
-          {"oversample", o.oversample},
-          {"refine_candidates", o.refine_candidates},
-          {"predicted_search", o.predicted_search},
-          {"inlier_floor_px", o.inlier_floor_px},
-          {"solver_max_iterations", o.solver_max_iterations},
-          {"full_resolve_every", o.full_resolve_every},
-          {"lattice_snapping", o.lattice_snapping},
-          {"refine_against_template", o.refine_against_template},
-          {"pixel_size_x_A", o.pixel_size_x_A},
-          {"pixel_size_y_A", o.pixel_size_y_A},
-          {"threads", o.threads},
-          {"target_resolution_A", o.target_resolution_A},
-          {"target_snr", o.target_snr},
-          {"max_frames", o.max_frames},
-          {"require_drift_settled", o.require_drift_settled},
-          {"settled_A_per_s", o.settled_A_per_s},
-          {"settled_px_per_frame", o.settled_px_per_frame},
-          {"drift_window_frames", o.drift_window_frames}};
-}
 
 std::optional<double> PixelSize(const EngineOptions& o) {
   if (o.pixel_size_x_A > 0) return o.pixel_size_x_A;

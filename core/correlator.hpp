@@ -85,7 +85,7 @@ struct CorrelatorOptions {
   // cc is the matched filter, best at low dose; pc sharpens the peak at high
   // SNR; hybrid |m|^p e^{i arg m} interpolates (p = 1 is cc, p = 0 is pc).
   CorrelationType type = CorrelationType::kCc;
-  double hybrid_p = 0.5;  // used only for kHybrid; in [0, 1]
+  double hybrid_p = 0.8;  // used only for kHybrid; in [0, 1]
   // Peaks are searched only where |dx| <= max_shift and |dy| <= max_shift.
   // 0 means a quarter of each frame axis; values above half an axis are clamped.
   double max_shift_px = 0.0;
@@ -95,19 +95,23 @@ struct CorrelatorOptions {
   // are off by up to a few % (peak shape, neighbouring peaks), about the
   // envelope margin that singles out the true translate, so the few leading
   // ones are compared at their true maxima. Each costs ~3-4 band evaluations
-  // (512^2: ~0.03 ms). Values above top_k act as top_k.
-  int refine_candidates = 3;
+  // (512^2: ~0.03 ms). Values above top_k act as top_k. The default refines
+  // the best one only: on crystals the engine repairs a wrong translate
+  // (snapping, lattice-offset pinning) at no per-pair cost.
+  int refine_candidates = 1;
   // Zero-padding factor of the band before the c2r (map grid = frame/(oversample
   // * band) px). Candidates are ranked by the heights of 3-point fits on this
   // map before the leading ones are refined, so the grid must resolve the
   // peaks: at 1 (grid N/M = 4 px at the default band) it is critically
   // sampled, and on a crystal (peaks about as wide as the grid, sampled at
-  // 50-100 % of their height depending on their sub-grid phase) the true
-  // translate was among the top 5 fitted candidates in only ~28 % of the
-  // pairs of the default simulated perovskite; at 2 it is first in all. The
-  // cost is the c2r: 2 makes a pair ~2.5x (512 px) to 3x (1024 px) slower
-  // than 1; use 1 only for non-periodic specimens.
-  int oversample = 2;
+  // 50-100 % of their height depending on their sub-grid phase) the brightest
+  // sample is often a neighbouring lattice translate (the true one came first
+  // in about 30 % of the pairs of the default simulated perovskite; at 2 in
+  // all). The default is 1 all the same: the engine's snapping and
+  // lattice-offset pinning repair those hops and the final shifts were equally
+  // accurate (bench --size 512 --frames 40), while 2 makes a pair ~2.5x
+  // (512 px) to 3x (1024 px) slower.
+  int oversample = 1;
   // Divide out the window-overlap envelope at the refined peak (see
   // CorrectWindowBias): without it, shifts come out ~1 % of |shift| too small.
   bool correct_window_bias = true;

@@ -1,50 +1,164 @@
 #include "core/engine_options.hpp"
-#include "core/check.hpp"
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <type_traits>
+
+#include "core/check.hpp"
+#include "core/consistency_solver.hpp"
+#include "core/correlator.hpp"
+#include "core/quality.hpp"
 
 namespace livealign {
+
+// The default column. Component defaults are the product's defaults, so where
+// a component owns a concept the table reads its default from there.
+EngineOptions::EngineOptions() {
+#define LIVEALIGN_ENGINE_OPTION(type, name, default_value, limits, help, note) \
+  name = default_value;
+#include "core/engine_options.def"
+#undef LIVEALIGN_ENGINE_OPTION
+}
+
+namespace option_limits {
+OptionLimits Any() { return {}; }
+OptionLimits AtLeast(double min) {
+  OptionLimits l;
+  l.min = min;
+  return l;
+}
+OptionLimits Above(double min) {
+  OptionLimits l = AtLeast(min);
+  l.min_open = true;
+  return l;
+}
+OptionLimits Between(double min, double max) {
+  OptionLimits l = AtLeast(min);
+  l.max = max;
+  return l;
+}
+OptionLimits AboveUpTo(double min, double max) {
+  OptionLimits l = Between(min, max);
+  l.min_open = true;
+  return l;
+}
+OptionLimits OneOf(std::initializer_list<const char*> names) {
+  OptionLimits l;
+  l.choices = names;
+  return l;
+}
+}  // namespace option_limits
+
 namespace {
-bool OneOf(const std::string& value, std::initializer_list<const char*> names) {
-  for (const char* name : names) {
+
+// Shortest %g form that reads back as the same double (0.05, not 0.05000000000000000277).
+std::string ShortestText(double value) {
+  char buffer[40];
+  for (int precision = 6; precision <= 17; ++precision) {
+    std::snprintf(buffer, sizeof buffer, "%.*g", precision, value);
+    if (std::strtod(buffer, nullptr) == value) break;
+  }
+  return buffer;
+}
+
+}  // namespace
+
+bool OptionLimits::Allows(double value) const {
+  if (value != value) return false;  // NaN
+  if (min_open ? !(value > min) : !(value >= min)) return false;
+  if (max_open ? !(value < max) : !(value <= max)) return false;
+  return true;
+}
+
+bool OptionLimits::Allows(const std::string& value) const {
+  if (choices.empty()) return true;
+  for (const char* name : choices) {
     if (value == name) return true;
   }
   return false;
 }
-}  // namespace
+
+std::string OptionLimits::Describe() const {
+  if (!choices.empty()) {
+    std::string text = "one of ";
+    for (std::size_t i = 0; i < choices.size(); ++i) text += (i ? ", " : "") + std::string(choices[i]);
+    return text;
+  }
+  const bool has_min = std::isfinite(min), has_max = std::isfinite(max);
+  if (has_min && has_max) {
+    return std::string("in ") + (min_open ? "(" : "[") + ShortestText(min) + ", " +
+           ShortestText(max) + (max_open ? ")" : "]");
+  }
+  if (has_min) return (min_open ? "> " : ">= ") + ShortestText(min);
+  if (has_max) return (max_open ? "< " : "<= ") + ShortestText(max);
+  return "";
+}
+
+std::string EngineOptionInfo::Key() const {
+  std::string key = name;
+  for (char& c : key) {
+    if (c == '_') c = '-';
+  }
+  return key;
+}
+
+std::string EngineOptionInfo::Text(const EngineOptions& options) const {
+  return std::visit(
+      [&](auto member) -> std::string {
+        const auto& value = options.*member;
+        using T = std::decay_t<decltype(value)>;
+        if constexpr (std::is_same_v<T, std::string>) {
+          return value;
+        } else if constexpr (std::is_same_v<T, bool>) {
+          return value ? "true" : "false";
+        } else if constexpr (std::is_same_v<T, int>) {
+          return std::to_string(value);
+        } else {
+          return ShortestText(value);
+        }
+      },
+      field);
+}
+
+const std::vector<EngineOptionInfo>& EngineOptionTable() {
+  static const std::vector<EngineOptionInfo> table = [] {
+    using namespace option_limits;
+    std::vector<EngineOptionInfo> rows;
+    const char* group = "";
+#define LIVEALIGN_ENGINE_OPTION_GROUP(title) group = title;
+#define LIVEALIGN_ENGINE_OPTION(type, name, default_value, limits, help, note) \
+  rows.push_back(EngineOptionInfo{#name, &EngineOptions::name, limits, group, help, note});
+#include "core/engine_options.def"
+#undef LIVEALIGN_ENGINE_OPTION
+    return rows;
+  }();
+  return table;
+}
 
 bool EngineOptions::Check(std::string* error) const {
-  if (!OneOf(window, {"none", "hann", "tukey"}))
-    return Fail(error, "window must be none, hann or tukey, not '" + window + "'");
-  if (!(tukey_alpha >= 0 && tukey_alpha <= 1))
-    return Fail(error, "tukey_alpha must be in [0, 1]");
-  if (!OneOf(weight, {"none", "gaussian", "lowpass", "bandpass"}))
-    return Fail(error, "weight must be none, gaussian, lowpass or bandpass, not '" + weight + "'");
-  if (!(weight_sigma > 0 && weight_sigma <= 0.5))
-    return Fail(error, "weight_sigma must be in (0, 0.5] cycles/px");
-  if (!(weight_cutoff > 0 && weight_cutoff <= 0.5))
-    return Fail(error, "weight_cutoff must be in (0, 0.5] cycles/px");
-  if (!(weight_low >= 0 && weight_low < weight_cutoff))
-    return Fail(error, "weight_low must be in [0, weight_cutoff)");
-  if (!OneOf(correlation, {"cc", "pc", "hybrid"}))
-    return Fail(error, "correlation must be cc, pc or hybrid, not '" + correlation + "'");
-  if (!(hybrid_p >= 0 && hybrid_p <= 1)) return Fail(error, "hybrid_p must be in [0, 1]");
-  if (!(max_shift_px >= 0)) return Fail(error, "max_shift_px must be >= 0 (0 = auto)");
-  if (top_k < 1 || top_k > 32) return Fail(error, "top_k must be in [1, 32]");
-  if (oversample != 1 && oversample != 2) return Fail(error, "oversample must be 1 or 2");
-  if (refine_candidates < 1) return Fail(error, "refine_candidates must be >= 1");
-  if (!(inlier_floor_px > 0)) return Fail(error, "inlier_floor_px must be > 0");
-  if (solver_max_iterations < 1) return Fail(error, "solver_max_iterations must be >= 1");
-  if (full_resolve_every < 1) return Fail(error, "full_resolve_every must be >= 1");
-  if (!(pixel_size_x_A >= 0 && pixel_size_y_A >= 0))
-    return Fail(error, "pixel sizes must be >= 0 (0 = unknown)");
-  if (threads < 0) return Fail(error, "threads must be >= 0 (0 = all cores)");
-  if (!(target_resolution_A >= 0)) return Fail(error, "target_resolution_A must be >= 0 (0 = none)");
-  if (!(target_snr >= 0)) return Fail(error, "target_snr must be >= 0 (0 = none)");
-  if (max_frames < 0) return Fail(error, "max_frames must be >= 0 (0 = no limit)");
-  if (!(settled_A_per_s >= 0)) return Fail(error, "settled_A_per_s must be >= 0");
-  if (!(settled_px_per_frame > 0)) return Fail(error, "settled_px_per_frame must be > 0");
-  if (drift_window_frames < 2) return Fail(error, "drift_window_frames must be >= 2");
+  for (const EngineOptionInfo& option : EngineOptionTable()) {
+    const bool allowed = std::visit(
+        [&](auto member) {
+          const auto& value = this->*member;
+          using T = std::decay_t<decltype(value)>;
+          if constexpr (std::is_same_v<T, std::string>) {
+            return option.limits.Allows(value);
+          } else if constexpr (std::is_same_v<T, bool>) {
+            return true;
+          } else {
+            return option.limits.Allows(static_cast<double>(value));
+          }
+        },
+        option.field);
+    if (!allowed) {
+      std::string message = std::string(option.name) + " must be " + option.limits.Describe();
+      if (!option.limits.choices.empty()) message += ", not '" + option.Text(*this) + "'";
+      return Fail(error, message);
+    }
+  }
+  // Relations between options, which no single row can state.
+  if (!(weight_low < weight_cutoff)) return Fail(error, "weight_low must be below weight_cutoff");
   return true;
 }
 

@@ -1,107 +1,79 @@
 #pragma once
-// Every tunable of the registration engine in one flat struct. Each field is
-// one key of config/livealign.ini and one --option of `livealign register`,
-// `serve` and `bench`, under the same name with '-' for '_' (weight_sigma is
-// --weight-sigma and `weight-sigma = ...` in the ini file);
-// tools/engine_option_binding.cpp maps them, so defaults are stated once: here.
+// Every tunable of the registration engine in one flat struct, expanded from
+// the one table core/engine_options.def (name, type, default, limits, help).
+// Each field is one key of config/livealign.ini and one --option of
+// `livealign register`, `serve` and `bench`, under the same name with '-' for
+// '_' (weight_sigma is --weight-sigma and `weight-sigma = ...` in the ini
+// file). The binding (tools/engine_option_binding.cpp), the report's
+// `parameters` (adapters/result_json.cpp) and the ini (`livealign config`)
+// iterate EngineOptionTable(), so nothing restates the list or a default.
 
+#include <initializer_list>
+#include <limits>
 #include <string>
+#include <variant>
+#include <vector>
 
 namespace livealign {
 
 struct EngineOptions {
-  // --- pre-processing and correlation (core/correlator.hpp) ---
-  // Real-space edge window before the FFT: "none", "hann" or "tukey".
-  std::string window = "tukey";
-  // Tukey taper fraction: 0 = box, 1 = Hann. 0.25 keeps most of the frame.
-  double tukey_alpha = 0.25;
-  // Fourier weight: "none", "gaussian", "lowpass" or "bandpass". The weight is
-  // exactly 0 beyond its band limit, and spectra are cached cropped to that
-  // band: a narrower band is faster and smaller, a wider one keeps more detail.
-  std::string weight = "gaussian";
-  // Gaussian width in cycles/px (Nyquist = 0.5).
-  double weight_sigma = 0.05;
-  // Band limit of gaussian/lowpass, cycles/px; also the high edge of bandpass.
-  double weight_cutoff = 0.125;
-  // Low edge of bandpass, cycles/px (removes slow background and scan ramps).
-  double weight_low = 0.01;
-  // "cc" (cross-correlation, robust at low dose), "pc" (phase: sharp but
-  // noise-sensitive) or "hybrid" (|m|^p e^{i arg m}).
-  std::string correlation = "cc";
-  // Exponent of the hybrid correlation: 1 = cc, 0 = pc, 0.5 = mutual.
-  double hybrid_p = 0.8;
-  // Largest |shift| per axis searched for, px; 0 = a quarter of the frame.
-  double max_shift_px = 0;
-  // Distinct correlation maxima kept per pair for the solver to choose from.
-  int top_k = 5;
-  // Oversampling of the band-limited correlation map before the peak search.
-  // 1: the map is sampled every N/M px (4 px at the default band), cheapest;
-  // on crystals the brightest sample is then often a neighbouring lattice
-  // translate, which the solver's snapping and the lattice-offset pinning
-  // repair. 2: a 2x finer map (4x larger inverse FFT) on which the refined
-  // best candidate is the true translate (measured 100 % vs 31 % of pairs on
-  // the simulated perovskite), at about 2.5x the per-pair cost. The final
-  // shifts were equally accurate with both (bench --size 512 --frames 40), so
-  // the default is the cheap map.
-  int oversample = 1;
-  // Candidates refined to full precision and re-ranked per pair.
-  int refine_candidates = 1;
-  // Once a lattice is known and drift is smooth, search each new pair only
-  // within a fraction of a lattice spacing of the drift prediction
-  // (algorithms.md section 4.1): hops become impossible and the solver has
-  // nothing to snap. A sudden stage jump is detected (the prediction window
-  // holds no real peak) and that frame is searched without the window.
-  bool predicted_search = true;
+  // Every field at its default (the table's default column).
+  EngineOptions();
 
-  // --- consistency solver (core/consistency_solver.hpp) ---
-  // Residual scale floor, px: pairs within a few times this of the consistent
-  // solution are inliers even when the data are very clean.
-  double inlier_floor_px = 0.5;
-  // Upper bound on robust-solver iterations per update (never hangs).
-  int solver_max_iterations = 30;
-  // A full re-solve from scratch every this many frames undoes early wrong
-  // decisions; in between the solve is warm-started.
-  int full_resolve_every = 10;
-
-  // --- crystals (issue 4) ---
-  // Estimate the lattice from the running average and snap lattice-vector hops.
-  bool lattice_snapping = true;
-
-  // --- precision stage ---
-  // Refine each frame against the average of all other frames (full band);
-  // brings precision towards the single-frame Poisson limit.
-  bool refine_against_template = true;
-
-  // --- quality figures and stop-when-good (core/quality.hpp) ---
-  // The acquisition is "good" when every enabled target is met.
-  // Target resolution (Fourier ring correlation of the even/odd half-set
-  // averages at 1/7), Å; needs the pixel size; 0 = not a target.
-  double target_resolution_A = 0;
-  // Target image SNR of the average (from the half-set FRC); 0 = not a target.
-  double target_snr = 0;
-  // Stop (without claiming good) after this many frames; 0 = no limit.
-  int max_frames = 0;
-  // Good also requires the drift to have settled.
-  bool require_drift_settled = false;
-  // Drift counts as settled when its speed stays below this, Å/s (needs the
-  // pixel size and timestamps; otherwise settled_px_per_frame applies) ...
-  double settled_A_per_s = 0;
-  double settled_px_per_frame = 0.05;
-  // ... over this many frames (the rate is a least-squares fit over them).
-  int drift_window_frames = 10;
-
-  // --- calibration ---
-  // Pixel size in Å along x (columns) and y (rows); 0 = unknown.
-  double pixel_size_x_A = 0;
-  double pixel_size_y_A = 0;
-
-  // --- execution ---
-  // Worker threads for pair correlations; 0 = all cores.
-  int threads = 0;
+#define LIVEALIGN_ENGINE_OPTION(type, name, default_value, limits, help, note) type name;
+#include "core/engine_options.def"
+#undef LIVEALIGN_ENGINE_OPTION
 
   // Returns false and sets *error (one line naming the option) when a value is
-  // out of range or a name is unknown.
+  // out of its table limits, a name is unknown or two options contradict.
   bool Check(std::string* error) const;
 };
+
+// The allowed values of one option: an interval for numbers (ints included),
+// a list of names for strings; bools take any value.
+struct OptionLimits {
+  double min = -std::numeric_limits<double>::infinity();
+  double max = std::numeric_limits<double>::infinity();
+  bool min_open = false, max_open = false;  // true: the bound itself is excluded
+  std::vector<const char*> choices;         // non-empty: a string option's names
+
+  bool Allows(double value) const;
+  bool Allows(const std::string& value) const;
+  // "in [0, 1]", ">= 0", "> 0", "one of none, hann, tukey"; "" for Any().
+  std::string Describe() const;
+};
+
+// The table's limit column.
+namespace option_limits {
+OptionLimits Any();
+OptionLimits AtLeast(double min);                 // [min, inf)
+OptionLimits Above(double min);                   // (min, inf)
+OptionLimits Between(double min, double max);     // [min, max]
+OptionLimits AboveUpTo(double min, double max);   // (min, max]
+OptionLimits OneOf(std::initializer_list<const char*> names);
+}  // namespace option_limits
+
+// One row of the table: the field (as a member pointer, whose type is the
+// option's type) and its description.
+using EngineOptionField = std::variant<std::string EngineOptions::*, double EngineOptions::*,
+                                       int EngineOptions::*, bool EngineOptions::*>;
+
+struct EngineOptionInfo {
+  const char* name;  // the field name (snake_case): the report's key
+  EngineOptionField field;
+  OptionLimits limits;
+  const char* group;  // section title in the ini file
+  const char* help;   // one line, for --help
+  const char* note;   // more for the ini comment; "" when none
+
+  // The CLI option and ini key: name with '-' for '_'.
+  std::string Key() const;
+  // The value in `options` as the ini file and --help write it: names as they
+  // are, true/false, integers, doubles in their shortest exact form.
+  std::string Text(const EngineOptions& options) const;
+};
+
+// Every option, in the table's order.
+const std::vector<EngineOptionInfo>& EngineOptionTable();
 
 }  // namespace livealign

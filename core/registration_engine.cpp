@@ -518,6 +518,10 @@ AverageImage RegistrationEngine::Average() const { return impl_->averager.Averag
 
 ShiftMatrixSnapshot RegistrationEngine::Matrices() const {
   const ShiftMatrices matrices = impl_->solver.Matrices();
+  // The solver's pair values live in its modulo-lattice frame; the published
+  // shifts add each frame's lattice offset, so entry (i, j) moves by
+  // offset_j - offset_i (as in Pairs()) to read s_j - s_i.
+  const std::vector<Shift>& offsets = impl_->offsets.offsets;
   ShiftMatrixSnapshot snapshot;
   const int k = static_cast<int>(matrices.x_px.rows());
   snapshot.k = k;
@@ -527,8 +531,10 @@ ShiftMatrixSnapshot RegistrationEngine::Matrices() const {
   for (int i = 0; i < k; ++i) {
     for (int j = 0; j < k; ++j) {
       const std::size_t n = static_cast<std::size_t>(i) * k + j;
-      snapshot.x[n] = matrices.x_px(i, j);
-      snapshot.y[n] = matrices.y_px(i, j);
+      const bool offset_known = i < static_cast<int>(offsets.size()) && j < static_cast<int>(offsets.size());
+      const Shift offset = offset_known ? offsets[j] - offsets[i] : Shift{};
+      snapshot.x[n] = matrices.x_px(i, j) + offset.x;
+      snapshot.y[n] = matrices.y_px(i, j) + offset.y;
       snapshot.status[n] = static_cast<std::uint8_t>(matrices.status(i, j));
     }
   }

@@ -39,7 +39,11 @@ class BoundedQueue {
   // Waits for room; false (item dropped) once the queue is closed or stopped.
   bool Push(T item, std::size_t bytes) {
     std::unique_lock<std::mutex> lock(mutex_);
-    not_full_.wait(lock, [&] { return !running_ || HasRoomUnlocked(bytes); });
+    if (running_ && !HasRoomUnlocked(bytes)) {
+      ++waiting_producers_;
+      not_full_.wait(lock, [&] { return !running_ || HasRoomUnlocked(bytes); });
+      --waiting_producers_;
+    }
     if (!running_) return false;
     PushUnlocked(std::move(item), bytes);
     return true;
@@ -112,6 +116,12 @@ class BoundedQueue {
     return high_water_bytes_;
   }
   std::size_t max_bytes() const { return max_bytes_; }
+  // Producers blocked in Push right now, waiting for room (observable proof
+  // of back-pressure, for status and tests).
+  std::size_t WaitingProducers() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return waiting_producers_;
+  }
 
  private:
   struct Entry {
@@ -149,6 +159,7 @@ class BoundedQueue {
   std::deque<Entry> items_;
   std::size_t bytes_ = 0;
   std::size_t high_water_bytes_ = 0;
+  std::size_t waiting_producers_ = 0;  // inside Push's wait
   bool running_ = true;   // false after Close() or Stop()
   bool stopped_ = false;  // true after Stop()
 };

@@ -105,7 +105,8 @@ nlohmann::json DaemonOptions::ToJson() const {
                         {"queue_bytes", queue_bytes},
                         {"average_interval_s", average_interval_s},
                         {"quality_interval_s", quality_interval_s},
-                        {"save_interval_s", save_interval_s}};
+                        {"save_interval_s", save_interval_s},
+                        {"log_events", log_events}};
 }
 
 struct Daemon::Impl {

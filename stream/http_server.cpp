@@ -40,6 +40,26 @@ bool IsQueuedTopic(const std::string& topic) {
   return topic == "event" || topic == "series_end";
 }
 
+// True for the `event` the daemon publishes when a `reset` abandons the
+// running series (docs/protocol.md, code "reset").
+bool IsResetEvent(const OutMessage& message) {
+  if (message.topic != "event") return false;
+  try {
+    const msgpack::object_handle handle = msgpack::unpack(message.header.data(), message.header.size());
+    const msgpack::object& map = handle.get();
+    if (map.type != msgpack::type::MAP) return false;
+    for (std::uint32_t n = 0; n < map.via.map.size; ++n) {
+      const msgpack::object_kv& kv = map.via.map.ptr[n];
+      if (kv.key.type == msgpack::type::STR && kv.key.as<std::string>() == "code") {
+        return kv.val.type == msgpack::type::STR && kv.val.as<std::string>() == "reset";
+      }
+    }
+  } catch (const std::exception&) {
+    // Not decodable: not a reset (EncodeWebSocketMessage counts it).
+  }
+  return false;
+}
+
 // An encoded WebSocket payload, shared by every client it goes to.
 struct Encoded {
   std::string topic;
@@ -603,9 +623,13 @@ void HttpServer::Publish(const OutMessage& message) {
     ++impl_->stats.invalid_messages;
     return;
   }
+  const bool reset = IsResetEvent(message);
   std::lock_guard<std::mutex> lock(impl_->mutex);
   ++impl_->stats.published;
   encoded.seq = impl_->next_seq++;
+  // A reset abandons the series: a page opened (or a snapshot asked for) after
+  // it must not show that series, only the reset itself.
+  if (reset) impl_->latest.clear();
   impl_->latest[encoded.topic] = encoded;
   if (impl_->running) {
     asio::post(impl_->io, [impl = impl_.get(), encoded] { impl->Distribute(encoded); });

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <stdexcept>
 
 namespace po = boost::program_options;
@@ -18,72 +19,66 @@ std::string Text(double value) {
 
 void AddEngineOptions(po::options_description* description, EngineOptions* o) {
   const EngineOptions defaults;
-  description->add_options()
-      ("window", po::value(&o->window)->default_value(defaults.window),
-       "edge window before the FFT: none, hann, tukey")
-      ("tukey-alpha", po::value(&o->tukey_alpha)->default_value(defaults.tukey_alpha, Text(defaults.tukey_alpha)),
-       "Tukey taper fraction (0 box .. 1 Hann)")
-      ("weight", po::value(&o->weight)->default_value(defaults.weight),
-       "Fourier weight: none, gaussian, lowpass, bandpass")
-      ("weight-sigma", po::value(&o->weight_sigma)->default_value(defaults.weight_sigma, Text(defaults.weight_sigma)),
-       "gaussian weight width, cycles/px")
-      ("weight-cutoff", po::value(&o->weight_cutoff)->default_value(defaults.weight_cutoff, Text(defaults.weight_cutoff)),
-       "band limit of the weight, cycles/px (Nyquist 0.5)")
-      ("weight-low", po::value(&o->weight_low)->default_value(defaults.weight_low, Text(defaults.weight_low)),
-       "low edge of the bandpass weight, cycles/px")
-      ("correlation", po::value(&o->correlation)->default_value(defaults.correlation),
-       "cc, pc or hybrid")
-      ("hybrid-p", po::value(&o->hybrid_p)->default_value(defaults.hybrid_p, Text(defaults.hybrid_p)),
-       "hybrid correlation exponent (1 = cc, 0 = pc)")
-      ("max-shift-px", po::value(&o->max_shift_px)->default_value(defaults.max_shift_px, Text(defaults.max_shift_px)),
-       "largest shift searched per axis, px (0 = quarter frame)")
-      ("top-k", po::value(&o->top_k)->default_value(defaults.top_k),
-       "correlation maxima kept per pair")
-      ("oversample", po::value(&o->oversample)->default_value(defaults.oversample),
-       "correlation map oversampling: 1 (fast) or 2 (hop-free pairs on crystals)")
-      ("refine-candidates",
-       po::value(&o->refine_candidates)->default_value(defaults.refine_candidates),
-       "candidates refined and re-ranked per pair")
-      ("predicted-search",
-       po::value(&o->predicted_search)->default_value(defaults.predicted_search),
-       "search pairs around the drift prediction once a lattice is known (true/false)")
-      ("inlier-floor-px", po::value(&o->inlier_floor_px)->default_value(defaults.inlier_floor_px, Text(defaults.inlier_floor_px)),
-       "solver residual-scale floor, px")
-      ("solver-max-iterations",
-       po::value(&o->solver_max_iterations)->default_value(defaults.solver_max_iterations),
-       "robust solver iteration bound per update")
-      ("full-resolve-every",
-       po::value(&o->full_resolve_every)->default_value(defaults.full_resolve_every),
-       "frames between full re-solves from scratch")
-      ("lattice-snapping", po::value(&o->lattice_snapping)->default_value(defaults.lattice_snapping),
-       "estimate the lattice and snap unit-cell hops (true/false)")
-      ("refine-against-template",
-       po::value(&o->refine_against_template)->default_value(defaults.refine_against_template),
-       "precision stage against the leave-one-out average (true/false)")
-      ("target-resolution-A",
-       po::value(&o->target_resolution_A)->default_value(defaults.target_resolution_A, Text(defaults.target_resolution_A)),
-       "stop-when-good: FRC (1/7) resolution target, Å (0 = none)")
-      ("target-snr", po::value(&o->target_snr)->default_value(defaults.target_snr, Text(defaults.target_snr)),
-       "stop-when-good: image SNR target of the average (0 = none)")
-      ("max-frames", po::value(&o->max_frames)->default_value(defaults.max_frames),
-       "stop after this many frames (0 = no limit)")
-      ("require-drift-settled",
-       po::value(&o->require_drift_settled)->default_value(defaults.require_drift_settled),
-       "good also requires settled drift (true/false)")
-      ("settled-A-per-s", po::value(&o->settled_A_per_s)->default_value(defaults.settled_A_per_s, Text(defaults.settled_A_per_s)),
-       "drift counts as settled below this speed, Å/s (0: use settled-px-per-frame)")
-      ("settled-px-per-frame",
-       po::value(&o->settled_px_per_frame)->default_value(defaults.settled_px_per_frame, Text(defaults.settled_px_per_frame)),
-       "drift counts as settled below this speed, px/frame")
-      ("drift-window-frames",
-       po::value(&o->drift_window_frames)->default_value(defaults.drift_window_frames),
-       "frames over which drift rate and settling are judged")
-      ("pixel-size-x-A", po::value(&o->pixel_size_x_A)->default_value(defaults.pixel_size_x_A, Text(defaults.pixel_size_x_A)),
-       "pixel size along x, Å (0 = unknown)")
-      ("pixel-size-y-A", po::value(&o->pixel_size_y_A)->default_value(defaults.pixel_size_y_A, Text(defaults.pixel_size_y_A)),
-       "pixel size along y, Å (0 = unknown)")
-      ("threads", po::value(&o->threads)->default_value(defaults.threads),
-       "worker threads (0 = all cores)");
+  for (const EngineOptionInfo& option : EngineOptionTable()) {
+    const std::string key = option.Key();
+    const std::string text = option.Text(defaults);
+    std::visit(
+        [&](auto member) {
+          description->add_options()(
+              key.c_str(), po::value(&(o->*member))->default_value(defaults.*member, text),
+              option.help);
+        },
+        option.field);
+  }
+}
+
+namespace {
+
+// `text` as "# "-comment lines of at most `width` characters.
+void WriteComment(const std::string& text, std::size_t width, std::ostringstream* out) {
+  std::istringstream words(text);
+  std::string word, line;
+  while (words >> word) {
+    if (!line.empty() && line.size() + 1 + word.size() > width - 2) {
+      *out << "# " << line << "\n";
+      line.clear();
+    }
+    line += (line.empty() ? "" : " ") + word;
+  }
+  if (!line.empty()) *out << "# " << line << "\n";
+}
+
+std::string Sentence(std::string text) {
+  if (!text.empty() && text.back() != '.') text += '.';
+  return text;
+}
+
+}  // namespace
+
+std::string EngineOptionsIni() {
+  constexpr std::size_t kWidth = 80;
+  const EngineOptions defaults;
+  std::ostringstream out;
+  out << "# livealign configuration: every engine default, under the command-line option\n"
+         "# names. Use with `livealign register --config config/livealign.ini ...` or\n"
+         "# `livealign serve --config ...`; options given on the command line win.\n"
+         "# Generated by `livealign config` from the table core/engine_options.def: edit\n"
+         "# the table, then `livealign config > config/livealign.ini`\n"
+         "# (tests/tools/config_test.cpp checks that this file is what it prints).\n";
+  const char* group = nullptr;
+  for (const EngineOptionInfo& option : EngineOptionTable()) {
+    if (group == nullptr || std::string(group) != option.group) {
+      group = option.group;
+      out << "\n# --- " << group << " ---\n";
+    }
+    std::string comment = Sentence(option.help);
+    if (*option.note != '\0') comment += " " + std::string(option.note);
+    const std::string limits = option.limits.Describe();
+    if (!limits.empty() && option.limits.choices.empty()) comment += " Range: " + limits + ".";
+    WriteComment(comment, kWidth, &out);
+    out << option.Key() << " = " << option.Text(defaults) << "\n";
+  }
+  return out.str();
 }
 
 bool ParseCommandLine(int argc, char** argv, const po::options_description& visible,

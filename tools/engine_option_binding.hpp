@@ -1,7 +1,8 @@
 #pragma once
-// Binds every EngineOptions field to a command-line option and config-file key
-// of the same name, with the defaults taken from EngineOptions itself (never
-// restated). Shared by `register`, `serve` and `bench`.
+// Binds every row of the engine option table (core/engine_options.def) to a
+// command-line option and config-file key of the same name, with the defaults
+// taken from EngineOptions itself (never restated). Shared by `register`,
+// `serve` and `bench`; also renders config/livealign.ini.
 
 #include <boost/program_options.hpp>
 
@@ -11,10 +12,14 @@
 
 namespace livealign {
 
-// Adds the engine options to `description`, writing into *options.
-// Requires: options outlives the parse.
+// Adds every option of EngineOptionTable() to `description`, writing into
+// *options. Requires: options outlives the parse.
 void AddEngineOptions(boost::program_options::options_description* description,
                       EngineOptions* options);
+
+// The text of config/livealign.ini: every engine option at its default, with
+// its help as a comment, by the table's groups (`livealign config` prints it).
+std::string EngineOptionsIni();
 
 // Parses argv and then, when --config FILE was given, the ini file (the command
 // line wins). Prints --help and returns false when help was asked for. Throws

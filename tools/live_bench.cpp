@@ -115,7 +115,7 @@ int RunLiveBench(int argc, char** argv) {
         generate_ms_max = std::max(
             generate_ms_max, std::chrono::duration<double, std::milli>(Clock::now() - g0).count());
         std::this_thread::sleep_until(t0 + std::chrono::duration<double>(i / rate_hz));
-        FrameMessage header{id, i, sim.shape, PixelType::kUint16, i * sim.frame_time_s, nullptr, 0, {}};
+        FrameMessage header{id, i, sim.shape, PixelType::kUint16, i * sim.frame_time_s, nullptr, 0, {}, {}};
         sender.SendFrame(header, counts.data(), counts.size() * sizeof(std::uint16_t));
       }
       sender.SendSeriesEnd(SeriesEnd{id, frames});

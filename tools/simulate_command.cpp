@@ -168,7 +168,7 @@ int RunSimulate(int argc, char** argv) {
     offsets.push_back(offset);
     content.push_back(microscope.TrueShift(i) - offset);
     const Frame frame = microscope.NextFrame();
-    FrameMessage header{id, i, frame.shape(), PixelType::kFloat32, frame.header().timestamp_s, nullptr, 0, {}};
+    FrameMessage header{id, i, frame.shape(), PixelType::kFloat32, frame.header().timestamp_s, nullptr, 0, {}, {}};
     if (feedback) header.scan_offset_px = offset;
     sender.SendFrame(header, frame.data(), frame.pixels().size() * sizeof(float));
   }

@@ -12,13 +12,20 @@ namespace {
 TEST_CASE("parallel for visits every index exactly once", "[core][thread_pool]") {
   ThreadPool pool(3);
   for (int round = 0; round < 50; ++round) {
+    // Recorded on the workers, asserted here: Catch2 v2 assertions belong to
+    // the test's own thread.
     std::vector<std::atomic<int>> visits(97);
+    std::vector<int> worker_of(97, -1);  // each index is written by one task only
     pool.ParallelFor(97, [&](int index, int worker) {
-      REQUIRE(worker >= 0);
-      REQUIRE(worker < pool.NumWorkers());
+      worker_of[index] = worker;
       visits[index]++;
     });
-    for (auto& v : visits) REQUIRE(v.load() == 1);
+    for (int index = 0; index < 97; ++index) {
+      CAPTURE(round, index);
+      REQUIRE(visits[index].load() == 1);
+      REQUIRE(worker_of[index] >= 0);
+      REQUIRE(worker_of[index] < pool.NumWorkers());
+    }
   }
 }
 

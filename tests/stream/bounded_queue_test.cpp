@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,27 +50,54 @@ TEST_CASE("bounded queue TryPush refuses when full by bytes or items", "[stream]
   }
 }
 
+// Waits (bounded) until `n` producers are blocked inside Push: the proof
+// that a Push waited, observed without sleeping.
+template <typename T>
+bool WaitForBlockedProducers(const BoundedQueue<T>& queue, std::size_t n) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (queue.WaitingProducers() < n) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
 TEST_CASE("bounded queue Push waits for room and resumes after a Pop", "[stream][bounded_queue]") {
   BoundedQueue<int> queue(10, 0);
   REQUIRE(queue.Push(1, 10));
-  std::thread producer([&] { CHECK(queue.Push(2, 10)); });
+  CHECK(queue.WaitingProducers() == 0);
+  std::atomic<int> push_result{-1};  // -1 while Push has not returned
+  std::thread producer([&] { push_result = queue.Push(2, 10) ? 1 : 0; });
+  // The producer is blocked in Push: the queue has no room for its item.
+  const bool blocked = WaitForBlockedProducers(queue, 1);
+  CHECK(blocked);
+  CHECK(push_result.load() == -1);
+  CHECK(queue.Size() == 1);
   int item = 0;
   REQUIRE(queue.Pop(&item));  // makes room; the producer then completes
   CHECK(item == 1);
   REQUIRE(queue.Pop(&item));  // waits for the producer's item
   CHECK(item == 2);
   producer.join();
+  CHECK(push_result.load() == 1);
+  CHECK(queue.WaitingProducers() == 0);
   CHECK(queue.HighWaterBytes() == 10);
 }
 
 TEST_CASE("bounded queue Stop releases waiting producers and consumers", "[stream][bounded_queue]") {
   BoundedQueue<int> queue(10, 0);
   REQUIRE(queue.Push(1, 10));
-  bool push_result = true;
-  std::thread producer([&] { push_result = queue.Push(2, 10); });
+  std::atomic<int> push_result{-1};
+  std::thread producer([&] { push_result = queue.Push(2, 10) ? 1 : 0; });
+  // Stop only once the producer is known to wait, so the test shows Stop
+  // releasing it (not a Push that merely ran after Stop).
+  const bool blocked = WaitForBlockedProducers(queue, 1);
+  CHECK(blocked);
+  CHECK(push_result.load() == -1);
   queue.Stop();
   producer.join();
-  CHECK_FALSE(push_result);
+  CHECK(push_result.load() == 0);
+  CHECK(queue.WaitingProducers() == 0);
   int item = 0;
   CHECK_FALSE(queue.Pop(&item));  // stopped: queued items are discarded
   CHECK(queue.Finished());
@@ -92,7 +121,7 @@ TEST_CASE("bounded queue Close drains queued items then ends", "[stream][bounded
 
 TEST_CASE("bounded queue waiting consumer wakes on Close", "[stream][bounded_queue]") {
   BoundedQueue<int> queue(0, 0);
-  bool pop_result = true;
+  std::atomic<bool> pop_result{true};
   std::thread consumer([&] {
     int item = 0;
     pop_result = queue.Pop(&item);
@@ -107,19 +136,25 @@ TEST_CASE("bounded queue delivers every item from several producers in order per
   BoundedQueue<std::pair<int, int>> queue(64, 0);
   constexpr int kPerProducer = 2000;
   std::vector<std::thread> producers;
+  // Counted on the producers, asserted here: Catch2 v2 assertions belong to
+  // the test's own thread.
+  std::atomic<int> refused_pushes{0};
   for (int p = 0; p < 3; ++p) {
     producers.emplace_back([&, p] {
-      for (int i = 0; i < kPerProducer; ++i) REQUIRE(queue.Push({p, i}, 8));
+      for (int i = 0; i < kPerProducer; ++i) {
+        if (!queue.Push({p, i}, 8)) ++refused_pushes;
+      }
     });
   }
   std::vector<int> next(3, 0);
   std::pair<int, int> item;
   for (int n = 0; n < 3 * kPerProducer; ++n) {
     REQUIRE(queue.Pop(&item));
-    REQUIRE(item.second == next[item.first]);
+    CHECK(item.second == next[item.first]);  // CHECK: keeps popping, so producers finish
     ++next[item.first];
   }
   for (auto& t : producers) t.join();
+  CHECK(refused_pushes.load() == 0);
   CHECK(queue.HighWaterBytes() <= 64);
   CHECK(next == std::vector<int>{kPerProducer, kPerProducer, kPerProducer});
 }

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "stream/codec.hpp"
 #include "stream/web_assets.hpp"
 
 namespace livealign {
@@ -327,6 +328,94 @@ TEST_CASE("a busy port is reported with the endpoint", "[stream][http]") {
   } catch (const std::runtime_error& e) {
     CHECK(std::string(e.what()).find(std::to_string(first.port())) != std::string::npos);
   }
+}
+
+// The `series` of a message's header map, or -1 when it has none (or nil).
+int SeriesOf(const msgpack::object& message) {
+  const msgpack::object& header = message.via.array.ptr[1];
+  REQUIRE(header.type == msgpack::type::MAP);
+  for (std::uint32_t n = 0; n < header.via.map.size; ++n) {
+    const msgpack::object_kv& kv = header.via.map.ptr[n];
+    if (kv.key.as<std::string>() == "series" && kv.val.type == msgpack::type::POSITIVE_INTEGER) {
+      return kv.val.as<int>();
+    }
+  }
+  return -1;
+}
+
+// The string value of `key` in a message's header map, or "" when absent.
+std::string StringOf(const msgpack::object& message, const std::string& key) {
+  const msgpack::object& header = message.via.array.ptr[1];
+  if (header.type != msgpack::type::MAP) return "";
+  for (std::uint32_t n = 0; n < header.via.map.size; ++n) {
+    const msgpack::object_kv& kv = header.via.map.ptr[n];
+    if (kv.key.as<std::string>() == key && kv.val.type == msgpack::type::STR) {
+      return kv.val.as<std::string>();
+    }
+  }
+  return "";
+}
+
+TEST_CASE("after a reset neither a new page nor a snapshot shows the abandoned series",
+          "[stream][http]") {
+  HttpServer server(HttpServerOptions{"127.0.0.1:0"});
+  server.Start();
+  WsClient open_page(server.port());  // a page open during the series
+  constexpr int kAbandoned = 7, kNext = 8;
+  for (const char* topic : {"drift", "quality", "average", "matrices", "frame"}) {
+    server.Publish(OutMessage{topic, PackMap({{"series", kAbandoned}, {"n_frames", 5}}), ""});
+  }
+  // What the daemon publishes on `reset` (stream/daemon.cpp).
+  Event abandoned;
+  abandoned.level = "warning";
+  abandoned.code = "series_reset";
+  abandoned.message = "series abandoned by a reset request";
+  abandoned.series = SeriesId::Int(kAbandoned);
+  server.Publish(EncodeEvent(abandoned));
+  Event reset;
+  reset.level = "info";
+  reset.code = "reset";
+  reset.message = "daemon reset";
+  server.Publish(EncodeEvent(reset));
+  // A marker after the reset: a latest-only topic of the next series.
+  server.Publish(OutMessage{"quality", PackMap({{"series", kNext}, {"n_frames", 1}}), ""});
+
+  // Everything a client receives up to (and including) the marker.
+  auto until_marker = [&](WsClient& client) {
+    std::vector<std::pair<std::string, int>> seen;
+    for (;;) {
+      const msgpack::object message = client.Next();
+      seen.emplace_back(Topic(message), SeriesOf(message));
+      if (seen.back() == std::make_pair(std::string("quality"), kNext)) return seen;
+      REQUIRE(seen.size() < 50);
+    }
+  };
+
+  // The page that was open is told: the reset reaches it (and it clears itself).
+  bool reset_seen = false;
+  for (int n = 0; n < 50 && !reset_seen; ++n) reset_seen = StringOf(open_page.Next(), "code") == "reset";
+  CHECK(reset_seen);
+
+  // A page opened after the reset: its connect snapshot, then a snapshot it
+  // asks for, hold the reset and the next series only. (Everything of the
+  // abandoned series was published before it connected, so any of it here
+  // came from a snapshot.)
+  WsClient fresh(server.port());
+  const auto on_connect = until_marker(fresh);
+  for (const auto& [topic, series] : on_connect) {
+    CAPTURE(topic);
+    CHECK(series != kAbandoned);
+  }
+  CHECK(on_connect.front().first == "event");  // the reset itself, so the page clears
+  msgpack::sbuffer request;
+  msgpack::pack(request, std::map<std::string, std::string>{{"cmd", "snapshot"}});
+  fresh.Send(std::string(request.data(), request.size()));
+  const auto asked = until_marker(fresh);
+  for (const auto& [topic, series] : asked) {
+    CAPTURE(topic);
+    CHECK(series != kAbandoned);
+  }
+  server.Stop();
 }
 
 }  // namespace

@@ -1,0 +1,152 @@
+// The `matrices` message and shift_matrix.png show the pair values in the
+// coordinates of the published shifts: on a crystal series with a stage jump
+// (non-zero lattice offsets) every used pair (i, j) reads s_j - s_i.
+#include <catch2/catch.hpp>
+#include <png.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "adapters/registration_outputs.hpp"
+#include "adapters/shift_matrix_image.hpp"
+#include "core/registration_engine.hpp"
+#include "core/simulator.hpp"
+#include "stream/codec.hpp"
+#include "tests/support/test_data.hpp"
+
+namespace livealign {
+namespace {
+
+// Little-endian float32 array from a msgpack bin converted by MsgpackToJson
+// (an array of bytes).
+std::vector<float> Floats(const nlohmann::json& bytes) {
+  std::vector<std::uint8_t> raw;
+  for (const auto& b : bytes) raw.push_back(b.get<std::uint8_t>());
+  std::vector<float> values(raw.size() / sizeof(float));
+  std::memcpy(values.data(), raw.data(), values.size() * sizeof(float));
+  return values;
+}
+
+struct Rgba {
+  int width = 0, height = 0;
+  std::vector<std::uint8_t> pixels;  // RGB
+};
+
+Rgba ReadRgbPng(const std::string& path) {
+  png_image image;
+  std::memset(&image, 0, sizeof image);
+  image.version = PNG_IMAGE_VERSION;
+  REQUIRE(png_image_begin_read_from_file(&image, path.c_str()) != 0);
+  image.format = PNG_FORMAT_RGB;
+  Rgba out;
+  out.width = static_cast<int>(image.width);
+  out.height = static_cast<int>(image.height);
+  out.pixels.resize(PNG_IMAGE_SIZE(image));
+  REQUIRE(png_image_finish_read(&image, nullptr, out.pixels.data(), 0, nullptr) != 0);
+  return out;
+}
+
+bool Used(std::uint8_t status) { return status == kPairInlier || status == kPairSnapped; }
+
+TEST_CASE("matrices message and shift_matrix.png agree with the published shifts across a stage jump",
+          "[stream][codec][crystal]") {
+  // The crystal series of tests/core/crystal_registration_test.cpp whose stage
+  // jump of 1.5 spacings is pinned by non-periodic content. Searched without
+  // the prediction window, the solver's modulo-lattice solution then differs
+  // from the published shifts by lattice offsets on most frames.
+  SimulatorOptions sim;
+  sim.dose_counts_per_px = 1.0;
+  sim.jumps.push_back({15, Shift{1.5 * 16 * 0.8, 1.5 * 16 * 0.6}});
+  const int frames = 30;
+  Simulator microscope(sim, 7);
+  EngineOptions options;
+  options.predicted_search = false;
+  RegistrationEngine engine(options, sim.shape);
+  for (int k = 0; k < frames; ++k) engine.AddFrame(microscope.NextFrame());
+  engine.Finish();
+  const EngineQuality quality = engine.quality();
+  CAPTURE(quality.verdict);
+  REQUIRE(quality.stage_jumps == 1);
+  REQUIRE(quality.frames_moved_by_lattice_offset > 0);  // the case the defect needs
+
+  std::vector<Shift> s;
+  for (const FrameState& f : engine.frames()) s.push_back(f.shift);
+  const int k = static_cast<int>(s.size());
+  // A published shift may move from the pairwise solution by the precision
+  // stage (< 1.5 px) and by the pair's residual; a lattice vector is 16 px.
+  const double tolerance_px = 0.3 * sim.lattice_spacing_px;
+
+  // The wire message, encoded and decoded.
+  const OutMessage message = EncodeMatrices(SeriesId::Int(1), k, engine.Matrices());
+  const nlohmann::json decoded = MsgpackToJson(message.header);
+  REQUIRE(decoded.at("k").get<int>() == k);
+  const std::vector<float> x = Floats(decoded.at("x"));
+  const std::vector<float> y = Floats(decoded.at("y"));
+  std::vector<std::uint8_t> status;
+  for (const auto& b : decoded.at("status")) status.push_back(b.get<std::uint8_t>());
+  REQUIRE(x.size() == static_cast<std::size_t>(k * k));
+  REQUIRE(status.size() == x.size());
+
+  int used = 0, disagreeing = 0;
+  for (int i = 0; i < k; ++i) {
+    for (int j = 0; j < k; ++j) {
+      const std::size_t n = static_cast<std::size_t>(i) * k + j;
+      if (i == j || !Used(status[n])) continue;
+      ++used;
+      const Shift published = s[j] - s[i];
+      const Shift sent{x[n], y[n]};
+      if ((sent - published).Norm() > tolerance_px) {
+        if (++disagreeing <= 5) UNSCOPED_INFO("pair (" << i << ", " << j << "): sent (" << sent.x << ", " << sent.y
+                               << "), s_j - s_i (" << published.x << ", " << published.y << ")");
+      }
+    }
+  }
+  CHECK(used > k);
+  CHECK(disagreeing == 0);
+
+  // shift_matrix.png: each used cell has the colour of s_j - s_i, i.e. the
+  // picture rendered from the published shifts.
+  const std::string dir = testing::ScratchDir("codec_matrices");
+  WriteRegistrationOutputs(dir, engine, nlohmann::json::object());
+  const Rgba png = ReadRgbPng(dir + "/shift_matrix.png");
+  ShiftMatrixData expected{k, std::vector<double>(x.begin(), x.end()),
+                           std::vector<double>(y.begin(), y.end()), status};
+  for (int i = 0; i < k; ++i) {
+    for (int j = 0; j < k; ++j) {
+      const std::size_t n = static_cast<std::size_t>(i) * k + j;
+      if (i == j || !Used(status[n])) continue;
+      expected.x[n] = s[j].x - s[i].x;
+      expected.y[n] = s[j].y - s[i].y;
+    }
+  }
+  const ShiftMatrixImage want = RenderShiftMatrix(expected);
+  REQUIRE(png.width == want.image.width);
+  REQUIRE(png.height == want.image.height);
+  const int cell = want.cell_px;
+  const int y_panel = k * cell + ShiftMatrixImageOptions{}.gap_px;
+  int cells_off = 0;
+  for (int i = 0; i < k; ++i) {
+    for (int j = 0; j < k; ++j) {
+      const std::size_t n = static_cast<std::size_t>(i) * k + j;
+      if (i == j || !Used(status[n])) continue;
+      for (int panel_x0 : {0, y_panel}) {
+        const int px = panel_x0 + j * cell + cell / 2, py = i * cell + cell / 2;
+        const Rgb w = want.image.at(px, py);
+        const std::uint8_t* got = &png.pixels[(static_cast<std::size_t>(py) * png.width + px) * 3];
+        const int difference = std::max({std::abs(got[0] - w.r), std::abs(got[1] - w.g),
+                                          std::abs(got[2] - w.b)});
+        // A few colour levels for sub-pixel differences; a lattice vector is
+        // a large fraction of the colour range.
+        if (difference > 12) ++cells_off;
+      }
+    }
+  }
+  CHECK(cells_off == 0);
+}
+
+}  // namespace
+}  // namespace livealign
