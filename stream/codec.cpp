@@ -207,8 +207,7 @@ std::vector<std::string> DecodeChannels(const msgpack::object& map) {
       throw DecodeError("bad_channels", "channel " + std::to_string(i) + " is not a string");
     }
     std::string name(item.via.str.ptr, item.via.str.size);
-    if (name.empty() || name.size() > kMaxChannelNameLength || name.front() == '.' ||
-        !std::all_of(name.begin(), name.end(), IsChannelNameChar)) {
+    if (!IsValidChannelName(name)) {
       throw DecodeError("bad_channels", "channel name '" + name.substr(0, 80) +
                                             "' must be 1 to " +
                                             std::to_string(kMaxChannelNameLength) +
@@ -418,6 +417,11 @@ std::string ToString(const msgpack::sbuffer& buffer) {
 }
 
 }  // namespace
+
+bool IsValidChannelName(const std::string& name) {
+  return !name.empty() && name.size() <= kMaxChannelNameLength && name.front() != '.' &&
+         std::all_of(name.begin(), name.end(), IsChannelNameChar);
+}
 
 std::size_t RegisterChannelIndex(const SeriesStart& start) {
   const auto it =

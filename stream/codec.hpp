@@ -90,6 +90,8 @@ struct SeriesStart {
 // characters of [A-Za-z0-9._-] (they name files: average_<channel>.tif).
 constexpr std::size_t kMaxChannels = 16;
 constexpr std::size_t kMaxChannelNameLength = 64;
+// Whether `name` follows those rules (and does not start with '.').
+bool IsValidChannelName(const std::string& name);
 
 // Index in `channels` of the channel a series registers on (0 when
 // register_channel is empty or channels is).

@@ -457,10 +457,15 @@ struct Daemon::Impl {
     SetCurrentSeriesState();
     std::ostringstream shape;
     shape << series->start.shape;
-    EmitEvent(Event::Info("series_started",
-                          "series " + series->start.series.ToString() + " started, shape " +
-                              shape.str() + ", dtype " + PixelTypeName(series->start.dtype),
-                          series->start.series));
+    EmitEvent(Event::Info(
+        "series_started",
+        "series " + series->start.series.ToString() + " started, shape " + shape.str() +
+            ", dtype " + PixelTypeName(series->start.dtype) +
+            (series->start.channels.empty()
+                 ? ""
+                 : ", channels " + JoinChannels(series->start.channels) + " registered on " +
+                       series->start.channels[RegisterChannelIndex(series->start)]),
+        series->start.series));
   }
 
   void OnSeriesStart(SeriesStart start) {

@@ -29,11 +29,7 @@ ChannelSelection SelectChannels(int count, const std::string& names_csv, const s
   }
   for (std::size_t c = 0; c < selection.names.size(); ++c) {
     const std::string& name = selection.names[c];
-    const bool ok = !name.empty() && name.size() <= kMaxChannelNameLength && name.front() != '.' &&
-                    std::all_of(name.begin(), name.end(), [](char ch) {
-                      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' ||
-                             ch == '_' || ch == '-';
-                    });
+    const bool ok = IsValidChannelName(name);
     if (!ok) throw std::invalid_argument("channel name '" + name + "' must be of A-Za-z0-9._-");
     if (std::count(selection.names.begin(), selection.names.end(), name) > 1) {
       throw std::invalid_argument("channel '" + name + "' is named twice");

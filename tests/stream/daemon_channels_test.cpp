@@ -15,6 +15,7 @@
 #include <iostream>
 #include <map>
 #include <random>
+#include <set>
 
 #include "adapters/npy_writer.hpp"
 #include "adapters/tiff_io.hpp"
@@ -289,6 +290,10 @@ TEST_CASE("bad channel input is dropped, reported and counted; the series goes o
     auto m = live.subscriber.Receive(kTimeout);
     REQUIRE(m);
     if (m->topic == "event") ++codes[m->header["code"].get<std::string>()];
+    if (m->topic == "event" && m->header["code"] == "series_started") {
+      CHECK(m->header["message"].get<std::string>().find("channels HAADF, ABF registered on HAADF") !=
+            std::string::npos);
+    }
     if (m->topic == "series_end") end = m->header;
   }
   CHECK(end["n_frames"] == 2);
@@ -302,6 +307,53 @@ TEST_CASE("bad channel input is dropped, reported and counted; the series goes o
   CHECK((*status)["frames_dropped"] == 3);
   CHECK((*status)["bad_messages"] == 3);
   CHECK(std::filesystem::exists(out + "/5/average_ABF_full.tif"));
+}
+
+TEST_CASE("an implicit start takes the frame's channels; a one-name list is a named channel",
+          "[stream][integration][channels]") {
+  const std::string out = testing::ScratchDir("daemon_channels_implicit");
+  LiveDaemon live(out);
+  REQUIRE(SyncSubscriber(live.subscriber, live.control, kTimeout));
+  REQUIRE(live.sender.WaitForPeer(kTimeout));
+  SimulatorOptions sim;
+  sim.shape = Shape{64, 64};
+  sim.dose_counts_per_px = 4.0;
+  Simulator microscope(sim, 9);
+  auto send = [&](const SeriesId& series, frame_id_t index, const std::vector<std::string>& channels) {
+    const Frame frame = microscope.NoisyFrame(static_cast<int>(index));
+    FrameMessage header = testing::FrameHeaderFor(series, index, sim.shape);
+    header.channels = channels;
+    std::vector<std::string> message{EncodeFrameHeader(header)};
+    for (std::size_t c = 0; c < channels.size(); ++c) message.push_back(Bytes(frame));
+    live.sender.SendRaw(message);
+  };
+  for (frame_id_t i = 0; i < 3; ++i) send(SeriesId::Str("implicit"), i, {"DF", "BF"});
+  live.sender.SendSeriesEnd(SeriesEnd{SeriesId::Str("implicit"), 3});
+  SeriesStart start;
+  start.series = SeriesId::Str("one");
+  start.shape = sim.shape;
+  start.channels = {"X"};
+  live.sender.SendSeriesStart(start);
+  for (frame_id_t i = 0; i < 3; ++i) send(start.series, i, {"X"});
+  live.sender.SendSeriesEnd(SeriesEnd{start.series, 3});
+  std::set<std::string> average_channels;
+  int ends = 0;
+  while (ends < 2) {
+    auto m = live.subscriber.Receive(kTimeout);
+    REQUIRE(m);
+    if (m->topic == "average") average_channels.insert(m->header.value("channel", std::string("?")));
+    if (m->topic == "series_end") {
+      CHECK(m->header["n_frames"] == 3);
+      ++ends;
+    }
+  }
+  CHECK(average_channels == std::set<std::string>{"BF", "DF", "X"});
+  const Json report = Json::parse(std::ifstream(out + "/implicit/report.json"));
+  CHECK(report["channels"]["register_channel"] == "DF");
+  CHECK(std::filesystem::exists(out + "/implicit/average_BF_full.tif"));
+  CHECK(std::filesystem::exists(out + "/implicit/frames_BF.tif"));
+  CHECK(std::filesystem::exists(out + "/one/average_X_full.tif"));
+  CHECK_FALSE(std::filesystem::exists(out + "/one/frames_X.tif"));  // the registered one is frames.tif
 }
 
 }  // namespace

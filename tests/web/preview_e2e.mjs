@@ -328,6 +328,8 @@ async function Main() {
   const lateFirst = await late.evaluate(() => window.livealign.state.firstDriftFrames);
   Check(lateFirst >= midCount, `a page opened at frame ${midCount} starts from the snapshot at frame ${lateFirst}, not 0` +
     (lateFirst === n ? ' (the series had ended by then: busy machine)' : ''));
+  const lateChannels = await late.evaluate(() => Object.keys(window.livealign.state.averages).sort().join(','));
+  Check(lateChannels === 'ABF,HAADF', `the snapshot holds the latest average of every channel (${lateChannels})`);
   await late.screenshot({ path: path.join(outDir, 'preview_late_page.png') });
   await late.close();
 
