@@ -380,17 +380,22 @@ InboundMessage DecodeInbound(const std::vector<std::string_view>& parts, std::in
   return end;
 }
 
-std::string DecodeControlRequest(std::string_view bytes) {
+ControlRequest DecodeControl(std::string_view bytes) {
   const msgpack::object_handle handle = UnpackDocument(bytes);
   const msgpack::object& map = handle.get();
   if (map.type != msgpack::type::MAP) throw DecodeError("bad_msgpack", "request is not a map");
-  const std::string cmd = AsString(Require(map, "cmd", "request"), "cmd");
+  ControlRequest request;
+  request.cmd = AsString(Require(map, "cmd", "request"), "cmd");
+  const std::string& cmd = request.cmd;
   if (cmd != "status" && cmd != "snapshot" && cmd != "save" && cmd != "reset" &&
       cmd != "shutdown") {
     throw DecodeError("unknown_cmd", "unknown cmd '" + cmd + "'");
   }
-  return cmd;
+  if (const msgpack::object* token = FindKey(map, "token")) request.token = AsString(*token, "token");
+  return request;
 }
+
+std::string DecodeControlRequest(std::string_view bytes) { return DecodeControl(bytes).cmd; }
 
 nlohmann::json MsgpackToJson(std::string_view bytes) {
   const msgpack::object_handle handle = UnpackDocument(bytes);

@@ -84,6 +84,12 @@ struct DaemonOptions {
   double save_interval_s = 10.0;
   // Write warning and error events to stderr as well.
   bool log_events = true;
+  // When set, the control commands that change state (save, reset, shutdown)
+  // are carried out only for a request whose `token` equals control_token
+  // (an empty control_token then refuses them all); status and snapshot stay
+  // open. `serve` sets it with --allow-remote (docs/protocol.md, Control).
+  bool control_token_required = false;
+  std::string control_token;
   // The registration engine's settings for every series; a series_start's
   // pixel_size_A overrides the pixel size.
   EngineOptions engine;

@@ -165,6 +165,19 @@ TEST_CASE("series ids become safe directory names", "[stream][codec]") {
   CHECK(SeriesId::Int(5).ToString() == "5");
 }
 
+TEST_CASE("a control request may carry a token", "[stream][codec]") {
+  const ControlRequest with = DecodeControl(Msgpack({{"cmd", "reset"}, {"token", "s3cret"}}));
+  CHECK(with.cmd == "reset");
+  CHECK(with.token == "s3cret");
+  CHECK(DecodeControl(Msgpack({{"cmd", "save"}})).token.empty());
+  try {
+    DecodeControl(Msgpack({{"cmd", "reset"}, {"token", 7}}));
+    FAIL("a token that is not a string must be refused");
+  } catch (const DecodeError& e) {
+    CHECK(e.code() == "bad_type");
+  }
+}
+
 TEST_CASE("control requests decode and replies encode", "[stream][codec]") {
   CHECK(DecodeControlRequest(Msgpack({{"cmd", "status"}})) == "status");
   CHECK(DecodeControlRequest(Msgpack({{"cmd", "shutdown"}})) == "shutdown");
