@@ -32,8 +32,40 @@ msgpack::object_handle UnpackDocument(std::string_view bytes) {
   return handle;
 }
 
+// A msgpack str as UTF-8: each byte that does not start a valid sequence
+// (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF) becomes
+// U+FFFD. Wire strings end up in JSON (report.json, status), whose encoder
+// throws on invalid UTF-8; found by tests/fuzz/inbound_decoder_fuzz.cpp.
+std::string ValidUtf8(const char* data, std::size_t size) {
+  std::string out;
+  out.reserve(size);
+  std::size_t i = 0;
+  while (i < size) {
+    const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(data[i + k]); };
+    const unsigned char c = byte(0);
+    const std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3
+                                         : (c >> 3) == 0x1E ? 4 : 0;
+    bool ok = len > 0 && i + len <= size;
+    for (std::size_t k = 1; ok && k < len; ++k) ok = (byte(k) & 0xC0) == 0x80;
+    if (ok && len > 1) {
+      std::uint32_t cp = c & (0x7F >> len);
+      for (std::size_t k = 1; k < len; ++k) cp = (cp << 6) | (byte(k) & 0x3F);
+      const std::uint32_t smallest[] = {0, 0, 0x80, 0x800, 0x10000};
+      ok = cp >= smallest[len] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
+    }
+    if (ok) {
+      out.append(data + i, len);
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
 std::string KeyString(const msgpack::object& key) {
-  if (key.type == msgpack::type::STR) return std::string(key.via.str.ptr, key.via.str.size);
+  if (key.type == msgpack::type::STR) return ValidUtf8(key.via.str.ptr, key.via.str.size);
   return {};
 }
 
@@ -89,7 +121,7 @@ double AsNumber(const msgpack::object& o, std::string_view name) {
 
 std::string AsString(const msgpack::object& o, std::string_view name) {
   if (o.type != msgpack::type::STR) BadType(name, "a string");
-  return std::string(o.via.str.ptr, o.via.str.size);
+  return ValidUtf8(o.via.str.ptr, o.via.str.size);
 }
 
 SeriesId DecodeSeries(const msgpack::object& map, std::string_view htype) {
@@ -155,7 +187,7 @@ nlohmann::json ToJson(const msgpack::object& o) {
       if (!std::isfinite(o.via.f64)) return nullptr;
       return o.via.f64;
     case msgpack::type::STR:
-      return std::string(o.via.str.ptr, o.via.str.size);
+      return ValidUtf8(o.via.str.ptr, o.via.str.size);
     case msgpack::type::BIN: {
       nlohmann::json bytes = nlohmann::json::array();
       for (std::uint32_t i = 0; i < o.via.bin.size; ++i) {
