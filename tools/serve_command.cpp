@@ -1,6 +1,8 @@
 // `livealign serve`: the live registration daemon (stream/daemon.hpp) on the
 // endpoints of docs/protocol.md. SIGINT/SIGTERM finish the current frame,
-// write the outputs of the running series and exit 0.
+// write the outputs of the running series and exit 0. Binding an endpoint
+// other machines can reach needs --allow-remote (docs/protocol.md, Control:
+// "Exposure"); a refusal exits 2 naming the endpoint.
 #include <boost/program_options.hpp>
 #include <signal.h>
 
