@@ -212,6 +212,38 @@ TEST_CASE("wire strings that are not UTF-8 decode as UTF-8 with U+FFFD", "[strea
   CHECK_NOTHROW(MsgpackToJson(header).dump());
 }
 
+TEST_CASE("map keys nested in map keys do not blow up the JSON of meta", "[stream][codec]") {
+  // Found by tests/fuzz/inbound_decoder_fuzz.cpp (a timeout): each map used
+  // as the key of a map had its JSON text escaped again, doubling per level,
+  // so a 100-byte series_start kept the receiver busy for seconds.
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_map(5);
+  p.pack(std::string("htype"));
+  p.pack(std::string("series_start"));
+  p.pack(std::string("series"));
+  p.pack(1);
+  p.pack(std::string("shape"));
+  p.pack_array(2);
+  p.pack(4);
+  p.pack(4);
+  p.pack(std::string("dtype"));
+  p.pack(std::string("uint16"));
+  p.pack(std::string("meta"));
+  const int depth = 28;  // within the decoder's nesting limit of 32
+  p.pack_map(1);
+  for (int level = 0; level < depth; ++level) p.pack_map(1);  // each the key of the one before
+  p.pack(std::string("\"quoted\""));
+  for (int level = 0; level <= depth; ++level) p.pack(level);
+  const std::string header(buffer.data(), buffer.size());
+
+  const SeriesStart start = std::get<SeriesStart>(DecodeInbound({header}, 1 << 20));
+  REQUIRE(start.meta.size() == 1);
+  const std::string key = start.meta.begin().key();
+  CHECK(key == "{\"<key>\":" + std::to_string(depth - 1) + "}");
+  CHECK(start.meta.dump().size() < 100);
+}
+
 TEST_CASE("a control request may carry a token", "[stream][codec]") {
   const ControlRequest with = DecodeControl(Msgpack({{"cmd", "reset"}, {"token", "s3cret"}}));
   CHECK(with.cmd == "reset");
