@@ -105,7 +105,13 @@ bool IsOneMsgpackMap(const std::string& header) {
 
 bool IsSnapshotRequest(std::string_view bytes) {
   try {
-    const msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size());
+    // Limits: a client's array/map header must not size an allocation (an
+    // array32 of 2^32 elements asked for 128 GiB; found by
+    // tests/fuzz/websocket_frame_fuzz.cpp).
+    const msgpack::unpack_limit limit(/*array=*/16, /*map=*/16, /*str=*/256, /*bin=*/256,
+                                      /*ext=*/256, /*depth=*/4);
+    const msgpack::object_handle handle =
+        msgpack::unpack(bytes.data(), bytes.size(), nullptr, nullptr, limit);
     const msgpack::object& root = handle.get();
     if (root.type != msgpack::type::MAP) return false;
     for (std::uint32_t i = 0; i < root.via.map.size; ++i) {

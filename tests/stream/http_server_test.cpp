@@ -387,6 +387,15 @@ TEST_CASE("routing never maps a request path beyond the embedded table", "[strea
   }
 }
 
+TEST_CASE("a snapshot request is recognised without trusting its sizes", "[stream][http]") {
+  msgpack::sbuffer request;
+  msgpack::pack(request, std::map<std::string, std::string>{{"cmd", "snapshot"}});
+  CHECK(IsSnapshotRequest(std::string_view(request.data(), request.size())));
+  // An array32 header claiming 2^32 - 1 elements (found by websocket_frame_fuzz).
+  CHECK_FALSE(IsSnapshotRequest(std::string_view("\xdd\xff\xff\xff\xff", 5)));
+  CHECK_FALSE(IsSnapshotRequest(std::string_view("\xdf\xff\xff\xff\xff", 5)));
+}
+
 TEST_CASE("a request header over max_request_bytes gets 431 and the connection closes",
           "[stream][http]") {
   HttpServer server(HttpServerOptions{"127.0.0.1:0"});
