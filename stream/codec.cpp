@@ -35,8 +35,40 @@ msgpack::object_handle UnpackDocument(std::string_view bytes) {
   return handle;
 }
 
+// A msgpack str as UTF-8: each byte that does not start a valid sequence
+// (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF) becomes
+// U+FFFD. Wire strings end up in JSON (report.json, status), whose encoder
+// throws on invalid UTF-8; found by tests/fuzz/inbound_decoder_fuzz.cpp.
+std::string ValidUtf8(const char* data, std::size_t size) {
+  std::string out;
+  out.reserve(size);
+  std::size_t i = 0;
+  while (i < size) {
+    const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(data[i + k]); };
+    const unsigned char c = byte(0);
+    const std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3
+                                         : (c >> 3) == 0x1E ? 4 : 0;
+    bool ok = len > 0 && i + len <= size;
+    for (std::size_t k = 1; ok && k < len; ++k) ok = (byte(k) & 0xC0) == 0x80;
+    if (ok && len > 1) {
+      std::uint32_t cp = c & (0x7F >> len);
+      for (std::size_t k = 1; k < len; ++k) cp = (cp << 6) | (byte(k) & 0x3F);
+      const std::uint32_t smallest[] = {0, 0, 0x80, 0x800, 0x10000};
+      ok = cp >= smallest[len] && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
+    }
+    if (ok) {
+      out.append(data + i, len);
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
 std::string KeyString(const msgpack::object& key) {
-  if (key.type == msgpack::type::STR) return std::string(key.via.str.ptr, key.via.str.size);
+  if (key.type == msgpack::type::STR) return ValidUtf8(key.via.str.ptr, key.via.str.size);
   return {};
 }
 
@@ -92,7 +124,7 @@ double AsNumber(const msgpack::object& o, std::string_view name) {
 
 std::string AsString(const msgpack::object& o, std::string_view name) {
   if (o.type != msgpack::type::STR) BadType(name, "a string");
-  return std::string(o.via.str.ptr, o.via.str.size);
+  return ValidUtf8(o.via.str.ptr, o.via.str.size);
 }
 
 SeriesId DecodeSeries(const msgpack::object& map, std::string_view htype) {
@@ -142,7 +174,12 @@ std::optional<std::int64_t> OptionalInt(const msgpack::object& map, std::string_
   return AsInt(*o, name);
 }
 
-nlohmann::json ToJson(const msgpack::object& o) {
+// `in_key`: o is (part of) a map key that is not a string. Its JSON text
+// becomes the key; inside it, further non-string keys become "<key>" rather
+// than JSON text, so the text is escaped at most once
+// (nested keys each escaping the one inside doubled the length per level: a
+// 104-byte header took seconds; found by tests/fuzz/inbound_decoder_fuzz.cpp).
+nlohmann::json ToJson(const msgpack::object& o, bool in_key = false) {
   switch (o.type) {
     case msgpack::type::NIL:
       return nullptr;
@@ -158,7 +195,7 @@ nlohmann::json ToJson(const msgpack::object& o) {
       if (!std::isfinite(o.via.f64)) return nullptr;
       return o.via.f64;
     case msgpack::type::STR:
-      return std::string(o.via.str.ptr, o.via.str.size);
+      return ValidUtf8(o.via.str.ptr, o.via.str.size);
     case msgpack::type::BIN: {
       nlohmann::json bytes = nlohmann::json::array();
       for (std::uint32_t i = 0; i < o.via.bin.size; ++i) {
@@ -168,16 +205,19 @@ nlohmann::json ToJson(const msgpack::object& o) {
     }
     case msgpack::type::ARRAY: {
       nlohmann::json array = nlohmann::json::array();
-      for (std::uint32_t i = 0; i < o.via.array.size; ++i) array.push_back(ToJson(o.via.array.ptr[i]));
+      for (std::uint32_t i = 0; i < o.via.array.size; ++i) {
+        array.push_back(ToJson(o.via.array.ptr[i], in_key));
+      }
       return array;
     }
     case msgpack::type::MAP: {
       nlohmann::json map = nlohmann::json::object();
       for (std::uint32_t i = 0; i < o.via.map.size; ++i) {
         const msgpack::object_kv& kv = o.via.map.ptr[i];
-        const std::string key =
-            kv.key.type == msgpack::type::STR ? KeyString(kv.key) : ToJson(kv.key).dump();
-        map[key] = ToJson(kv.val);
+        const std::string key = kv.key.type == msgpack::type::STR ? KeyString(kv.key)
+                                : in_key ? std::string("<key>")
+                                         : ToJson(kv.key, /*in_key=*/true).dump();
+        map[key] = ToJson(kv.val, in_key);
       }
       return map;
     }
@@ -467,17 +507,22 @@ InboundMessage DecodeInbound(const std::vector<std::string_view>& parts, std::in
   return end;
 }
 
-std::string DecodeControlRequest(std::string_view bytes) {
+ControlRequest DecodeControl(std::string_view bytes) {
   const msgpack::object_handle handle = UnpackDocument(bytes);
   const msgpack::object& map = handle.get();
   if (map.type != msgpack::type::MAP) throw DecodeError("bad_msgpack", "request is not a map");
-  const std::string cmd = AsString(Require(map, "cmd", "request"), "cmd");
+  ControlRequest request;
+  request.cmd = AsString(Require(map, "cmd", "request"), "cmd");
+  const std::string& cmd = request.cmd;
   if (cmd != "status" && cmd != "snapshot" && cmd != "save" && cmd != "reset" &&
       cmd != "shutdown") {
     throw DecodeError("unknown_cmd", "unknown cmd '" + cmd + "'");
   }
-  return cmd;
+  if (const msgpack::object* token = FindKey(map, "token")) request.token = AsString(*token, "token");
+  return request;
 }
+
+std::string DecodeControlRequest(std::string_view bytes) { return DecodeControl(bytes).cmd; }
 
 nlohmann::json MsgpackToJson(std::string_view bytes) {
   const msgpack::object_handle handle = UnpackDocument(bytes);

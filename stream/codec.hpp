@@ -133,8 +133,16 @@ using InboundMessage = std::variant<SeriesStart, FrameMessage, SeriesEnd>;
 InboundMessage DecodeInbound(const std::vector<std::string_view>& parts,
                              std::int64_t max_pixels);
 
-// Decodes a control request {cmd: "..."} and returns the command. Throws
-// DecodeError (bad_msgpack, missing_key, bad_type, unknown_cmd).
+// A decoded control request {cmd: "...", token?: "..."}.
+struct ControlRequest {
+  std::string cmd;
+  std::string token;  // "" when the request carries none
+};
+
+// Decodes a control request. Throws DecodeError (bad_msgpack, missing_key,
+// bad_type, unknown_cmd).
+ControlRequest DecodeControl(std::string_view bytes);
+// DecodeControl(bytes).cmd.
 std::string DecodeControlRequest(std::string_view bytes);
 
 // Converts any msgpack document to JSON (binary becomes an array of bytes;

@@ -1226,10 +1226,17 @@ struct Daemon::Impl {
       std::string reply;
       bool shutdown = false;
       try {
-        const std::string cmd = DecodeControlRequest(
-            std::string_view(parts[0].data<char>(), parts[0].size()));
-        reply = Answer(cmd);
-        shutdown = cmd == "shutdown";
+        const ControlRequest request =
+            DecodeControl(std::string_view(parts[0].data<char>(), parts[0].size()));
+        const std::string& cmd = request.cmd;
+        const std::string refusal = ControlRefusal(request);
+        if (!refusal.empty()) {
+          CountError("unauthorized");
+          reply = EncodeReply(false, refusal, nlohmann::json{{"code", "unauthorized"}});
+        } else {
+          reply = Answer(cmd);
+          shutdown = cmd == "shutdown";
+        }
       } catch (const DecodeError& e) {
         CountError(e.code());
         reply = EncodeReply(false, e.what(), nlohmann::json{{"code", e.code()}});
@@ -1241,6 +1248,28 @@ struct Daemon::Impl {
       }
       if (shutdown) RequestStop();
     }
+  }
+
+  // Why a state-changing command is refused ("" when it may run): see
+  // DaemonOptions::control_token_required. The comparison takes the same
+  // time wherever the tokens differ.
+  std::string ControlRefusal(const ControlRequest& request) const {
+    if (!options.control_token_required) return "";
+    if (request.cmd == "status" || request.cmd == "snapshot") return "";
+    if (options.control_token.empty()) {
+      return request.cmd + " refused: the daemon accepts remote connections and was started "
+                           "without --control-token-file";
+    }
+    const std::string& want = options.control_token;
+    const std::string& got = request.token;
+    unsigned diff = got.size() == want.size() ? 0u : 1u;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      diff |= static_cast<unsigned char>(want[i]) ^
+              static_cast<unsigned char>(i < got.size() ? got[i] : 0);
+    }
+    if (diff == 0) return "";
+    return request.cmd + (got.empty() ? " refused: the request has no token"
+                                      : " refused: wrong token");
   }
 
   std::string Answer(const std::string& cmd) {

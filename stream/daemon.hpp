@@ -96,6 +96,12 @@ struct DaemonOptions {
   // fdatasync the journal after every frame (out/<series>/frames.journal):
   // survives a power cut, not only a crash; costs a disk flush per frame.
   bool journal_sync = false;
+  // When set, the control commands that change state (save, reset, shutdown)
+  // are carried out only for a request whose `token` equals control_token
+  // (an empty control_token then refuses them all); status and snapshot stay
+  // open. `serve` sets it with --allow-remote (docs/protocol.md, Control).
+  bool control_token_required = false;
+  std::string control_token;
   // The registration engine's settings for every series; a series_start's
   // pixel_size_A overrides the pixel size.
   EngineOptions engine;

@@ -121,10 +121,17 @@ bool IsOneMsgpackMap(const std::string& header) {
   }
 }
 
-// True when a client's message is the map {cmd: "snapshot"}.
-bool IsSnapshotRequest(const std::string& bytes) {
+}  // namespace
+
+bool IsSnapshotRequest(std::string_view bytes) {
   try {
-    const msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size());
+    // Limits: a client's array/map header must not size an allocation (an
+    // array32 of 2^32 elements asked for 128 GiB; found by
+    // tests/fuzz/websocket_frame_fuzz.cpp).
+    const msgpack::unpack_limit limit(/*array=*/16, /*map=*/16, /*str=*/256, /*bin=*/256,
+                                      /*ext=*/256, /*depth=*/4);
+    const msgpack::object_handle handle =
+        msgpack::unpack(bytes.data(), bytes.size(), nullptr, nullptr, limit);
     const msgpack::object& root = handle.get();
     if (root.type != msgpack::type::MAP) return false;
     for (std::uint32_t i = 0; i < root.via.map.size; ++i) {
@@ -138,6 +145,47 @@ bool IsSnapshotRequest(const std::string& bytes) {
   }
   return false;
 }
+
+HttpRoute RouteHttpRequest(const HttpRequestView& request, bool clients_full) {
+  auto refuse = [](int status, std::string text) {
+    HttpRoute route;
+    route.status = status;
+    route.text = std::move(text);
+    return route;
+  };
+  const std::string_view path = request.target.substr(0, request.target.find('?'));
+  if (request.websocket_upgrade) {
+    if (path != "/ws") return refuse(404, "not found\n");
+    // The browser sends Origin on WebSocket upgrades; a page from another site
+    // must not read the preview. Clients without Origin (tools) are allowed.
+    if (request.has_origin) {
+      const auto scheme_end = request.origin.find("://");
+      if (scheme_end == std::string_view::npos ||
+          request.origin.substr(scheme_end + 3) != request.host) {
+        return refuse(403, "cross-origin WebSocket refused\n");
+      }
+    }
+    if (clients_full) return refuse(503, "too many clients\n");
+    HttpRoute route;
+    route.kind = HttpRoute::Kind::kWebSocket;
+    route.status = 101;
+    return route;
+  }
+  if (request.method != "GET" && request.method != "HEAD") return refuse(405, "only GET\n");
+  // Exact-name lookup in the compiled-in table; nothing reaches the file system.
+  const WebAsset* asset = nullptr;
+  if (!path.empty() && path[0] == '/') {
+    asset = FindWebAsset(path == "/" ? std::string_view("index.html") : path.substr(1));
+  }
+  if (asset == nullptr) return refuse(404, "not found\n");
+  HttpRoute route;
+  route.kind = HttpRoute::Kind::kAsset;
+  route.status = 200;
+  route.asset = asset;
+  return route;
+}
+
+namespace {
 
 // What a latest-only message replaces: its topic, and for the `average` of a
 // several-detector series its channel too, so a client gets the newest
@@ -160,7 +208,52 @@ std::string LatestKey(const OutMessage& message) {
   return message.topic;
 }
 
+HttpRequestView ViewOf(const http::request<http::string_body>& request) {
+  HttpRequestView view;
+  view.method = std::string_view(request.method_string().data(), request.method_string().size());
+  view.target = std::string_view(request.target().data(), request.target().size());
+  view.websocket_upgrade = websocket::is_upgrade(request);
+  const auto origin = request.find(http::field::origin);
+  view.has_origin = origin != request.end();
+  if (view.has_origin) view.origin = std::string_view(origin->value().data(), origin->value().size());
+  const auto host = request.find(http::field::host);
+  if (host != request.end()) view.host = std::string_view(host->value().data(), host->value().size());
+  return view;
+}
+
+void ApplyLimits(const HttpServerOptions& options, http::request_parser<http::string_body>* parser) {
+  parser->header_limit(static_cast<std::uint32_t>(options.max_request_bytes));
+  parser->body_limit(options.max_request_bytes);
+}
+
 }  // namespace
+
+HttpParseResult ParseAndRouteHttpRequest(std::string_view bytes, const HttpServerOptions& options,
+                                         bool clients_full) {
+  HttpParseResult result;
+  http::request_parser<http::string_body> parser;
+  ApplyLimits(options, &parser);
+  beast::error_code ec;
+  std::size_t used = 0;
+  while (used < bytes.size() && !parser.is_done()) {
+    const std::size_t n = parser.put(asio::buffer(bytes.data() + used, bytes.size() - used), ec);
+    if (ec == http::error::need_more) {
+      ec = {};
+      break;
+    }
+    if (ec) {
+      result.error = ec.message();
+      return result;
+    }
+    if (n == 0) break;
+    used += n;
+  }
+  if (!parser.is_done()) return result;
+  result.complete = true;
+  const http::request<http::string_body> request = parser.release();
+  result.route = RouteHttpRequest(ViewOf(request), clients_full);
+  return result;
+}
 
 std::string EncodeWebSocketMessage(const OutMessage& message) {
   if (!IsOneMsgpackMap(message.header)) {
@@ -237,6 +330,14 @@ bool HttpServerOptions::Check(std::string* error) const {
     *error = "max_clients must be at least 1";
     return false;
   }
+  if (max_connections < 1) {
+    *error = "max_connections must be at least 1";
+    return false;
+  }
+  if (max_ws_message_bytes < 64) {
+    *error = "max_ws_message_bytes must be at least 64";
+    return false;
+  }
   if (max_request_bytes < 1024) {
     *error = "max_request_bytes must be at least 1024";
     return false;
@@ -258,6 +359,7 @@ struct ServerCore {
   // Connected WebSocket clients. Declared before `io` so that sessions
   // destroyed with io's pending handlers can still decrement it.
   std::atomic<int> clients{0};
+  std::atomic<int> http_connections{0};  // live HttpSessions
   // Owned by the I/O thread while running: the context, the acceptor and the
   // session registry below are touched only from handlers on that thread
   // (and from Start/Stop when the thread is not running).
@@ -320,7 +422,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   void Run(http::request<http::string_body> request) {
     request_ = std::move(request);
     ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
-    ws_.read_message_max(4096);
+    ws_.read_message_max(server_->options.max_ws_message_bytes);
     ws_.binary(true);
     ws_.async_accept(request_, [self = shared_from_this()](beast::error_code ec) {
       if (ec) return;
@@ -404,15 +506,18 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
 };
 
 // One HTTP connection: serves assets, or hands the socket to a WsSession.
+// Counted in server->http_connections while it lives.
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(ServerCore* server, tcp::socket&& socket)
-      : server_(server), stream_(std::move(socket)) {}
+      : server_(server), stream_(std::move(socket)) {
+    ++server_->http_connections;
+  }
+  ~HttpSession() { --server_->http_connections; }
 
   void Read() {
     parser_.emplace();
-    parser_->header_limit(static_cast<std::uint32_t>(server_->options.max_request_bytes));
-    parser_->body_limit(server_->options.max_request_bytes);
+    ApplyLimits(server_->options, &*parser_);
     stream_.expires_after(std::chrono::seconds(30));
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
@@ -422,6 +527,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
  private:
   void OnRead(beast::error_code ec) {
+    if (ec == http::error::header_limit || ec == http::error::body_limit) {
+      // Say why, then close: the rest of the request is not read.
+      http::request<http::string_body> unread{http::verb::get, "/", 11};
+      unread.keep_alive(false);
+      return Reply(Plain(unread, ec == http::error::header_limit
+                                     ? http::status::request_header_fields_too_large
+                                     : http::status::payload_too_large,
+                         "request too large\n"));
+    }
     if (ec) {
       beast::error_code ignored;
       stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
@@ -429,33 +543,23 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     }
     server_->CountRequest();
     http::request<http::string_body> request = parser_->release();
-    const std::string target(request.target());
-    const std::string path = target.substr(0, target.find('?'));
+    const bool clients_full = websocket::is_upgrade(request) &&
+                              server_->LiveSessions() >= server_->options.max_clients;
+    const HttpRoute route = RouteHttpRequest(ViewOf(request), clients_full);
 
-    if (websocket::is_upgrade(request)) {
-      if (path != "/ws") return Reply(Plain(request, http::status::not_found, "not found\n"));
-      if (!SameOrigin(request)) {
-        return Reply(Plain(request, http::status::forbidden, "cross-origin WebSocket refused\n"));
-      }
-      if (server_->LiveSessions() >= server_->options.max_clients) {
-        return Reply(Plain(request, http::status::service_unavailable, "too many clients\n"));
-      }
+    if (route.kind == HttpRoute::Kind::kWebSocket) {
       stream_.expires_never();
       auto session = std::make_shared<WsSession>(server_, stream_.release_socket());
       server_->sessions.push_back(session);
       session->Run(std::move(request));
       return;
     }
-    if (request.method() != http::verb::get && request.method() != http::verb::head) {
-      auto response = Plain(request, http::status::method_not_allowed, "only GET\n");
-      response.set(http::field::allow, "GET, HEAD");
+    if (route.kind == HttpRoute::Kind::kRefusal) {
+      auto response = Plain(request, static_cast<http::status>(route.status), route.text);
+      if (route.status == 405) response.set(http::field::allow, "GET, HEAD");
       return Reply(std::move(response));
     }
-    // Exact-name lookup in the compiled-in table; nothing reaches the file system.
-    const std::string name = path == "/" ? "index.html" : path.substr(path.empty() ? 0 : 1);
-    const WebAsset* asset = path.empty() || path[0] != '/' ? nullptr : FindWebAsset(name);
-    if (asset == nullptr) return Reply(Plain(request, http::status::not_found, "not found\n"));
-
+    const WebAsset* asset = route.asset;
     http::response<http::string_body> response{http::status::ok, request.version()};
     response.set(http::field::server, "livealign");
     response.set(http::field::content_type, ContentType(asset->name));
@@ -473,17 +577,6 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       response.prepare_payload();
     }
     Reply(std::move(response));
-  }
-
-  // The browser sends Origin on WebSocket upgrades; a page from another site
-  // must not read the preview. Clients without Origin (tools) are allowed.
-  static bool SameOrigin(const http::request<http::string_body>& request) {
-    const auto origin = request.find(http::field::origin);
-    if (origin == request.end()) return true;
-    const std::string value(origin->value());
-    const auto scheme_end = value.find("://");
-    if (scheme_end == std::string::npos) return false;
-    return value.substr(scheme_end + 3) == std::string(request[http::field::host]);
   }
 
   static http::response<http::string_body> Plain(const http::request<http::string_body>& request,
@@ -531,7 +624,14 @@ int ServerCore::LiveSessions() {
 void ServerCore::Accept() {
   acceptor->async_accept([this](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor->is_open()) return;
-    if (!ec) std::make_shared<HttpSession>(this, std::move(socket))->Read();
+    if (!ec && http_connections.load() >= options.max_connections) {
+      beast::error_code ignored;
+      socket.close(ignored);
+      std::lock_guard<std::mutex> lock(mutex);
+      ++stats.refused_connections;
+    } else if (!ec) {
+      std::make_shared<HttpSession>(this, std::move(socket))->Read();
+    }
     Accept();
   });
 }

@@ -42,8 +42,10 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "stream/out_message.hpp"
+#include "stream/web_assets.hpp"
 
 namespace livealign {
 
@@ -60,6 +62,12 @@ struct HttpServerOptions {
   // Requests larger than this (headers + body) are refused; the server only
   // serves GETs, so this just stops a client from making it buffer much.
   std::size_t max_request_bytes = 16 * 1024;
+  // Simultaneous plain HTTP connections (not counting WebSocket clients);
+  // further connections are closed at once and counted.
+  int max_connections = 64;
+  // Largest message a WebSocket client may send (it only sends {cmd:
+  // "snapshot"}); a larger one closes its connection.
+  std::size_t max_ws_message_bytes = 4096;
 
   bool Check(std::string* error) const;
 };
@@ -71,6 +79,7 @@ struct HttpServerStats {
   std::uint64_t invalid_messages = 0;     // refused: header not one msgpack map
   std::uint64_t dropped_messages = 0;     // queued messages dropped for slow clients
   std::uint64_t http_requests = 0;
+  std::uint64_t refused_connections = 0;  // over max_connections
 };
 
 class HttpServer : public ResultSink {
@@ -141,6 +150,45 @@ class ClientOutbox {
   std::deque<Entry> entries_;  // front is in flight while writing_
   bool writing_ = false;
 };
+
+// The server's answer to one HTTP request, decided without sockets (the
+// rules under "HTTP" above), so routing is tested and fuzzed directly.
+struct HttpRoute {
+  enum class Kind { kAsset, kWebSocket, kRefusal };
+  Kind kind = Kind::kRefusal;
+  int status = 404;                        // HTTP status of the reply
+  std::string text;                        // body of a refusal
+  const WebAsset* asset = nullptr;  // for kAsset
+};
+
+// The parts of a request that routing looks at.
+struct HttpRequestView {
+  std::string_view method;  // "GET", ...
+  std::string_view target;  // as sent, e.g. "/index.html?x=1"
+  bool websocket_upgrade = false;
+  bool has_origin = false;
+  std::string_view origin;
+  std::string_view host;
+};
+
+// `clients_full`: max_clients WebSocket clients are connected already.
+HttpRoute RouteHttpRequest(const HttpRequestView& request, bool clients_full);
+
+// Parses raw bytes as one HTTP request with the server's limits
+// (max_request_bytes) and routes it. For tests and fuzzing: the server parses
+// with the same parser settings. `complete` is false when the bytes end
+// before the request does; `error` names the parse error ("" if none; then
+// `route` holds the answer).
+struct HttpParseResult {
+  bool complete = false;
+  std::string error;
+  HttpRoute route;
+};
+HttpParseResult ParseAndRouteHttpRequest(std::string_view bytes, const HttpServerOptions& options,
+                                         bool clients_full);
+
+// True when a client's WebSocket message is the map {cmd: "snapshot"}.
+bool IsSnapshotRequest(std::string_view bytes);
 
 // The WebSocket payload for one message (the framing described above); public
 // so tests and other transports frame messages the same way. Throws

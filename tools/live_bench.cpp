@@ -2,6 +2,7 @@
 
 #include <boost/program_options.hpp>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -31,6 +32,14 @@ double Percentile(std::vector<double> v, double p) {
   return v[i];
 }
 
+// Resident set now, from /proc/self/statm (resident pages); NaN if unreadable.
+double RssMiB() {
+  std::ifstream statm("/proc/self/statm");
+  double size_pages = 0, resident_pages = 0;
+  if (!(statm >> size_pages >> resident_pages)) return std::nan("");
+  return resident_pages * static_cast<double>(sysconf(_SC_PAGESIZE)) / 1048576.0;
+}
+
 double PeakRssMiB() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -41,7 +50,7 @@ double PeakRssMiB() {
 
 int RunLiveBench(int argc, char** argv) {
   int frames = 200, size = 512;
-  double rate_hz = 10, dose = 0.3;
+  double rate_hz = 10, dose = 0.3, duration_s = 0;
   std::string pattern = "pull", json_path;
   std::uint64_t seed = 3;
   DaemonOptions daemon_options;
@@ -51,6 +60,8 @@ int RunLiveBench(int argc, char** argv) {
       ("config", po::value<std::string>(), "ini file with any of these options")
       ("live", "accepted for `livealign bench --live`")
       ("frames", po::value(&frames)->default_value(frames), "frames in the series")
+      ("duration-s", po::value(&duration_s)->default_value(0),
+       "send for this long instead (frames = rate * duration); for overload runs")
       ("size", po::value(&size)->default_value(size), "frame size, px (square)")
       ("rate", po::value(&rate_hz)->default_value(rate_hz), "frames per second sent")
       ("pattern", po::value(&pattern)->default_value(pattern), "pull (PUSH->PULL) or sub (PUB->SUB)")
@@ -67,6 +78,7 @@ int RunLiveBench(int argc, char** argv) {
   if (!ParseCommandLine(argc, argv, options, {}, &vm, "usage: livealign bench --live [options]")) {
     return 0;
   }
+  if (duration_s > 0) frames = std::max(1, static_cast<int>(std::lround(rate_hz * duration_s)));
   if (pattern != "pull" && pattern != "sub") {
     std::cerr << "livealign bench --live: --pattern must be pull or sub\n";
     return 2;
@@ -94,7 +106,9 @@ int RunLiveBench(int argc, char** argv) {
   sim.frame_time_s = 1.0 / rate_hz;
   std::vector<Shift> truth(frames);
   std::atomic<bool> sender_ok{true};
+  std::atomic<bool> sender_done{false};
   double generate_ms_max = 0;
+  std::atomic<double> send_s{0};  // first to last frame sent (PULL back-pressure stretches it)
   std::thread sender_thread([&] {
     try {
       Simulator microscope(sim, seed);
@@ -118,11 +132,13 @@ int RunLiveBench(int argc, char** argv) {
         FrameMessage header{id, i, sim.shape, PixelType::kUint16, i * sim.frame_time_s, nullptr, 0, {}, {}};
         sender.SendFrame(header, counts.data(), counts.size() * sizeof(std::uint16_t));
       }
+      send_s = std::chrono::duration<double>(Clock::now() - t0).count();
       sender.SendSeriesEnd(SeriesEnd{id, frames});
     } catch (const std::exception& e) {
       std::cerr << "livealign bench --live: sender: " << e.what() << "\n";
       sender_ok = false;
     }
+    sender_done = true;
   });
 
   // k -> latency of the drift message for the k-th registered frame.
@@ -131,14 +147,32 @@ int RunLiveBench(int argc, char** argv) {
   std::map<std::string, int> events;
   std::vector<std::int64_t> lost_indices;
   nlohmann::json final_drift, series_end;
+  // RSS sampled while the series runs: bounded means flat after the queue fills.
+  std::vector<std::pair<double, double>> rss_samples;  // (s since start, MiB)
+  Clock::time_point next_sample;
   const Clock::time_point start_time = Clock::now();
+  // Overloaded SUB can drop the series_end itself: once the sender is done and
+  // nothing arrived for this long, the series is counted from `status`.
+  const auto quiet_limit = std::chrono::seconds(15);
+  Clock::time_point last_message = start_time;
+  bool series_end_lost = false;
   const auto budget = std::chrono::duration<double>(frames / rate_hz * 3 + 120);
   while (series_end.is_null() && Clock::now() - start_time < budget) {
+    if (Clock::now() >= next_sample) {
+      rss_samples.emplace_back(std::chrono::duration<double>(Clock::now() - start_time).count(),
+                               RssMiB());
+      next_sample = Clock::now() + std::chrono::seconds(1);
+    }
     auto m = subscriber.Receive(std::chrono::milliseconds(500));
     if (!m || !m->header.is_object()) {
       if (!sender_ok) break;
+      if (sender_done && Clock::now() - last_message > quiet_limit) {
+        series_end_lost = true;
+        break;
+      }
       continue;
     }
+    last_message = Clock::now();
     if (m->topic == "drift") {
       if (m->header.value("final", false)) {
         final_drift = m->header;
@@ -159,7 +193,7 @@ int RunLiveBench(int argc, char** argv) {
   const auto status = control.Request("status", std::chrono::seconds(30));
   daemon.Stop();
   daemon.Wait();
-  if (series_end.is_null() || !status) {
+  if ((series_end.is_null() && !series_end_lost) || !status) {
     std::cerr << "livealign bench --live: the series did not complete\n";
     return 1;
   }
@@ -206,12 +240,16 @@ int RunLiveBench(int argc, char** argv) {
     if (n > 0) rms_error = std::sqrt(sum / n);
   }
   const nlohmann::json& s = *status;
-  const std::int64_t registered = series_end["n_frames"].get<std::int64_t>();
+  const std::int64_t registered = series_end_lost ? s["n_frames"].get<std::int64_t>()
+                                                 : series_end["n_frames"].get<std::int64_t>();
   const std::int64_t lost = frames - registered;
 
   std::cout << std::fixed << std::setprecision(1);
   std::cout << "live benchmark: " << frames << " frames of " << size << "x" << size << " uint16 at "
             << rate_hz << " frames/s, " << pattern << " over TCP 127.0.0.1\n";
+  if (series_end_lost) {
+    std::cout << "  series_end never arrived (dropped on the way, as SUB may): counted from status\n";
+  }
   std::cout << "  frames registered " << registered << ", lost " << lost << " (queue_full "
             << s["frames_lost"] << ", missing " << s["frames_missing"] << ")\n";
   if (!lost_indices.empty()) {
@@ -238,6 +276,35 @@ int RunLiveBench(int argc, char** argv) {
   std::cout << "  peak RSS (whole process: simulator, daemon, subscriber) " << PeakRssMiB()
             << " MiB; queue high water " << s["queue_high_water_bytes"].get<double>() / 1048576.0
             << " MiB of " << s["queue_capacity_bytes"].get<double>() / 1048576.0 << " MiB\n";
+  // Every frame sent and not registered must be accounted for: dropped on a
+  // full queue (SUB), or never seen by the daemon (a gap in the indices:
+  // dropped by ZeroMQ or the network before the daemon).
+  const std::int64_t accounted =
+      s["frames_lost"].get<std::int64_t>() + s["frames_missing"].get<std::int64_t>();
+  std::cout << "  lost frames accounted for: " << accounted << " of " << lost
+            << (accounted == lost ? "" : "  (UNACCOUNTED)") << "\n";
+  std::cout << "  sending took " << send_s.load() << " s for " << frames / rate_hz
+            << " s of frames (PULL back-pressure stretches it)\n";
+  // The engine's own rate: what the daemon can sustain at the end of this series.
+  std::vector<double> engine_last;
+  for (std::size_t i = engine_ms.size() > 10 ? engine_ms.size() - 10 : 0; i < engine_ms.size(); ++i) {
+    engine_last.push_back(engine_ms[i]);
+  }
+  const double sustainable_hz = 1000.0 / Percentile(engine_last, 0.5);
+  std::cout << "  sustainable rate at the end (1 / engine ms of the last 10 frames) "
+            << sustainable_hz << " frames/s; sent at " << std::setprecision(2)
+            << rate_hz / sustainable_hz << "x that\n" << std::setprecision(1);
+  double rss_max = 0;
+  std::cout << "  RSS over the run, MiB:";
+  const std::size_t step = std::max<std::size_t>(1, rss_samples.size() / 8);
+  for (std::size_t i = 0; i < rss_samples.size(); ++i) {
+    rss_max = std::max(rss_max, rss_samples[i].second);
+    if (i % step == 0 || i + 1 == rss_samples.size()) {
+      std::cout << " " << std::setprecision(0) << rss_samples[i].first << "s:"
+                << rss_samples[i].second;
+    }
+  }
+  std::cout << std::setprecision(1) << " (max sampled " << rss_max << ")\n";
   std::cout << "  slowest simulated frame " << generate_ms_max << " ms (sender side)\n";
 
   nlohmann::json line{{"bench", "live"},
@@ -258,6 +325,11 @@ int RunLiveBench(int argc, char** argv) {
                       {"engine_ms_median", Percentile(engine_ms, 0.5)},
                       {"final_rms_error_px", rms_error},
                       {"peak_rss_mib", PeakRssMiB()},
+                      {"rss_mib_max_sampled", rss_max},
+                      {"lost_accounted", accounted},
+                      {"series_end_lost", series_end_lost},
+                      {"send_s", send_s.load()},
+                      {"sustainable_hz_end", sustainable_hz},
                       {"queue_high_water_bytes", s["queue_high_water_bytes"]},
                       {"events", events}};
   nlohmann::json by_k = nlohmann::json::array();

@@ -9,7 +9,13 @@
 //
 // Options (argv as for a subcommand; --help lists them): --frames 200
 // --size 512 --rate 10 --pattern pull|sub --dose --queue-bytes --threads
-// --seed --json FILE.
+// --seed --json FILE, --duration-s (frames = rate * duration).
+//
+// Overload: run once to read the sustainable rate it prints, then at twice
+// that for 60 s on each pattern, e.g.
+//   livealign bench --live --size 256 --rate 40 --duration-s 60 --pattern sub --queue-bytes 67108864
+// and check that RSS stays flat once the queue is full, that every lost frame
+// is accounted for, and the latency of the accepted frames.
 
 namespace livealign {
 

@@ -1,13 +1,19 @@
 // `livealign serve`: the live registration daemon (stream/daemon.hpp) on the
 // endpoints of docs/protocol.md. SIGINT/SIGTERM register the frames already
 // queued (--drain-timeout-s), write the outputs of the running series and
-// exit 0.
+// exit 0. Binding an endpoint other machines can reach needs --allow-remote
+// (docs/protocol.md, Control: "Exposure"); a refusal exits 2 naming the endpoint.
 #include <boost/program_options.hpp>
 #include <signal.h>
 
+#include <cctype>
 #include <ctime>
+#include <fstream>
 #include <iostream>
+#include <iterator>
+#include <vector>
 
+#include "stream/bind_fence.hpp"
 #include "stream/daemon.hpp"
 #include "stream/http_server.hpp"
 #include "tools/command.hpp"
@@ -18,10 +24,42 @@ namespace po = boost::program_options;
 namespace livealign {
 namespace {
 
+// The fence of stream/bind_fence.hpp: without --allow-remote every bound
+// endpoint must be local; with it (or with a token file) the state-changing
+// control commands need the token. False (after saying why) to refuse.
+bool ApplyExposure(bool allow_remote, const std::string& token_file, const std::string& http,
+                   DaemonOptions* o) {
+  if (!allow_remote) {
+    const std::vector<RemoteBind> remote = RemoteBinds(*o, http);
+    for (const RemoteBind& b : remote) {
+      std::cerr << "livealign serve: refusing to bind " << b.option << " " << b.endpoint << ": "
+                << b.reason << "; other machines could connect (pass --allow-remote, and "
+                << "--control-token-file to protect save/reset/shutdown)" << std::endl;
+    }
+    if (!remote.empty()) return false;
+  }
+  o->control_token_required = allow_remote || !token_file.empty();
+  if (token_file.empty()) return true;
+  std::ifstream in(token_file);
+  std::string token((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // A trailing newline (echo secret > file) is not part of the token.
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  if (!in.good() && !in.eof()) token.clear();
+  if (token.empty()) {
+    std::cerr << "livealign serve: --control-token-file " << token_file
+              << ": cannot read a token (missing, unreadable or empty)" << std::endl;
+    return false;
+  }
+  o->control_token = token;
+  return true;
+}
+
 int RunServe(int argc, char** argv) {
   DaemonOptions o;
   double pixel_size_A = 0;
   std::string http = HttpServerOptions().endpoint;
+  bool allow_remote = false;
+  std::string token_file;
   po::options_description options("options");
   options.add_options()
       ("help,h", "show this help")
@@ -54,11 +92,17 @@ int RunServe(int argc, char** argv) {
       ("http", po::value(&http)->default_value(http),
        "web preview host:port (port 0: any free port); \"\" turns it off")
       ("pixel-size-A", po::value(&pixel_size_A)->default_value(0),
-       "pixel size, Å, when the sender gives none");
+       "pixel size, Å, when the sender gives none")
+      ("allow-remote", po::bool_switch(&allow_remote),
+       "allow binding endpoints other machines can reach (save/reset/shutdown then need "
+       "the token of --control-token-file)")
+      ("control-token-file", po::value(&token_file),
+       "file holding the token that save/reset/shutdown requests must carry");
   AddEngineOptions(&options, &o.engine);
   po::variables_map vm;
   if (!ParseCommandLine(argc, argv, options, {}, &vm, "usage: livealign serve [options]")) return 0;
   ApplyPixelSize(pixel_size_A, &o.engine);
+  if (!ApplyExposure(allow_remote, token_file, http, &o)) return 2;
 
   // Signals go to this thread only (the daemon's threads inherit the mask), so
   // they can be taken synchronously below instead of in a handler.

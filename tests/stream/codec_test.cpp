@@ -1,6 +1,7 @@
 #include "stream/codec.hpp"
 
 #include <catch2/catch.hpp>
+#include <msgpack.hpp>
 
 #include <cmath>
 #include <cstring>
@@ -169,6 +170,97 @@ TEST_CASE("series ids become safe directory names", "[stream][codec]") {
   CHECK(SeriesId::Str("a b/c\\d").DirectoryName() == "a_b_c_d");
   CHECK(SeriesId::Str(std::string(300, 'x')).DirectoryName().size() == 100);
   CHECK(SeriesId::Int(5).ToString() == "5");
+}
+
+TEST_CASE("wire strings that are not UTF-8 decode as UTF-8 with U+FFFD", "[stream][codec]") {
+  // Found by tests/fuzz/inbound_decoder_fuzz.cpp: a map key that is not a
+  // string was turned into its JSON text, whose encoder threw a
+  // nlohmann::json type_error (not a DecodeError) on a bad byte inside it,
+  // which ended the receiver thread.
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  auto str = [&](const std::string& s) {
+    p.pack_str(static_cast<std::uint32_t>(s.size()));
+    p.pack_str_body(s.data(), static_cast<std::uint32_t>(s.size()));
+  };
+  p.pack_map(5);
+  str("htype");
+  str("series_start");
+  str("series");
+  str("run\xff" "1");
+  str("shape");
+  p.pack_array(2);
+  p.pack(4);
+  p.pack(4);
+  str("dtype");
+  str("uint16");
+  str("meta");
+  p.pack_map(3);
+  p.pack_array(1);  // a non-string key holding a bad string
+  str("\x90\x90");
+  p.pack(1);
+  str("ok\xc3");  // truncated sequence in a key
+  str("\xed\xa0\x80 surrogate, \xc0\x80 overlong, \xe2\x82\xac euro");
+  str("k");
+  str("\xf4\x90\x80\x80");  // beyond U+10FFFF
+  const std::string header(buffer.data(), buffer.size());
+
+  const InboundMessage decoded = DecodeInbound({header}, 1 << 20);
+  const SeriesStart& start = std::get<SeriesStart>(decoded);
+  CHECK(start.series.ToString() == "run\xEF\xBF\xBD" "1");
+  const std::string meta = start.meta.dump();  // threw before
+  CHECK(meta.find("\\ufffd") == std::string::npos);  // replaced, not escaped
+  CHECK(start.meta.at("[\"\xEF\xBF\xBD\xEF\xBF\xBD\"]") == 1);
+  CHECK(start.meta.at("ok\xEF\xBF\xBD") ==
+        "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD surrogate, \xEF\xBF\xBD\xEF\xBF\xBD overlong, "
+        "\xe2\x82\xac euro");
+  CHECK(start.meta.at("k") == "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
+  CHECK_NOTHROW(MsgpackToJson(header).dump());
+}
+
+TEST_CASE("map keys nested in map keys do not blow up the JSON of meta", "[stream][codec]") {
+  // Found by tests/fuzz/inbound_decoder_fuzz.cpp (a timeout): each map used
+  // as the key of a map had its JSON text escaped again, doubling per level,
+  // so a 100-byte series_start kept the receiver busy for seconds.
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> p(buffer);
+  p.pack_map(5);
+  p.pack(std::string("htype"));
+  p.pack(std::string("series_start"));
+  p.pack(std::string("series"));
+  p.pack(1);
+  p.pack(std::string("shape"));
+  p.pack_array(2);
+  p.pack(4);
+  p.pack(4);
+  p.pack(std::string("dtype"));
+  p.pack(std::string("uint16"));
+  p.pack(std::string("meta"));
+  const int depth = 28;  // within the decoder's nesting limit of 32
+  p.pack_map(1);
+  for (int level = 0; level < depth; ++level) p.pack_map(1);  // each the key of the one before
+  p.pack(std::string("\"quoted\""));
+  for (int level = 0; level <= depth; ++level) p.pack(level);
+  const std::string header(buffer.data(), buffer.size());
+
+  const SeriesStart start = std::get<SeriesStart>(DecodeInbound({header}, 1 << 20));
+  REQUIRE(start.meta.size() == 1);
+  const std::string key = start.meta.begin().key();
+  CHECK(key == "{\"<key>\":" + std::to_string(depth - 1) + "}");
+  CHECK(start.meta.dump().size() < 100);
+}
+
+TEST_CASE("a control request may carry a token", "[stream][codec]") {
+  const ControlRequest with = DecodeControl(Msgpack({{"cmd", "reset"}, {"token", "s3cret"}}));
+  CHECK(with.cmd == "reset");
+  CHECK(with.token == "s3cret");
+  CHECK(DecodeControl(Msgpack({{"cmd", "save"}})).token.empty());
+  try {
+    DecodeControl(Msgpack({{"cmd", "reset"}, {"token", 7}}));
+    FAIL("a token that is not a string must be refused");
+  } catch (const DecodeError& e) {
+    CHECK(e.code() == "bad_type");
+  }
 }
 
 TEST_CASE("control requests decode and replies encode", "[stream][codec]") {

@@ -4,11 +4,13 @@
 #include "stream/daemon.hpp"
 
 #include <catch2/catch.hpp>
+#include <zmq.hpp>
 
 #include <filesystem>
 #include <fstream>
 #include <set>
 
+#include "stream/codec.hpp"
 #include "stream/stream_clients.hpp"
 #include "tests/stream/stream_test_util.hpp"
 #include "tests/support/test_data.hpp"
@@ -325,6 +327,65 @@ TEST_CASE("daemon stop finishes the running series and writes it", "[stream][dae
   h.daemon.Wait();
   CHECK(h.daemon.StopRequested());
   CHECK(std::filesystem::exists(out + "/cut/shifts.csv"));
+}
+
+// One control request with its own REQ socket; the decoded reply.
+Json RawControl(const std::string& endpoint, const Json& request) {
+  zmq::context_t context;
+  zmq::socket_t req(context, zmq::socket_type::req);
+  req.set(zmq::sockopt::linger, 0);
+  req.set(zmq::sockopt::rcvtimeo, static_cast<int>(kTimeout.count()));
+  req.connect(endpoint);
+  const std::vector<std::uint8_t> bytes = Json::to_msgpack(request);
+  req.send(zmq::buffer(bytes.data(), bytes.size()), zmq::send_flags::none);
+  zmq::message_t reply;
+  REQUIRE(req.recv(reply, zmq::recv_flags::none));
+  return MsgpackToJson(std::string_view(reply.data<char>(), reply.size()));
+}
+
+TEST_CASE("with control_token_required, save/reset/shutdown need the token", "[stream][daemon]") {
+  DaemonOptions o = LocalDaemonOptions("pull", "");
+  o.control_token_required = true;
+  o.control_token = "correct horse";
+  Daemon daemon(o, testing::TracerFactory());
+  daemon.Start();
+  const std::string control = daemon.control_endpoint();
+
+  CHECK(RawControl(control, {{"cmd", "status"}})["ok"] == true);
+  CHECK(RawControl(control, {{"cmd", "snapshot"}})["ok"] == true);
+  for (const std::string cmd : {"save", "reset", "shutdown"}) {
+    CAPTURE(cmd);
+    const Json none = RawControl(control, {{"cmd", cmd}});
+    CHECK(none["ok"] == false);
+    CHECK(none["code"] == "unauthorized");
+    CHECK(none["error"] == cmd + " refused: the request has no token");
+    const Json wrong = RawControl(control, {{"cmd", cmd}, {"token", "correct horsE"}});
+    CHECK(wrong["ok"] == false);
+    CHECK(wrong["error"] == cmd + " refused: wrong token");
+    CHECK(RawControl(control, {{"cmd", cmd}, {"token", "correct"}})["ok"] == false);
+  }
+  CHECK_FALSE(daemon.StopRequested());
+  CHECK(daemon.Status()["errors_by_code"]["unauthorized"] == 9);
+  CHECK(RawControl(control, {{"cmd", "reset"}, {"token", "correct horse"}})["ok"] == true);
+  CHECK(RawControl(control, {{"cmd", "shutdown"}, {"token", "correct horse"}})["ok"] == true);
+  daemon.Wait();
+  CHECK(daemon.StopRequested());
+}
+
+TEST_CASE("with control_token_required and no token, state changes are refused",
+          "[stream][daemon]") {
+  DaemonOptions o = LocalDaemonOptions("pull", "");
+  o.control_token_required = true;
+  Daemon daemon(o, testing::TracerFactory());
+  daemon.Start();
+  const Json reply = RawControl(daemon.control_endpoint(), {{"cmd", "shutdown"}, {"token", ""}});
+  CHECK(reply["ok"] == false);
+  CHECK(reply["error"].get<std::string>().find("without --control-token-file") !=
+        std::string::npos);
+  CHECK(RawControl(daemon.control_endpoint(), {{"cmd", "status"}})["ok"] == true);
+  CHECK_FALSE(daemon.StopRequested());
+  daemon.Stop();
+  daemon.Wait();
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "stream/http_server.hpp"
 
 #include <boost/asio/connect.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -416,6 +417,151 @@ TEST_CASE("after a reset neither a new page nor a snapshot shows the abandoned s
     CHECK(series != kAbandoned);
   }
   server.Stop();
+}
+
+TEST_CASE("routing never maps a request path beyond the embedded table", "[stream][http]") {
+  const HttpServerOptions options;
+  SECTION("traversal and encoded paths are 404, parsed from raw bytes") {
+    const std::string target = GENERATE(
+        as<std::string>{}, "/../CMakeLists.txt", "/..%2F..%2Fetc%2Fpasswd", "/%2e%2e/index.html",
+        "/..\\..\\etc\\passwd", "/index.html%00", "/index.html/", "/./index.html", "//index.html",
+        "/%69ndex.html", "/stream/web/index.html", "/../../../../../../etc/passwd",
+        "http://127.0.0.1/etc/passwd", "*", "/ws");
+    CAPTURE(target);
+    const std::string raw = "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    const HttpParseResult parsed = ParseAndRouteHttpRequest(raw, options, false);
+    if (!parsed.error.empty()) {
+      SUCCEED("refused by the parser: " + parsed.error);
+    } else {
+      REQUIRE(parsed.complete);
+      CHECK(parsed.route.kind == HttpRoute::Kind::kRefusal);
+      CHECK(parsed.route.status == 404);
+      CHECK(parsed.route.asset == nullptr);
+    }
+  }
+  SECTION("only exact names of the table are served") {
+    const HttpParseResult index =
+        ParseAndRouteHttpRequest("GET /?v=2 HTTP/1.1\r\nHost: x\r\n\r\n", options, false);
+    REQUIRE(index.route.kind == HttpRoute::Kind::kAsset);
+    CHECK(std::string(index.route.asset->name) == "index.html");
+    for (const WebAsset& asset : WebAssets()) {
+      HttpRequestView view;
+      view.method = "HEAD";
+      const std::string target = std::string("/") + asset.name;
+      view.target = target;
+      CHECK(RouteHttpRequest(view, false).asset == &asset);
+    }
+  }
+  SECTION("an incomplete request is not routed, an oversized header is refused") {
+    CHECK_FALSE(ParseAndRouteHttpRequest("GET / HTTP/1.1\r\nHost:", options, false).complete);
+    const std::string big = "GET / HTTP/1.1\r\nX: " + std::string(options.max_request_bytes, 'a') +
+                            "\r\n\r\n";
+    CHECK_FALSE(ParseAndRouteHttpRequest(big, options, false).error.empty());
+  }
+  SECTION("upgrades: only /ws, same origin, within max_clients") {
+    HttpRequestView view;
+    view.method = "GET";
+    view.target = "/ws";
+    view.websocket_upgrade = true;
+    view.host = "127.0.0.1:8080";
+    CHECK(RouteHttpRequest(view, false).kind == HttpRoute::Kind::kWebSocket);
+    CHECK(RouteHttpRequest(view, true).status == 503);
+    view.has_origin = true;
+    view.origin = "http://127.0.0.1:8080";
+    CHECK(RouteHttpRequest(view, false).kind == HttpRoute::Kind::kWebSocket);
+    view.origin = "http://evil.example";
+    CHECK(RouteHttpRequest(view, false).status == 403);
+    view.target = "/ws/../index.html";
+    CHECK(RouteHttpRequest(view, false).status == 404);
+  }
+}
+
+TEST_CASE("a snapshot request is recognised without trusting its sizes", "[stream][http]") {
+  msgpack::sbuffer request;
+  msgpack::pack(request, std::map<std::string, std::string>{{"cmd", "snapshot"}});
+  CHECK(IsSnapshotRequest(std::string_view(request.data(), request.size())));
+  // An array32 header claiming 2^32 - 1 elements (found by websocket_frame_fuzz).
+  CHECK_FALSE(IsSnapshotRequest(std::string_view("\xdd\xff\xff\xff\xff", 5)));
+  CHECK_FALSE(IsSnapshotRequest(std::string_view("\xdf\xff\xff\xff\xff", 5)));
+}
+
+TEST_CASE("a request header over max_request_bytes gets 431 and the connection closes",
+          "[stream][http]") {
+  HttpServer server(HttpServerOptions{"127.0.0.1:0"});
+  server.Start();
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"),
+                               static_cast<unsigned short>(server.port())));
+  const std::string request = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " +
+                              std::string(HttpServerOptions().max_request_bytes, 'a') + "\r\n\r\n";
+  beast::error_code ec;
+  asio::write(stream, asio::buffer(request), ec);  // may fail once the server closes
+  beast::flat_buffer buffer;
+  http::response<http::string_body> response;
+  http::read(stream, buffer, response, ec);
+  REQUIRE_FALSE(ec);
+  CHECK(response.result() == http::status::request_header_fields_too_large);
+  CHECK(response.need_eof());
+}
+
+TEST_CASE("plain HTTP connections beyond max_connections are closed at once", "[stream][http]") {
+  HttpServerOptions options{"127.0.0.1:0"};
+  options.max_connections = 2;
+  HttpServer server(options);
+  server.Start();
+  const tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"),
+                               static_cast<unsigned short>(server.port()));
+  asio::io_context io;
+  // Two idle connections take both places; a request on the first proves the
+  // server has accepted it.
+  beast::tcp_stream first(io), second(io), third(io);
+  first.connect(endpoint);
+  {
+    http::request<http::string_body> request{http::verb::head, "/", 11};
+    request.set(http::field::host, "127.0.0.1");
+    http::write(first, request);
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.skip(true);
+    http::read(first, buffer, parser);
+    CHECK(parser.get().result() == http::status::ok);
+  }
+  second.connect(endpoint);
+  third.connect(endpoint);  // the kernel accepts; the server then closes it
+  char byte = 0;
+  beast::error_code ec;
+  third.socket().read_some(asio::buffer(&byte, 1), ec);
+  CHECK(ec == asio::error::eof);
+  // The refusal is counted once the I/O thread handled the third accept,
+  // which happened before the close that ended the read above.
+  CHECK(server.stats().refused_connections >= 1);
+  // While the first connection still works.
+  http::request<http::string_body> request{http::verb::head, "/", 11};
+  request.set(http::field::host, "127.0.0.1");
+  http::write(first, request);
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.skip(true);
+  http::read(first, buffer, parser);
+  CHECK(parser.get().result() == http::status::ok);
+}
+
+TEST_CASE("a WebSocket message over max_ws_message_bytes closes that client", "[stream][http]") {
+  HttpServerOptions options{"127.0.0.1:0"};
+  options.max_ws_message_bytes = 1024;
+  HttpServer server(options);
+  server.Start();
+  WsClient small(server.port());
+  WsClient big(server.port());
+  server.Publish(OutMessage{"drift", PackMap({{"n_frames", 1}}), ""});
+  CHECK(Topic(small.Next()) == "drift");
+  CHECK(Topic(big.Next()) == "drift");
+  big.Send(std::string(1025, 'x'));
+  CHECK_THROWS(big.Next());  // the server closed it (code "message too big")
+  // The other client is unaffected.
+  server.Publish(OutMessage{"drift", PackMap({{"n_frames", 2}}), ""});
+  CHECK(Header(small.Next()).at("n_frames") == 2);
 }
 
 }  // namespace
