@@ -2,6 +2,7 @@
 
 import zmq
 
+from livealign.socket_owner import SocketOwner
 from livealign.wire import pack, unpack
 
 
@@ -17,7 +18,7 @@ class ControlTimeout(TimeoutError):
     """No reply within the timeout (daemon not running, or busy)."""
 
 
-class Control:
+class Control(SocketOwner):
     """REQ client of the daemon's ``--control`` endpoint.
 
     Each call returns the reply as a dict. A call without a reply within
@@ -67,13 +68,3 @@ class Control:
     def shutdown(self, timeout_s=None):
         return self.request("shutdown", timeout_s)
 
-    def close(self):
-        if self._socket is not None and not self._socket.closed:
-            self._socket.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False

@@ -6,6 +6,7 @@ import time
 import numpy as np
 import zmq
 
+from livealign.socket_owner import SocketOwner
 from livealign.wire import image_from_part, unpack
 
 # topic: str, header: dict, data: numpy array (average, frame) or None.
@@ -14,7 +15,7 @@ Message = collections.namedtuple("Message", ["topic", "header", "data"])
 TOPICS = ("drift", "average", "frame", "matrices", "quality", "event", "series_end")
 
 
-class Results:
+class Results(SocketOwner):
     """Subscribes to the daemon's PUB endpoint (``--publish``).
 
         results = Results("tcp://127.0.0.1:5556", topics=("drift", "series_end"))
@@ -97,16 +98,6 @@ class Results:
                 return
             yield m
 
-    def close(self):
-        if not self._socket.closed:
-            self._socket.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
 
 
 def matrices_arrays(header):

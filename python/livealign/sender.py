@@ -3,10 +3,11 @@
 import numpy as np
 import zmq
 
+from livealign.socket_owner import SocketOwner
 from livealign.wire import WIRE_DTYPES, pack, wire_dtype_name
 
 
-class Sender:
+class Sender(SocketOwner):
     """Sends ``series_start``, ``frame`` and ``series_end`` messages.
 
     ``pattern="push"`` pairs with a daemon started with ``--source-pattern pull``
@@ -136,16 +137,6 @@ class Sender:
             return True
         return False
 
-    def close(self):
-        if not self._socket.closed:
-            self._socket.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
 
     def _require_series(self):
         if self._series is None:
