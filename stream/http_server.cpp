@@ -625,10 +625,14 @@ void ServerCore::Accept() {
   acceptor->async_accept([this](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor->is_open()) return;
     if (!ec && http_connections.load() >= options.max_connections) {
+      // Counted before the close, so a client that sees the close also sees
+      // the count.
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        ++stats.refused_connections;
+      }
       beast::error_code ignored;
       socket.close(ignored);
-      std::lock_guard<std::mutex> lock(mutex);
-      ++stats.refused_connections;
     } else if (!ec) {
       std::make_shared<HttpSession>(this, std::move(socket))->Read();
     }
