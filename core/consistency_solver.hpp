@@ -1,6 +1,7 @@
 #pragma once
 // Robust translation synchronisation: one consistent shift per frame from all
-// pairwise measurements j_from_i ~ s_j - s_i (algorithms.md sections 1 and 4).
+// pairwise measurements j_from_i ~ s_j - s_i (TranSync: Huang et al., NeurIPS 2017;
+// all-pairs drift correction: Savitzky et al., Ultramicroscopy 191, 2018).
 //
 // The solver owns every pair measurement it was given (copies; only measured
 // pairs are stored, so a long series whose far-apart frames do not overlap

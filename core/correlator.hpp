@@ -4,7 +4,7 @@
 //
 // Per frame (AddFrame): mean subtraction + edge window (core/preprocess.hpp),
 // full-size r2c, multiplication by sqrt(W(k)) (core/fourier_weight.hpp), crop to
-// the band_rows() x band_cols() low-frequency block (algorithms.md §5), plus a
+// the band_rows() x band_cols() low-frequency block (exact: see core/fourier_weight.hpp), plus a
 // second, unweighted 64 x 64 band for the coarse (lattice-free) stage.
 // Per pair (Correlate): band product m = conj(G_i) G_j shaped by the correlation
 // type (cc: W m; pc: W m/|m|; hybrid: W |m|^p e^{i arg m}), zero-padded by

@@ -40,8 +40,8 @@ RealFft2d::RealFft2d(Shape shape) : impl_(std::make_unique<Impl>()) {
   impl_->spectrum = fftwf_alloc_complex(n_complex);
   if (!impl_->real || !impl_->spectrum) throw std::bad_alloc();
   // FFTW_ESTIMATE: on this class of machine MEASURE picked no faster plans
-  // within the run-to-run noise, and ESTIMATE costs no planning time
-  // (../shared/notes/fft_limits.md, section 1).
+  // within the run-to-run noise (+-30 % here), and ESTIMATE costs no
+  // planning time.
   impl_->forward = fftwf_plan_dft_r2c_2d(shape.rows, shape.cols, impl_->real,
                                          impl_->spectrum, FFTW_ESTIMATE);
   impl_->inverse = fftwf_plan_dft_c2r_2d(shape.rows, shape.cols, impl_->spectrum,

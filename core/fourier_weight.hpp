@@ -14,7 +14,8 @@
 //              H(k) = 0.5 (1 - cos(pi k / low)) for k < low, 1 otherwise
 //              (a raised-cosine high-pass from 0 at DC to 1 at `low`).
 // Every weight except `none` is exactly 0 for k >= band_limit (cutoff, cutoff,
-// high): this is what makes the cropped inverse FFT exact (algorithms.md §5).
+// high): this is what makes the cropped inverse FFT exact: the product is then
+// band-limited, so the cropped map is the full map sampled every N/M px.
 //
 // Band size rule (per axis of n pixels): the crop keeps signed frequencies
 // -M/2 .. M/2 - 1 and the correlator zeroes the crop's Nyquist (-M/2), so it is

@@ -4,7 +4,8 @@
 //
 // Why: the FFT treats the frame as periodic, so its non-matching edges put a
 // bright cross through the spectrum and a spurious zero-shift ridge into every
-// correlation (algorithms.md §3.4). Tapering the edges to ~0 removes it.
+// correlation (Savitzky et al., Ultramicroscopy 191, 2018, use a sin^2 window
+// for the same reason). Tapering the edges to ~0 removes it.
 //
 // Window formulas (u = (n + 0.5) / N is the pixel centre in (0, 1), per axis):
 //   kNone : w(u) = 1

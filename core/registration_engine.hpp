@@ -43,7 +43,7 @@ struct FrameState {
   bool flagged = false;     // no consistent set of pairs: left out of the average
 };
 
-// Lattice found in the running average (issue 4), real-space basis in px.
+// Lattice found in the running average, real-space basis in px.
 struct LatticeInfo {
   bool found = false;
   Shift a_px;
@@ -80,7 +80,7 @@ struct EngineQuality {
   std::vector<int> temporal_lattice_spikes;
   int stage_jumps = 0;
   std::vector<int> stage_jump_frames;
-  // Verdict (issue 4): valid = most frames consistent, inliers consistent to
+  // Verdict: valid = most frames consistent, inliers consistent to
   // well under a pixel, and no frame jumping by a lattice vector in time.
   bool valid = false;
   // False for a perfect lattice with no non-periodic content: the absolute
@@ -89,7 +89,7 @@ struct EngineQuality {
   std::string verdict;  // one human-readable line with the evidence
 };
 
-// Image quality of the running average (issue 5): resolution from the Fourier
+// Image quality of the running average: resolution from the Fourier
 // ring correlation of the even/odd half-set averages, SNR, information
 // transfer, drift status and the stop-when-good decision. Frequencies are in
 // cycles/px; the _A figures are set only when the pixel size is known (for
@@ -211,7 +211,7 @@ class RegistrationEngine {
   ShiftMatrixSnapshot Matrices() const;
   // Every pair i < j, ordered by j then i.
   std::vector<PairRecord> Pairs() const;
-  // Computes the issue-5 figures from the current average (tens of ms at
+  // Computes the image-quality figures from the current average (tens of ms at
   // 512^2: call it rate-limited while frames stream in, and at the end).
   ImageQualityReport ImageQuality() const;
   // Copy of the most recently added frame (raw, unshifted); empty when none.

@@ -33,7 +33,7 @@ class LiveEngine {
   virtual const std::vector<FrameState>& frames() const = 0;
   virtual EngineQuality quality() const = 0;
   virtual AverageImage Average() const = 0;
-  // The issue-5 image quality of the running average (tens of ms at 512^2:
+  // The image quality (FRC resolution, SNR, stop-when-good) of the running average (tens of ms at 512^2:
   // the daemon calls it rate-limited). The default, for back ends without
   // one, is an empty report (num_frames 0, frc_status "no_signal").
   virtual ImageQualityReport ImageQuality() const { return {}; }

@@ -34,7 +34,7 @@ std::string Resolution(const nlohmann::json& q, const std::string& a_key,
   return "-";
 }
 
-// One line of the image-quality figures of a `quality` header (issue 5);
+// One line of the image-quality figures of a `quality` header;
 // empty when the daemon sent none.
 std::string ImageQualityLine(const nlohmann::json& q) {
   if (!q.contains("good")) return "";

@@ -412,8 +412,8 @@ async function Main() {
   await page.click('#contrast-auto');
   await page.click('#view-reset');
 
-  // Reported, not asserted (no timing assertions in tests): issue 6 asks for
-  // an update within 1 s of each drift message.
+  // Reported, not asserted (no timing assertions in tests): the page should
+  // update within 1 s of each drift message.
   const waits = await page.evaluate(() => window.livealign.state.driftToRenderMs.slice().sort((a, b) => a - b));
   const q = (f) => waits[Math.min(waits.length - 1, Math.floor(f * waits.length))].toFixed(1);
   console.log(`info: drift message -> page redrawn: median ${q(0.5)} ms, 95 % ${q(0.95)} ms, ` +
