@@ -474,10 +474,10 @@ struct Daemon::Impl {
         series->start.channels == start.channels) {
       // A sender re-sending its series_start after the daemon's restart: the
       // resumed series goes on.
-      EmitEvent(Event{"info", "duplicate_series_start",
+      EmitEvent(Event::Info("duplicate_series_start",
                       "series_start of the resumed series " + start.series.ToString() +
                           " sent again; the series goes on",
-                      start.series, {}, {}, 0});
+                      start.series, {}));
       return;
     }
     if (series) EndSeries("series_start", std::nullopt, Clock::now());
@@ -539,10 +539,10 @@ struct Daemon::Impl {
         ++frames_duplicate;
         ++errors_by_code["duplicate_frame"];
       }
-      EmitEvent(Event{"info", "duplicate_frame",
+      EmitEvent(Event::Info("duplicate_frame",
                       "frame " + std::to_string(f.index) +
                           ": index already accepted; not registered again",
-                      f.series, f.index, {}, 0});
+                      f.series, f.index));
       return;
     }
     if (s.last_index != kInvalidFrameId && f.index < s.last_index) {
@@ -691,9 +691,9 @@ struct Daemon::Impl {
           (std::filesystem::path(s.dir) / kJournalName).string(), record, JournalOptions());
     } catch (const std::exception& e) {
       CountError("journal_error");
-      EmitEvent(Event{"error", "journal_error",
+      EmitEvent(Event::Error("journal_error",
                       std::string("no journal: frames are registered but not durable: ") + e.what(),
-                      s.start.series, {}, {}, 0});
+                      s.start.series, {}));
       return nullptr;
     }
   }
@@ -713,10 +713,10 @@ struct Daemon::Impl {
       s.journal->MarkFinished(reason);
     } catch (const std::exception& e) {
       CountError("journal_error");
-      EmitEvent(Event{"error", "journal_error",
+      EmitEvent(Event::Error("journal_error",
                       std::string("finish record not written (a restart resumes the series): ") +
                           e.what(),
-                      s.start.series, {}, {}, 0});
+                      s.start.series, {}));
     }
     s.journal.reset();
   }
@@ -742,10 +742,10 @@ struct Daemon::Impl {
     if (unfinished.empty()) return;
     std::sort(unfinished.begin(), unfinished.end());
     for (std::size_t k = 0; k + 1 < unfinished.size(); ++k) {
-      EmitEvent(Event{"warning", "unfinished_series",
+      EmitEvent(Event::Warning("unfinished_series",
                       unfinished[k].second.string() +
                           " holds an unfinished series; only the newest is resumed",
-                      {}, {}, {}, 0});
+                      {}, {}));
     }
     const std::string path = unfinished.back().second.string();
     try {
@@ -754,8 +754,7 @@ struct Daemon::Impl {
       series.reset();
       SetCurrentSeriesState();
       CountError("resume_error");
-      EmitEvent(Event{"error", "resume_error", "cannot resume " + path + ": " + e.what(), {}, {},
-                      {}, 0});
+      EmitEvent(Event::Error("resume_error", "cannot resume " + path + ": " + e.what(), {}, {}));
     }
   }
 
@@ -1141,8 +1140,6 @@ struct Daemon::Impl {
                                          : nlohmann::json();
       reply["discarded_frames"] = series ? series->wire_indices.size() : 0;
       if (series) {
-        EmitEvent(Event{"warning", "series_reset", "series abandoned by a reset request",
-                        series->start.series, {}, {}, 0});
         FinishJournal(*series, "reset");
         EmitEvent(Event::Warning("series_reset", "series abandoned by a reset request",
                                  series->start.series));
@@ -1356,12 +1353,11 @@ struct Daemon::Impl {
       frames_discarded_on_stop += left;
       ++errors_by_code["drain_timeout"];
     }
-    EmitEvent(Event{"error", "drain_timeout",
+    EmitEvent(Event::Error("drain_timeout",
                     std::to_string(left) + " queued message(s) not registered: the drain took "
                     "longer than --drain-timeout-s (" + std::to_string(options.drain_timeout_s) +
                     " s)",
-                    series ? std::optional<SeriesId>(series->start.series) : std::nullopt, {}, {},
-                    0});
+                    series ? std::optional<SeriesId>(series->start.series) : std::nullopt, {}));
   }
 };
 
