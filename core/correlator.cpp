@@ -558,6 +558,13 @@ int Correlator::AddFrame(FrameView frame) {
   cached->band.resize(static_cast<std::size_t>(band_.rows) * band_cols);
   CropSpectrum(forward_fft_->spectrum(), frame_shape_, band_, sqrt_weight_.data(),
                cached->band.data());
+  if (options_.band_fp16) {
+    // The energy below is taken of the rounded band the pairs will use, so a
+    // frame against itself still has height 1 and |height| <= 1 holds exactly.
+    EncodeBand(cached->band, &cached->band_half, &cached->band_scale);
+    DecodeHalf(cached->band_half.data(), cached->band_half.size(), cached->band_scale,
+               reinterpret_cast<float*>(cached->band.data()));
+  }
   // E = sum W |F|^{2p} = sum W^{1-p} |G|^{2p} with G = sqrt(W) F, over the
   // Hermitian-complete band (columns > 0 count twice).
   double energy = 0;
@@ -574,10 +581,7 @@ int Correlator::AddFrame(FrameView frame) {
   cached->coarse.resize(static_cast<std::size_t>(coarse_band_.rows) * (coarse_band_.cols / 2 + 1));
   CropSpectrum(forward_fft_->spectrum(), frame_shape_, coarse_band_, nullptr,
                cached->coarse.data());
-  if (options_.band_fp16) {
-    EncodeBand(cached->band, &cached->band_half, &cached->band_scale);
-    std::vector<cfloat>().swap(cached->band);
-  }
+  if (options_.band_fp16) std::vector<cfloat>().swap(cached->band);
 
   std::unique_lock<std::shared_mutex> lock(frames_mutex_);
   frames_.push_back(std::move(cached));

@@ -121,7 +121,7 @@ struct CorrelatorOptions {
   // so no value overflows) instead of float: halves the cache, which is
   // what grows with the frame count; decoded per pair (see
   // config/livealign.ini band-cache-fp16 for the measured accuracy cost).
-  bool band_fp16 = false;
+  bool band_fp16 = true;
 
   // p actually used: 1 for cc, 0 for pc, hybrid_p for hybrid.
   double EffectiveP() const;

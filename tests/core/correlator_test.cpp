@@ -177,8 +177,9 @@ TEST_CASE("the band size follows the weight's band limit per axis", "[core][corr
   REQUIRE(square.AddFrame(frame.view()) == 0);
   REQUIRE(square.AddFrame(frame.view()) == 1);
   REQUIRE(square.num_frames() == 2);
-  // Fine band 64 x 33 + coarse band 64 x 33 complex floats per frame.
-  REQUIRE(square.cache_bytes() == 2 * 8 * (64 * 33 + 64 * 33));
+  // Fine band 64 x 33 in half-float complex (the default) + coarse band
+  // 64 x 33 complex floats per frame.
+  REQUIRE(square.cache_bytes() == 2 * (4 * 64 * 33 + 8 * 64 * 33));
 }
 
 TEST_CASE("a frame against itself peaks at zero with height 1", "[core][correlator]") {
@@ -733,6 +734,7 @@ TEST_CASE("bands cached as half floats give the same shifts in half the band mem
   // with refined candidates ranks the true translate first.
   CorrelatorOptions full_options = HopFree();
   CorrelatorOptions half_options = HopFree();
+  full_options.band_fp16 = false;
   half_options.band_fp16 = true;
   Correlator full(full_options, sim.shape, 1), half(half_options, sim.shape, 1);
   for (const Frame& f : series.frames) {
