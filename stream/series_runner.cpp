@@ -312,6 +312,7 @@ struct SeriesRunner::Impl {
       entry.wire_index = f.index;
       entry.timestamp_s = frame.header().timestamp_s;
       entry.shape = frame.shape();
+      entry.scan_offset_px = f.scan_offset_px;  // so that a resumed series keeps it
       try {
         if (channel_frames.empty()) {
           s.journal->Append(entry, frame.view());
@@ -321,6 +322,7 @@ struct SeriesRunner::Impl {
           for (std::size_t c = 0; c < channel_frames.size(); ++c) {
             entry.channel = s.start.channels[c];
             s.journal->Append(entry, channel_frames[c].view());
+            entry.scan_offset_px.reset();  // one metadata record per position
           }
         }
       } catch (const std::exception& e) {
@@ -506,6 +508,7 @@ struct SeriesRunner::Impl {
       f.shape = entry.shape;
       f.dtype = s.start.dtype;
       f.channels = s.start.channels;
+      f.scan_offset_px = entry.scan_offset_px;
       Frame frame = channel_frames[s.start.channels.empty() ? 0 : RegisterChannelIndex(s.start)]
                         .Clone();
       if (s.start.channels.empty()) channel_frames.clear();
