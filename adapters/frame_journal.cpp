@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 #include <utility>
@@ -23,6 +24,7 @@ enum FragmentType : std::uint8_t { kFull = 1, kFirst = 2, kMiddle = 3, kLast = 4
 constexpr char kSeriesKind = 'S';
 constexpr char kFrameKind = 'F';
 constexpr char kFinishKind = 'E';
+constexpr char kFrameMetaKind = 'M';
 // kind + index + wire_index + timestamp + rows + cols + channel length.
 constexpr std::size_t kFrameFixedBytes = 1 + 8 + 8 + 8 + 4 + 4 + 2;
 constexpr std::uint32_t kMaskDelta = 0xa282ead8u;
@@ -227,7 +229,21 @@ class Scanner {
           return;
         }
         entry.offset = offset;
+        if (auto meta = frame_meta_.find(entry.index); meta != frame_meta_.end()) {
+          entry.scan_offset_px = meta->second;
+        }
         scan_.frames.push_back(std::move(entry));
+        return;
+      }
+      case kFrameMetaKind: {
+        nlohmann::json json = nlohmann::json::parse(record.substr(1), nullptr, false);
+        try {
+          if (json.is_discarded()) throw std::invalid_argument("not JSON");
+          const auto offset_px = json.at("scan_offset_px").get<std::array<double, 2>>();
+          frame_meta_[json.at("index").get<frame_id_t>()] = Shift{offset_px[0], offset_px[1]};
+        } catch (const std::exception& e) {
+          Drop(offset, end - offset, std::string("frame metadata record: ") + e.what());
+        }
         return;
       }
       case kSeriesKind:
@@ -287,6 +303,8 @@ class Scanner {
   ReadFn read_;
   std::uint64_t size_;
   JournalScan scan_;
+  // Per-frame metadata by position, from 'M' records (they precede their frames).
+  std::map<frame_id_t, Shift> frame_meta_;
   bool in_record_ = false;
   std::uint64_t record_start_ = 0;
   std::string scratch_;
@@ -636,6 +654,12 @@ std::uint64_t FrameJournalWriter::AppendFrame(const JournalFrameEntry& entry, Fr
   }
   if (entry.channel.size() > 0xffff) {
     throw std::invalid_argument("FrameJournalWriter::AppendFrame: channel name too long");
+  }
+  if (entry.scan_offset_px) {
+    const nlohmann::json meta{
+        {"index", entry.index},
+        {"scan_offset_px", {entry.scan_offset_px->x, entry.scan_offset_px->y}}};
+    AppendRecord(std::string(1, kFrameMetaKind) + meta.dump());
   }
   std::string record;
   const std::size_t pixel_bytes = static_cast<std::size_t>(entry.shape.Pixels()) * sizeof(float);

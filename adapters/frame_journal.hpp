@@ -24,7 +24,16 @@
 //   'F' frame:   index i64, wire_index i64, timestamp_s f64, rows i32,
 //                cols i32, channel length u16, channel bytes, then
 //                rows*cols float32 pixels, all little-endian
+//   'M' frame metadata: JSON text {"index": i, "scan_offset_px": [x, y]},
+//                written just before the frame records of position i when
+//                the frame carries per-frame metadata (docs/protocol.md,
+//                scan_offset_px); applies to every channel's record of i
 //   'E' finish:  JSON text {"reason": ...}
+//
+// Versions: journals without 'M' records (written before it existed) read
+// unchanged, their frames without metadata. A reader older than the 'M'
+// record reports each one as an "unknown record kind" corruption and reads
+// everything else: only the metadata is lost.
 //
 // Pixels are stored as float32, the engine's input after ConvertToFloat, not
 // in the wire dtype: a replay then feeds the engine exactly the values it saw
@@ -61,6 +70,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/frame.hpp"
+#include "core/shift.hpp"
 
 namespace livealign {
 
@@ -101,6 +111,8 @@ struct JournalFrameEntry {
   double timestamp_s = 0;
   Shape shape;
   std::uint64_t offset = 0;  // file offset of the record's first fragment
+  // The sender's scan offset of this frame (scan feedback), when it sent one.
+  std::optional<Shift> scan_offset_px;
 };
 
 // A frame record read back: its entry and pixels.

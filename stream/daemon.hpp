@@ -5,21 +5,16 @@
 // ResultSink; a REP socket answers control requests. Wire protocol v1:
 // docs/protocol.md.
 //
-// Threads, one per socket plus the engine (cppzmq "socket per thread"):
-//   receiver  owns the source socket; decodes headers and checks sizes (no
-//             pixel is touched); pushes frames into a queue bounded in bytes.
-//             It never waits on computation: with PULL a full queue holds the
-//             sender back (back-pressure); with SUB a full queue drops the frame,
-//             counted and reported (`queue_full`).
-//   engine    owns the series state and the LiveEngine: validates each frame
-//             (series, shape, dtype, index, NaN/Inf, constant), appends it to
-//             the series' journal (with --out; it is accepted once there),
-//             adds it, and hands
-//             results to the publisher (drift and quality every frame; average,
-//             latest frame and shift matrices rate-limited; image quality
-//             rate-limited); writes the outputs of each series.
-//   publisher owns the PUB socket and calls the sinks: all output leaves here.
-//   control   owns the REP socket; answers from state guarded by a mutex.
+// Four parts, one thread each (cppzmq "socket per thread"), each in its own
+// file with what it owns (docs/architecture.md, "Threads and who owns what"):
+//   receiver  (stream/daemon_receiver.hpp) the source socket; decode, size
+//             checks, the frame queue bounded in bytes (PULL holds the sender
+//             back, SUB counts and reports a loss)
+//   series    (stream/series_runner.hpp) validation, the journal and resume,
+//             the LiveEngine, rate-limited results, the outputs
+//   publisher (stream/result_publisher.hpp) the PUB socket and the sinks: all
+//             output leaves here; the latest header per topic
+//   control   (stream/daemon_control.hpp) the REP socket, commands, the token
 // Bad input never stops the daemon: every problem becomes an `event` and a
 // count in `status`.
 //
@@ -142,7 +137,7 @@ class Daemon {
   void Wait();
 
   // True once Stop() was called (by the caller or a `shutdown` request).
-  bool StopRequested() const { return stop_requested_.load(); }
+  bool StopRequested() const;
 
   // The endpoints actually bound or connected (ZMQ_LAST_ENDPOINT for bound
   // ones, so tcp://127.0.0.1:* resolves to the chosen port). After Start().
@@ -156,7 +151,6 @@ class Daemon {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
-  std::atomic<bool> stop_requested_{false};
   std::string source_endpoint_;
   std::string publish_endpoint_;
   std::string control_endpoint_;

@@ -160,6 +160,7 @@ std::optional<ReceivedMessage> ResultSubscriber::WaitFor(const std::string& topi
 
 struct ControlClient::Impl {
   std::string endpoint;
+  std::string token;
   zmq::context_t context{1};
   zmq::socket_t socket;
   void Open() {
@@ -169,8 +170,10 @@ struct ControlClient::Impl {
   }
 };
 
-ControlClient::ControlClient(const std::string& endpoint) : impl_(std::make_unique<Impl>()) {
+ControlClient::ControlClient(const std::string& endpoint, std::string token)
+    : impl_(std::make_unique<Impl>()) {
   impl_->endpoint = endpoint;
+  impl_->token = std::move(token);
   impl_->Open();
 }
 
@@ -178,7 +181,9 @@ ControlClient::~ControlClient() = default;
 
 std::optional<nlohmann::json> ControlClient::Request(const std::string& cmd,
                                                      std::chrono::milliseconds timeout) {
-  const std::vector<std::uint8_t> request = nlohmann::json::to_msgpack({{"cmd", cmd}});
+  nlohmann::json map{{"cmd", cmd}};
+  if (!impl_->token.empty()) map["token"] = impl_->token;
+  const std::vector<std::uint8_t> request = nlohmann::json::to_msgpack(map);
   impl_->socket.send(zmq::buffer(request), zmq::send_flags::none);
   zmq::pollitem_t item{impl_->socket.handle(), 0, ZMQ_POLLIN, 0};
   zmq::poll(&item, 1, timeout);

@@ -84,12 +84,14 @@ class ResultSubscriber {
 
 class ControlClient {
  public:
-  explicit ControlClient(const std::string& endpoint);
+  // `token`: sent with every request when not empty (a daemon with
+  // control_token_required refuses save/reset/shutdown without it).
+  explicit ControlClient(const std::string& endpoint, std::string token = "");
   ~ControlClient();
   ControlClient(const ControlClient&) = delete;
   ControlClient& operator=(const ControlClient&) = delete;
 
-  // Sends {cmd} and returns the decoded reply, or nullopt after `timeout`
+  // Sends {cmd[, token]} and returns the decoded reply, or nullopt after `timeout`
   // (the socket is then recreated so the client stays usable).
   std::optional<nlohmann::json> Request(const std::string& cmd,
                                         std::chrono::milliseconds timeout);

@@ -250,8 +250,8 @@ int RunLiveBench(int argc, char** argv) {
   if (series_end_lost) {
     std::cout << "  series_end never arrived (dropped on the way, as SUB may): counted from status\n";
   }
-  std::cout << "  frames registered " << registered << ", lost " << lost << " (queue_full "
-            << s["frames_lost"] << ", missing " << s["frames_missing"] << ")\n";
+  std::cout << "  frames registered " << registered << ", lost " << lost << " (missing "
+            << s["frames_missing"] << ", of which queue_full " << s["frames_lost"] << ")\n";
   if (!lost_indices.empty()) {
     std::cout << "  lost indices:";
     for (auto i : lost_indices) std::cout << " " << i;
@@ -273,16 +273,19 @@ int RunLiveBench(int argc, char** argv) {
             << "): " << Percentile(last10, 0.5) << " ms\n";
   std::cout << std::setprecision(3) << "  final RMS error vs ground truth: " << rms_error
             << " px\n" << std::setprecision(1);
-  std::cout << "  peak RSS (whole process: simulator, daemon, subscriber) " << PeakRssMiB()
+  std::cout << "  peak RSS (whole process: simulator, daemon, subscriber; the engine holds every "
+               "registered frame) " << PeakRssMiB()
             << " MiB; queue high water " << s["queue_high_water_bytes"].get<double>() / 1048576.0
             << " MiB of " << s["queue_capacity_bytes"].get<double>() / 1048576.0 << " MiB\n";
-  // Every frame sent and not registered must be accounted for: dropped on a
-  // full queue (SUB), or never seen by the daemon (a gap in the indices:
-  // dropped by ZeroMQ or the network before the daemon).
+  // Every frame sent and not registered must be accounted for. The daemon
+  // sees each one as a gap in the indices (frames_missing) or refuses it
+  // (frames_dropped); a frame lost on a full queue (SUB) is one such gap
+  // too, counted again in frames_lost to say why, so it is not added twice.
   const std::int64_t accounted =
-      s["frames_lost"].get<std::int64_t>() + s["frames_missing"].get<std::int64_t>();
+      s["frames_missing"].get<std::int64_t>() + s["frames_dropped"].get<std::int64_t>();
   std::cout << "  lost frames accounted for: " << accounted << " of " << lost
-            << (accounted == lost ? "" : "  (UNACCOUNTED)") << "\n";
+            << (accounted == lost ? "" : "  (UNACCOUNTED)") << "; of which on a full queue "
+            << s["frames_lost"] << "\n";
   std::cout << "  sending took " << send_s.load() << " s for " << frames / rate_hz
             << " s of frames (PULL back-pressure stretches it)\n";
   // The engine's own rate: what the daemon can sustain at the end of this series.

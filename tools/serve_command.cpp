@@ -6,17 +6,15 @@
 #include <boost/program_options.hpp>
 #include <signal.h>
 
-#include <cctype>
 #include <ctime>
-#include <fstream>
 #include <iostream>
-#include <iterator>
 #include <vector>
 
 #include "stream/bind_fence.hpp"
 #include "stream/daemon.hpp"
 #include "stream/http_server.hpp"
 #include "tools/command.hpp"
+#include "tools/control_token.hpp"
 #include "tools/engine_option_binding.hpp"
 
 namespace po = boost::program_options;
@@ -40,17 +38,13 @@ bool ApplyExposure(bool allow_remote, const std::string& token_file, const std::
   }
   o->control_token_required = allow_remote || !token_file.empty();
   if (token_file.empty()) return true;
-  std::ifstream in(token_file);
-  std::string token((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  // A trailing newline (echo secret > file) is not part of the token.
-  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
-  if (!in.good() && !in.eof()) token.clear();
-  if (token.empty()) {
+  const std::optional<std::string> token = ReadControlTokenFile(token_file);
+  if (!token) {
     std::cerr << "livealign serve: --control-token-file " << token_file
               << ": cannot read a token (missing, unreadable or empty)" << std::endl;
     return false;
   }
-  o->control_token = token;
+  o->control_token = *token;
   return true;
 }
 

@@ -8,10 +8,12 @@
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "stream/stream_clients.hpp"
 #include "tools/command.hpp"
+#include "tools/control_token.hpp"
 #include "tools/engine_option_binding.hpp"
 
 namespace po = boost::program_options;
@@ -52,7 +54,7 @@ std::string ImageQualityLine(const nlohmann::json& q) {
 }
 
 int RunWatch(int argc, char** argv) {
-  std::string connect = "tcp://127.0.0.1:5556", control;
+  std::string connect = "tcp://127.0.0.1:5556", control, token_file, request;
   int frames = 0;
   bool until_series_end = false;
   double idle_timeout_s = 0;
@@ -62,6 +64,13 @@ int RunWatch(int argc, char** argv) {
       ("config", po::value<std::string>(), "ini file with any of these options")
       ("connect", po::value(&connect)->default_value(connect), "the daemon's --publish endpoint")
       ("control", po::value(&control), "the daemon's --control endpoint (snapshot on start)")
+      ("control-token-file", po::value(&token_file),
+       "file holding the daemon's control token (serve --control-token-file), sent with "
+       "every control request")
+      ("request", po::value(&request),
+       "send this one control request to --control (status, snapshot, save, reset, "
+       "shutdown), print the reply as JSON and exit: 0 when it succeeded, 1 when refused, "
+       "2 without a reply")
       ("frames", po::value(&frames)->default_value(0), "stop after N drift updates (0 = never)")
       ("until-series-end", po::bool_switch(&until_series_end), "stop at the first series_end")
       ("idle-timeout-s", po::value(&idle_timeout_s)->default_value(0),
@@ -69,6 +78,30 @@ int RunWatch(int argc, char** argv) {
   po::variables_map vm;
   if (!ParseCommandLine(argc, argv, options, {}, &vm, "usage: livealign watch --connect ENDPOINT")) {
     return 0;
+  }
+  std::string token;
+  if (!token_file.empty()) {
+    const std::optional<std::string> read = ReadControlTokenFile(token_file);
+    if (!read) {
+      std::cerr << "livealign watch: --control-token-file " << token_file
+                << ": cannot read a token (missing, unreadable or empty)" << std::endl;
+      return 2;
+    }
+    token = *read;
+  }
+  if (!request.empty()) {
+    if (control.empty()) {
+      std::cerr << "livealign watch: --request needs --control" << std::endl;
+      return 2;
+    }
+    ControlClient client(control, token);
+    const std::optional<nlohmann::json> reply = client.Request(request, std::chrono::seconds(30));
+    if (!reply) {
+      std::cerr << "livealign watch: no reply from " << control << std::endl;
+      return 2;
+    }
+    std::cout << reply->dump() << std::endl;
+    return reply->value("ok", false) ? 0 : 1;
   }
   const bool tty = isatty(STDOUT_FILENO) != 0;
   auto colour = [tty](const std::string& level, const std::string& text) {
@@ -82,7 +115,7 @@ int RunWatch(int argc, char** argv) {
 
   ResultSubscriber subscriber(connect);
   if (!control.empty()) {
-    ControlClient client(control);
+    ControlClient client(control, token);
     if (auto snap = client.Request("snapshot", std::chrono::seconds(5)); snap && (*snap)["drift"].is_object()) {
       const auto& d = (*snap)["drift"];
       std::cout << "joined series " << d["series"] << " at frame " << d["frame"] << " ("

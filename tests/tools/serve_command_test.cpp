@@ -119,5 +119,48 @@ TEST_CASE("with --allow-remote, state changes need the token file's token", "[to
   }
 }
 
+TEST_CASE("watch --control-token-file sends the token of a daemon started with --allow-remote",
+          "[tools][fence]") {
+  const std::string dir = testing::ScratchDir("watch_token");
+  const std::string token_file = dir + "/token";
+  const std::string wrong_file = dir + "/wrong";
+  std::ofstream(token_file) << "w4tch-token\n";
+  std::ofstream(wrong_file) << "not-it\n";
+  ChildProcess serve(With(LocalServe(), {"--publish", "tcp://0.0.0.0:*", "--allow-remote",
+                                         "--control-token-file", token_file}));
+  const std::string control = ControlOf(&serve);
+  // The reply watch prints for one request, and its exit code.
+  auto watch = [&](const std::vector<std::string>& more) {
+    std::vector<std::string> args{testing::LivealignBinary(), "watch", "--control", control};
+    args.insert(args.end(), more.begin(), more.end());
+    ChildProcess child(args, /*capture_stdout=*/true);
+    const int code = child.Wait();
+    const std::string said = child.ReadAll(std::chrono::seconds(10));
+    INFO(said);
+    const std::size_t brace = said.find('{');
+    Json reply = brace == std::string::npos ? Json()
+                                            : Json::parse(said.substr(brace), nullptr, false);
+    return std::make_pair(code, reply);
+  };
+  const auto [no_token_code, no_token] = watch({"--request", "reset"});
+  CHECK(no_token_code == 1);
+  CHECK(no_token["code"] == "unauthorized");
+  const auto [wrong_code, wrong] = watch({"--request", "reset", "--control-token-file", wrong_file});
+  CHECK(wrong_code == 1);
+  CHECK(wrong["error"].get<std::string>().find("wrong token") != std::string::npos);
+  const auto [reset_code, reset] =
+      watch({"--request", "reset", "--control-token-file", token_file});
+  CHECK(reset_code == 0);
+  CHECK(reset["ok"] == true);
+  const auto [missing_code, missing] =
+      watch({"--request", "status", "--control-token-file", dir + "/missing"});
+  CHECK(missing_code == 2);
+  const auto [stop_code, stop] =
+      watch({"--request", "shutdown", "--control-token-file", token_file});
+  CHECK(stop_code == 0);
+  CHECK(stop["stopping"] == true);
+  CHECK(serve.Wait() == 0);
+}
+
 }  // namespace
 }  // namespace livealign

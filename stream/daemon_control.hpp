@@ -1,0 +1,65 @@
+#pragma once
+// The daemon's control part: owns the REP socket and answers `status`,
+// `snapshot`, `save`, `reset` and `shutdown` (docs/protocol.md, Control).
+// status and snapshot are answered here, from the counters, the series
+// part's summary and the publisher's latest headers; save and reset are
+// queued for the series thread (after the frames already queued) and their
+// reply awaited; shutdown asks the daemon to stop. With
+// control_token_required, state-changing commands need the token.
+//
+// Threads: Bind before Run(); Run() is the control thread (the only user of
+// the socket). Answer() is what Run() does with one request (public so that
+// it can be tested without a socket).
+
+#include <functional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include "stream/codec.hpp"
+#include "stream/daemon.hpp"
+#include "stream/daemon_counters.hpp"
+#include "stream/daemon_inbound.hpp"
+#include "stream/result_publisher.hpp"
+#include "stream/stop_signal.hpp"
+
+namespace livealign {
+
+// Why a state-changing command is refused ("" when it may run): see
+// DaemonOptions::control_token_required. The comparison takes the same time
+// wherever the tokens differ.
+std::string ControlRefusal(const DaemonOptions& options, const ControlRequest& request);
+
+class DaemonControl {
+ public:
+  // `status`: the `status` reply's fields. `request_stop`: what `shutdown`
+  // does, after its reply has been sent.
+  DaemonControl(const DaemonOptions& options, InboundQueue* inbound,
+                const ResultPublisher* publisher, DaemonCounters* counters,
+                const StopSignal* stop, std::function<nlohmann::json()> status,
+                std::function<void()> request_stop);
+
+  std::string Bind(zmq::context_t& context);  // returns the endpoint bound
+
+  // The control thread: answers requests until a stop.
+  void Run();
+
+  // The encoded reply to one encoded request; *shutdown is set when the
+  // daemon is to stop once the reply is sent.
+  std::string Answer(std::string_view request, bool* shutdown);
+
+ private:
+  std::string Carry(const std::string& cmd);
+
+  const DaemonOptions& options_;
+  InboundQueue* const inbound_;
+  const ResultPublisher* const publisher_;
+  DaemonCounters* const counters_;
+  const StopSignal* const stop_;
+  const std::function<nlohmann::json()> status_;
+  const std::function<void()> request_stop_;
+  zmq::socket_t socket_;  // control thread only (after Bind)
+};
+
+}  // namespace livealign

@@ -1,0 +1,149 @@
+#include "stream/daemon_receiver.hpp"
+
+#include <iterator>
+#include <zmq_addon.hpp>
+
+namespace livealign {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How often the receiver looks at the stop flag while idle.
+constexpr long kPollMs = 50;
+// Messages taken from the socket between two looks at the stop flag.
+constexpr int kBurst = 64;
+// Messages the receiver still takes from the socket's buffers after a stop
+// (those a sender already handed to ZeroMQ), so that they are drained too;
+// bounded in count and time, so that a sender that keeps sending does not
+// hold the stop up (what it sends later gets no drift message).
+constexpr int kMaxDrainedOnStop = 100000;
+constexpr double kMaxSocketDrainS = 1.0;
+
+}  // namespace
+
+DaemonReceiver::DaemonReceiver(const DaemonOptions& options, InboundQueue* inbound,
+                               ResultPublisher* publisher, DaemonCounters* counters,
+                               const StopSignal* stop)
+    : options_(options),
+      pull_(options.source_pattern == "pull"),
+      inbound_(inbound),
+      publisher_(publisher),
+      counters_(counters),
+      stop_(stop) {}
+
+std::string DaemonReceiver::Open(zmq::context_t& context) {
+  socket_ = zmq::socket_t(context, pull_ ? zmq::socket_type::pull : zmq::socket_type::sub);
+  // A few frames of ZMQ buffering at most: beyond that, PULL pushes back on
+  // the sender and SUB drops (and the gap is reported), so memory is bounded
+  // by queue_bytes plus these.
+  socket_.set(zmq::sockopt::rcvhwm, 8);
+  socket_.set(zmq::sockopt::linger, 0);
+  if (!pull_) socket_.set(zmq::sockopt::subscribe, "");
+  if (options_.source_bind) {
+    socket_.bind(options_.source);
+    return socket_.get(zmq::sockopt::last_endpoint);
+  }
+  socket_.connect(options_.source);
+  return options_.source;
+}
+
+bool DaemonReceiver::ReceiveReady(int budget, int* taken) {
+  for (; *taken < budget; ++*taken) {
+    parts_.clear();
+    zmq::recv_result_t got;
+    try {
+      got = zmq::recv_multipart(socket_, std::back_inserter(parts_), zmq::recv_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      return e.num() != ETERM;
+    }
+    if (!got) return true;
+    if (!Handle(parts_)) return false;
+  }
+  return true;
+}
+
+void DaemonReceiver::Run() {
+  while (!stop_->requested()) {
+    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+    try {
+      zmq::poll(&item, 1, std::chrono::milliseconds(kPollMs));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == ETERM) return;
+      continue;  // EINTR
+    }
+    if (!(item.revents & ZMQ_POLLIN)) continue;
+    // Drain what is ready, then look at the stop flag again.
+    int taken = 0;
+    if (!ReceiveReady(kBurst, &taken)) return;
+  }
+  DrainSocketOnStop();
+  // The series thread registers what is queued, then ends.
+  inbound_->Close();
+}
+
+// After a stop: takes what senders already handed to ZeroMQ (until the
+// socket has been quiet for one poll interval), so that those frames are
+// registered too rather than lost with the socket.
+void DaemonReceiver::DrainSocketOnStop() {
+  const Clock::time_point begin = Clock::now();
+  for (int taken = 0;
+       taken < kMaxDrainedOnStop && !stop_->DrainExpired() &&
+       std::chrono::duration<double>(Clock::now() - begin).count() < kMaxSocketDrainS;) {
+    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+    try {
+      zmq::poll(&item, 1, std::chrono::milliseconds(kPollMs));
+    } catch (const zmq::error_t&) {
+      return;
+    }
+    if (!(item.revents & ZMQ_POLLIN)) return;
+    if (!ReceiveReady(kMaxDrainedOnStop, &taken)) return;
+  }
+}
+
+bool DaemonReceiver::Handle(std::vector<zmq::message_t>& parts) {
+  const Clock::time_point arrival = Clock::now();
+  counters_->Add(&DaemonCounts::messages_received);
+  std::vector<std::string_view> views;
+  views.reserve(parts.size());
+  for (const auto& part : parts) views.emplace_back(part.data<char>(), part.size());
+  InboundMessage decoded;
+  try {
+    decoded = DecodeInbound(views, options_.max_pixels);
+  } catch (const DecodeError& e) {
+    counters_->Add(&DaemonCounts::bad_messages, 1, e.code());
+    publisher_->EmitEvent(Event::Error(e.code(), std::string("message dropped: ") + e.what()));
+    return true;
+  }
+  InboundItem item;
+  item.arrival = arrival;
+  std::size_t bytes = 0;
+  if (auto* frame = std::get_if<FrameMessage>(&decoded)) {
+    frame->payload = nullptr;  // the view dies with `parts`; the part moves
+    item.payload = std::move(parts[1]);
+    bytes = item.payload.size() + kInboundItemOverheadBytes;
+    for (std::size_t c = 2; c < parts.size(); ++c) {
+      bytes += parts[c].size();
+      item.more_payloads.push_back(std::move(parts[c]));
+    }
+    counters_->Add(&DaemonCounts::frames_received);
+  }
+  const bool is_frame = bytes > 0;
+  const SeriesId series_id = std::visit([](const auto& m) { return m.series; }, decoded);
+  const frame_id_t index = is_frame ? std::get<FrameMessage>(decoded).index : kInvalidFrameId;
+  std::visit([&](auto&& m) { item.message = std::move(m); }, decoded);
+  // Series boundaries cost no bytes, so they always fit and are never lost.
+  if (pull_ || !is_frame) return inbound_->Push(std::move(item), bytes);
+  if (!inbound_->TryPush(std::move(item), bytes)) {
+    if (inbound_->Finished()) return false;
+    counters_->Add(&DaemonCounts::frames_lost, 1, "queue_full");
+    publisher_->EmitEvent(Event::Error(
+        "queue_full",
+        "frame " + std::to_string(index) +
+            " lost: the engine is behind and the queue is full (" +
+            std::to_string(options_.queue_bytes) + " bytes)",
+        series_id, index));
+  }
+  return true;
+}
+
+}  // namespace livealign

@@ -1,0 +1,218 @@
+// The daemon's parts on their own, without sockets or threads: the control
+// token check, the publisher's order and latest headers, the series part's
+// validation and counts, and the receiver's loss accounting. Each part is
+// driven by calling the function its thread would call.
+
+#include <catch2/catch.hpp>
+
+#include <cstring>
+
+#include "stream/codec.hpp"
+#include "stream/daemon_control.hpp"
+#include "stream/daemon_receiver.hpp"
+#include "stream/result_publisher.hpp"
+#include "stream/series_runner.hpp"
+#include "stream_test_util.hpp"
+
+namespace livealign {
+namespace {
+
+using testing::FrameHeaderFor;
+using testing::TracerFactory;
+using testing::TracerPixels;
+
+// Keeps every message it is given, in order.
+class RecordingSink : public ResultSink {
+ public:
+  void Publish(const OutMessage& message) override { messages.push_back(message); }
+  std::vector<OutMessage> messages;
+  std::vector<nlohmann::json> Headers(const std::string& topic) const {
+    std::vector<nlohmann::json> out;
+    for (const OutMessage& m : messages) {
+      if (m.topic == topic) out.push_back(MsgpackToJson(m.header));
+    }
+    return out;
+  }
+};
+
+DaemonOptions QuietOptions() {
+  DaemonOptions o;
+  o.log_events = false;
+  o.engine.threads = 1;
+  return o;
+}
+
+zmq::message_t PixelPart(const std::vector<float>& pixels) {
+  return zmq::message_t(pixels.data(), pixels.size() * sizeof(float));
+}
+
+InboundItem FrameItem(const SeriesId& id, frame_id_t index, Shape shape, float x, float y) {
+  InboundItem item;
+  FrameMessage f = FrameHeaderFor(id, index, shape);
+  item.payload = PixelPart(TracerPixels(shape, x, y));
+  f.payload_bytes = item.payload.size();
+  item.message = f;
+  item.arrival = std::chrono::steady_clock::now();
+  return item;
+}
+
+TEST_CASE("ControlRefusal: status and snapshot stay open, state changes need the exact token",
+          "[stream][daemon_parts]") {
+  DaemonOptions o = QuietOptions();
+  auto refusal = [&](const std::string& cmd, const std::string& token) {
+    return ControlRefusal(o, ControlRequest{cmd, token});
+  };
+  CHECK(refusal("reset", "").empty());  // not required: everything runs
+  o.control_token_required = true;
+  CHECK(refusal("status", "").empty());
+  CHECK(refusal("snapshot", "").empty());
+  CHECK(refusal("save", "x").find("without --control-token-file") != std::string::npos);
+  o.control_token = "s3cret";
+  CHECK(refusal("save", "s3cret").empty());
+  CHECK(refusal("shutdown", "").find("has no token") != std::string::npos);
+  CHECK(refusal("reset", "s3cre").find("wrong token") != std::string::npos);
+  CHECK(refusal("reset", "s3cret!").find("wrong token") != std::string::npos);
+  CHECK(refusal("reset", "S3cret").find("wrong token") != std::string::npos);
+}
+
+TEST_CASE("ResultPublisher sends in order to its sinks and keeps the latest header per topic",
+          "[stream][daemon_parts]") {
+  DaemonCounters counters;
+  ResultPublisher publisher(&counters, false);
+  RecordingSink sink;
+  publisher.AddSink(&sink);
+  const SeriesId id = SeriesId::Int(4);
+  DriftUpdate drift;
+  drift.series = id;
+  drift.frame = 0;
+  drift.frame_indices = {0};
+  drift.shift_x_px = {0};
+  drift.shift_y_px = {0};
+  drift.residual_px = {0};
+  drift.flagged = {false};
+  drift.timestamp_s = {0};
+  publisher.PublishDrift(drift, std::chrono::steady_clock::now());
+  publisher.EmitEvent(Event::Info("series_started", "hello", id));
+  publisher.Publish(EncodeQuality(id, EngineQuality{}, nullptr, std::nullopt, nullptr));
+  publisher.Close();
+  CHECK_FALSE(publisher.Publish(EncodeEvent(Event::Info("late", "after Close"))));
+  publisher.Run();  // returns: closed, and everything queued is sent
+
+  REQUIRE(sink.messages.size() == 3);
+  CHECK(sink.messages[0].topic == "drift");
+  CHECK(sink.messages[1].topic == "event");
+  CHECK(sink.messages[2].topic == "quality");
+  const nlohmann::json sent_drift = MsgpackToJson(sink.messages[0].header);
+  CHECK(sent_drift["latency_ms"].get<double>() >= 0);  // filled in when sent
+  const LatestHeaders latest = publisher.Latest();
+  CHECK(latest.drift == sink.messages[0].header);
+  CHECK(latest.quality == sink.messages[2].header);
+  CHECK(latest.average.empty());
+  REQUIRE(latest.drift_latency_ms.has_value());
+  CHECK(counters.Snapshot().messages_published == 3);
+  publisher.ClearLatest();
+  CHECK(publisher.Latest().drift.empty());
+  CHECK(publisher.Latest().drift_latency_ms.has_value());  // status keeps the last latency
+}
+
+TEST_CASE("SeriesRunner validates, registers and ends a series from the queue alone",
+          "[stream][daemon_parts]") {
+  const DaemonOptions options = QuietOptions();
+  DaemonCounters counters;
+  StopSignal stop(options.drain_timeout_s);
+  InboundQueue inbound(std::size_t{64} << 20, 0);
+  ResultPublisher publisher(&counters, false);
+  RecordingSink sink;
+  publisher.AddSink(&sink);
+  SeriesRunner runner(options, TracerFactory(), &inbound, &publisher, &counters, &stop);
+
+  const SeriesId id = SeriesId::Str("parts");
+  const Shape shape{8, 8};
+  InboundItem start;
+  start.message = SeriesStart{id, shape, PixelType::kFloat32, {}, {}, 0.1, 5, {}};
+  inbound.Push(std::move(start), 0);
+  inbound.Push(FrameItem(id, 0, shape, 0, 0), 1);
+  inbound.Push(FrameItem(id, 2, shape, 1, 2), 1);  // 1 is missing
+  inbound.Push(FrameItem(id, 2, shape, 1, 2), 1);  // duplicate
+  inbound.Push(FrameItem(id, 1, shape, 9, 9), 1);  // out of order
+  inbound.Push(FrameItem(id, 4, shape, 3, 6), 1);  // 3 is missing
+  InboundItem end;
+  end.message = SeriesEnd{id, 5};
+  inbound.Push(std::move(end), 0);
+  inbound.Close();
+  runner.Run();     // carries out the queue, then closes the publisher
+  publisher.Run();  // sends what it was given
+
+  const DaemonCounts counts = counters.Snapshot();
+  CHECK(counts.frames_accepted == 3);
+  CHECK(counts.frames_duplicate == 1);
+  CHECK(counts.frames_dropped == 1);
+  CHECK(counts.errors_by_code.at("out_of_order") == 1);
+  CHECK(counts.frames_missing == 2);
+  CHECK(counts.series_started == 1);
+  CHECK(counts.series_completed == 1);
+  CHECK_FALSE(runner.Current().active);
+
+  const std::vector<nlohmann::json> drifts = sink.Headers("drift");
+  REQUIRE(drifts.size() == 4);  // three frames and the final solve
+  CHECK(drifts.back()["final"].get<bool>());
+  CHECK(drifts.back()["frame_indices"] == nlohmann::json({0, 2, 4}));
+  CHECK(drifts.back()["shift_y_px"][2].get<double>() == 6.0);
+  std::vector<std::string> codes;
+  for (const nlohmann::json& e : sink.Headers("event")) codes.push_back(e["code"]);
+  CHECK(std::count(codes.begin(), codes.end(), "frame_gap") == 2);
+  CHECK(std::count(codes.begin(), codes.end(), "duplicate_frame") == 1);
+  CHECK(sink.messages.back().topic == "series_end");
+}
+
+TEST_CASE("DaemonReceiver: SUB counts a frame that finds the queue full, PULL never drops one",
+          "[stream][daemon_parts]") {
+  const Shape shape{16, 16};
+  const SeriesId id = SeriesId::Int(1);
+  const std::vector<float> pixels = TracerPixels(shape, 0, 0);
+  auto frame_parts = [&](frame_id_t index) {
+    std::vector<zmq::message_t> parts;
+    parts.emplace_back(EncodeFrameHeader(FrameHeaderFor(id, index, shape)));
+    parts.push_back(PixelPart(pixels));
+    return parts;
+  };
+  for (const std::string pattern : {"sub", "pull"}) {
+    DYNAMIC_SECTION(pattern) {
+      DaemonOptions options = QuietOptions();
+      options.source_pattern = pattern;
+      DaemonCounters counters;
+      StopSignal stop(options.drain_timeout_s);
+      // Room for one frame: the second finds the queue full.
+      InboundQueue inbound(pixels.size() * sizeof(float) + kInboundItemOverheadBytes, 0);
+      ResultPublisher publisher(&counters, false);
+      DaemonReceiver receiver(options, &inbound, &publisher, &counters, &stop);
+
+      std::vector<zmq::message_t> bad;
+      bad.emplace_back(std::string("\xc1", 1));  // not msgpack
+      CHECK(receiver.Handle(bad));
+      auto first = frame_parts(0);
+      CHECK(receiver.Handle(first));
+      if (pattern == "sub") {
+        auto second = frame_parts(1);
+        CHECK(receiver.Handle(second));
+        const DaemonCounts counts = counters.Snapshot();
+        CHECK(counts.frames_lost == 1);
+        CHECK(counts.errors_by_code.at("queue_full") == 1);
+        CHECK(inbound.Size() == 1);
+      } else {
+        // PULL waits for room; a stopped queue ends the wait (and the receiver).
+        inbound.Stop();
+        auto second = frame_parts(1);
+        CHECK_FALSE(receiver.Handle(second));
+        CHECK(counters.Snapshot().frames_lost == 0);
+      }
+      const DaemonCounts counts = counters.Snapshot();
+      CHECK(counts.messages_received == 3);
+      CHECK(counts.bad_messages == 1);
+      CHECK(counts.frames_received == 2);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace livealign
