@@ -86,11 +86,9 @@ TEST_CASE("ResultPublisher sends in order to its sinks and keeps the latest head
   drift.series = id;
   drift.frame = 0;
   drift.frame_indices = {0};
-  drift.shift_x_px = {0};
-  drift.shift_y_px = {0};
-  drift.residual_px = {0};
-  drift.flagged = {false};
-  drift.timestamp_s = {0};
+  FrameState frame0;
+  frame0.index = 0;
+  drift.frames = {frame0};
   publisher.PublishDrift(drift, std::chrono::steady_clock::now());
   publisher.EmitEvent(Event::Info("series_started", "hello", id));
   publisher.Publish(EncodeQuality(id, EngineQuality{}, nullptr, std::nullopt, nullptr));
