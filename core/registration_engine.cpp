@@ -129,6 +129,7 @@ struct RegistrationEngine::Impl {
       registrars.emplace_back(s, template_options);
     }
     worker_scratch.resize(pool.NumWorkers());
+    result.quality.verdict = "no frames";
   }
 
   EngineOptions options;
@@ -171,6 +172,8 @@ struct RegistrationEngine::Impl {
   std::vector<bool> refined_ok;
   LivePrecisionSchedule live_schedule;
   TemporalCheckReport temporal;
+  // The result of the last update without its O(k^2) parts (Snapshot()).
+  RegistrationResult result;
 
   double CoarseCutoff() const;
   void AddCoarseEvidence(int k);
@@ -192,6 +195,14 @@ struct RegistrationEngine::Impl {
   // The live precision step of one update: the frames the schedule says are
   // due, at most `budget` (the schedule's per-update bound when < 0).
   void RefineLive(int budget = -1);
+  // The quality figures and verdict of the current state (once per update).
+  EngineQuality AssessQuality() const;
+  // Stores the result of an update in `result`; returns it with the parts
+  // `request` asks for.
+  RegistrationResult Conclude(const UpdateReport& update, ResultRequest request);
+  RegistrationResult WithParts(RegistrationResult r, ResultRequest request) const;
+  std::vector<PairRecord> BuildPairs() const;
+  ShiftMatrix BuildShiftMatrix() const;
 };
 
 double RegistrationEngine::Impl::CoarseCutoff() const {
@@ -463,7 +474,7 @@ RegistrationEngine::RegistrationEngine(const EngineOptions& options, Shape frame
 
 RegistrationEngine::~RegistrationEngine() = default;
 
-UpdateReport RegistrationEngine::AddFrame(Frame frame) {
+RegistrationResult RegistrationEngine::AddFrame(Frame frame, ResultRequest request) {
   Impl& m = *impl_;
   if (frame.shape() != m.shape) {
     throw std::invalid_argument("RegistrationEngine::AddFrame: frame shape does not match the series");
@@ -523,15 +534,15 @@ UpdateReport RegistrationEngine::AddFrame(Frame frame) {
   m.RefineLive();
   report.timings.refine_ms = MsSince(t);
   report.timings.total_ms = MsSince(start);
-  return report;
+  return m.Conclude(report, request);
 }
 
-UpdateReport RegistrationEngine::Finish() {
+RegistrationResult RegistrationEngine::Finish(ResultRequest request) {
   Impl& m = *impl_;
   const auto start = Clock::now();
   UpdateReport report;
   report.index = static_cast<int>(m.frames.size()) - 1;
-  if (m.frames.empty()) return report;
+  if (m.frames.empty()) return m.Conclude(report, request);
   auto t = Clock::now();
   m.UpdateLattice(*m.averager.frame(static_cast<int>(m.frames.size()) - 1));
   m.Resolve(/*from_scratch=*/true);
@@ -550,18 +561,35 @@ UpdateReport RegistrationEngine::Finish() {
   }
   report.timings.refine_ms = MsSince(t);
   report.timings.total_ms = MsSince(start);
-  return report;
+  return m.Conclude(report, request);
+}
+
+RegistrationResult RegistrationEngine::Snapshot(ResultRequest request) const {
+  return impl_->WithParts(impl_->result, request);
+}
+
+RegistrationResult RegistrationEngine::Impl::Conclude(const UpdateReport& update,
+                                                      ResultRequest request) {
+  result.frames = frames;
+  result.update = update;
+  result.quality = AssessQuality();
+  return WithParts(result, request);
+}
+
+RegistrationResult RegistrationEngine::Impl::WithParts(RegistrationResult r,
+                                                       ResultRequest request) const {
+  if (request.pairs) r.pairs = std::make_shared<const std::vector<PairRecord>>(BuildPairs());
+  if (request.shift_matrix) r.shift_matrix = std::make_shared<const ShiftMatrix>(BuildShiftMatrix());
+  return r;
 }
 
 int RegistrationEngine::num_frames() const { return static_cast<int>(impl_->frames.size()); }
 Shape RegistrationEngine::frame_shape() const { return impl_->shape; }
 const EngineOptions& RegistrationEngine::options() const { return impl_->options; }
-const std::vector<FrameState>& RegistrationEngine::frames() const { return impl_->frames; }
-
-EngineQuality RegistrationEngine::quality() const {
-  const Impl& m = *impl_;
+EngineQuality RegistrationEngine::Impl::AssessQuality() const {
+  const Impl& m = *this;
   EngineQuality q;
-  q.num_frames = num_frames();
+  q.num_frames = static_cast<int>(frames.size());
   if (q.num_frames == 0) {
     q.verdict = "no frames";
     return q;
@@ -572,6 +600,8 @@ EngineQuality RegistrationEngine::quality() const {
   q.median_cycle_error_px = m.last_solve.cycles.median_px;
   q.max_cycle_error_px = m.last_solve.cycles.max_px;
   q.cycles_equal_to_lattice_vector = m.last_solve.cycles.lattice_vector_count;
+  q.solver_converged = m.last_solve.converged;
+  q.solver_message = m.last_solve.message;
   for (const auto& f : m.frames) q.flagged_frames += f.flagged ? 1 : 0;
 
   // Drift rate: the least-squares fit of core/quality.hpp over the last
@@ -663,48 +693,39 @@ EngineQuality RegistrationEngine::quality() const {
 
 AverageImage RegistrationEngine::Average() const { return impl_->averager.Average(); }
 
-ShiftMatrixSnapshot RegistrationEngine::Matrices() const {
-  const ShiftMatrices matrices = impl_->solver.Matrices();
+ShiftMatrix RegistrationEngine::Impl::BuildShiftMatrix() const {
+  ShiftMatrix matrix = solver.Matrices();
   // The solver's pair values live in its modulo-lattice frame; the published
   // shifts add each frame's lattice offset, so entry (i, j) moves by
-  // offset_j - offset_i (as in Pairs()) to read s_j - s_i.
-  const std::vector<Shift>& offsets = impl_->offsets.offsets;
-  ShiftMatrixSnapshot snapshot;
-  const int k = static_cast<int>(matrices.x_px.rows());
-  snapshot.k = k;
-  snapshot.x.resize(static_cast<std::size_t>(k) * k);
-  snapshot.y.resize(snapshot.x.size());
-  snapshot.status.resize(snapshot.x.size());
+  // offset_j - offset_i (as in BuildPairs()) to read s_j - s_i.
+  const std::vector<Shift>& lattice_offsets = offsets.offsets;
+  const int k = matrix.k;
   for (int i = 0; i < k; ++i) {
     for (int j = 0; j < k; ++j) {
-      const std::size_t n = static_cast<std::size_t>(i) * k + j;
-      const bool offset_known = i < static_cast<int>(offsets.size()) && j < static_cast<int>(offsets.size());
-      const Shift offset = offset_known ? offsets[j] - offsets[i] : Shift{};
-      snapshot.x[n] = matrices.x_px(i, j) + offset.x;
-      snapshot.y[n] = matrices.y_px(i, j) + offset.y;
-      snapshot.status[n] = static_cast<std::uint8_t>(matrices.status(i, j));
+      const bool offset_known = i < static_cast<int>(lattice_offsets.size()) &&
+                                j < static_cast<int>(lattice_offsets.size());
+      const Shift offset = offset_known ? lattice_offsets[j] - lattice_offsets[i] : Shift{};
+      matrix.x[matrix.index(i, j)] += offset.x;
+      matrix.y[matrix.index(i, j)] += offset.y;
     }
   }
   for (int j = 1; j < k; ++j) {
     for (int i = 0; i < j; ++i) {
-      if (!impl_->no_overlap[j][i]) continue;
-      snapshot.status[static_cast<std::size_t>(i) * k + j] = snapshot.status[static_cast<std::size_t>(j) * k + i] =
-          ShiftMatrices::kNoOverlap;
+      if (no_overlap[j][i]) matrix.SetStatus(i, j, PairStatus::kNoOverlap);
     }
   }
-  return snapshot;
+  return matrix;
 }
 
-std::vector<PairRecord> RegistrationEngine::Pairs() const {
-  const Impl& m = *impl_;
+std::vector<PairRecord> RegistrationEngine::Impl::BuildPairs() const {
   std::vector<PairRecord> records;
-  const int k = num_frames();
+  const int k = static_cast<int>(frames.size());
   if (k < 2) return records;
   records.reserve(static_cast<std::size_t>(k) * (k - 1) / 2);
   for (int j = 1; j < k; ++j) {
     for (int i = 0; i < j; ++i) {
-      const PairMeasurement& measurement = m.solver.pair_measurement(i, j);
-      const ConsistencySolver::PairState& state = m.solver.pair_state(i, j);
+      const PairMeasurement& measurement = solver.pair_measurement(i, j);
+      const ConsistencySolver::PairState& state = solver.pair_state(i, j);
       PairRecord r;
       r.i = i;
       r.j = j;
@@ -712,10 +733,12 @@ std::vector<PairRecord> RegistrationEngine::Pairs() const {
       if (r.has_peak) r.brightest_j_from_i = measurement.candidates.front().j_from_i;
       // The solver's pair value lives in its modulo-lattice frame; moving the
       // two frames by their lattice offsets moves the pair value with them.
-      r.used_j_from_i = state.used_j_from_i + m.offsets.offsets[j] - m.offsets.offsets[i];
-      r.inlier = state.inlier;
-      r.snapped = state.snapped;
-      r.no_overlap = m.no_overlap[j][i];
+      r.used_j_from_i = state.used_j_from_i + offsets.offsets[j] - offsets.offsets[i];
+      r.status = no_overlap[j][i] ? PairStatus::kNoOverlap
+                 : !r.has_peak    ? PairStatus::kMissing
+                 : !state.inlier  ? PairStatus::kRejected
+                 : state.snapped  ? PairStatus::kSnapped
+                                  : PairStatus::kInlier;
       records.push_back(r);
     }
   }

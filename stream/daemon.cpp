@@ -184,6 +184,7 @@ struct Daemon::Impl {
     bool implicit = false;
     EngineOptions engine_options;
     std::unique_ptr<LiveEngine> engine;
+    RegistrationResult result;  // of the engine's latest update
     std::vector<frame_id_t> wire_indices;   // accepted, in order
     std::vector<Shift> scan_offsets_px;     // per accepted frame; (0, 0) without feedback
     std::set<frame_id_t> accepted;
@@ -631,9 +632,9 @@ struct Daemon::Impl {
     const Clock::time_point engine_start = Clock::now();
     try {
       if (channel_frames.empty()) {
-        s.engine->AddFrame(std::move(frame));
+        s.result = s.engine->AddFrame(std::move(frame));
       } else {
-        s.engine->AddChannelFrames(std::move(channel_frames));
+        s.result = s.engine->AddChannelFrames(std::move(channel_frames));
       }
       last_engine_ms_ = MsSince(engine_start);
       last_queue_ms_ =
@@ -859,7 +860,7 @@ struct Daemon::Impl {
   // Publishes drift (and quality; average when due) for the current series.
   void PublishResults(Clock::time_point arrival, bool final, bool force_average) {
     Series& s = *series;
-    const EngineQuality quality = s.engine->quality();
+    const EngineQuality& quality = s.result.quality;
     OutItem item;
     item.is_drift = true;
     item.arrival = arrival;
@@ -870,7 +871,7 @@ struct Daemon::Impl {
     d.final = final;
     d.queue_ms = final ? 0 : last_queue_ms_;
     d.engine_ms = final ? 0 : last_engine_ms_;
-    const std::vector<FrameState>& states = s.engine->frames();
+    const std::vector<FrameState>& states = s.result.frames;
     for (const FrameState& state : states) {
       d.shift_x_px.push_back(state.shift.x);
       d.shift_y_px.push_back(state.shift.y);
@@ -902,8 +903,10 @@ struct Daemon::Impl {
       if (!latest.pixels().empty()) {
         Publish(EncodeLatestFrame(s.start.series, n_frames, s.last_index, latest));
       }
-      const ShiftMatrixSnapshot matrices = s.engine->Matrices();
-      if (matrices.k > 0) Publish(EncodeMatrices(s.start.series, n_frames, matrices));
+      const RegistrationResult with_matrix = s.engine->Snapshot(ResultRequest{false, true});
+      if (with_matrix.shift_matrix && with_matrix.shift_matrix->k > 0) {
+        Publish(EncodeMatrices(s.start.series, n_frames, *with_matrix.shift_matrix));
+      }
       s.last_average = now;
       s.have_average = true;
     }
@@ -1027,7 +1030,7 @@ struct Daemon::Impl {
     // after Finish); otherwise the writer computes it.
     const Series& s = *series;
     const bool current = s.image_quality && s.image_quality->num_frames ==
-                                                static_cast<int>(s.engine->frames().size());
+                                                s.result.num_frames();
     return s.engine->WriteOutputs(s.dir, SeriesExtra(reason, frames_sent),
                                   current ? &*s.image_quality : nullptr);
   }
@@ -1059,7 +1062,7 @@ struct Daemon::Impl {
     summary.dir = s.dir;
     if (!s.wire_indices.empty()) {
       try {
-        s.engine->Finish();
+        s.result = s.engine->Finish();
         PublishResults(arrival, /*final=*/true, /*force_average=*/true);
       } catch (const std::exception& e) {
         CountError("engine_error");
