@@ -89,7 +89,7 @@ struct SolverOptions {
   double incremental_start_factor = 1.0;
   // A residual within this fraction of the shortest lattice spacing of a
   // non-zero lattice vector is a unit-cell hop: the pair is corrected and kept.
-  double snap_tolerance = 0.25;
+  double snap_tolerance = HopTolerances{}.hop;
   // A frame is flagged when fewer than max(min_inlier_fraction * measured
   // pairs, min(min_inlier_pairs, k - 1)) of its pairs are inliers.
   double min_inlier_fraction = 0.3;

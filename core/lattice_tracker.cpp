@@ -10,7 +10,8 @@ constexpr int kFirstLatticeEstimate = 8;
 
 }  // namespace
 
-LatticeTracker::LatticeTracker(bool enabled) : enabled_(enabled), next_estimate_(kFirstLatticeEstimate) {}
+LatticeTracker::LatticeTracker(bool enabled, HopTolerances tolerances)
+    : enabled_(enabled), tolerances_(tolerances), next_estimate_(kFirstLatticeEstimate) {}
 
 bool LatticeTracker::EstimateDue(int k) const {
   return (!lattice_ && k < kFirstLatticeEstimate) || k + 1 >= next_estimate_;
@@ -47,7 +48,10 @@ void LatticeTracker::AddCoarseEvidence(const std::vector<CoarsePairEvidence>& ev
 
 void LatticeTracker::Resolve(const SolverReport& solve) {
   if (lattice_) {
-    offsets_ = ResolveLatticeOffsets(solve.shifts, solve.flagged, *lattice_, coarse_);
+    LatticeOffsetOptions options;
+    options.continuity_tolerance = tolerances_.hop;
+    options.coarse_tolerance = tolerances_.coarse;
+    offsets_ = ResolveLatticeOffsets(solve.shifts, solve.flagged, *lattice_, coarse_, options);
   } else {
     offsets_ = LatticeOffsetReport{};
     offsets_.offsets.assign(solve.shifts.size(), Shift{});
@@ -60,7 +64,9 @@ Shift LatticeTracker::offset(int i) const {
 
 void LatticeTracker::CheckTemporal(const std::vector<Shift>& shifts,
                                    const std::vector<double>& timestamps_s) {
-  temporal_ = TemporalCheck(shifts, timestamps_s, lattice_);
+  TemporalCheckOptions options;
+  options.lattice_tolerance = tolerances_.hop;
+  temporal_ = TemporalCheck(shifts, timestamps_s, lattice_, options);
 }
 
 }  // namespace livealign

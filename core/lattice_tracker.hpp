@@ -29,8 +29,10 @@ namespace livealign {
 
 class LatticeTracker {
  public:
-  // enabled: EngineOptions::lattice_snapping (off: never a lattice, offsets 0).
-  explicit LatticeTracker(bool enabled);
+  // enabled: EngineOptions::lattice_snapping (off: never a lattice, offsets
+  // 0); tolerances: EngineOptions::hop_tolerance and coarse_hop_tolerance.
+  explicit LatticeTracker(bool enabled, HopTolerances tolerances = {});
+  const HopTolerances& tolerances() const { return tolerances_; }
 
   // Whether the lattice should be (re-)estimated after frame k was added.
   bool EstimateDue(int k) const;
@@ -57,6 +59,7 @@ class LatticeTracker {
 
  private:
   bool enabled_;
+  HopTolerances tolerances_;
   std::optional<Lattice> lattice_;
   std::vector<Shift> reciprocal_peaks_;  // indexed Bragg peaks, cycles/px
   int next_estimate_;

@@ -47,6 +47,7 @@ SolverOptions ToSolverOptions(const EngineOptions& o) {
   SolverOptions s;
   s.min_threshold_px = o.inlier_floor_px;
   s.max_iterations = o.solver_max_iterations;
+  s.snap_tolerance = o.hop_tolerance;
   return s;
 }
 
@@ -87,7 +88,7 @@ struct RegistrationEngine::Impl {
         store(std::move(frame_store)),
         channel(std::move(frame_channel)),
         averager(AveragerOptions(o), store, channel),
-        lattice_tracker(o.lattice_snapping),
+        lattice_tracker(o.lattice_snapping, HopTolerances{o.hop_tolerance, o.coarse_hop_tolerance}),
         precision(s, o, pool.NumWorkers()) {
     result.quality.verdict = "no frames";
   }

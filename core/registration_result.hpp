@@ -69,13 +69,17 @@ struct EngineQuality {
   int cycles_equal_to_lattice_vector = 0;  // triangles that expose a hop
   // Frames the hop-free coarse stage moved by a whole lattice vector.
   int frames_moved_by_lattice_offset = 0;
+  // Frames the last solve moved back by a lattice vector because most of
+  // their pairs snapped by the same one (the solver's hop rounds).
+  int frames_moved_by_solver = 0;
   // Frames whose lattice offset clear coarse (Bragg-free) evidence decided.
   int frames_decided_by_coarse = 0;
   // Real stage jumps (deviations from smooth drift that are not a lattice
-  // vector), and how many of them the coarse stage could pin.
+  // vector, found by the lattice tracker: core/lattice_tracker.hpp), and how
+  // many of them the coarse stage could not pin.
   int stage_jumps_unobservable = 0;
   // Frames whose shift jumps by a lattice vector against both time neighbours
-  // (temporal check); real stage jumps are steps and are counted apart.
+  // (temporal check of the published shifts).
   std::vector<int> temporal_lattice_spikes;
   int stage_jumps = 0;
   std::vector<int> stage_jump_frames;

@@ -177,6 +177,34 @@ TEST_CASE("lattice hops on 20% of pairs are snapped when the lattice is known", 
   REQUIRE(snapped_entries == hops);
 }
 
+TEST_CASE("a frame most of whose pairs snap by one lattice vector is moved by it, and counted",
+          "[core][consistency_solver]") {
+  // Frame 6's pairs with the earlier frames all measure it one lattice vector
+  // away, those with the later frames do not. The triangles pre-correct the
+  // hopped pairs, so the frame is first placed on its later partners; then
+  // more of its pairs snap (6) than fit unsnapped (5), and the hop round moves
+  // the frame by that vector, to where the majority of its pairs put it.
+  const int n = 12, hopped_frame = 6;
+  const auto truth = TrueDrift(n);
+  const Shift hop = kLattice.Vector(1, 0);
+  ConsistencySolver solver({});
+  solver.SetLattice(kLattice);
+  AddAll(&solver, Measure(truth, [&](int, int j, Shift t) {
+           if (j == hopped_frame) t += hop;
+           return std::vector<PeakCandidate>{Candidate(t, 1.0)};
+         }));
+  const SolverReport report = solver.Solve();
+  CAPTURE(report.message);
+  CHECK(report.frames_moved_by_lattice == 1);
+  CHECK(report.flagged_frames == 0);
+  const Shift relative = report.shifts[hopped_frame] - truth[hopped_frame];
+  CAPTURE(relative.x, relative.y);
+  CHECK_THAT((relative - hop).Norm(), WithinAbs(0, 1e-6));
+  for (int k = 0; k < n; ++k) {
+    if (k != hopped_frame) CHECK_THAT((report.shifts[k] - truth[k]).Norm(), WithinAbs(0, 1e-6));
+  }
+}
+
 TEST_CASE("hops without a lattice are fixed by re-selecting the second candidate", "[core][consistency_solver]") {
   const int n = 40;
   const double sigma = 0.1;
