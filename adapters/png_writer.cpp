@@ -22,13 +22,9 @@ std::vector<std::uint8_t> Encode(const std::uint8_t* pixels, int width, int heig
   image.height = static_cast<png_uint_32>(height);
   image.format = format;
   const png_int_32 row_stride = width * channels;
-  // First call sizes the output, second fills it (libpng >= 1.6.29).
-  png_alloc_size_t size = 0;
-  if (!png_image_write_to_memory(&image, nullptr, &size, 0, pixels, row_stride, nullptr)) {
-    const std::string message = image.message;
-    png_image_free(&image);
-    throw FileError("<memory>", "PNG encoding failed: " + message);
-  }
+  // One encoding into a buffer of the documented upper bound (libpng >=
+  // 1.6.29); asking libpng for the exact size first would compress twice.
+  png_alloc_size_t size = PNG_IMAGE_PNG_SIZE_MAX(image);
   std::vector<std::uint8_t> out(size);
   if (!png_image_write_to_memory(&image, out.data(), &size, 0, pixels, row_stride, nullptr)) {
     const std::string message = image.message;

@@ -29,23 +29,13 @@ nlohmann::json BuildReport(const RegistrationEngine& engine, const RegistrationR
   nlohmann::json image_quality_json = ImageQualityJson(figures);
   image_quality_json["frc_curve"] = FrcCurveJson(figures);
 
-  nlohmann::json frames = nlohmann::json::array();
-  for (const FrameState& f : result.frames) {
-    frames.push_back({{"frame", f.index},
-                      {"timestamp_s", std::isfinite(f.timestamp_s) ? nlohmann::json(f.timestamp_s)
-                                                                   : nlohmann::json(nullptr)},
-                      {"shift_x_px", f.shift.x},
-                      {"shift_y_px", f.shift.y},
-                      {"residual_px", f.residual_px},
-                      {"flagged", f.flagged}});
-  }
   nlohmann::json report = {
       {"livealign_version", "0.1.0"},
       {"frame_shape", {engine.frame_shape().rows, engine.frame_shape().cols}},
       {"parameters", OptionsJson(engine.options())},
       {"quality", EngineQualityJson(result.quality, o.pixel_size_x_A, o.pixel_size_y_A)},
       {"image_quality", std::move(image_quality_json)},
-      {"frames", frames},
+      {"frames", FrameColumnsJson(result.frames)},
       {"memory", {{"cache_bytes", engine.cache_bytes()}, {"frame_bytes", engine.frame_bytes()}}}};
   for (auto it = extra.begin(); it != extra.end(); ++it) report[it.key()] = it.value();
   return report;

@@ -25,6 +25,24 @@ nlohmann::json OptionsJson(const EngineOptions& options) {
   return json;
 }
 
+nlohmann::json FrameColumnsJson(const std::vector<FrameState>& frames) {
+  nlohmann::json timestamp = nlohmann::json::array(), x = nlohmann::json::array(),
+                 y = nlohmann::json::array(), residual = nlohmann::json::array(),
+                 flagged = nlohmann::json::array();
+  for (const FrameState& f : frames) {
+    timestamp.push_back(std::isfinite(f.timestamp_s) ? nlohmann::json(f.timestamp_s) : nlohmann::json());
+    x.push_back(f.shift.x);
+    y.push_back(f.shift.y);
+    residual.push_back(f.residual_px);
+    flagged.push_back(f.flagged);
+  }
+  return {{"timestamp_s", std::move(timestamp)},
+          {"shift_x_px", std::move(x)},
+          {"shift_y_px", std::move(y)},
+          {"residual_px", std::move(residual)},
+          {"flagged", std::move(flagged)}};
+}
+
 nlohmann::json LatticeJson(const LatticeInfo& lattice, double pixel_size_x_A,
                            double pixel_size_y_A) {
   if (!lattice.found) return nullptr;

@@ -11,6 +11,7 @@
 // the same keys.
 
 #include <optional>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -27,6 +28,12 @@ nlohmann::json ShiftJson(const std::optional<Shift>& shift);
 // Every engine option under its field name (the report's `parameters`),
 // from the option table.
 nlohmann::json OptionsJson(const EngineOptions& options);
+
+// The per-frame results as columns, one entry per frame in series order:
+// timestamp_s (null when unknown), shift_x_px, shift_y_px, residual_px and
+// flagged. The `frames` section of report.json and the per-frame arrays of
+// the `drift` message.
+nlohmann::json FrameColumnsJson(const std::vector<FrameState>& frames);
 
 // {a_px, b_px, a_A, b_A} (the _A lengths null without both pixel sizes), or
 // null when no lattice was found. Pixel sizes in Å, <= 0 = unknown.

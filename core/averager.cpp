@@ -109,7 +109,12 @@ void ResampleAccumulate(FrameView src, Shift shift, long add_row, long add_col, 
   // Horizontal pass into tmp over the source rows the vertical taps need.
   const long src_row0 = r0 + ty.n + ty.k_min;
   const long src_rows = (r1 - 1 + ty.n + ty.k_max) - src_row0 + 1;
-  std::vector<float> tmp(static_cast<std::size_t>(src_rows) * out_cols);
+  // Scratch reused per thread: every element is written below before it is
+  // read, and zero-filling a frame-sized buffer per call was a tenth of
+  // `register`'s instructions.
+  static thread_local std::vector<float> tmp;
+  const std::size_t tmp_size = static_cast<std::size_t>(src_rows) * out_cols;
+  if (tmp.size() < tmp_size) tmp.resize(tmp_size);
   const int nx_taps = tx.k_max - tx.k_min + 1;
   for (long sr = 0; sr < src_rows; ++sr) {
     const float* in = src.row(static_cast<int>(src_row0 + sr)) + (c0 + tx.n + tx.k_min);
@@ -510,21 +515,11 @@ void ShiftedAverager::LeaveOneOutOver(int i, FrameView frame_i, const AverageIma
   }
   const Entry& excluded = frames_[static_cast<std::size_t>(i)];
   if (excluded.contributing) {
-    // Exactly the contribution the canvas holds: clipped to the canvas.
-    std::vector<double> part(n, 0.0);
-    std::vector<int> part_count(n, 0);
-    ResampleAccumulate(frame_i, excluded.applied_shift, rect.row0, rect.col0, +1, shape, part.data(),
-                       part_count.data());
-    for (int r = 0; r < shape.rows; ++r) {
-      const bool row_in = rect.row0 + r >= canvas_.row0 && rect.row0 + r < canvas_.row1;
-      for (int c = 0; c < shape.cols; ++c) {
-        const int col = rect.col0 + c;
-        if (!row_in || col < canvas_.col0 || col >= canvas_.col1) continue;
-        const std::size_t k = static_cast<std::size_t>(r) * shape.cols + c;
-        sum[k] -= part[k];
-        count[k] -= part_count[k];
-      }
-    }
+    // Take out frame i's own contribution. Outside the canvas the sums are
+    // zero and the counts go negative, which the mean below maps to 0 exactly
+    // as an uncovered pixel, so no clipping to the canvas is needed (and the
+    // result is bit-identical to subtracting a clipped copy).
+    ResampleAccumulate(frame_i, excluded.applied_shift, rect.row0, rect.col0, -1, shape, sum, count);
   }
   if (mean->shape() != shape) *mean = Frame(shape);
   float* values = mean->data();

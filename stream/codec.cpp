@@ -405,11 +405,6 @@ void PackShiftOrNil(Packer& p, const std::optional<Shift>& shift) {
   PackDouble(p, shift->y);
 }
 
-void PackDoubles(Packer& p, const std::vector<double>& values) {
-  p.pack_array(static_cast<std::uint32_t>(values.size()));
-  for (double v : values) PackDouble(p, v);
-}
-
 void PackJson(Packer& p, const nlohmann::json& j) {
   switch (j.type()) {
     case nlohmann::json::value_t::null:
@@ -613,7 +608,8 @@ std::string EncodeSeriesEndHeader(const SeriesEnd& end) {
 OutMessage EncodeDrift(const DriftUpdate& d) {
   msgpack::sbuffer buffer;
   Packer p(buffer);
-  p.pack_map(17 + 3);  // + the three prediction keys
+  const nlohmann::json frame_columns = FrameColumnsJson(d.frames);
+  p.pack_map(static_cast<std::uint32_t>(12 + 3 + frame_columns.size()));  // + the three prediction keys
   PackKey(p, "series");
   PackSeries(p, d.series);
   PackKey(p, "queue_ms");
@@ -621,25 +617,16 @@ OutMessage EncodeDrift(const DriftUpdate& d) {
   PackKey(p, "engine_ms");
   p.pack_double(d.engine_ms);
   PackKey(p, "n_frames");
-  p.pack_int64(static_cast<std::int64_t>(d.shift_x_px.size()));
+  p.pack_int64(static_cast<std::int64_t>(d.frames.size()));
   PackKey(p, "frame");
   p.pack_int64(d.frame);
   PackKey(p, "frame_indices");
   p.pack_array(static_cast<std::uint32_t>(d.frame_indices.size()));
   for (frame_id_t i : d.frame_indices) p.pack_int64(i);
-  PackKey(p, "shift_x_px");
-  PackDoubles(p, d.shift_x_px);
-  PackKey(p, "shift_y_px");
-  PackDoubles(p, d.shift_y_px);
-  PackKey(p, "residual_px");
-  PackDoubles(p, d.residual_px);
-  PackKey(p, "flagged");
-  p.pack_array(static_cast<std::uint32_t>(d.flagged.size()));
-  for (bool f : d.flagged) {
-    if (f) p.pack_true(); else p.pack_false();
+  for (const auto& [key, column] : frame_columns.items()) {
+    PackKey(p, key);
+    PackJson(p, column);
   }
-  PackKey(p, "timestamp_s");
-  PackDoubles(p, d.timestamp_s);
   PackKey(p, "latency_ms");
   p.pack_double(d.latency_ms);
   PackKey(p, "drift_rate_A_per_s");

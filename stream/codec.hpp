@@ -167,11 +167,9 @@ struct DriftUpdate {
   SeriesId series;
   frame_id_t frame = kInvalidFrameId;      // wire index of the latest frame
   std::vector<frame_id_t> frame_indices;   // wire index of each accepted frame
-  std::vector<double> shift_x_px;
-  std::vector<double> shift_y_px;
-  std::vector<double> residual_px;
-  std::vector<bool> flagged;
-  std::vector<double> timestamp_s;         // NaN (sent as nil) when unknown
+  // Every registered frame's estimate, sent as the columns of
+  // FrameColumnsJson (adapters/result_json.hpp), as report.json's `frames`.
+  std::vector<FrameState> frames;
   double latency_ms = 0;
   // Where the latency went: waiting in the daemon's queue, and AddFrame.
   double queue_ms = 0;

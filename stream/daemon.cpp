@@ -872,13 +872,7 @@ struct Daemon::Impl {
     d.queue_ms = final ? 0 : last_queue_ms_;
     d.engine_ms = final ? 0 : last_engine_ms_;
     const std::vector<FrameState>& states = s.result.frames;
-    for (const FrameState& state : states) {
-      d.shift_x_px.push_back(state.shift.x);
-      d.shift_y_px.push_back(state.shift.y);
-      d.residual_px.push_back(state.residual_px);
-      d.flagged.push_back(state.flagged);
-      d.timestamp_s.push_back(state.timestamp_s);
-    }
+    d.frames = states;
     d.drift_rate_A_per_s = quality.drift_rate_A_per_s;
     d.drift_rate_px_per_s = quality.drift_rate_px_per_s;
     d.prediction = PredictNext(s, states);

@@ -21,6 +21,7 @@
 
 #include "core/fft.hpp"
 
+#include "adapters/journal_frame_store.hpp"
 #include "adapters/npy_writer.hpp"
 #include "core/registration_engine.hpp"
 #include "core/shift_errors.hpp"
@@ -115,6 +116,9 @@ int RunBench(int argc, char** argv) {
       ("print-frames", po::bool_switch(), "list every frame's shift against the truth")
       ("save-stack", po::value<std::string>(),
        "also write the simulated frames to this .npy (e.g. to time `register` on them)")
+      ("journal", po::value<std::string>(),
+       "keep the frames in a frame journal at this path, as the daemon does (RAM then holds only "
+       "the engine's bounded frame cache), instead of in RAM")
       ("config", po::value<std::string>(), "ini file with engine options");
   AddEngineOptions(&options, &engine_options);
   po::variables_map vm;
@@ -137,7 +141,21 @@ int RunBench(int argc, char** argv) {
   }
   Simulator microscope(sim, static_cast<std::uint64_t>(seed));
 
-  RegistrationEngine engine(engine_options, sim.shape);
+  // The frame store: the daemon's journal, or every frame in RAM.
+  std::shared_ptr<FrameStore> store;
+  if (vm.count("journal")) {
+    JournalSeries series;
+    series.series = "bench";
+    series.shape = sim.shape;
+    store = JournalFrameStore::Create(vm["journal"].as<std::string>(), series, {});
+  } else {
+    store = std::make_shared<MemoryFrameStore>();
+  }
+  RegistrationEngine engine(engine_options, sim.shape, store);
+  // The single-frame Cramer-Rao bound (core/simulator.hpp), as the RMS of the
+  // two axes: the yardstick of the accuracy figures.
+  const ShiftPrecisionBound crb_axes = CramerRaoBound(microscope.NoiseFreeFrame(0));
+  const double crb_px = std::hypot(crb_axes.sigma_x_px, crb_axes.sigma_y_px);
   std::vector<double> update_ms(num_frames), correlate_ms(num_frames), solve_ms(num_frames),
       refine_ms(num_frames), average_ms(num_frames), rss_mib(num_frames);
   std::vector<int> pairs_per_frame(num_frames);
@@ -273,11 +291,14 @@ int RunBench(int argc, char** argv) {
   std::printf("full re-solves: %d synchronous, %d applied from the background (the last over %d frames)\n",
               full_resolves, background_resolves, last_background_frames);
   std::printf("finish: solve+lattice %.1f ms, precision stage %.1f ms\n", finish.timings.solve_ms, finish.timings.refine_ms);
-  std::printf("pairs per second %.0f; finish %.1f ms; cache %.1f MiB; frames %.1f MiB; peak RSS %.1f MiB "
+  std::printf("pairs per second %.0f; finish %.1f ms; cache %.1f MiB; frames %.1f MiB; store in RAM %.1f MiB; peak RSS %.1f MiB "
               "(%.1f MiB before Finish)\n",
-              pairs_per_s, finish.timings.total_ms, cache_mib, frames_mib, PeakRssMiB(), live_peak_rss_mib);
+              pairs_per_s, finish.timings.total_ms, cache_mib, frames_mib, engine.store_bytes() / 1048576.0,
+              PeakRssMiB(), live_peak_rss_mib);
   std::printf("accuracy vs truth (mean offset removed): live RMS %.4f px (max %.4f), final RMS %.4f px (max %.4f)\n",
               live_errors.rms_px, live_errors.max_px, final_errors.rms_px, final_errors.max_px);
+  std::printf("single-frame Cramer-Rao bound %.4f px: live %.2fx, final %.2fx\n", crb_px,
+              live_errors.rms_px / crb_px, final_errors.rms_px / crb_px);
   if (records.empty() && num_frames > kMaxFramesForPairStatistics) {
     std::printf("wrong pair elements: not evaluated above %d frames\n", kMaxFramesForPairStatistics);
   } else {
@@ -315,6 +336,8 @@ int RunBench(int argc, char** argv) {
       {"fft_forward_ms", forward_ms}, {"fft_map_inverse_ms", inverse_ms},
       {"live_rms_error_px", live_errors.rms_px}, {"final_rms_error_px", final_errors.rms_px},
       {"final_max_error_px", final_errors.max_px},
+      {"live_max_error_px", live_errors.max_px}, {"crb_px", crb_px},
+      {"store_mib", engine.store_bytes() / 1048576.0},
       {"consistency_rms_px", quality.consistency_rms_px},
       {"flagged_frames", quality.flagged_frames},
       {"brightest_peak_wrong_fraction", brightest_wrong_fraction},

@@ -299,11 +299,17 @@ TEST_CASE("outbound messages carry the documented keys", "[stream][codec]") {
     d.series = SeriesId::Str("s1");
     d.frame = 4;
     d.frame_indices = {0, 1, 4};
-    d.shift_x_px = {0, 1.5, -2};
-    d.shift_y_px = {0, 0.5, 3};
-    d.residual_px = {0, 0.1, 0.2};
-    d.flagged = {false, false, true};
-    d.timestamp_s = {0, 0.1, std::nan("")};
+    const double x[] = {0, 1.5, -2}, y[] = {0, 0.5, 3}, residual[] = {0, 0.1, 0.2},
+                 timestamp[] = {0, 0.1, std::nan("")};
+    for (int i = 0; i < 3; ++i) {
+      FrameState f;
+      f.index = i;
+      f.shift = Shift{x[i], y[i]};
+      f.residual_px = residual[i];
+      f.flagged = i == 2;
+      f.timestamp_s = timestamp[i];
+      d.frames.push_back(f);
+    }
     d.latency_ms = 12.5;
     d.drift_rate_A_per_s = Shift{1, -1};
     const OutMessage m = EncodeDrift(d);

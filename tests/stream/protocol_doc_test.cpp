@@ -129,14 +129,8 @@ TEST_CASE("docs/protocol.md lists exactly the keys the codec writes, for every m
     DriftUpdate drift;
     drift.series = series;
     drift.frame = n - 1;
-    for (const FrameState& f : result.frames) {
-      drift.frame_indices.push_back(f.index);
-      drift.shift_x_px.push_back(f.shift.x);
-      drift.shift_y_px.push_back(f.shift.y);
-      drift.residual_px.push_back(f.residual_px);
-      drift.flagged.push_back(f.flagged);
-      drift.timestamp_s.push_back(f.timestamp_s);
-    }
+    for (const FrameState& f : result.frames) drift.frame_indices.push_back(f.index);
+    drift.frames = result.frames;
     drift.drift_rate_px_per_s = result.quality.drift_rate_px_per_s;
     drift.final = true;
     CheckSameKeys("drift", documented("drift", "topic"), Keys(EncodeDrift(drift).header));

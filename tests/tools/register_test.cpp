@@ -87,6 +87,17 @@ TEST_CASE("register writes every output and recovers a simulated drift", "[tools
   CHECK(report["quality"]["valid"].get<bool>());
   CHECK(report["parameters"]["pixel_size_x_A"].get<double>() == 0.244);
   CHECK(report["timings_ms"].contains("register_total"));
+  // `frames` holds the drift message's per-frame columns (docs/protocol.md);
+  // shifts.csv rounds to 1e-4 px.
+  const nlohmann::json& frames = report["frames"];
+  for (const char* column : {"timestamp_s", "shift_x_px", "shift_y_px", "residual_px", "flagged"}) {
+    CAPTURE(column);
+    REQUIRE(frames[column].size() == rows.size());
+  }
+  for (std::size_t k = 0; k < rows.size(); ++k) {
+    CHECK_THAT(frames["shift_x_px"][k].get<double>(), Catch::Matchers::WithinAbs(rows[k].shift_x_px, 5e-5));
+    CHECK_THAT(frames["shift_y_px"][k].get<double>(), Catch::Matchers::WithinAbs(rows[k].shift_y_px, 5e-5));
+  }
   const FrameStack average = ReadTiff(dir + "/out/average.tif");
   REQUIRE(average.frames.size() == 1);
   REQUIRE(average.pixel_size_A.has_value());
