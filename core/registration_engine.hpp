@@ -1,8 +1,14 @@
 #pragma once
 // The incremental all-pairs registration engine: frames are added one at a
 // time (exactly as the live daemon feeds them); each new frame is correlated
-// against every earlier one, the growing consistency system is re-solved, and
-// the shift-corrected average is kept up to date.
+// against every earlier one it overlaps, the growing consistency system is
+// re-solved, and the shift-corrected average is kept up to date.
+//
+// An orchestrator: each concern is a unit of its own, sequenced here per
+// update (docs/architecture.md, "Inside the engine"): core/pair_search,
+// core/consistency_solver, core/lattice_tracker (lattice offsets, stage
+// jumps), core/averager, core/precision_stage, core/engine_quality; and
+// core/image_quality_report for ImageQuality().
 //
 // Thread-safety: not synchronised. One thread calls AddFrame/Finish and reads
 // results; the engine uses its own worker pool internally.
