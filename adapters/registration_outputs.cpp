@@ -21,7 +21,8 @@ std::optional<double> PixelSize(const EngineOptions& o) {
 
 }  // namespace
 
-nlohmann::json BuildReport(const RegistrationEngine& engine, const nlohmann::json& extra,
+nlohmann::json BuildReport(const RegistrationEngine& engine, const RegistrationResult& result,
+                           const nlohmann::json& extra,
                            const ImageQualityReport* image_quality) {
   const EngineOptions& o = engine.options();
   const ImageQualityReport figures = image_quality ? *image_quality : engine.ImageQuality();
@@ -32,9 +33,9 @@ nlohmann::json BuildReport(const RegistrationEngine& engine, const nlohmann::jso
       {"livealign_version", "0.1.0"},
       {"frame_shape", {engine.frame_shape().rows, engine.frame_shape().cols}},
       {"parameters", OptionsJson(engine.options())},
-      {"quality", EngineQualityJson(engine.quality(), o.pixel_size_x_A, o.pixel_size_y_A)},
+      {"quality", EngineQualityJson(result.quality, o.pixel_size_x_A, o.pixel_size_y_A)},
       {"image_quality", std::move(image_quality_json)},
-      {"frames", FrameColumnsJson(engine.frames())},
+      {"frames", FrameColumnsJson(result.frames)},
       {"memory", {{"cache_bytes", engine.cache_bytes()}, {"frame_bytes", engine.frame_bytes()}}}};
   for (auto it = extra.begin(); it != extra.end(); ++it) report[it.key()] = it.value();
   return report;
@@ -79,6 +80,7 @@ nlohmann::json WriteChannelAverages(const std::string& dir,
 
 RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
                                              const RegistrationEngine& engine,
+                                             const RegistrationResult& result,
                                              const nlohmann::json& extra,
                                              const ImageQualityReport* image_quality) {
   namespace fs = std::filesystem;
@@ -94,7 +96,7 @@ RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
   const std::optional<double> pixel_size_A = PixelSize(engine.options());
 
   std::vector<ShiftCsvRow> rows;
-  for (const FrameState& f : engine.frames()) {
+  for (const FrameState& f : result.frames) {
     rows.push_back({f.index, f.shift.x, f.shift.y, f.residual_px, f.flagged});
   }
   WriteShiftsCsv(path("shifts.csv"), rows);
@@ -104,14 +106,12 @@ RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
     outputs.written.push_back(std::move(written));
   }
 
-  const ShiftMatrixSnapshot matrices = engine.Matrices();
-  if (matrices.k > 0) {
-    ShiftMatrixData data{matrices.k, matrices.x, matrices.y, matrices.status};
-    WriteShiftMatrixPng(path("shift_matrix.png"), data);
+  if (result.shift_matrix && result.shift_matrix->k > 0) {
+    WriteShiftMatrixPng(path("shift_matrix.png"), *result.shift_matrix);
   }
 
   // The report goes last, so its presence means the other files are complete.
-  nlohmann::json report = BuildReport(engine, extra, image_quality);
+  nlohmann::json report = BuildReport(engine, result, extra, image_quality);
   report["files"] = outputs.written;
   WriteJsonFile(path("report.json"), report);
   return outputs;

@@ -24,11 +24,16 @@ struct RegistrationOutputs {
   std::vector<std::string> written;  // absolute paths of the files written
 };
 
+// The numbers (shifts, quality, the shift matrix) come from `result`, one
+// snapshot of `engine`; the engine gives the options, the frame shape, the
+// memory figures and the average. shift_matrix.png needs result.shift_matrix
+// (ResultRequest::shift_matrix) and is not written without it.
 // Creates dir if needed. Throws FileError when a file cannot be written; files
 // already replaced stay complete. `image_quality`, when given, is reported as
 // it is (the daemon has just computed it); otherwise it is computed here.
 RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
                                              const RegistrationEngine& engine,
+                                             const RegistrationResult& result,
                                              const nlohmann::json& extra,
                                              const ImageQualityReport* image_quality = nullptr);
 
@@ -58,7 +63,8 @@ nlohmann::json WriteChannelAverages(const std::string& dir,
 
 // The report document alone (also published by the daemon). Computes the
 // image quality (tens of ms).
-nlohmann::json BuildReport(const RegistrationEngine& engine, const nlohmann::json& extra,
+nlohmann::json BuildReport(const RegistrationEngine& engine, const RegistrationResult& result,
+                           const nlohmann::json& extra,
                            const ImageQualityReport* image_quality = nullptr);
 
 }  // namespace livealign

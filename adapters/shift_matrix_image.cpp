@@ -24,19 +24,19 @@ std::uint8_t Mix(std::uint8_t a, std::uint8_t b, double t) {
   return static_cast<std::uint8_t>(std::lround(a + (b - a) * t));
 }
 
-double AutoRange(const std::vector<double>& values, const std::vector<std::uint8_t>& status) {
+double AutoRange(const std::vector<double>& values, const std::vector<PairStatus>& status) {
   double range = 0;
   bool any_used = false;
   for (std::size_t i = 0; i < values.size(); ++i) {
     if (!std::isfinite(values[i])) continue;
-    if (status[i] == kPairInlier || status[i] == kPairSnapped) {
+    if (status[i] == PairStatus::kInlier || status[i] == PairStatus::kSnapped) {
       range = std::max(range, std::abs(values[i]));
       any_used = true;
     }
   }
   if (!any_used) {  // only rejected pairs: scale to them rather than to nothing
     for (std::size_t i = 0; i < values.size(); ++i) {
-      if (std::isfinite(values[i]) && status[i] != kPairMissing) {
+      if (std::isfinite(values[i]) && status[i] != PairStatus::kMissing) {
         range = std::max(range, std::abs(values[i]));
       }
     }
@@ -44,21 +44,21 @@ double AutoRange(const std::vector<double>& values, const std::vector<std::uint8
   return range > 0 ? range : 1.0;
 }
 
-void DrawPanel(const std::vector<double>& values, const ShiftMatrixData& data, double range,
+void DrawPanel(const std::vector<double>& values, const ShiftMatrix& data, double range,
                int x_offset, int cell, RgbImage* image) {
   const int k = data.k;
   for (int i = 0; i < k; ++i) {
     for (int j = 0; j < k; ++j) {
       const std::size_t index = static_cast<std::size_t>(i) * k + j;
       const double v = values[index];
-      const std::uint8_t status = data.status[index];
+      const PairStatus status = data.status[index];
       const int x0 = x_offset + j * cell, y0 = i * cell;
-      const bool missing = status == kPairMissing || !std::isfinite(v);
+      const bool missing = status == PairStatus::kMissing || !std::isfinite(v);
       image->FillRect(x0, y0, cell, cell,
-                      status == kPairNoOverlap ? kShiftMatrixNoOverlap
+                      status == PairStatus::kNoOverlap ? kShiftMatrixNoOverlap
                       : missing                ? kShiftMatrixMissing
                                                : DivergingColour(v / range));
-      if (status == kPairRejected) {
+      if (status == PairStatus::kRejected) {
         if (cell < 5) {
           image->FillRect(x0, y0, cell, cell, kShiftMatrixRejectedMark);
         } else {
@@ -71,7 +71,7 @@ void DrawPanel(const std::vector<double>& values, const ShiftMatrixData& data, d
             }
           }
         }
-      } else if (status == kPairSnapped) {
+      } else if (status == PairStatus::kSnapped) {
         if (cell < 4) {
           image->FillRect(x0, y0, cell, cell, kShiftMatrixSnappedMark);
         } else {
@@ -112,7 +112,7 @@ Rgb DivergingColour(double t) {
   return {Mix(kWhite.r, end.r, a), Mix(kWhite.g, end.g, a), Mix(kWhite.b, end.b, a)};
 }
 
-ShiftMatrixImage RenderShiftMatrix(const ShiftMatrixData& data,
+ShiftMatrixImage RenderShiftMatrix(const ShiftMatrix& data,
                                    const ShiftMatrixImageOptions& options) {
   std::string error;
   if (!options.Check(&error)) throw std::invalid_argument("RenderShiftMatrix: " + error);
@@ -121,8 +121,8 @@ ShiftMatrixImage RenderShiftMatrix(const ShiftMatrixData& data,
   if (data.x.size() != n || data.y.size() != n || data.status.size() != n) {
     throw std::invalid_argument("RenderShiftMatrix: x, y and status must hold k*k entries");
   }
-  for (std::uint8_t s : data.status) {
-    if (s > kPairNoOverlap) throw std::invalid_argument("RenderShiftMatrix: status must be 0..4");
+  for (PairStatus s : data.status) {
+    if (static_cast<std::uint8_t>(s) > kMaxPairStatus) throw std::invalid_argument("RenderShiftMatrix: status must be 0..4");
   }
   ShiftMatrixImage out;
   out.cell_px = options.cell_px > 0 ? options.cell_px : std::max(1, std::min(32, 512 / data.k));
@@ -311,7 +311,7 @@ PanelLayout DrawPanelFigure(Canvas& canvas, const RgbImage& cells, int source_x0
 
 }  // namespace
 
-ShiftMatrixFigure RenderShiftMatrixFigure(const ShiftMatrixData& data,
+ShiftMatrixFigure RenderShiftMatrixFigure(const ShiftMatrix& data,
                                           const ShiftMatrixImageOptions& options) {
   ShiftMatrixFigure figure;
   figure.matrices = RenderShiftMatrix(data, options);
@@ -349,7 +349,7 @@ ShiftMatrixFigure RenderShiftMatrixFigure(const ShiftMatrixData& data,
   return figure;
 }
 
-ShiftMatrixFigure WriteShiftMatrixPng(const std::string& path, const ShiftMatrixData& data,
+ShiftMatrixFigure WriteShiftMatrixPng(const std::string& path, const ShiftMatrix& data,
                                       const ShiftMatrixImageOptions& options,
                                       const AtomicWriteOptions& atomic) {
   ShiftMatrixFigure rendered = RenderShiftMatrixFigure(data, options);

@@ -9,10 +9,10 @@
 // (blue negative, white 0, red positive), range per panel = max |value| over
 // inliers and snapped pairs (rejected pairs are outliers and would wash the
 // scale out), unless Options::range_px fixes it. Missing entries (NaN or
-// status 0, e.g. the diagonal) are light grey. Rejected pairs (status 2) get a
-// black X across the cell (a black cell when cells are under 5 px); snapped
-// pairs (status 3) a green border (a green cell when under 4 px); pairs not
-// correlated for lack of overlap (status 4) are mid grey. The gap is
+// kMissing, e.g. the diagonal) are light grey. Rejected pairs get a black X
+// across the cell (a black cell when cells are under 5 px); snapped pairs a
+// green border (a green cell when under 4 px); pairs not correlated for lack
+// of overlap (kNoOverlap) are mid grey. The data is core/shift_matrix.hpp's. The gap is
 // dark grey. RenderShiftMatrix draws only the cells.
 //
 // RenderShiftMatrixFigure (what shift_matrix.png holds) sets the two panels
@@ -31,25 +31,9 @@
 
 #include "adapters/atomic_file.hpp"
 #include "adapters/rgb_image.hpp"
+#include "core/shift_matrix.hpp"
 
 namespace livealign {
-
-struct ShiftMatrixData {
-  int k = 0;  // number of frames
-  // k*k row-major; entry (i, j) is the used j_from_i shift in pixels, NaN when
-  // missing.
-  std::vector<double> x, y;
-  // k*k row-major: 0 missing, 1 inlier, 2 rejected, 3 snapped.
-  std::vector<std::uint8_t> status;
-};
-
-enum ShiftPairStatus : std::uint8_t {
-  kPairMissing = 0,
-  kPairInlier = 1,
-  kPairRejected = 2,
-  kPairSnapped = 3,
-  kPairNoOverlap = 4,  // not correlated: the frames do not overlap enough
-};
 
 struct ShiftMatrixImageOptions {
   // Cell size in pixels; 0 picks max(1, min(32, 512 / k)) so small series are
@@ -100,17 +84,17 @@ constexpr Rgb kShiftMatrixSnappedMark{0, 170, 0};
 Rgb DivergingColour(double t);
 
 // Renders the picture. Throws std::invalid_argument when k < 1, the vectors
-// are not k*k long, a status is > 3, the options are invalid, or a panel
+// are not k*k long, a status is not a PairStatus, the options are invalid, or a panel
 // would exceed 16384 pixels (k * cell_px).
-ShiftMatrixImage RenderShiftMatrix(const ShiftMatrixData& data,
+ShiftMatrixImage RenderShiftMatrix(const ShiftMatrix& data,
                                    const ShiftMatrixImageOptions& options = {});
 
 // The labelled figure around RenderShiftMatrix(data, options); throws as it.
-ShiftMatrixFigure RenderShiftMatrixFigure(const ShiftMatrixData& data,
+ShiftMatrixFigure RenderShiftMatrixFigure(const ShiftMatrix& data,
                                           const ShiftMatrixImageOptions& options = {});
 
 // RenderShiftMatrixFigure + WriteRgbPng (atomic). Returns the rendering.
-ShiftMatrixFigure WriteShiftMatrixPng(const std::string& path, const ShiftMatrixData& data,
+ShiftMatrixFigure WriteShiftMatrixPng(const std::string& path, const ShiftMatrix& data,
                                      const ShiftMatrixImageOptions& options = {},
                                      const AtomicWriteOptions& atomic = {});
 

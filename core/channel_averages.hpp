@@ -27,9 +27,9 @@
 // concurrently with each other.
 //
 //   ChannelAverages abf({"ABF"});
-//   engine.AddFrame(std::move(haadf));
-//   abf.AddFrames(std::move(abf_frames), engine.frames().back());
-//   abf.Follow(engine.frames(), /*final=*/false);
+//   const RegistrationResult r = engine.AddFrame(std::move(haadf));
+//   abf.AddFrames(std::move(abf_frames), r.frames.back());
+//   abf.Follow(r.frames, /*final=*/false);
 //   AverageImage abf_average = abf.Average("ABF");
 
 #include <cstddef>
@@ -40,7 +40,7 @@
 #include "core/averager.hpp"
 #include "core/frame.hpp"
 #include "core/frame_store.hpp"
-#include "core/registration_engine.hpp"
+#include "core/registration_result.hpp"
 
 namespace livealign {
 

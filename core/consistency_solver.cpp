@@ -1109,32 +1109,23 @@ CycleStatistics ConsistencySolver::EvaluateCycles() const {
   return stats;
 }
 
-ShiftMatrices ConsistencySolver::Matrices() const {
+ShiftMatrix ConsistencySolver::Matrices() const {
   const int n = num_frames_;
-  ShiftMatrices matrices;
-  matrices.x_px = Eigen::MatrixXd::Constant(n, n, kNaN);
-  matrices.y_px = Eigen::MatrixXd::Constant(n, n, kNaN);
-  matrices.status = Eigen::MatrixXi::Zero(n, n);
-  for (int k = 0; k < n; ++k) matrices.x_px(k, k) = matrices.y_px(k, k) = 0;
+  ShiftMatrix matrix = ShiftMatrix::Missing(n);
   for (int j = 1; j < n; ++j) {
     const Block& block = *blocks_[static_cast<std::size_t>(j)];
     for (std::size_t q = 0; q < block.size(); ++q) {
       const PairMeasurement& m = block[q];
       const Pair& p = states_[static_cast<std::size_t>(j)][q];
       if (m.candidates.empty()) continue;
-      const int i = static_cast<int>(m.i);
       const Shift u = p.state.chosen >= 0 ? p.state.used_j_from_i : m.candidates[0].j_from_i;
-      matrices.x_px(i, j) = u.x;
-      matrices.y_px(i, j) = u.y;
-      matrices.x_px(j, i) = -u.x;
-      matrices.y_px(j, i) = -u.y;
-      const int status = !p.state.inlier  ? ShiftMatrices::kRejected
-                         : p.state.snapped ? ShiftMatrices::kSnapped
-                                           : ShiftMatrices::kInlier;
-      matrices.status(i, j) = matrices.status(j, i) = status;
+      const PairStatus status = !p.state.inlier  ? PairStatus::kRejected
+                                : p.state.snapped ? PairStatus::kSnapped
+                                                  : PairStatus::kInlier;
+      matrix.Set(static_cast<int>(m.i), j, u, status);
     }
   }
-  return matrices;
+  return matrix;
 }
 
 }  // namespace livealign

@@ -55,6 +55,7 @@
 
 #include "core/lattice.hpp"
 #include "core/shift.hpp"
+#include "core/shift_matrix.hpp"
 
 namespace livealign {
 
@@ -88,7 +89,7 @@ struct SolverOptions {
   double incremental_start_factor = 1.0;
   // A residual within this fraction of the shortest lattice spacing of a
   // non-zero lattice vector is a unit-cell hop: the pair is corrected and kept.
-  double snap_tolerance = 0.25;
+  double snap_tolerance = HopTolerances{}.hop;
   // A frame is flagged when fewer than max(min_inlier_fraction * measured
   // pairs, min(min_inlier_pairs, k - 1)) of its pairs are inliers.
   double min_inlier_fraction = 0.3;
@@ -153,18 +154,6 @@ struct SolverReport {
   std::string message;
 };
 
-// Dense k x k export for pictures and the web page. Entry (i, j) is the used
-// j_from_i for i < j and its inverse for i > j; NaN when missing; the
-// diagonal is 0 with status kMissing.
-struct ShiftMatrices {
-  // kNoOverlap: not correlated because the two frames' predicted overlap was
-  // too small (set by the engine; the solver never sees such pairs).
-  enum Status : int { kMissing = 0, kInlier = 1, kRejected = 2, kSnapped = 3, kNoOverlap = 4 };
-  Eigen::MatrixXd x_px;
-  Eigen::MatrixXd y_px;
-  Eigen::MatrixXi status;
-};
-
 class ConsistencySolver {
  public:
   struct PairState {
@@ -224,7 +213,10 @@ class ConsistencySolver {
   // A pair that is not stored reads as an empty measurement (chosen -1).
   const PairState& pair_state(int i, int j) const;
   const PairMeasurement& pair_measurement(int i, int j) const;
-  ShiftMatrices Matrices() const;
+  // The used pairs as a dense matrix (core/shift_matrix.hpp): the chosen
+  // candidate plus its snap, or the brightest peak of a pair never chosen;
+  // status kInlier, kSnapped or kRejected (the solver never sees kNoOverlap).
+  ShiftMatrix Matrices() const;
 
  private:
   struct Pair {

@@ -22,6 +22,21 @@
 
 namespace livealign {
 
+// The hop tolerances, as fractions of the shortest lattice spacing: the one
+// set every hop test uses (the solver's triangle pre-correction, pair
+// snapping and frame moves, the lattice offsets' continuity test, the
+// temporal check's spikes), exposed as EngineOptions::hop_tolerance and
+// coarse_hop_tolerance. A residual within `hop` of a non-zero lattice vector
+// is a unit-cell hop; below half a spacing no two translates are that close.
+struct HopTolerances {
+  double hop = 0.25;
+  // Coarse (Bragg-free, low-pass) peaks are less precise than the pairs', so
+  // a coarse pair pins a lattice offset within this wider tolerance. (0.3 is
+  // the value the crystal tests were tuned and pass with; not unified with
+  // `hop`, to keep their results.)
+  double coarse = 0.3;
+};
+
 // One lattice vector na*a + nb*b.
 struct LatticeVector {
   int na = 0;

@@ -37,9 +37,9 @@ struct CoarsePairEvidence {
 struct LatticeOffsetOptions {
   // A deviation from the temporal prediction within this fraction of the
   // shortest lattice spacing is smooth drift.
-  double continuity_tolerance = 0.25;
+  double continuity_tolerance = HopTolerances{}.hop;
   // A coarse pair pins an offset when its residual is within this fraction.
-  double coarse_tolerance = 0.3;
+  double coarse_tolerance = HopTolerances{}.coarse;
   // Coarse peaks below this normalised height are too weak to trust.
   double min_coarse_height = 0.5;
   // Coarse pairs that must agree on the lattice vector before it is applied.

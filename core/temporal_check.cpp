@@ -23,7 +23,6 @@ bool TemporalCheckOptions::Check(std::string* error) const {
   };
   if (!(lattice_tolerance > 0 && lattice_tolerance < 0.5)) return fail("lattice_tolerance must be in (0, 0.5)");
   if (!(spike_threshold_px > 0)) return fail("spike_threshold_px must be > 0");
-  if (!(step_threshold_px > 0)) return fail("step_threshold_px must be > 0");
   return true;
 }
 
@@ -58,7 +57,6 @@ TemporalCheckReport TemporalCheck(const std::vector<Shift>& shifts,
   const Shift velocity{Median(vx), Median(vy)};
   const double lattice_tol = lattice ? options.lattice_tolerance * lattice->ShortestSpacing() : 0.0;
 
-  std::vector<bool> is_spike(static_cast<std::size_t>(n), false);
   for (int k = 1; k + 1 < n; ++k) {
     const double t = (time(k) - time(k - 1)) / (time(k + 1) - time(k - 1));
     const Shift interpolated = shifts[k - 1] * (1 - t) + shifts[k + 1] * t;
@@ -78,14 +76,7 @@ TemporalCheckReport TemporalCheck(const std::vector<Shift>& shifts,
     } else if (deviation.Norm() <= options.spike_threshold_px) {
       continue;
     }
-    is_spike[static_cast<std::size_t>(k)] = true;
     report.spikes.push_back(spike);
-  }
-  for (int k = 1; k < n; ++k) {
-    // The two first differences around a spike are the spike, not steps.
-    if (is_spike[static_cast<std::size_t>(k)] || is_spike[static_cast<std::size_t>(k - 1)]) continue;
-    const Shift jump = (shifts[k] - shifts[k - 1]) - velocity * (time(k) - time(k - 1));
-    if (jump.Norm() > options.step_threshold_px) report.steps.push_back(TemporalStep{k, jump});
   }
   return report;
 }

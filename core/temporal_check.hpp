@@ -2,8 +2,9 @@
 // Temporal plausibility check of solved shifts: stage drift is smooth, so a
 // frame whose shift jumps against BOTH time neighbours by about a lattice
 // vector (a spike in the second difference) is a node whose pairs were mostly
-// hopped. A real stage jump is a step (one first difference), not a spike, and
-// is reported separately, never as a hop.
+// hopped. A real stage jump is a step (one first difference), never a spike;
+// stage jumps are detected by the lattice tracker (core/lattice_tracker.hpp),
+// not here.
 //
 // Pure functions on values; thread-safe.
 
@@ -18,12 +19,10 @@ namespace livealign {
 
 struct TemporalCheckOptions {
   // A deviation counts as a lattice vector when it is within this fraction of
-  // the shortest spacing of a non-zero lattice vector.
-  double lattice_tolerance = 0.25;
-  // Without a lattice: deviations (spikes) and steps larger than this are reported.
+  // the shortest spacing of a non-zero lattice vector (the hop tolerance).
+  double lattice_tolerance = HopTolerances{}.hop;
+  // Without a lattice: deviations (spikes) larger than this are reported.
   double spike_threshold_px = 3.0;
-  // Steps: first differences deviating from the median drift by more than this.
-  double step_threshold_px = 3.0;
 
   bool Check(std::string* error) const;
 };
@@ -35,14 +34,8 @@ struct TemporalSpike {
   LatticeVector lattice_vector;  // nearest one, when a lattice was given
 };
 
-struct TemporalStep {
-  int frame = 0;             // the jump lies between frame - 1 and frame
-  Shift jump;                // first difference minus the median drift
-};
-
 struct TemporalCheckReport {
   std::vector<TemporalSpike> spikes;
-  std::vector<TemporalStep> steps;
 };
 
 // Requires: timestamps empty (then frame index is the time) or of the same size

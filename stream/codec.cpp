@@ -737,7 +737,8 @@ OutMessage EncodeLatestFrame(const SeriesId& series, int n_frames, frame_id_t wi
 }
 
 OutMessage EncodeMatrices(const SeriesId& series, int n_frames,
-                          const ShiftMatrixSnapshot& matrices) {
+                          const ShiftMatrix& matrices) {
+  static_assert(sizeof(PairStatus) == 1, "status is sent as one byte per pair");
   const std::size_t cells = static_cast<std::size_t>(matrices.k) * matrices.k;
   if (matrices.k < 0 || matrices.x.size() != cells || matrices.y.size() != cells ||
       matrices.status.size() != cells) {

@@ -28,6 +28,7 @@
 #include "core/frame.hpp"
 #include "core/registration_engine.hpp"
 #include "core/shift.hpp"
+#include "core/shift_matrix.hpp"
 #include "stream/out_message.hpp"
 
 namespace livealign {
@@ -206,9 +207,9 @@ OutMessage EncodeLatestFrame(const SeriesId& series, int n_frames, frame_id_t wi
                              const Frame& frame);
 
 // The `matrices` message: k, and x, y (bin, float32 k*k little-endian, NaN
-// where missing) and status (bin, uint8 k*k). Throws std::invalid_argument
-// when the snapshot's arrays are not k*k.
-OutMessage EncodeMatrices(const SeriesId& series, int n_frames, const ShiftMatrixSnapshot& matrices);
+// where missing) and status (bin, uint8 k*k: the PairStatus values). Throws
+// std::invalid_argument when the matrix's arrays are not k*k.
+OutMessage EncodeMatrices(const SeriesId& series, int n_frames, const ShiftMatrix& matrices);
 
 struct Event {
   std::string level;  // "info", "warning" or "error"

@@ -20,18 +20,23 @@
 #include "core/engine_options.hpp"
 #include "core/frame.hpp"
 #include "core/registration_engine.hpp"
+#include "core/registration_result.hpp"
 
 namespace livealign {
 
 class LiveEngine {
  public:
   virtual ~LiveEngine() = default;
-  // As RegistrationEngine: throws std::invalid_argument (engine unchanged) on
-  // a shape mismatch or non-finite pixels.
-  virtual UpdateReport AddFrame(Frame frame) = 0;
-  virtual UpdateReport Finish() = 0;
-  virtual const std::vector<FrameState>& frames() const = 0;
-  virtual EngineQuality quality() const = 0;
+  // As RegistrationEngine: the result of the update, without its O(k^2)
+  // parts (pairs, shift matrix); throws std::invalid_argument (engine
+  // unchanged) on a shape mismatch or non-finite pixels.
+  virtual RegistrationResult AddFrame(Frame frame) = 0;
+  virtual RegistrationResult Finish() = 0;
+  // The last update's result again, with the O(k^2) parts `request` asks for
+  // built now (the daemon asks for the shift matrix when its `matrices`
+  // message is due). A back end without them leaves them null (then no
+  // `matrices` message is published).
+  virtual RegistrationResult Snapshot(ResultRequest request) const = 0;
   virtual AverageImage Average() const = 0;
   // The image quality (FRC resolution, SNR, stop-when-good) of the running average (tens of ms at 512^2:
   // the daemon calls it rate-limited). The default, for back ends without
@@ -40,9 +45,6 @@ class LiveEngine {
   // Copy of the most recently added frame; the default is an empty Frame
   // (then no `frame` message is published).
   virtual Frame LatestFrame() const { return Frame(); }
-  // The shift matrices R_ij; the default is k = 0 (then no `matrices`
-  // message is published).
-  virtual ShiftMatrixSnapshot Matrices() const { return {}; }
   // Writes shifts.csv, average.tif, report.json ... into dir, each replaced
   // atomically; returns the paths written. Throws on an I/O failure (files
   // already replaced stay complete). `image_quality`: figures already
@@ -68,7 +70,7 @@ class LiveEngine {
       throw std::invalid_argument("this back end averages one channel only");
     }
   }
-  virtual UpdateReport AddChannelFrames(std::vector<Frame> frames) {
+  virtual RegistrationResult AddChannelFrames(std::vector<Frame> frames) {
     if (frames.size() != 1) throw std::invalid_argument("this back end averages one channel only");
     return AddFrame(std::move(frames[0]));
   }

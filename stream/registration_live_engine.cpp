@@ -19,22 +19,26 @@ class RegistrationLiveEngine : public LiveEngine {
  public:
   RegistrationLiveEngine(const EngineOptions& options, Shape shape) : engine_(options, shape) {}
 
-  UpdateReport AddFrame(Frame frame) override { return engine_.AddFrame(std::move(frame)); }
-  UpdateReport Finish() override {
-    UpdateReport report = engine_.Finish();
-    if (others_) others_->Follow(engine_.frames(), /*final=*/true);
-    return report;
+  RegistrationResult AddFrame(Frame frame) override { return engine_.AddFrame(std::move(frame)); }
+  RegistrationResult Finish() override {
+    RegistrationResult result = engine_.Finish();
+    if (others_) others_->Follow(result.frames, /*final=*/true);
+    return result;
   }
-  const std::vector<FrameState>& frames() const override { return engine_.frames(); }
-  EngineQuality quality() const override { return engine_.quality(); }
+  RegistrationResult Snapshot(ResultRequest request) const override {
+    return engine_.Snapshot(request);
+  }
   AverageImage Average() const override { return engine_.Average(); }
   ImageQualityReport ImageQuality() const override { return engine_.ImageQuality(); }
   Frame LatestFrame() const override { return engine_.LatestFrame(); }
-  ShiftMatrixSnapshot Matrices() const override { return engine_.Matrices(); }
 
   std::vector<std::string> WriteOutputs(const std::string& dir, const nlohmann::json& extra,
                                         const ImageQualityReport* image_quality) const override {
-    if (channels_.empty()) return WriteRegistrationOutputs(dir, engine_, extra, image_quality).written;
+    // The files describe the last update; the shift matrix is for shift_matrix.png.
+    const RegistrationResult result = engine_.Snapshot(ResultRequest{false, /*shift_matrix=*/true});
+    if (channels_.empty()) {
+      return WriteRegistrationOutputs(dir, engine_, result, extra, image_quality).written;
+    }
     std::vector<NamedAverage> averages;
     for (const std::string& channel : channels_) averages.push_back({channel, ChannelAverage(channel)});
     const std::optional<double> pixel_size_A =
@@ -43,7 +47,7 @@ class RegistrationLiveEngine : public LiveEngine {
     nlohmann::json with_channels = extra;
     with_channels["channels"] = WriteChannelAverages(dir, averages, register_channel_, pixel_size_A);
     std::vector<std::string> written = with_channels["channels"]["files"];
-    for (std::string& path : WriteRegistrationOutputs(dir, engine_, with_channels, image_quality).written) {
+    for (std::string& path : WriteRegistrationOutputs(dir, engine_, result, with_channels, image_quality).written) {
       written.push_back(std::move(path));
     }
     return written;
@@ -64,7 +68,7 @@ class RegistrationLiveEngine : public LiveEngine {
     register_channel_ = register_channel;
   }
 
-  UpdateReport AddChannelFrames(std::vector<Frame> frames) override {
+  RegistrationResult AddChannelFrames(std::vector<Frame> frames) override {
     if (frames.size() != std::max<std::size_t>(1, channels_.size())) {
       throw std::invalid_argument(std::to_string(frames.size()) + " channel frames for " +
                                   std::to_string(channels_.size()) + " channels");
@@ -82,10 +86,10 @@ class RegistrationLiveEngine : public LiveEngine {
         others.push_back(std::move(frames[c]));
       }
     }
-    const UpdateReport report = engine_.AddFrame(std::move(registered));
-    others_->AddFrames(std::move(others), engine_.frames().back());
-    others_->Follow(engine_.frames(), /*final=*/false);
-    return report;
+    RegistrationResult result = engine_.AddFrame(std::move(registered));
+    others_->AddFrames(std::move(others), result.frames.back());
+    others_->Follow(result.frames, /*final=*/false);
+    return result;
   }
 
   AverageImage ChannelAverage(const std::string& channel) const override {

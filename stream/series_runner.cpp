@@ -63,6 +63,7 @@ struct SeriesRunner::Impl {
     bool implicit = false;
     EngineOptions engine_options;
     std::unique_ptr<LiveEngine> engine;
+    RegistrationResult result;  // of the engine's latest update
     std::vector<frame_id_t> wire_indices;   // accepted, in order
     std::vector<Shift> scan_offsets_px;     // per accepted frame; (0, 0) without feedback
     std::set<frame_id_t> accepted;
@@ -337,9 +338,9 @@ struct SeriesRunner::Impl {
     const Clock::time_point engine_start = Clock::now();
     try {
       if (channel_frames.empty()) {
-        s.engine->AddFrame(std::move(frame));
+        s.result = s.engine->AddFrame(std::move(frame));
       } else {
-        s.engine->AddChannelFrames(std::move(channel_frames));
+        s.result = s.engine->AddChannelFrames(std::move(channel_frames));
       }
       last_engine_ms_ = MsSince(engine_start);
       last_queue_ms_ =
@@ -557,7 +558,7 @@ struct SeriesRunner::Impl {
   // Publishes drift (and quality; average when due) for the current series.
   void PublishResults(Clock::time_point arrival, bool final, bool force_average) {
     Series& s = *series_;
-    const EngineQuality quality = s.engine->quality();
+    const EngineQuality& quality = s.result.quality;
     DriftUpdate d;
     d.series = s.start.series;
     d.frame = s.last_index;
@@ -565,7 +566,7 @@ struct SeriesRunner::Impl {
     d.final = final;
     d.queue_ms = final ? 0 : last_queue_ms_;
     d.engine_ms = final ? 0 : last_engine_ms_;
-    const std::vector<FrameState>& states = s.engine->frames();
+    const std::vector<FrameState>& states = s.result.frames;
     d.frames = states;
     d.drift_rate_A_per_s = quality.drift_rate_A_per_s;
     d.drift_rate_px_per_s = quality.drift_rate_px_per_s;
@@ -590,8 +591,10 @@ struct SeriesRunner::Impl {
       if (!latest.pixels().empty()) {
         publisher_->Publish(EncodeLatestFrame(s.start.series, n_frames, s.last_index, latest));
       }
-      const ShiftMatrixSnapshot matrices = s.engine->Matrices();
-      if (matrices.k > 0) publisher_->Publish(EncodeMatrices(s.start.series, n_frames, matrices));
+      const RegistrationResult with_matrix = s.engine->Snapshot(ResultRequest{false, true});
+      if (with_matrix.shift_matrix && with_matrix.shift_matrix->k > 0) {
+        publisher_->Publish(EncodeMatrices(s.start.series, n_frames, *with_matrix.shift_matrix));
+      }
       s.last_average = now;
       s.have_average = true;
     }
@@ -747,7 +750,7 @@ struct SeriesRunner::Impl {
     summary.dir = s.dir;
     if (!s.wire_indices.empty()) {
       try {
-        s.engine->Finish();
+        s.result = s.engine->Finish();
         PublishResults(arrival, /*final=*/true, /*force_average=*/true);
       } catch (const std::exception& e) {
         CountError("engine_error");

@@ -165,11 +165,13 @@ int RunBench(int argc, char** argv) {
   long total_pairs = 0;
   int full_resolves = 0, background_resolves = 0, last_background_frames = 0;
   double total_correlate_ms = 0;
+  RegistrationResult live;
   for (int k = 0; k < num_frames; ++k) {
     Frame frame = microscope.NextFrame();  // simulation is not timed
     truth[k] = microscope.TrueShift(k);
     if (save_stack) saved.push_back(frame.Clone());
-    const UpdateReport report = engine.AddFrame(std::move(frame));
+    live = engine.AddFrame(std::move(frame));
+    const UpdateReport& report = live.update;
     update_ms[k] = report.timings.total_ms;
     correlate_ms[k] = report.timings.correlate_ms;
     solve_ms[k] = report.timings.solve_ms;
@@ -187,20 +189,22 @@ int RunBench(int argc, char** argv) {
   }
   const double live_peak_rss_mib = PeakRssMiB();
   if (save_stack) WriteNpy(vm["save-stack"].as<std::string>(), saved);
-  const ShiftErrors live_errors = ErrorsAgainstTruth(engine.frames(), truth);
-  const UpdateReport finish = engine.Finish();
-  const ShiftErrors final_errors = ErrorsAgainstTruth(engine.frames(), truth);
-  const EngineQuality quality = engine.quality();
+  const ShiftErrors live_errors = ErrorsAgainstTruth(live.frames, truth);
   // Wrong pair elements (> 0.35 lattice spacings from the truth): the highest
   // correlation peak before the solver, and the value the solution used.
-  // (Pairs() lists all k^2/2 pairs: skipped for long series, where it would
-  // dominate the memory.)
+  // (The pair list holds all k^2/2 pairs: not asked for in long series, where
+  // it would dominate the memory.)
   constexpr int kMaxFramesForPairStatistics = 1000;
+  ResultRequest request;
+  request.pairs = num_frames <= kMaxFramesForPairStatistics;
+  const RegistrationResult result = engine.Finish(request);
+  const UpdateReport& finish = result.update;
+  const ShiftErrors final_errors = ErrorsAgainstTruth(result.frames, truth);
+  const EngineQuality& quality = result.quality;
   int pairs = 0, brightest_wrong = 0, inliers = 0, used_wrong = 0, no_overlap = 0;
-  const std::vector<PairRecord> records =
-      num_frames <= kMaxFramesForPairStatistics ? engine.Pairs() : std::vector<PairRecord>{};
+  const std::vector<PairRecord> records = result.pairs ? *result.pairs : std::vector<PairRecord>{};
   for (const PairRecord& p : records) {
-    if (p.no_overlap) {
+    if (p.status == PairStatus::kNoOverlap) {
       ++no_overlap;
       continue;
     }
@@ -208,7 +212,7 @@ int RunBench(int argc, char** argv) {
     const double tolerance = 0.35 * sim.lattice_spacing_px;
     ++pairs;
     if (!p.has_peak || (p.brightest_j_from_i - true_j_from_i).Norm() > tolerance) ++brightest_wrong;
-    if (p.inlier) {
+    if (p.inlier()) {
       ++inliers;
       if ((p.used_j_from_i - true_j_from_i).Norm() > tolerance) ++used_wrong;
     }
@@ -219,7 +223,7 @@ int RunBench(int argc, char** argv) {
     std::printf("%6s %10s %10s %10s %10s %8s %s\n", "frame", "x px", "y px", "true x", "true y",
                 "resid", "flag");
     for (int k = 0; k < num_frames; ++k) {
-      const FrameState& f = engine.frames()[k];
+      const FrameState& f = result.frames[k];
       std::printf("%6d %10.3f %10.3f %10.3f %10.3f %8.3f %s\n", k, f.shift.x, f.shift.y,
                   truth[k].x, truth[k].y, f.residual_px, f.flagged ? "F" : "");
     }

@@ -84,17 +84,19 @@ int RunRegister(int argc, char** argv) {
   }
   ChannelAverages others(other_names);
   for (std::size_t k = 0; k < stack.frames.size(); ++k) {
-    add_ms += engine.AddFrame(std::move(stack.frames[k])).timings.total_ms;
+    const RegistrationResult live = engine.AddFrame(std::move(stack.frames[k]));
+    add_ms += live.update.timings.total_ms;
     if (other_names.empty()) continue;
     std::vector<Frame> frames;
     for (std::size_t c = 0; c < stacks.size(); ++c) {
       if (c != channels.register_index) frames.push_back(std::move(stacks[c].frames[k]));
     }
-    others.AddFrames(std::move(frames), engine.frames().back());
-    others.Follow(engine.frames(), /*final=*/false);
+    others.AddFrames(std::move(frames), live.frames.back());
+    others.Follow(live.frames, /*final=*/false);
   }
-  const UpdateReport finish = engine.Finish();
-  others.Follow(engine.frames(), /*final=*/true);
+  // The shift matrix is for shift_matrix.png.
+  const RegistrationResult result = engine.Finish(ResultRequest{false, /*shift_matrix=*/true});
+  others.Follow(result.frames, /*final=*/true);
   const double register_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() -
       read_ms;
@@ -103,7 +105,7 @@ int RunRegister(int argc, char** argv) {
   extra["input"] = input;
   extra["timings_ms"] = {{"read", read_ms},
                          {"add_frames", add_ms},
-                         {"finish", finish.timings.total_ms},
+                         {"finish", result.update.timings.total_ms},
                          {"register_total", register_ms}};
   std::vector<std::string> channel_files;
   if (!channels.names.empty()) {
@@ -120,10 +122,10 @@ int RunRegister(int argc, char** argv) {
                                              channels.names[channels.register_index], pixel_size);
     channel_files = extra["channels"]["files"].get<std::vector<std::string>>();
   }
-  RegistrationOutputs outputs = WriteRegistrationOutputs(out_dir, engine, extra);
+  RegistrationOutputs outputs = WriteRegistrationOutputs(out_dir, engine, result, extra);
   outputs.written.insert(outputs.written.begin(), channel_files.begin(), channel_files.end());
 
-  const EngineQuality q = engine.quality();
+  const EngineQuality& q = result.quality;
   std::cout << std::fixed << std::setprecision(3) << "registered " << engine.num_frames()
             << " frames of " << engine.frame_shape() << " in " << register_ms << " ms\n"
             << "consistency RMS " << q.consistency_rms_px << " px, rejected pairs "

@@ -20,23 +20,23 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // k = 4 frames drifting by +1 px/frame in x and -0.5 px/frame in y, so
 // R_ij = s_j - s_i; the diagonal is missing, (0, 3) rejected, (1, 2) snapped.
-ShiftMatrixData Drift() {
-  ShiftMatrixData data;
+ShiftMatrix Drift() {
+  ShiftMatrix data;
   data.k = 4;
   data.x.assign(16, kNaN);
   data.y.assign(16, kNaN);
-  data.status.assign(16, kPairMissing);
+  data.status.assign(16, PairStatus::kMissing);
   for (int i = 0; i < 4; ++i) {
     for (int j = 0; j < 4; ++j) {
       if (i == j) continue;
       data.x[i * 4 + j] = 1.0 * (j - i);
       data.y[i * 4 + j] = -0.5 * (j - i);
-      data.status[i * 4 + j] = kPairInlier;
+      data.status[i * 4 + j] = PairStatus::kInlier;
     }
   }
   data.x[0 * 4 + 3] = 40.0;  // an outlier: rejected, must not set the range
-  data.status[0 * 4 + 3] = kPairRejected;
-  data.status[1 * 4 + 2] = kPairSnapped;
+  data.status[0 * 4 + 3] = PairStatus::kRejected;
+  data.status[1 * 4 + 2] = PairStatus::kSnapped;
   return data;
 }
 
@@ -113,7 +113,7 @@ TEST_CASE("shift matrix image marks small cells by filling them", "[adapters][sh
 
 TEST_CASE("shift matrix image picks a cell size and honours a fixed range",
           "[adapters][shiftmatrix]") {
-  ShiftMatrixData data = Drift();
+  ShiftMatrix data = Drift();
   const ShiftMatrixImage automatic = RenderShiftMatrix(data);
   CHECK(automatic.cell_px == 32);  // 512 / 4 = 128, capped at 32
   CHECK(automatic.image.height == 4 * 32);
@@ -128,10 +128,10 @@ TEST_CASE("shift matrix image picks a cell size and honours a fixed range",
 }
 
 TEST_CASE("shift matrix image shows pairs without overlap apart from missing ones", "[adapters][shiftmatrix]") {
-  ShiftMatrixData data = Drift();
+  ShiftMatrix data = Drift();
   const double nan = std::numeric_limits<double>::quiet_NaN();
   for (std::size_t index : {std::size_t{0 * 4 + 2}, std::size_t{2 * 4 + 0}}) {
-    data.status[index] = kPairNoOverlap;
+    data.status[index] = PairStatus::kNoOverlap;
     data.x[index] = data.y[index] = nan;
   }
   ShiftMatrixImageOptions options;
@@ -149,11 +149,11 @@ TEST_CASE("shift matrix image shows pairs without overlap apart from missing one
 }
 
 TEST_CASE("shift matrix image refuses inconsistent input", "[adapters][shiftmatrix]") {
-  ShiftMatrixData data = Drift();
+  ShiftMatrix data = Drift();
   data.x.pop_back();
   CHECK_THROWS_AS(RenderShiftMatrix(data), std::invalid_argument);
   data = Drift();
-  data.status[5] = 7;
+  data.status[5] = static_cast<PairStatus>(7);
   CHECK_THROWS_AS(RenderShiftMatrix(data), std::invalid_argument);
   data = Drift();
   data.k = 0;
@@ -225,11 +225,11 @@ TEST_CASE("shift matrix figure: panels unchanged, labelled axes, a colour scale 
 TEST_CASE("shift matrix figure stays labelled for one frame and for many", "[adapters][shiftmatrix]") {
   for (int k : {1, 150}) {
     CAPTURE(k);
-    ShiftMatrixData data;
+    ShiftMatrix data;
     data.k = k;
     data.x.assign(static_cast<std::size_t>(k) * k, 0.5);
     data.y.assign(static_cast<std::size_t>(k) * k, -0.5);
-    data.status.assign(static_cast<std::size_t>(k) * k, kPairInlier);
+    data.status.assign(static_cast<std::size_t>(k) * k, PairStatus::kInlier);
     const ShiftMatrixFigure f = RenderShiftMatrixFigure(data);
     CHECK(f.image.height >= f.bar_x.y + f.bar_x.height);
     CHECK(DarkPixels(f.image, f.label_j_x) > 30);

@@ -50,19 +50,19 @@ TEST_CASE("channels follow the engine's shifts to the exact average at the final
     std::vector<Frame> others;
     others.push_back(frame.Clone());
     others.push_back(Inverted(frame, 50.0f));
-    engine.AddFrame(std::move(frame));
-    channels.AddFrames(std::move(others), engine.frames().back());
-    live_resamples += channels.Follow(engine.frames(), /*final=*/false);
+    const RegistrationResult live = engine.AddFrame(std::move(frame));
+    channels.AddFrames(std::move(others), live.frames.back());
+    live_resamples += channels.Follow(live.frames, /*final=*/false);
   }
   // Live, at most one re-resampling per update, as the engine.
   CHECK(live_resamples <= 12);
-  engine.Finish();
-  channels.Follow(engine.frames(), /*final=*/true);
+  const RegistrationResult result = engine.Finish();
+  channels.Follow(result.frames, /*final=*/true);
   REQUIRE(channels.num_frames() == 12);
   // What `apply` computes: a fresh average at the final shifts.
   ShiftedAverager fresh;
   for (std::size_t i = 0; i < originals.size(); ++i) {
-    const FrameState& s = engine.frames()[i];
+    const FrameState& s = result.frames[i];
     fresh.AddFrame(std::move(originals[i]), s.shift, !s.flagged);
   }
   const AverageImage reference = fresh.Average();

@@ -27,25 +27,25 @@ CrystalRun Register(const SimulatorOptions& sim, int frames, std::uint64_t seed,
     engine.AddFrame(microscope.NextFrame());
     truth.push_back(microscope.TrueShift(k));
   }
-  engine.Finish();
+  const RegistrationResult result = engine.Finish(ResultRequest{/*pairs=*/true, false});
   CrystalRun run;
-  run.quality = engine.quality();
+  run.quality = result.quality;
   const double spacing = sim.lattice_spacing_px;
   // Over the frames the registration kept (flagged ones are reported as
   // unreliable and left out of the average).
   std::vector<Shift> estimated;
   std::vector<bool> flagged;
-  for (const FrameState& f : engine.frames()) {
+  for (const FrameState& f : result.frames) {
     estimated.push_back(f.shift);
     flagged.push_back(f.flagged);
   }
   run.max_error_spacings = CompareShifts(estimated, truth, flagged).max_px / spacing;
   int pairs = 0, brightest_wrong = 0, inliers = 0, final_wrong = 0;
-  for (const PairRecord& p : engine.Pairs()) {
+  for (const PairRecord& p : *result.pairs) {
     const Shift true_j_from_i = truth[p.j] - truth[p.i];
     ++pairs;
     if (!p.has_peak || (p.brightest_j_from_i - true_j_from_i).Norm() > 0.35 * spacing) ++brightest_wrong;
-    if (p.inlier) {
+    if (p.inlier()) {
       ++inliers;
       if ((p.used_j_from_i - true_j_from_i).Norm() > 0.35 * spacing) ++final_wrong;
     }

@@ -79,20 +79,20 @@ LiveVersusFinal RunLive(const SimulatorOptions& sim, int frames, std::uint64_t s
   const ShiftPrecisionBound crb = CramerRaoBound(microscope.NoiseFreeFrame(0));
   RegistrationEngine engine(options, sim.shape);
   std::vector<Shift> truth, newest;
+  RegistrationResult live;
   for (int k = 0; k < frames; ++k) {
-    engine.AddFrame(microscope.NextFrame());
+    live = engine.AddFrame(microscope.NextFrame());
     truth.push_back(microscope.TrueShift(k));
-    newest.push_back(engine.frames().back().shift);
+    newest.push_back(live.frames.back().shift);
   }
   std::vector<Shift> last;
   std::vector<bool> flagged;
-  for (const FrameState& f : engine.frames()) {
+  for (const FrameState& f : live.frames) {
     last.push_back(f.shift);
     flagged.push_back(f.flagged);
   }
-  engine.Finish();
   std::vector<Shift> final_shifts;
-  for (const FrameState& f : engine.frames()) final_shifts.push_back(f.shift);
+  for (const FrameState& f : engine.Finish().frames) final_shifts.push_back(f.shift);
   LiveVersusFinal r;
   r.live_newest = CompareShifts(newest, truth, flagged);
   r.live_last = CompareShifts(last, truth, flagged);

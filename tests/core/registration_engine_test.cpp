@@ -42,15 +42,17 @@ TEST_CASE("a 40-frame low-dose perovskite stack registers within 3x the Cramer-R
     engine.AddFrame(microscope.NextFrame());
     truth.push_back(microscope.TrueShift(k));
   }
-  engine.Finish();
-  const ShiftErrors e = ErrorsAgainstTruth(engine.frames(), truth);
-  CAPTURE(e.rms_x_px, e.rms_y_px, e.max_px, engine.quality().consistency_rms_px);
-  CHECK(engine.quality().flagged_frames == 0);
+  const RegistrationResult result = engine.Finish();
+  const ShiftErrors e = ErrorsAgainstTruth(result.frames, truth);
+  CAPTURE(e.rms_x_px, e.rms_y_px, e.max_px, result.quality.consistency_rms_px);
+  CHECK(result.quality.flagged_frames == 0);
   CHECK(e.rms_x_px <= 3 * crb.sigma_x_px);
   CHECK(e.rms_y_px <= 3 * crb.sigma_y_px);
   // No unit-cell hop anywhere: every frame within 0.35 lattice spacings.
   CHECK(e.max_px < 0.35 * sim.lattice_spacing_px);
-  CHECK(engine.frames()[0].shift == Shift{0, 0});
+  CHECK(result.frames[0].shift == Shift{0, 0});
+  CHECK(result.quality.solver_converged);
+  CHECK(result.quality.solver_message.find("converged") == 0);
 }
 
 TEST_CASE("a frame of unrelated content is flagged and does not disturb the others",
@@ -77,10 +79,10 @@ TEST_CASE("a frame of unrelated content is flagged and does not disturb the othe
     }
     engine.AddFrame(std::move(frame));
   }
-  engine.Finish();
-  CHECK(engine.frames()[bad].flagged);
-  CHECK(engine.quality().flagged_frames == 1);
-  std::vector<FrameState> good = engine.frames();
+  const RegistrationResult result = engine.Finish();
+  CHECK(result.frames[bad].flagged);
+  CHECK(result.quality.flagged_frames == 1);
+  std::vector<FrameState> good = result.frames;
   good[bad].flagged = true;  // excluded from the error anyway
   const ShiftErrors e = ErrorsAgainstTruth(good, truth);
   CAPTURE(e.rms_x_px, e.rms_y_px, e.max_px);
@@ -101,6 +103,47 @@ TEST_CASE("a frame of the wrong shape or with NaN is refused and leaves the engi
   CHECK(engine.num_frames() == 1);
   engine.AddFrame(microscope.NextFrame());
   CHECK(engine.num_frames() == 2);
+}
+
+TEST_CASE("every update returns one result; Snapshot repeats it with the parts asked for",
+          "[core][registration_engine]") {
+  SimulatorOptions sim;
+  sim.shape = Shape{128, 128};
+  sim.dose_counts_per_px = 2.0;
+  Simulator microscope(sim, 4);
+  RegistrationEngine engine(EngineOptions{}, sim.shape);
+  CHECK(engine.Snapshot().num_frames() == 0);
+  CHECK(engine.Snapshot().quality.verdict == "no frames");
+  RegistrationResult last;
+  for (int k = 0; k < 6; ++k) {
+    last = engine.AddFrame(microscope.NextFrame());
+    CHECK(last.num_frames() == k + 1);
+    CHECK(last.update.index == k);
+    CHECK(last.quality.num_frames == k + 1);
+  }
+  const RegistrationResult again = engine.Snapshot(ResultRequest::Everything());
+  REQUIRE(again.num_frames() == last.num_frames());
+  for (int i = 0; i < last.num_frames(); ++i) CHECK(again.frames[i].shift == last.frames[i].shift);
+  CHECK(again.quality.verdict == last.quality.verdict);
+  CHECK(again.update.index == last.update.index);
+  REQUIRE(again.pairs != nullptr);
+  REQUIRE(again.shift_matrix != nullptr);
+  const ShiftMatrix& m = *again.shift_matrix;
+  REQUIRE(m.k == 6);
+  REQUIRE(again.pairs->size() == 15u);
+  for (const PairRecord& p : *again.pairs) {
+    CHECK(p.status == m.at(p.i, p.j));
+    CHECK(m.at(p.j, p.i) == p.status);
+    if (!p.has_peak) continue;
+    // The matrix holds the used pair values, antisymmetric.
+    CHECK(m.x[m.index(p.i, p.j)] == p.used_j_from_i.x);
+    CHECK(m.y[m.index(p.j, p.i)] == -p.used_j_from_i.y);
+  }
+  for (int d = 0; d < m.k; ++d) CHECK(m.at(d, d) == PairStatus::kMissing);
+  // Only the parts asked for.
+  const RegistrationResult matrix_only = engine.Snapshot(ResultRequest{false, true});
+  CHECK(matrix_only.pairs == nullptr);
+  CHECK(matrix_only.shift_matrix != nullptr);
 }
 
 TEST_CASE("engine options are checked", "[core][registration_engine]") {
@@ -131,10 +174,10 @@ TEST_CASE("the drift rate is the simulated velocity, in px/s and A/s", "[core][r
   options.pixel_size_x_A = 0.2;
   options.pixel_size_y_A = 0.3;
   RegistrationEngine engine(options, sim.shape);
-  engine.AddFrame(microscope.NextFrame());
-  CHECK_FALSE(engine.quality().drift_rate_px_per_s.has_value());  // one frame: no rate
-  for (int k = 1; k < 15; ++k) engine.AddFrame(microscope.NextFrame());
-  const EngineQuality q = engine.quality();
+  CHECK_FALSE(engine.AddFrame(microscope.NextFrame()).quality.drift_rate_px_per_s.has_value());  // one frame: no rate
+  RegistrationResult result;
+  for (int k = 1; k < 15; ++k) result = engine.AddFrame(microscope.NextFrame());
+  const EngineQuality& q = result.quality;
   REQUIRE(q.drift_rate_px_per_s.has_value());
   REQUIRE(q.drift_rate_A_per_s.has_value());
   CHECK_THAT(q.drift_rate_px_per_s->x, Catch::Matchers::WithinAbs(0.7, 0.02));
@@ -161,17 +204,21 @@ TEST_CASE("a series that drifts further than a frame width is placed through its
   RegistrationEngine engine(options, sim.shape);
   std::vector<Shift> truth;
   int fewest_pairs = n;
+  RegistrationResult live_result;
   for (int k = 0; k < n; ++k) {
-    const UpdateReport report = engine.AddFrame(microscope.NextFrame());
+    live_result = engine.AddFrame(microscope.NextFrame());
     truth.push_back(microscope.TrueShift(k));
-    if (k > 0) fewest_pairs = std::min(fewest_pairs, report.timings.pairs);
+    if (k > 0) fewest_pairs = std::min(fewest_pairs, live_result.update.timings.pairs);
+    // The O(k^2) parts only on request.
+    REQUIRE(live_result.pairs == nullptr);
+    REQUIRE(live_result.shift_matrix == nullptr);
   }
   REQUIRE(std::abs(truth.back().x - truth.front().x) > sim.shape.cols);
-  const ShiftErrors live = ErrorsAgainstTruth(engine.frames(), truth);
-  engine.Finish();
-  const ShiftErrors e = ErrorsAgainstTruth(engine.frames(), truth);
+  const ShiftErrors live = ErrorsAgainstTruth(live_result.frames, truth);
+  const RegistrationResult result = engine.Finish(ResultRequest::Everything());
+  const ShiftErrors e = ErrorsAgainstTruth(result.frames, truth);
   CAPTURE(live.rms_px, live.max_px, e.rms_x_px, e.rms_y_px, e.max_px, fewest_pairs);
-  CHECK(engine.quality().flagged_frames == 0);
+  CHECK(result.quality.flagged_frames == 0);
   CHECK(fewest_pairs >= 1);
   // No unit-cell hop, live or final: every frame well within a lattice spacing.
   CHECK(live.max_px < 0.25 * sim.lattice_spacing_px);
@@ -183,13 +230,14 @@ TEST_CASE("a series that drifts further than a frame width is placed through its
   CHECK(live.rms_px < 0.35);
   CHECK(e.rms_px < 0.5);
   // Far-apart pairs were not correlated, and say so.
-  const ShiftMatrixSnapshot matrices = engine.Matrices();
-  CHECK(matrices.status[n - 1] == ShiftMatrices::kNoOverlap);                      // (0, n-1)
-  CHECK(matrices.status[static_cast<std::size_t>(n - 1) * n] == ShiftMatrices::kNoOverlap);  // (n-1, 0)
-  CHECK(matrices.status[1] == ShiftMatrices::kInlier);                             // (0, 1)
+  const ShiftMatrix& matrices = *result.shift_matrix;
+  CHECK(matrices.at(0, n - 1) == PairStatus::kNoOverlap);
+  CHECK(matrices.at(n - 1, 0) == PairStatus::kNoOverlap);
+  CHECK(matrices.at(0, 1) == PairStatus::kInlier);
   int no_overlap = 0;
-  for (const PairRecord& p : engine.Pairs()) {
-    if (!p.no_overlap) continue;
+  for (const PairRecord& p : *result.pairs) {
+    CHECK(p.status == matrices.at(p.i, p.j));  // one status, in both views
+    if (p.status != PairStatus::kNoOverlap) continue;
     ++no_overlap;
     // Gated pairs are those predicted to overlap by less than the option.
     const Shift d = truth[p.j] - truth[p.i];

@@ -33,10 +33,9 @@ TEST_CASE("a frame hopped by a lattice vector is reported as a spike", "[core][t
   REQUIRE(report.spikes[0].is_lattice_vector);
   REQUIRE(report.spikes[0].lattice_vector.na == 1);
   REQUIRE(report.spikes[0].lattice_vector.nb == -1);
-  REQUIRE(report.steps.empty());
 }
 
-TEST_CASE("a real stage step is a step, not a spike", "[core][temporal_check]") {
+TEST_CASE("a real stage step is not a spike", "[core][temporal_check]") {
   auto shifts = SmoothDrift(40, 2);
   // A step of exactly two lattice vectors would look like a hop of one vector
   // at the frames on either side if only the second difference were used.
@@ -44,10 +43,6 @@ TEST_CASE("a real stage step is a step, not a spike", "[core][temporal_check]") 
   for (int k = 25; k < 40; ++k) shifts[k] += jump;
   const TemporalCheckReport report = TemporalCheck(shifts, {}, kLattice);
   REQUIRE(report.spikes.empty());
-  REQUIRE(report.steps.size() == 1);
-  REQUIRE(report.steps[0].frame == 25);
-  REQUIRE_THAT(report.steps[0].jump.x, WithinAbs(jump.x, 0.5));
-  REQUIRE_THAT(report.steps[0].jump.y, WithinAbs(jump.y, 0.5));
 }
 
 TEST_CASE("spikes that are not lattice vectors are ignored with a lattice", "[core][temporal_check]") {
@@ -65,7 +60,6 @@ TEST_CASE("spikes that are not lattice vectors are ignored with a lattice", "[co
 TEST_CASE("smooth drift gives an empty report; misuse throws", "[core][temporal_check]") {
   const TemporalCheckReport report = TemporalCheck(SmoothDrift(50, 4), {}, kLattice);
   REQUIRE(report.spikes.empty());
-  REQUIRE(report.steps.empty());
   REQUIRE(TemporalCheck({Shift{}, Shift{1, 1}}, {}, kLattice).spikes.empty());
   REQUIRE_THROWS_AS(TemporalCheck(SmoothDrift(5, 5), {1.0, 2.0}, kLattice), std::invalid_argument);
 }

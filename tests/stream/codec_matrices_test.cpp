@@ -50,7 +50,10 @@ Rgba ReadRgbPng(const std::string& path) {
   return out;
 }
 
-bool Used(std::uint8_t status) { return status == kPairInlier || status == kPairSnapped; }
+bool Used(std::uint8_t status) {
+  return status == static_cast<std::uint8_t>(PairStatus::kInlier) ||
+         status == static_cast<std::uint8_t>(PairStatus::kSnapped);
+}
 
 TEST_CASE("matrices message and shift_matrix.png agree with the published shifts across a stage jump",
           "[stream][codec][crystal]") {
@@ -67,21 +70,21 @@ TEST_CASE("matrices message and shift_matrix.png agree with the published shifts
   options.predicted_search = false;
   RegistrationEngine engine(options, sim.shape);
   for (int k = 0; k < frames; ++k) engine.AddFrame(microscope.NextFrame());
-  engine.Finish();
-  const EngineQuality quality = engine.quality();
+  const RegistrationResult result = engine.Finish(ResultRequest::Everything());
+  const EngineQuality& quality = result.quality;
   CAPTURE(quality.verdict);
   REQUIRE(quality.stage_jumps == 1);
   REQUIRE(quality.frames_moved_by_lattice_offset > 0);  // the case the defect needs
 
   std::vector<Shift> s;
-  for (const FrameState& f : engine.frames()) s.push_back(f.shift);
+  for (const FrameState& f : result.frames) s.push_back(f.shift);
   const int k = static_cast<int>(s.size());
   // A published shift may move from the pairwise solution by the precision
   // stage (< 1.5 px) and by the pair's residual; a lattice vector is 16 px.
   const double tolerance_px = 0.3 * sim.lattice_spacing_px;
 
   // The wire message, encoded and decoded.
-  const OutMessage message = EncodeMatrices(SeriesId::Int(1), k, engine.Matrices());
+  const OutMessage message = EncodeMatrices(SeriesId::Int(1), k, *result.shift_matrix);
   const nlohmann::json decoded = MsgpackToJson(message.header);
   REQUIRE(decoded.at("k").get<int>() == k);
   const std::vector<float> x = Floats(decoded.at("x"));
@@ -111,10 +114,11 @@ TEST_CASE("matrices message and shift_matrix.png agree with the published shifts
   // shift_matrix.png: each used cell has the colour of s_j - s_i, i.e. the
   // picture rendered from the published shifts.
   const std::string dir = testing::ScratchDir("codec_matrices");
-  WriteRegistrationOutputs(dir, engine, nlohmann::json::object());
+  WriteRegistrationOutputs(dir, engine, result, nlohmann::json::object());
   const Rgba png = ReadRgbPng(dir + "/shift_matrix.png");
-  ShiftMatrixData expected{k, std::vector<double>(x.begin(), x.end()),
-                           std::vector<double>(y.begin(), y.end()), status};
+  ShiftMatrix expected{k, std::vector<double>(x.begin(), x.end()),
+                       std::vector<double>(y.begin(), y.end()), {}};
+  for (std::uint8_t b : status) expected.status.push_back(static_cast<PairStatus>(b));
   for (int i = 0; i < k; ++i) {
     for (int j = 0; j < k; ++j) {
       const std::size_t n = static_cast<std::size_t>(i) * k + j;

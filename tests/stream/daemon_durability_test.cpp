@@ -92,7 +92,7 @@ struct Gate {
 class GatedEngine : public testing::TracerEngine {
  public:
   GatedEngine(Shape shape, Gate* gate) : TracerEngine(shape), gate_(gate) {}
-  UpdateReport AddFrame(Frame frame) override {
+  RegistrationResult AddFrame(Frame frame) override {
     std::unique_lock<std::mutex> lock(gate_->mutex);
     ++gate_->waiting;
     gate_->cv.notify_all();

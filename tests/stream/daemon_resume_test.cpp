@@ -79,14 +79,14 @@ class ChannelTracerEngine : public testing::TracerEngine {
     register_channel_ = register_channel;
     for (const std::string& c : channels) sums_.emplace(c, Frame(shape_));
   }
-  UpdateReport AddChannelFrames(std::vector<Frame> frames) override {
+  RegistrationResult AddChannelFrames(std::vector<Frame> frames) override {
     if (frames.size() != channels_.size()) throw std::invalid_argument("wrong channel count");
     std::size_t registered = 0;
     for (std::size_t c = 0; c < channels_.size(); ++c) {
       if (channels_[c] == register_channel_) registered = c;
     }
     const Frame kept = frames[registered].Clone();
-    UpdateReport report = AddFrame(std::move(frames[registered]));
+    RegistrationResult report = AddFrame(std::move(frames[registered]));
     frames[registered] = kept.Clone();
     for (std::size_t c = 0; c < channels_.size(); ++c) {
       float* sum = sums_.at(channels_[c]).data();

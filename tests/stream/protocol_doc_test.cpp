@@ -120,7 +120,7 @@ TEST_CASE("docs/protocol.md lists exactly the keys the codec writes, for every m
   options.pixel_size_x_A = options.pixel_size_y_A = 0.244;
   RegistrationEngine engine(options, sim.shape);
   for (int k = 0; k < 8; ++k) engine.AddFrame(microscope.NextFrame());
-  engine.Finish();
+  const RegistrationResult result = engine.Finish(ResultRequest::Everything());
   const SeriesId series = SeriesId::Str("doc");
   const int n = engine.num_frames();
   const std::vector<std::string> channels{"HAADF", "ABF"};
@@ -129,15 +129,15 @@ TEST_CASE("docs/protocol.md lists exactly the keys the codec writes, for every m
     DriftUpdate drift;
     drift.series = series;
     drift.frame = n - 1;
-    for (const FrameState& f : engine.frames()) drift.frame_indices.push_back(f.index);
-    drift.frames = engine.frames();
-    drift.drift_rate_px_per_s = engine.quality().drift_rate_px_per_s;
+    for (const FrameState& f : result.frames) drift.frame_indices.push_back(f.index);
+    drift.frames = result.frames;
+    drift.drift_rate_px_per_s = result.quality.drift_rate_px_per_s;
     drift.final = true;
     CheckSameKeys("drift", documented("drift", "topic"), Keys(EncodeDrift(drift).header));
 
     const ImageQualityReport image_quality = engine.ImageQuality();
     const nlohmann::json history = nlohmann::json::array({QualityHistoryEntryJson(image_quality)});
-    const OutMessage quality = EncodeQuality(series, engine.quality(), &image_quality,
+    const OutMessage quality = EncodeQuality(series, result.quality, &image_quality,
                                              std::array<double, 2>{0.244, 0.244}, &history);
     CheckSameKeys("quality", documented("quality", "topic"), Keys(quality.header));
 
@@ -147,7 +147,7 @@ TEST_CASE("docs/protocol.md lists exactly the keys the codec writes, for every m
     const OutMessage frame = EncodeLatestFrame(series, n, n - 1, engine.LatestFrame());
     CheckSameKeys("frame", documented("frame", "topic"), Keys(frame.header));
 
-    const OutMessage matrices = EncodeMatrices(series, n, engine.Matrices());
+    const OutMessage matrices = EncodeMatrices(series, n, *result.shift_matrix);
     CheckSameKeys("matrices", documented("matrices", "topic"), Keys(matrices.header));
 
     Event gap;

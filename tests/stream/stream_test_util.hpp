@@ -22,7 +22,7 @@ constexpr std::chrono::milliseconds kTimeout{20000};  // generous: loaded 2-core
 class TracerEngine : public LiveEngine {
  public:
   explicit TracerEngine(Shape shape) : shape_(shape), sum_(shape) {}
-  UpdateReport AddFrame(Frame frame) override {
+  RegistrationResult AddFrame(Frame frame) override {
     if (frame.shape() != shape_) throw std::invalid_argument("shape mismatch");
     FrameState state;
     state.index = static_cast<frame_id_t>(states_.size());
@@ -30,18 +30,18 @@ class TracerEngine : public LiveEngine {
     state.shift = Shift{frame.data()[0], frame.data()[1]};
     states_.push_back(state);
     for (std::size_t i = 0; i < frame.pixels().size(); ++i) sum_.data()[i] += frame.data()[i];
-    return UpdateReport{state.index, {}};
+    return Snapshot({});
   }
-  UpdateReport Finish() override {
+  RegistrationResult Finish() override {
     finished_ = true;
-    return {};
+    return Snapshot({});
   }
-  const std::vector<FrameState>& frames() const override { return states_; }
-  EngineQuality quality() const override {
-    EngineQuality q;
-    q.num_frames = static_cast<int>(states_.size());
-    q.consistency_rms_px = finished_ ? 0.01 : 0.02;
-    return q;
+  RegistrationResult Snapshot(ResultRequest) const override {
+    RegistrationResult r;
+    r.frames = states_;
+    r.quality.num_frames = static_cast<int>(states_.size());
+    r.quality.consistency_rms_px = finished_ ? 0.01 : 0.02;
+    return r;
   }
   AverageImage Average() const override {
     AverageImage a;

@@ -1,9 +1,11 @@
-// Issue 5 through the engine: resolution, SNR, information transfer, drift
-// settling and stop-when-good on simulated series.
+// The image-quality assembly (core/image_quality_report.hpp), directly and
+// through the engine: resolution, SNR, information transfer, drift settling
+// and stop-when-good on simulated series.
 #include <catch2/catch.hpp>
 
 #include <random>
 
+#include "core/image_quality_report.hpp"
 #include "core/registration_engine.hpp"
 #include "core/simulator.hpp"
 
@@ -15,6 +17,28 @@ EngineOptions Calibrated(double pixel_size_A) {
   o.pixel_size_x_A = pixel_size_A;
   o.pixel_size_y_A = pixel_size_A;
   return o;
+}
+
+TEST_CASE("the frames needed for 1/7 grow the half-set SSNR to 1/6", "[core][image_quality]") {
+  // FRC c = 0.5: half-set SSNR 1, needs 1/6 -> already there.
+  CHECK(FramesToReachOneSeventh(0.5, 10) == 10);
+  // c = 1/13: SSNR 1/12, half of 1/6 -> twice the frames.
+  CHECK(FramesToReachOneSeventh(1.0 / 13.0, 10) == 20);
+  CHECK_FALSE(FramesToReachOneSeventh(0.0, 10).has_value());
+  CHECK_FALSE(FramesToReachOneSeventh(1.0, 10).has_value());
+}
+
+TEST_CASE("without frames the image quality claims nothing", "[core][image_quality]") {
+  ShiftedAverager averager;
+  ThreadPool pool(1);
+  EngineOptions options;
+  options.target_snr = 5;
+  const ImageQualityReport r = AssessImageQuality(averager, {}, options, pool);
+  CHECK(r.num_frames == 0);
+  CHECK(r.frc_status == "no_signal");
+  CHECK_FALSE(r.resolution_cycles_per_px.has_value());
+  CHECK_FALSE(r.good);
+  CHECK(r.drift_trend == "unknown");
 }
 
 TEST_CASE("the average resolves what a single low-dose frame cannot", "[core][image_quality]") {

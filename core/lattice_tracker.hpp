@@ -1,0 +1,71 @@
+#pragma once
+// The lattice tracker: on a crystal the pairwise solution is only determined
+// modulo the lattice, and this class alone turns it into published
+// coordinates. It owns
+//  - the lattice estimate (from each raw frame until found, then from the
+//    running average at 8 frames and every fourfold growth, and at the end);
+//  - the coarse (Bragg-free) pair evidence;
+//  - each frame's lattice offset (core/lattice_offsets.hpp): published
+//    pairwise shift = solver shift + offset;
+//  - stage-jump detection: a deviation from smooth drift that is not a
+//    lattice vector (LatticeOffsetReport::jumps) is the one stage-jump
+//    detector the quality reports (the pair search's peak-height test only
+//    chooses how the next pairs are searched);
+//  - the temporal check of the published shifts (lattice-vector spikes).
+//
+// Not synchronised: the engine thread calls it.
+
+#include <optional>
+#include <vector>
+
+#include "core/consistency_solver.hpp"
+#include "core/frame.hpp"
+#include "core/lattice.hpp"
+#include "core/lattice_offsets.hpp"
+#include "core/shift.hpp"
+#include "core/temporal_check.hpp"
+
+namespace livealign {
+
+class LatticeTracker {
+ public:
+  // enabled: EngineOptions::lattice_snapping (off: never a lattice, offsets
+  // 0); tolerances: EngineOptions::hop_tolerance and coarse_hop_tolerance.
+  explicit LatticeTracker(bool enabled, HopTolerances tolerances = {});
+  const HopTolerances& tolerances() const { return tolerances_; }
+
+  // Whether the lattice should be (re-)estimated after frame k was added.
+  bool EstimateDue(int k) const;
+  // Advances the schedule past an estimate after frame k.
+  void MarkEstimated(int k);
+  // Estimates the lattice from `average` when `average_usable` (it covers
+  // >= 64^2 and the series has more than one frame), else or failing that
+  // from the raw newest frame. Returns true when a lattice was found (then
+  // lattice() is it); otherwise the previous estimate stays.
+  bool Estimate(FrameView average, bool average_usable, FrameView newest);
+
+  void AddCoarseEvidence(const std::vector<CoarsePairEvidence>& evidence);
+  // Pins every frame's lattice offset against the solver's solution.
+  void Resolve(const SolverReport& solve);
+  // Frame i's lattice offset (0 before Resolve covered it).
+  Shift offset(int i) const;
+  // Checks the published shifts for lattice-vector spikes.
+  void CheckTemporal(const std::vector<Shift>& shifts, const std::vector<double>& timestamps_s);
+
+  const std::optional<Lattice>& lattice() const { return lattice_; }
+  const std::vector<Shift>& reciprocal_peaks() const { return reciprocal_peaks_; }
+  const LatticeOffsetReport& offsets() const { return offsets_; }
+  const TemporalCheckReport& temporal() const { return temporal_; }
+
+ private:
+  bool enabled_;
+  HopTolerances tolerances_;
+  std::optional<Lattice> lattice_;
+  std::vector<Shift> reciprocal_peaks_;  // indexed Bragg peaks, cycles/px
+  int next_estimate_;
+  std::vector<CoarsePairEvidence> coarse_;
+  LatticeOffsetReport offsets_;
+  TemporalCheckReport temporal_;
+};
+
+}  // namespace livealign

@@ -1,0 +1,144 @@
+#include "core/pair_search.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace livealign {
+namespace {
+
+// Prediction-window search: per-axis half width as a fraction of the shortest
+// lattice spacing (corner at 0.49), and the height the windowed peak of the
+// newest pair must keep relative to an unrestricted search; below it the
+// frame is taken to follow a stage jump.
+constexpr double kPredictionWindowFraction = 0.35;
+constexpr double kJumpHeightRatio = 0.8;
+// Coarse, hop-free stage: a raised-cosine low-pass at this fraction of the
+// first Bragg ring, so lattice peaks vanish and only non-periodic content
+// correlates; before a lattice is known, a fixed low cut-off.
+constexpr double kCoarseCutoffFraction = 0.6;
+constexpr double kCoarseCutoffDefault = 0.03;  // cycles/px
+// Each new frame is coarse-correlated with this many predecessors.
+constexpr int kCoarsePartners = 4;
+
+double CoarseCutoff(const std::optional<Lattice>& lattice) {
+  if (!lattice) return kCoarseCutoffDefault;
+  // The first Bragg ring is at 1 / d_max, d_max the largest interplanar
+  // spacing: that of the planes along the shortest lattice vector.
+  const double d_max = lattice->CellArea() / lattice->ShortestSpacing();
+  return std::min(kCoarseCutoffFraction / d_max, 0.25);
+}
+
+}  // namespace
+
+double OverlapFraction(Shape shape, Shift a, Shift b) {
+  const Shift d = b - a;
+  const double fx = std::max(0.0, 1.0 - std::abs(d.x) / shape.cols);
+  const double fy = std::max(0.0, 1.0 - std::abs(d.y) / shape.rows);
+  return fx * fy;
+}
+
+Shift PredictNewShift(const std::vector<FrameState>& frames, bool* velocity_known) {
+  const int k = static_cast<int>(frames.size());
+  *velocity_known = k >= 3 && !frames[k - 1].flagged && !frames[k - 2].flagged;
+  if (*velocity_known) return frames[k - 1].shift + (frames[k - 1].shift - frames[k - 2].shift);
+  return k >= 1 ? frames[k - 1].shift : Shift{};
+}
+
+std::vector<int> OverlapPartners(Shape shape, const std::vector<FrameState>& frames,
+                                 Shift predicted, double min_overlap_fraction) {
+  const int k = static_cast<int>(frames.size());
+  std::vector<int> partners;
+  partners.reserve(k);
+  for (int i = 0; i < k; ++i) {
+    if (i == k - 1 || min_overlap_fraction <= 0 ||
+        OverlapFraction(shape, frames[i].shift, predicted) >= min_overlap_fraction) {
+      partners.push_back(i);
+    }
+  }
+  return partners;
+}
+
+NewFramePairs SearchNewFramePairs(const Correlator& correlator, ThreadPool& pool, Shape shape,
+                                  const std::vector<FrameState>& frames,
+                                  const std::optional<Lattice>& lattice,
+                                  const PairSearchOptions& options) {
+  const int k = static_cast<int>(frames.size());
+  NewFramePairs result;
+  std::vector<PairMeasurement>& pairs = result.pairs;
+  pairs.resize(k);
+  for (int i = 0; i < k; ++i) {
+    pairs[i].i = i;
+    pairs[i].j = k;
+  }
+  bool velocity_known = false;
+  const Shift predicted_k = PredictNewShift(frames, &velocity_known);
+  const std::vector<int> partners =
+      OverlapPartners(shape, frames, predicted_k, options.min_overlap_fraction);
+  result.no_overlap.assign(k, true);
+  for (int i : partners) result.no_overlap[i] = false;
+  const int count = static_cast<int>(partners.size());
+  const bool can_predict = options.predicted_search && lattice && velocity_known;
+  if (can_predict) {
+    // Per-axis half-width: the window's corner (radius * sqrt 2) stays within
+    // half the shortest lattice spacing, so no other translate fits in it.
+    const double radius = kPredictionWindowFraction * lattice->ShortestSpacing();
+    pool.ParallelFor(count, [&](int n, int worker) {
+      const int i = partners[n];
+      // Newton on the exact band-limited correlation straight from the
+      // prediction needs no inverse FFT and no peak search; only when it does
+      // not converge inside the window is the windowed map searched.
+      const Shift predicted = predicted_k - frames[i].shift;
+      const PeakCandidate direct = correlator.Refine(i, k, predicted, worker);
+      const Shift offset = direct.j_from_i - predicted;
+      if (direct.refined && std::abs(offset.x) <= radius && std::abs(offset.y) <= radius) {
+        pairs[i].i = i;
+        pairs[i].j = k;
+        pairs[i].candidates = {direct};
+      } else {
+        pairs[i] = correlator.Correlate(i, k, worker, predicted, radius);
+      }
+    });
+    // A stage jump leaves no real peak in the window: compare the newest
+    // consecutive pair's windowed peak with an unrestricted search.
+    const PairMeasurement free = correlator.Correlate(k - 1, k, 0);
+    const PairMeasurement& windowed = pairs[k - 1];
+    const bool peak_in_window =
+        !windowed.candidates.empty() && !free.candidates.empty() &&
+        windowed.candidates.front().height >= kJumpHeightRatio * free.candidates.front().height;
+    if (peak_in_window) {
+      result.used_prediction = true;
+      return result;
+    }
+  }
+  // Free search, around zero; a partner whose predicted shift lies beyond the
+  // search range (a long series drifts further than that) is searched in a
+  // window of the same size around its prediction.
+  const double reach_x = options.max_shift_px > 0 ? std::min(options.max_shift_px, shape.cols / 2.0) : shape.cols / 4.0;
+  const double reach_y = options.max_shift_px > 0 ? std::min(options.max_shift_px, shape.rows / 2.0) : shape.rows / 4.0;
+  pool.ParallelFor(count, [&](int n, int worker) {
+    const int i = partners[n];
+    const Shift predicted = predicted_k - frames[i].shift;
+    if (k >= 2 && (std::abs(predicted.x) > 0.5 * reach_x || std::abs(predicted.y) > 0.5 * reach_y)) {
+      pairs[i] = correlator.Correlate(i, k, worker, predicted, std::min(reach_x, reach_y));
+    } else {
+      pairs[i] = correlator.Correlate(i, k, worker);
+    }
+  });
+  return result;
+}
+
+std::vector<CoarsePairEvidence> SearchCoarsePairs(const Correlator& correlator, ThreadPool& pool,
+                                                  int k, const std::optional<Lattice>& lattice) {
+  const int count = std::min(k, kCoarsePartners);
+  std::vector<CoarsePairEvidence> found(count);
+  const double cutoff = CoarseCutoff(lattice);
+  pool.ParallelFor(count, [&](int n, int worker) {
+    const int i = k - 1 - n;
+    const PairMeasurement m = correlator.CorrelateCoarse(i, k, cutoff, worker);
+    found[n] = {i, k, m.has_coarse ? m.coarse_j_from_i : Shift{},
+                m.has_coarse && !m.candidates.empty() ? m.candidates.front().height : 0.0};
+  });
+  return found;
+}
+
+}  // namespace livealign

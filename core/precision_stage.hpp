@@ -1,0 +1,74 @@
+#pragma once
+// The precision stage: each frame registered against the leave-one-out
+// average of the others (core/template_registration.hpp), which is far less
+// noisy than a partner frame, so its shift approaches the single-frame
+// Poisson limit. Live, a few frames per update (core/live_precision.hpp says
+// which); at the series end, every frame in one Jacobi pass.
+//
+// A refinement replaces the pairwise shift (solver shift + lattice offset)
+// while the two agree within kMaxRefinementStepPx; otherwise (a lattice
+// offset or a re-solve moved the pairwise shift) the pairwise shift is
+// published until the frame is refined again.
+//
+// Not synchronised: the engine thread calls it; refinements run on the given
+// pool, one registrar and scratch per worker.
+
+#include <vector>
+
+#include "core/averager.hpp"
+#include "core/engine_options.hpp"
+#include "core/frame.hpp"
+#include "core/live_precision.hpp"
+#include "core/shift.hpp"
+#include "core/template_registration.hpp"
+#include "core/thread_pool.hpp"
+
+namespace livealign {
+
+class PrecisionStage {
+ public:
+  // The largest distance, px, a refinement may be from the pairwise shift
+  // and still be trusted (further, the template locked onto something else).
+  static double MaxStepPx();
+
+  PrecisionStage(Shape shape, const EngineOptions& options, int workers);
+
+  // The series now has n frames; new ones have no refinement yet.
+  void Resize(int n);
+  // The shift to publish for frame i whose pairwise shift is `pairwise` (it
+  // itself for a frame never refined).
+  Shift Published(int i, Shift pairwise) const;
+
+  // Every frame against the current average (Jacobi: every template comes
+  // from the average before any frame of the pass moves). False when nothing
+  // ran (disabled, or fewer than 3 frames). Gauge: frame 0 stays at (0, 0).
+  bool RefineAll(const ShiftedAverager& averager, const std::vector<Shift>& pairwise,
+                 const std::vector<bool>& flagged, ThreadPool& pool);
+  // The live step of one update: the frames the schedule says are due, at
+  // most `budget` (the schedule's per-update bound when < 0). Returns how
+  // many frames were tried (0: nothing ran).
+  int RefineLive(const ShiftedAverager& averager, const std::vector<Shift>& pairwise,
+                 const std::vector<bool>& flagged, ThreadPool& pool, int budget = -1);
+
+ private:
+  // Registers frame i against its leave-one-out average; false when the
+  // result is not trusted. Safe to run for distinct frames in parallel.
+  bool RefineOne(const ShiftedAverager& averager, int i, Shift pairwise, int worker, Shift* refined);
+
+  bool enabled_;
+  int live_per_update_;
+  std::vector<TemplateRegistrar> registrars_;  // one per worker: own FFT scratch
+  struct WorkerScratch {
+    ShiftedAverager::LeaveOneOutScratch leave_one_out;
+    Frame mean;
+    Frame template_image;
+  };
+  std::vector<WorkerScratch> scratch_;  // one per worker
+  // The shift measured against the leave-one-out average (absolute, frame-0
+  // gauge), and whether it is trusted.
+  std::vector<Shift> refinement_;
+  std::vector<bool> refined_ok_;
+  LivePrecisionSchedule schedule_;
+};
+
+}  // namespace livealign

@@ -1,0 +1,88 @@
+#include "core/lattice_tracker.hpp"
+
+#include <catch2/catch.hpp>
+
+#include "core/simulator.hpp"
+
+namespace livealign {
+namespace {
+
+using Catch::Matchers::WithinAbs;
+
+SolverReport Solved(const std::vector<Shift>& shifts) {
+  SolverReport r;
+  r.shifts = shifts;
+  r.flagged.assign(shifts.size(), false);
+  return r;
+}
+
+TEST_CASE("the lattice is estimated from the first raw frames, then on a growing schedule",
+          "[core][lattice_tracker]") {
+  LatticeTracker tracker(/*enabled=*/true);
+  for (int k = 0; k < 8; ++k) CHECK(tracker.EstimateDue(k));  // no lattice yet
+  SimulatorOptions sim;
+  sim.shape = Shape{128, 128};
+  sim.dose_counts_per_px = 2.0;
+  Simulator microscope(sim, 2);
+  const Frame frame = microscope.NextFrame();
+  REQUIRE(tracker.Estimate(frame.view(), /*average_usable=*/false, frame.view()));
+  REQUIRE(tracker.lattice().has_value());
+  CHECK_THAT(tracker.lattice()->ShortestSpacing(), WithinAbs(sim.lattice_spacing_px, 0.5));
+  CHECK_FALSE(tracker.reciprocal_peaks().empty());
+  tracker.MarkEstimated(0);
+  CHECK_FALSE(tracker.EstimateDue(1));  // found: next at 8 frames
+  CHECK(tracker.EstimateDue(7));
+  tracker.MarkEstimated(7);
+  CHECK_FALSE(tracker.EstimateDue(30));
+  CHECK(tracker.EstimateDue(31));  // fourfold growth
+}
+
+TEST_CASE("disabled, the tracker never finds a lattice and every offset is zero",
+          "[core][lattice_tracker]") {
+  LatticeTracker tracker(/*enabled=*/false);
+  SimulatorOptions sim;
+  sim.shape = Shape{128, 128};
+  Simulator microscope(sim, 2);
+  const Frame frame = microscope.NextFrame();
+  CHECK_FALSE(tracker.Estimate(frame.view(), false, frame.view()));
+  tracker.Resolve(Solved({Shift{}, Shift{0, 16}, Shift{0.4, 0}}));
+  for (int k = 0; k < 3; ++k) CHECK(tracker.offset(k) == Shift{});
+  CHECK(tracker.offset(7) == Shift{});  // beyond the solve: zero
+}
+
+TEST_CASE("a hopped frame gets the offset that puts it back on smooth drift",
+          "[core][lattice_tracker]") {
+  LatticeTracker tracker(true);
+  SimulatorOptions sim;
+  sim.shape = Shape{128, 128};
+  sim.dose_counts_per_px = 2.0;
+  Simulator microscope(sim, 2);
+  const Frame frame = microscope.NextFrame();
+  REQUIRE(tracker.Estimate(frame.view(), false, frame.view()));
+  const Lattice lattice = *tracker.lattice();
+  std::vector<Shift> truth(12);
+  for (int k = 0; k < 12; ++k) truth[k] = Shift{0.3 * k, -0.2 * k};
+  std::vector<Shift> solved = truth;
+  solved[6] += lattice.a;  // one frame a lattice vector off
+  tracker.Resolve(Solved(solved));
+  CHECK(tracker.offsets().frames_moved == 1);
+  CHECK(tracker.offsets().jumps.empty());
+  for (int k = 0; k < 12; ++k) {
+    CAPTURE(k);
+    CHECK_THAT((solved[k] + tracker.offset(k) - truth[k]).Norm(), WithinAbs(0, 1e-9));
+  }
+  // The published shifts are smooth: no lattice-vector spike.
+  std::vector<Shift> published(12);
+  for (int k = 0; k < 12; ++k) published[k] = solved[k] + tracker.offset(k);
+  tracker.CheckTemporal(published, {});
+  CHECK(tracker.temporal().spikes.empty());
+  // A spike in the published shifts is found.
+  published[6] += lattice.a;
+  tracker.CheckTemporal(published, {});
+  REQUIRE(tracker.temporal().spikes.size() == 1);
+  CHECK(tracker.temporal().spikes[0].frame == 6);
+  CHECK(tracker.temporal().spikes[0].is_lattice_vector);
+}
+
+}  // namespace
+}  // namespace livealign

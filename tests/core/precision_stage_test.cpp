@@ -1,0 +1,71 @@
+#include "core/precision_stage.hpp"
+
+#include <catch2/catch.hpp>
+
+#include "core/simulator.hpp"
+
+namespace livealign {
+namespace {
+
+struct Series {
+  ShiftedAverager averager;
+  std::vector<Shift> truth;
+};
+
+// n simulated frames in an averager at their true shifts (frame 0 = 0).
+void Fill(int n, Series* s) {
+  SimulatorOptions sim;
+  sim.shape = Shape{128, 128};
+  sim.dose_counts_per_px = 2.0;
+  Simulator microscope(sim, 9);
+  for (int k = 0; k < n; ++k) {
+    Frame frame = microscope.NextFrame();
+    s->truth.push_back(microscope.TrueShift(k) - microscope.TrueShift(0));
+    s->averager.AddFrame(std::move(frame), s->truth.back());
+  }
+}
+
+TEST_CASE("the final pass brings a frame's shift back towards the truth", "[core][precision_stage]") {
+  Series s;
+  Fill(12, &s);
+  const int n = 12;
+  std::vector<Shift> pairwise = s.truth;
+  pairwise[5] += Shift{0.4, -0.3};  // a pairwise error the template corrects
+  s.averager.SetShift(5, pairwise[5], true);
+  std::vector<bool> flagged(n, false);
+  flagged[8] = true;
+  PrecisionStage stage(Shape{128, 128}, EngineOptions{}, 1);
+  ThreadPool pool(1);
+  REQUIRE(stage.RefineAll(s.averager, pairwise, flagged, pool));
+  const double before = (pairwise[5] - s.truth[5]).Norm();
+  const double after = (stage.Published(5, pairwise[5]) - s.truth[5]).Norm();
+  CAPTURE(before, after);
+  CHECK(after < 0.5 * before);
+  CHECK(stage.Published(0, pairwise[0]) == Shift{});  // the gauge
+  // A flagged frame is not refined: its pairwise shift is published.
+  CHECK(stage.Published(8, pairwise[8]) == pairwise[8]);
+  // A pairwise shift that moved further than the trusted step wins.
+  const Shift moved = pairwise[5] + Shift{2 * PrecisionStage::MaxStepPx(), 0};
+  CHECK(stage.Published(5, moved) == moved);
+}
+
+TEST_CASE("the live step refines at most its budget and nothing when disabled",
+          "[core][precision_stage]") {
+  Series s;
+  Fill(8, &s);
+  const std::vector<bool> flagged(8, false);
+  ThreadPool pool(1);
+  EngineOptions options;
+  options.live_refine_per_update = 2;
+  PrecisionStage stage(Shape{128, 128}, options, 1);
+  CHECK(stage.RefineLive(s.averager, s.truth, flagged, pool) == 2);
+  CHECK(stage.RefineLive(s.averager, s.truth, flagged, pool, 1) == 1);
+  options.refine_against_template = false;
+  PrecisionStage off(Shape{128, 128}, options, 1);
+  CHECK(off.RefineLive(s.averager, s.truth, flagged, pool) == 0);
+  CHECK_FALSE(off.RefineAll(s.averager, s.truth, flagged, pool));
+  CHECK(off.Published(3, Shift{1, 2}) == Shift{1, 2});
+}
+
+}  // namespace
+}  // namespace livealign
