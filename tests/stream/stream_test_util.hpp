@@ -16,7 +16,13 @@
 
 namespace livealign::testing {
 
-constexpr std::chrono::milliseconds kTimeout{20000};  // generous: loaded 2-core machines
+// Generous: loaded 2-core machines. Under a sanitizer the engine runs 5-20x
+// slower (TSan most), so a frame can take longer than 20 s to come out.
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+constexpr std::chrono::milliseconds kTimeout{120000};
+#else
+constexpr std::chrono::milliseconds kTimeout{20000};
+#endif
 
 // Shift of each frame = (pixel[0], pixel[1]); the average is the plain mean.
 class TracerEngine : public LiveEngine {
