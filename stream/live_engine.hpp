@@ -19,6 +19,7 @@
 #include "core/average_image.hpp"
 #include "core/engine_options.hpp"
 #include "core/frame.hpp"
+#include "core/frame_store.hpp"
 #include "core/registration_engine.hpp"
 #include "core/registration_result.hpp"
 
@@ -77,14 +78,18 @@ class LiveEngine {
   virtual AverageImage ChannelAverage(const std::string& /*channel*/) const { return Average(); }
 };
 
-// Creates the back end of a new series. Throws std::invalid_argument for bad
-// options or an empty shape.
-using LiveEngineFactory =
-    std::function<std::unique_ptr<LiveEngine>(const EngineOptions& options, Shape shape)>;
+// Creates the back end of a new series. `store`: the series' frame journal
+// (the daemon has appended each frame to it before AddFrame, so the engine's
+// Put of the same frame is a no-op) from which the engine reads old frames
+// back, keeping only a bounded cache in RAM; null without one (every frame is
+// then kept in RAM). Throws std::invalid_argument for bad options or an empty
+// shape.
+using LiveEngineFactory = std::function<std::unique_ptr<LiveEngine>(
+    const EngineOptions& options, Shape shape, std::shared_ptr<FrameStore> store)>;
 
 // The shipped back end: RegistrationEngine, WriteRegistrationOutputs and a
 // TIFF stack writer for frames.tif.
-std::unique_ptr<LiveEngine> MakeRegistrationLiveEngine(const EngineOptions& options,
-                                                       Shape shape);
+std::unique_ptr<LiveEngine> MakeRegistrationLiveEngine(const EngineOptions& options, Shape shape,
+                                                       std::shared_ptr<FrameStore> store);
 
 }  // namespace livealign

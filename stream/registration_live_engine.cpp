@@ -17,7 +17,8 @@ namespace {
 
 class RegistrationLiveEngine : public LiveEngine {
  public:
-  RegistrationLiveEngine(const EngineOptions& options, Shape shape) : engine_(options, shape) {}
+  RegistrationLiveEngine(const EngineOptions& options, Shape shape, std::shared_ptr<FrameStore> store)
+      : engine_(options, shape, store ? std::move(store) : std::make_shared<MemoryFrameStore>()) {}
 
   RegistrationResult AddFrame(Frame frame) override { return engine_.AddFrame(std::move(frame)); }
   RegistrationResult Finish() override {
@@ -138,8 +139,9 @@ class RegistrationLiveEngine : public LiveEngine {
 
 }  // namespace
 
-std::unique_ptr<LiveEngine> MakeRegistrationLiveEngine(const EngineOptions& options, Shape shape) {
-  return std::make_unique<RegistrationLiveEngine>(options, shape);
+std::unique_ptr<LiveEngine> MakeRegistrationLiveEngine(const EngineOptions& options, Shape shape,
+                                                       std::shared_ptr<FrameStore> store) {
+  return std::make_unique<RegistrationLiveEngine>(options, shape, std::move(store));
 }
 
 Daemon::Daemon(const DaemonOptions& options)

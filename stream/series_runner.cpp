@@ -87,7 +87,7 @@ struct SeriesRunner::Impl {
     std::string dir;
     // The write-ahead journal (null without --out, or when it could not be
     // created: then frames are registered but not durable, and said so).
-    std::unique_ptr<JournalFrameStore> journal;
+    std::shared_ptr<JournalFrameStore> journal;  // shared with the engine (its frame store)
     bool resumed = false;  // continued from a journal after a restart
     std::int64_t duplicates = 0;
   };
@@ -156,13 +156,19 @@ struct SeriesRunner::Impl {
     if (!options_.out.empty()) {
       s->dir = (std::filesystem::path(options_.out) / s->start.series.DirectoryName()).string();
     }
-    s->engine = factory_(s->engine_options, s->start.shape);
+    s->resumed = resumed != nullptr;
+    s->journal = resumed ? std::move(resumed) : CreateJournal(*s);
+    // A single-channel series' engine reads old frames back from the journal
+    // (its records are keyed as the engine's Puts), so RAM holds a bounded
+    // cache instead of every frame. Several channels are journaled under
+    // their names; their engine keeps its frames in RAM.
+    std::shared_ptr<FrameStore> store;
+    if (s->journal && s->start.channels.empty()) store = s->journal;
+    s->engine = factory_(s->engine_options, s->start.shape, store);
     if (!s->start.channels.empty()) {
       s->engine->SetChannels(s->start.channels,
                              s->start.channels[RegisterChannelIndex(s->start)]);
     }
-    s->resumed = resumed != nullptr;
-    s->journal = resumed ? std::move(resumed) : CreateJournal(*s);
     ended_series_.erase(s->start.series.ToString());
     series_ = std::move(s);
     counters_->Add(&DaemonCounts::series_started);

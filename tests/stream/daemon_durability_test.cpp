@@ -304,7 +304,7 @@ TEST_CASE("Stop() registers every queued frame before finishing the series",
   CAPTURE(timeout);
   if (timeout) options.drain_timeout_s = 0;  // what is queued at the stop is left
   CollectingSink sink;
-  Daemon daemon(options, [&gate](const EngineOptions&, Shape shape) {
+  Daemon daemon(options, [&gate](const EngineOptions&, Shape shape, std::shared_ptr<FrameStore>) {
     return std::make_unique<GatedEngine>(shape, &gate);
   });
   daemon.AddSink(&sink);

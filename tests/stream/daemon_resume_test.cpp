@@ -200,7 +200,7 @@ TEST_CASE("a two-channel series killed mid-series resumes with every frame of bo
     sender.SendRaw({EncodeFrameHeader(header), Bytes(bf),
                     Bytes(TracerPixels(kShape, 0.5f * i, -0.25f * i))});
   };
-  const LiveEngineFactory factory = [](const EngineOptions&, Shape shape) {
+  const LiveEngineFactory factory = [](const EngineOptions&, Shape shape, std::shared_ptr<FrameStore>) {
     return std::make_unique<ChannelTracerEngine>(shape);
   };
   std::string crashed;

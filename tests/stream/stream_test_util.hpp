@@ -86,7 +86,7 @@ class TracerEngine : public LiveEngine {
 };
 
 inline LiveEngineFactory TracerFactory() {
-  return [](const EngineOptions&, Shape shape) { return std::make_unique<TracerEngine>(shape); };
+  return [](const EngineOptions&, Shape shape, std::shared_ptr<FrameStore>) { return std::make_unique<TracerEngine>(shape); };
 }
 
 inline DaemonOptions LocalDaemonOptions(const std::string& pattern, const std::string& out) {
