@@ -224,14 +224,17 @@ int RunLiveBench(int argc, char** argv) {
     if (last_k1 == 0) last_k1 = it->first;
     last_k0 = it->first;
   }
-  // Accuracy of the final solve against the ground truth, relative to frame 0.
+  // Accuracy of the final solve against the ground truth, relative to the
+  // first registered frame (the engine's gauge: shift (0, 0)), which is not
+  // wire frame 0 when the first frames were lost.
   double rms_error = std::nan("");
-  if (final_drift.is_object()) {
+  if (final_drift.is_object() && !final_drift["frame_indices"].empty()) {
     double sum = 0;
     int n = 0;
     const auto& idx = final_drift["frame_indices"];
+    const Shift origin = truth[idx[0].get<int>()];
     for (std::size_t j = 0; j < idx.size(); ++j) {
-      const Shift t = truth[idx[j].get<int>()];
+      const Shift t = truth[idx[j].get<int>()] - origin;
       const double dx = final_drift["shift_x_px"][j].get<double>() - t.x;
       const double dy = final_drift["shift_y_px"][j].get<double>() - t.y;
       sum += dx * dx + dy * dy;
