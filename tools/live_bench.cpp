@@ -72,6 +72,9 @@ int RunLiveBench(int argc, char** argv) {
       ("average-interval-s",
        po::value(&daemon_options.average_interval_s)->default_value(daemon_options.average_interval_s),
        "daemon average rate limit")
+      ("out", po::value(&daemon_options.out),
+       "daemon output directory: the series is journaled there and its engine reads old frames "
+       "back from the journal, as `serve --out` does (default: none, every frame kept in RAM)")
       ("json", po::value(&json_path), "also write the JSON line to this file");
   AddEngineOptions(&options, &daemon_options.engine);
   po::variables_map vm;
@@ -276,7 +279,7 @@ int RunLiveBench(int argc, char** argv) {
             << "): " << Percentile(last10, 0.5) << " ms\n";
   std::cout << std::setprecision(3) << "  final RMS error vs ground truth: " << rms_error
             << " px\n" << std::setprecision(1);
-  std::cout << "  peak RSS (whole process: simulator, daemon, subscriber; the engine holds every "
+  std::cout << "  peak RSS (whole process: simulator, daemon, subscriber; without --out the engine holds every "
                "registered frame) " << PeakRssMiB()
             << " MiB; queue high water " << s["queue_high_water_bytes"].get<double>() / 1048576.0
             << " MiB of " << s["queue_capacity_bytes"].get<double>() / 1048576.0 << " MiB\n";
