@@ -3,11 +3,11 @@
 #include <iterator>
 #include <zmq_addon.hpp>
 
+#include "stream/socket_poll.hpp"
+
 namespace livealign {
 namespace {
 
-// How often the control thread looks at the stop flag while idle.
-constexpr long kPollMs = 50;
 // How long a save or reset may take on the series thread before the request
 // is answered as timed out.
 constexpr auto kCommandTimeout = std::chrono::minutes(5);
@@ -54,14 +54,9 @@ std::string DaemonControl::Bind(zmq::context_t& context) {
 
 void DaemonControl::Run() {
   while (!stop_->requested()) {
-    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-    try {
-      zmq::poll(&item, 1, std::chrono::milliseconds(kPollMs));
-    } catch (const zmq::error_t& e) {
-      if (e.num() == ETERM) return;
-      continue;
-    }
-    if (!(item.revents & ZMQ_POLLIN)) continue;
+    const SocketPoll poll = PollReadable(socket_);
+    if (poll == SocketPoll::kTerminated) return;
+    if (poll == SocketPoll::kIdle) continue;
     std::vector<zmq::message_t> parts;
     try {
       if (!zmq::recv_multipart(socket_, std::back_inserter(parts), zmq::recv_flags::dontwait)) {

@@ -3,13 +3,13 @@
 #include <iterator>
 #include <zmq_addon.hpp>
 
+#include "stream/socket_poll.hpp"
+
 namespace livealign {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// How often the receiver looks at the stop flag while idle.
-constexpr long kPollMs = 50;
 // Messages taken from the socket between two looks at the stop flag.
 constexpr int kBurst = 64;
 // Messages the receiver still takes from the socket's buffers after a stop
@@ -64,14 +64,9 @@ bool DaemonReceiver::ReceiveReady(int budget, int* taken) {
 
 void DaemonReceiver::Run() {
   while (!stop_->requested()) {
-    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-    try {
-      zmq::poll(&item, 1, std::chrono::milliseconds(kPollMs));
-    } catch (const zmq::error_t& e) {
-      if (e.num() == ETERM) return;
-      continue;  // EINTR
-    }
-    if (!(item.revents & ZMQ_POLLIN)) continue;
+    const SocketPoll poll = PollReadable(socket_);
+    if (poll == SocketPoll::kTerminated) return;
+    if (poll == SocketPoll::kIdle) continue;
     // Drain what is ready, then look at the stop flag again.
     int taken = 0;
     if (!ReceiveReady(kBurst, &taken)) return;
@@ -89,13 +84,8 @@ void DaemonReceiver::DrainSocketOnStop() {
   for (int taken = 0;
        taken < kMaxDrainedOnStop && !stop_->DrainExpired() &&
        std::chrono::duration<double>(Clock::now() - begin).count() < kMaxSocketDrainS;) {
-    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-    try {
-      zmq::poll(&item, 1, std::chrono::milliseconds(kPollMs));
-    } catch (const zmq::error_t&) {
-      return;
-    }
-    if (!(item.revents & ZMQ_POLLIN)) return;
+    // Quiet for one poll interval (or closing): everything handed over is in.
+    if (PollReadable(socket_) != SocketPoll::kReadable) return;
     if (!ReceiveReady(kMaxDrainedOnStop, &taken)) return;
   }
 }
