@@ -146,7 +146,8 @@ ControlRequest DecodeControl(std::string_view bytes);
 // DecodeControl(bytes).cmd.
 std::string DecodeControlRequest(std::string_view bytes);
 
-// Converts any msgpack document to JSON (binary becomes an array of bytes;
+// Converts any msgpack document to JSON (bin becomes a JSON binary value,
+// json::get_binary(), which dumps as {"bytes": [...], "subtype": null};
 // non-string map keys become their JSON text). For subscribers, tests and
 // `meta`. Throws DecodeError("bad_msgpack") on malformed input or trailing bytes.
 nlohmann::json MsgpackToJson(std::string_view bytes);

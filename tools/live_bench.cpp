@@ -96,7 +96,9 @@ int RunLiveBench(int argc, char** argv) {
   daemon_options.log_events = false;
   Daemon daemon(daemon_options);
   daemon.Start();
-  ResultSubscriber subscriber(daemon.publish_endpoint());
+  // The topics measured only: this process also hosts the daemon, and
+  // decoding the averages and matrices would take CPU from it.
+  ResultSubscriber subscriber(daemon.publish_endpoint(), {"drift", "event", "series_end"});
   ControlClient control(daemon.control_endpoint());
   if (!SyncSubscriber(subscriber, control, std::chrono::seconds(30))) {
     std::cerr << "livealign bench --live: subscriber never synchronised\n";

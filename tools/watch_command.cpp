@@ -113,7 +113,9 @@ int RunWatch(int argc, char** argv) {
     return code + text + "\033[0m";
   };
 
-  ResultSubscriber subscriber(connect);
+  // Only the topics shown: the large latest-only ones (average, frame,
+  // matrices) would cost a copy each for nothing.
+  ResultSubscriber subscriber(connect, {"drift", "quality", "event", "series_end"});
   if (!control.empty()) {
     ControlClient client(control, token);
     if (auto snap = client.Request("snapshot", std::chrono::seconds(5)); snap && (*snap)["drift"].is_object()) {

@@ -22,10 +22,9 @@ namespace livealign {
 namespace {
 
 // Little-endian float32 array from a msgpack bin converted by MsgpackToJson
-// (an array of bytes).
+// (a JSON binary value).
 std::vector<float> Floats(const nlohmann::json& bytes) {
-  std::vector<std::uint8_t> raw;
-  for (const auto& b : bytes) raw.push_back(b.get<std::uint8_t>());
+  const std::vector<std::uint8_t>& raw = bytes.get_binary();
   std::vector<float> values(raw.size() / sizeof(float));
   std::memcpy(values.data(), raw.data(), values.size() * sizeof(float));
   return values;
@@ -89,8 +88,7 @@ TEST_CASE("matrices message and shift_matrix.png agree with the published shifts
   REQUIRE(decoded.at("k").get<int>() == k);
   const std::vector<float> x = Floats(decoded.at("x"));
   const std::vector<float> y = Floats(decoded.at("y"));
-  std::vector<std::uint8_t> status;
-  for (const auto& b : decoded.at("status")) status.push_back(b.get<std::uint8_t>());
+  const std::vector<std::uint8_t> status = decoded.at("status").get_binary();
   REQUIRE(x.size() == static_cast<std::size_t>(k * k));
   REQUIRE(status.size() == x.size());
 

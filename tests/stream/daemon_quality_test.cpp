@@ -21,12 +21,8 @@ namespace {
 using testing::kTimeout;
 using Json = nlohmann::json;
 
-// A msgpack bin arrives as a JSON array of bytes (MsgpackToJson).
-std::vector<std::uint8_t> Bytes(const Json& bin) {
-  std::vector<std::uint8_t> bytes;
-  for (const auto& b : bin) bytes.push_back(b.get<std::uint8_t>());
-  return bytes;
-}
+// A msgpack bin arrives as a JSON binary value (MsgpackToJson).
+std::vector<std::uint8_t> Bytes(const Json& bin) { return bin.get_binary(); }
 
 std::vector<float> Floats(const Json& bin) {
   const std::vector<std::uint8_t> bytes = Bytes(bin);
@@ -123,8 +119,8 @@ TEST_CASE("the daemon publishes shift matrices, the latest frame and stop-when-g
     CHECK(m["n_frames"] == kFrames);
     const std::vector<float> x = Floats(m["x"]), y = Floats(m["y"]);
     const std::vector<std::uint8_t> status = Bytes(m["status"]);
-    REQUIRE(m["x"].size() == static_cast<std::size_t>(k * k * 4));
-    REQUIRE(m["y"].size() == static_cast<std::size_t>(k * k * 4));
+    REQUIRE(m["x"].get_binary().size() == static_cast<std::size_t>(k * k * 4));
+    REQUIRE(m["y"].get_binary().size() == static_cast<std::size_t>(k * k * 4));
     REQUIRE(status.size() == static_cast<std::size_t>(k * k));
     REQUIRE(got.final_drift.is_object());
     const Json& sx = got.final_drift["shift_x_px"];
