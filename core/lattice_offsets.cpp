@@ -1,11 +1,18 @@
 #include "core/lattice_offsets.hpp"
 
+#include <cmath>
+#include <deque>
 #include <map>
 #include <stdexcept>
 #include <utility>
 
 namespace livealign {
 namespace {
+
+// Trusted frames the velocity of the temporal prediction spans: over a gap of
+// g frames its error grows as g times the velocity's, and a baseline of b
+// frames makes that error about 1/b of a single step's noise.
+constexpr int kVelocityBaselineFrames = 8;
 
 // The lattice vector that coarse evidence for frame k supports, if enough
 // clear coarse pairs (i, k) with already-pinned i agree on it.
@@ -45,11 +52,23 @@ bool CoarseVote(int k, const Shift& candidate_k, const std::vector<Shift>& pinne
 LatticeOffsetReport ResolveLatticeOffsets(const std::vector<Shift>& solver_shifts,
                                           const std::vector<bool>& flagged, const Lattice& lattice,
                                           const std::vector<CoarsePairEvidence>& coarse,
-                                          const LatticeOffsetOptions& options) {
+                                          const LatticeOffsetOptions& options,
+                                          const std::vector<double>& timestamps_s) {
   const int n = static_cast<int>(solver_shifts.size());
   if (static_cast<int>(flagged.size()) != n) {
     throw std::invalid_argument("ResolveLatticeOffsets: flagged and shifts differ in size");
   }
+  if (!timestamps_s.empty() && static_cast<int>(timestamps_s.size()) != n) {
+    throw std::invalid_argument("ResolveLatticeOffsets: timestamps and shifts differ in size");
+  }
+  bool use_index = timestamps_s.empty();
+  for (int k = 1; k < n && !use_index; ++k) {
+    if (!std::isfinite(timestamps_s[k]) || !std::isfinite(timestamps_s[k - 1]) ||
+        !(timestamps_s[k] > timestamps_s[k - 1])) {
+      use_index = true;
+    }
+  }
+  auto time = [&](int k) { return use_index ? static_cast<double>(k) : timestamps_s[k]; };
   std::vector<std::vector<const CoarsePairEvidence*>> by_frame(n);
   for (const auto& pair : coarse) {
     if (pair.i < 0 || pair.j >= n || pair.i >= pair.j) {
@@ -67,7 +86,10 @@ LatticeOffsetReport ResolveLatticeOffsets(const std::vector<Shift>& solver_shift
   pinned_ok[0] = !flagged[0];
 
   int previous = flagged[0] ? -1 : 0;  // last unflagged frame
-  int before_previous = -1;            // the one before it, after any jump
+  // Trusted frames since the last jump, oldest first (the velocity baseline;
+  // `previous` is the last of them).
+  std::deque<int> baseline;
+  if (previous == 0) baseline.push_back(0);
   for (int k = 1; k < n; ++k) {
     const Shift carried = previous >= 0 ? report.offsets[previous] : report.offsets[k - 1];
     report.offsets[k] = carried;
@@ -76,15 +98,17 @@ LatticeOffsetReport ResolveLatticeOffsets(const std::vector<Shift>& solver_shift
       if (!flagged[k]) {
         previous = k;
         pinned_ok[k] = true;
+        baseline.assign(1, k);
       }
       continue;
     }
-    // Constant-velocity prediction from the last two trusted frames.
+    // Constant-velocity prediction over the baseline of trusted frames.
     Shift velocity;
-    if (before_previous >= 0) {
-      velocity = (pinned[previous] - pinned[before_previous]) * (1.0 / (previous - before_previous));
+    if (baseline.size() >= 2) {
+      const int first = baseline.front();
+      velocity = (pinned[previous] - pinned[first]) * (1.0 / (time(previous) - time(first)));
     }
-    const Shift prediction = pinned[previous] + velocity * (k - previous);
+    const Shift prediction = pinned[previous] + velocity * (time(k) - time(previous));
     const Shift deviation = pinned[k] - prediction;
 
     Shift correction;
@@ -119,9 +143,9 @@ LatticeOffsetReport ResolveLatticeOffsets(const std::vector<Shift>& solver_shift
     if (report.offsets[k].Norm() > 0) ++report.frames_moved;
     pinned_ok[k] = true;
     // After a jump the old velocity means nothing: restart the prediction.
-    before_previous = (jump || (decided && !report.jumps.empty() && report.jumps.back().frame == k))
-                          ? -1
-                          : previous;
+    if (jump || (decided && !report.jumps.empty() && report.jumps.back().frame == k)) baseline.clear();
+    baseline.push_back(k);
+    if (static_cast<int>(baseline.size()) > kVelocityBaselineFrames) baseline.pop_front();
     previous = k;
   }
   return report;

@@ -61,10 +61,18 @@ struct LatticeOffsetReport {
 };
 
 // Requires: flagged.size() == solver_shifts.size(); coarse pairs index frames
-// within range. Flagged frames carry the previous frame's offset.
+// within range; timestamps_s empty or of the same size. Flagged frames carry
+// the previous frame's offset.
+//
+// The temporal prediction of frame k is constant velocity over up to 8
+// trusted frames since the last jump, in time
+// (timestamps_s, when every one is finite and they increase; else the frame
+// index): frames lost on the way leave gaps whose drift a per-frame
+// prediction would take for a hop or a jump.
 LatticeOffsetReport ResolveLatticeOffsets(const std::vector<Shift>& solver_shifts,
                                           const std::vector<bool>& flagged, const Lattice& lattice,
                                           const std::vector<CoarsePairEvidence>& coarse,
-                                          const LatticeOffsetOptions& options = {});
+                                          const LatticeOffsetOptions& options = {},
+                                          const std::vector<double>& timestamps_s = {});
 
 }  // namespace livealign

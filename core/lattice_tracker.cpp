@@ -46,12 +46,12 @@ void LatticeTracker::AddCoarseEvidence(const std::vector<CoarsePairEvidence>& ev
   coarse_.insert(coarse_.end(), evidence.begin(), evidence.end());
 }
 
-void LatticeTracker::Resolve(const SolverReport& solve) {
+void LatticeTracker::Resolve(const SolverReport& solve, const std::vector<double>& timestamps_s) {
   if (lattice_) {
     LatticeOffsetOptions options;
     options.continuity_tolerance = tolerances_.hop;
     options.coarse_tolerance = tolerances_.coarse;
-    offsets_ = ResolveLatticeOffsets(solve.shifts, solve.flagged, *lattice_, coarse_, options);
+    offsets_ = ResolveLatticeOffsets(solve.shifts, solve.flagged, *lattice_, coarse_, options, timestamps_s);
   } else {
     offsets_ = LatticeOffsetReport{};
     offsets_.offsets.assign(solve.shifts.size(), Shift{});

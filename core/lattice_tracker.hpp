@@ -45,8 +45,9 @@ class LatticeTracker {
   bool Estimate(FrameView average, bool average_usable, FrameView newest);
 
   void AddCoarseEvidence(const std::vector<CoarsePairEvidence>& evidence);
-  // Pins every frame's lattice offset against the solver's solution.
-  void Resolve(const SolverReport& solve);
+  // Pins every frame's lattice offset against the solver's solution;
+  // timestamps_s: of every frame solved (or empty: the frame index is the time).
+  void Resolve(const SolverReport& solve, const std::vector<double>& timestamps_s);
   // Frame i's lattice offset (0 before Resolve covered it).
   Shift offset(int i) const;
   // Checks the published shifts for lattice-vector spikes.

@@ -17,6 +17,10 @@ constexpr double kJumpHeightRatio = 0.8;
 // correlates; before a lattice is known, a fixed low cut-off.
 constexpr double kCoarseCutoffFraction = 0.6;
 constexpr double kCoarseCutoffDefault = 0.03;  // cycles/px
+// Frames the velocity of the prediction spans: its noise is that of one
+// step over the baseline, and after g lost frames the prediction's error is
+// g times it, against a window of a third of a lattice spacing.
+constexpr int kVelocityBaselineFrames = 8;
 // Each new frame is coarse-correlated with this many predecessors.
 constexpr int kCoarsePartners = 4;
 
@@ -37,11 +41,24 @@ double OverlapFraction(Shape shape, Shift a, Shift b) {
   return fx * fy;
 }
 
-Shift PredictNewShift(const std::vector<FrameState>& frames, bool* velocity_known) {
+Shift PredictNewShift(const std::vector<FrameState>& frames, double new_timestamp_s,
+                      bool* velocity_known) {
   const int k = static_cast<int>(frames.size());
   *velocity_known = k >= 3 && !frames[k - 1].flagged && !frames[k - 2].flagged;
-  if (*velocity_known) return frames[k - 1].shift + (frames[k - 1].shift - frames[k - 2].shift);
-  return k >= 1 ? frames[k - 1].shift : Shift{};
+  if (!*velocity_known) return k >= 1 ? frames[k - 1].shift : Shift{};
+  // The baseline: the earliest of the unflagged run ending at k - 1, at most
+  // kVelocityBaselineFrames back.
+  int first = k - 2;
+  while (first > 0 && k - 1 - (first - 1) <= kVelocityBaselineFrames && !frames[first - 1].flagged) --first;
+  const FrameState& last = frames[k - 1];
+  const FrameState& base = frames[first];
+  const Shift span = last.shift - base.shift;
+  const double dt_span = last.timestamp_s - base.timestamp_s;
+  const double dt_new = new_timestamp_s - last.timestamp_s;
+  bool timed = std::isfinite(dt_span) && std::isfinite(dt_new) && dt_span > 0 && dt_new > 0;
+  for (int i = first + 1; i < k && timed; ++i) timed = frames[i].timestamp_s > frames[i - 1].timestamp_s;
+  if (timed) return last.shift + span * (dt_new / dt_span);
+  return last.shift + span * (1.0 / (k - 1 - first));
 }
 
 std::vector<int> OverlapPartners(Shape shape, const std::vector<FrameState>& frames,
@@ -59,7 +76,7 @@ std::vector<int> OverlapPartners(Shape shape, const std::vector<FrameState>& fra
 }
 
 NewFramePairs SearchNewFramePairs(const Correlator& correlator, ThreadPool& pool, Shape shape,
-                                  const std::vector<FrameState>& frames,
+                                  const std::vector<FrameState>& frames, double new_timestamp_s,
                                   const std::optional<Lattice>& lattice,
                                   const PairSearchOptions& options) {
   const int k = static_cast<int>(frames.size());
@@ -71,7 +88,7 @@ NewFramePairs SearchNewFramePairs(const Correlator& correlator, ThreadPool& pool
     pairs[i].j = k;
   }
   bool velocity_known = false;
-  const Shift predicted_k = PredictNewShift(frames, &velocity_known);
+  const Shift predicted_k = PredictNewShift(frames, new_timestamp_s, &velocity_known);
   const std::vector<int> partners =
       OverlapPartners(shape, frames, predicted_k, options.min_overlap_fraction);
   result.no_overlap.assign(k, true);

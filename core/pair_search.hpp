@@ -49,19 +49,25 @@ struct NewFramePairs {
 // Fraction of the frame area that frames at shifts a and b have in common.
 double OverlapFraction(Shape shape, Shift a, Shift b);
 
-// Constant-velocity prediction of s_k from the last two frames when both are
-// unflagged and k >= 3 (`velocity_known`), else the last frame's shift (or
-// zero for the first frame).
-Shift PredictNewShift(const std::vector<FrameState>& frames, bool* velocity_known);
+// Constant-velocity prediction of s_k when the last two frames are unflagged
+// and k >= 3 (`velocity_known`), else the last frame's shift (or zero for the
+// first frame). The velocity spans the unflagged run ending at frame k - 1, up
+// to 8 frames; it is per second of timestamp when those timestamps and
+// `new_timestamp_s` are finite and increasing (frames lost on the way leave
+// gaps that a per-frame velocity would mispredict by the gap times the
+// drift), else per frame.
+Shift PredictNewShift(const std::vector<FrameState>& frames, double new_timestamp_s,
+                      bool* velocity_known);
 
 // The partners of new frame k = frames.size() that pass the overlap gate.
 std::vector<int> OverlapPartners(Shape shape, const std::vector<FrameState>& frames,
                                  Shift predicted, double min_overlap_fraction);
 
-// Correlates new frame k = frames.size() (already added to `correlator`) with
-// its partners. `lattice`: the current lattice estimate, if any.
+// Correlates new frame k = frames.size() (already added to `correlator`,
+// taken at `new_timestamp_s`) with its partners. `lattice`: the current
+// lattice estimate, if any.
 NewFramePairs SearchNewFramePairs(const Correlator& correlator, ThreadPool& pool, Shape shape,
-                                  const std::vector<FrameState>& frames,
+                                  const std::vector<FrameState>& frames, double new_timestamp_s,
                                   const std::optional<Lattice>& lattice,
                                   const PairSearchOptions& options);
 

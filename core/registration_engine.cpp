@@ -139,7 +139,10 @@ struct RegistrationEngine::Impl {
 
 void RegistrationEngine::Impl::Resolve(bool from_scratch, bool live) {
   last_solve = live ? solver.SolveScheduled(from_scratch) : solver.Solve(from_scratch);
-  lattice_tracker.Resolve(last_solve);
+  std::vector<double> times(frames.size());
+  for (std::size_t i = 0; i < frames.size(); ++i) times[i] = frames[i].timestamp_s;
+  if (times.size() != last_solve.shifts.size()) times.clear();
+  lattice_tracker.Resolve(last_solve, times);
 }
 
 std::vector<Shift> RegistrationEngine::Impl::PairwiseShifts() const {
@@ -251,7 +254,8 @@ RegistrationResult RegistrationEngine::AddFrame(Frame frame, ResultRequest reque
 
   t = Clock::now();
   NewFramePairs found = SearchNewFramePairs(m.correlator, m.pool, m.shape, m.frames,
-                                            m.lattice_tracker.lattice(), ToPairSearchOptions(m.options));
+                                            frame.header().timestamp_s, m.lattice_tracker.lattice(),
+                                            ToPairSearchOptions(m.options));
   report.predicted_search = found.used_prediction;
   m.lattice_tracker.AddCoarseEvidence(SearchCoarsePairs(m.correlator, m.pool, k, m.lattice_tracker.lattice()));
   m.no_overlap.push_back(std::move(found.no_overlap));

@@ -30,6 +30,28 @@ TEST_CASE("a run of hopped frames is moved back by temporal continuity", "[core]
   }
 }
 
+TEST_CASE("frames lost on the way are gaps in time, not hops or jumps", "[core][lattice_offsets]") {
+  // 0.4 px per 0.1 s frame along x; runs of 40 frames (16 px of drift: one
+  // lattice vector) lost twice, as an overloaded SUB socket loses them.
+  std::vector<double> times;
+  for (int wire = 0; wire < 130; ++wire) {
+    if ((wire >= 10 && wire < 50) || (wire >= 60 && wire < 100)) continue;
+    times.push_back(0.1 * wire);
+  }
+  const int n = static_cast<int>(times.size());
+  std::vector<Shift> truth(n);
+  for (int k = 0; k < n; ++k) truth[k] = Shift{4.0 * times[k], -1.0 * times[k]};
+  const std::vector<bool> unflagged(n, false);
+  const LatticeOffsetReport in_time = ResolveLatticeOffsets(truth, unflagged, kLattice, {}, {}, times);
+  CHECK(in_time.frames_moved == 0);
+  CHECK(in_time.jumps.empty());
+  // Per frame index, the same series seems to hop or jump at each gap.
+  const LatticeOffsetReport per_index = ResolveLatticeOffsets(truth, unflagged, kLattice, {});
+  CHECK(per_index.frames_moved + static_cast<int>(per_index.jumps.size()) > 0);
+  CHECK_THROWS_AS(ResolveLatticeOffsets(truth, unflagged, kLattice, {}, {}, std::vector<double>(3)),
+                  std::invalid_argument);
+}
+
 TEST_CASE("a real stage jump without coarse evidence is reported as not observable",
           "[core][lattice_offsets]") {
   std::vector<Shift> truth = SmoothDrift(20);

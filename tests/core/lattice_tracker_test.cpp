@@ -45,7 +45,7 @@ TEST_CASE("disabled, the tracker never finds a lattice and every offset is zero"
   Simulator microscope(sim, 2);
   const Frame frame = microscope.NextFrame();
   CHECK_FALSE(tracker.Estimate(frame.view(), false, frame.view()));
-  tracker.Resolve(Solved({Shift{}, Shift{0, 16}, Shift{0.4, 0}}));
+  tracker.Resolve(Solved({Shift{}, Shift{0, 16}, Shift{0.4, 0}}), {});
   for (int k = 0; k < 3; ++k) CHECK(tracker.offset(k) == Shift{});
   CHECK(tracker.offset(7) == Shift{});  // beyond the solve: zero
 }
@@ -64,7 +64,7 @@ TEST_CASE("a hopped frame gets the offset that puts it back on smooth drift",
   for (int k = 0; k < 12; ++k) truth[k] = Shift{0.3 * k, -0.2 * k};
   std::vector<Shift> solved = truth;
   solved[6] += lattice.a;  // one frame a lattice vector off
-  tracker.Resolve(Solved(solved));
+  tracker.Resolve(Solved(solved), {});
   CHECK(tracker.offsets().frames_moved == 1);
   CHECK(tracker.offsets().jumps.empty());
   for (int k = 0; k < 12; ++k) {
