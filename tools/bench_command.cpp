@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <random>
 #include <unistd.h>
 
 #include "core/fft.hpp"
@@ -113,6 +114,10 @@ int RunBench(int argc, char** argv) {
       ("perfect-lattice", po::bool_switch(), "no non-periodic content in the specimen")
       ("jump-at", po::value<int>()->default_value(-1), "stage jump before this frame (-1 none)")
       ("jump-spacings", po::value<double>()->default_value(1.5), "stage jump size, lattice spacings")
+      ("lost-fraction", po::value<double>()->default_value(0),
+       "frames lost on the way (as an overloaded SUB socket loses them), in runs of --lost-run; "
+       "the engine sees the gaps in the timestamps only")
+      ("lost-run", po::value<int>()->default_value(8), "consecutive frames per loss")
       ("print-frames", po::bool_switch(), "list every frame's shift against the truth")
       ("save-stack", po::value<std::string>(),
        "also write the simulated frames to this .npy (e.g. to time `register` on them)")
@@ -166,9 +171,26 @@ int RunBench(int argc, char** argv) {
   int full_resolves = 0, background_resolves = 0, last_background_frames = 0;
   double total_correlate_ms = 0;
   RegistrationResult live;
-  for (int k = 0; k < num_frames; ++k) {
+  // Losses: a run of lost_run frames starts with the probability that makes
+  // lost_fraction of all frames lost (fixed seed: the same gaps every run).
+  const double lost_fraction = vm["lost-fraction"].as<double>();
+  const int lost_run = std::max(1, vm["lost-run"].as<int>());
+  if (!(lost_fraction >= 0 && lost_fraction < 1)) throw std::invalid_argument("--lost-fraction must be in [0, 1)");
+  std::mt19937_64 loss_rng(static_cast<std::uint64_t>(seed) + 1000);
+  const double run_start_probability = lost_fraction / (lost_run * (1 - lost_fraction) + lost_fraction);
+  int lost_left = 0, frames_lost = 0;
+  for (int k = 0, wire = 0; k < num_frames; ++wire) {
     Frame frame = microscope.NextFrame();  // simulation is not timed
-    truth[k] = microscope.TrueShift(k);
+    if (k > 0 && lost_left == 0 && std::uniform_real_distribution<double>(0, 1)(loss_rng) < run_start_probability) {
+      lost_left = lost_run;
+    }
+    if (lost_left > 0) {
+      --lost_left;
+      ++frames_lost;
+      continue;
+    }
+    frame.mutable_header().index = k;
+    truth[k] = microscope.TrueShift(wire);
     if (save_stack) saved.push_back(frame.Clone());
     live = engine.AddFrame(std::move(frame));
     const UpdateReport& report = live.update;
@@ -186,6 +208,11 @@ int RunBench(int argc, char** argv) {
     }
     rss_mib[k] = CurrentRssMiB();
     total_correlate_ms += report.timings.correlate_ms;
+    ++k;
+  }
+  if (frames_lost > 0) {
+    std::printf("frames lost on the way: %d of %d sent (runs of %d)\n", frames_lost, num_frames + frames_lost,
+                lost_run);
   }
   const double live_peak_rss_mib = PeakRssMiB();
   if (save_stack) WriteNpy(vm["save-stack"].as<std::string>(), saved);
