@@ -742,13 +742,22 @@ int ConsistencySolver::AdoptBackground() {
   last_threshold_px_ = done->last_threshold_px_;
   last_sigma_px_ = done->last_sigma_px_;
   last_cycles_ = done->last_cycles_;
-  // Frames placed since the snapshot: again, against the new solution.
+  // The snapshot's totals cover its own pairs (blocks 0..frames-1); the
+  // frames placed since are placed again against the new solution and add
+  // their pairs. Frames not yet placed add theirs when the caller places
+  // them. So adoption costs O(frames + pairs of the frames added meanwhile),
+  // not a pass over every pair.
+  totals_ = done->totals_;
+  std::copy(done->frame_inliers_.begin(), done->frame_inliers_.end(), frame_inliers_.begin());
+  std::copy(done->frame_sum_sq_.begin(), done->frame_sum_sq_.end(), frame_sum_sq_.begin());
+  std::fill(frame_inliers_.begin() + frames, frame_inliers_.end(), 0);
+  std::fill(frame_sum_sq_.begin() + frames, frame_sum_sq_.end(), 0.0);
   const double threshold = std::max(last_floor_px_, options_.min_threshold_px);
   for (int k = frames; k < placed_frames_; ++k) {
     WarmStart(k);
     PlaceFrame(k, threshold);
+    AddToTotals(k);
   }
-  RecomputeTotals();
   return frames;
 }
 

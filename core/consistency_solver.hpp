@@ -262,7 +262,6 @@ class ConsistencySolver {
   void AddToTotals(int frame);
   SolverReport MakeReport(int iterations, bool converged, int reselections, int frames_moved) const;
   void StartBackground();
-  // Adopts a finished background solve; returns true when one was adopted.
   // Adopts a finished background solve; returns the frames it covered (0: none).
   int AdoptBackground();
   void StopBackground();

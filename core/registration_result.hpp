@@ -106,12 +106,15 @@ struct PairRecord {
   bool inlier() const { return status == PairStatus::kInlier || status == PairStatus::kSnapped; }
 };
 
+// Wall time of each stage of one update; the stages do not overlap, so they
+// add up to total_ms but for the bookkeeping between them.
 struct StageTimings {
   double preprocess_ms = 0;  // window + FFT + crop of the new frame
-  double correlate_ms = 0;   // all new pairs
-  double solve_ms = 0;
+  double correlate_ms = 0;   // all new pairs, and the coarse (Bragg-free) pairs
+  double solve_ms = 0;       // consistency solver, with adopting a background re-solve
+  double lattice_ms = 0;     // lattice offsets, temporal check, lattice (re-)estimate
+  double average_ms = 0;     // the averager: new frame, re-resampled frames
   double refine_ms = 0;      // precision stage
-  double average_ms = 0;
   double total_ms = 0;
   int pairs = 0;             // pairs with a peak in this update (the overlap gate skips others)
 };
@@ -127,6 +130,8 @@ struct UpdateReport {
   // run in the background on the first `background_resolve_frames` frames.
   bool full_resolve = false;
   int background_resolve_frames = 0;
+  // This update re-estimated the lattice (from the average or the raw frame).
+  bool lattice_estimated = false;
 };
 
 // The O(k^2) parts a caller wants with a result.

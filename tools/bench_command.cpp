@@ -88,6 +88,78 @@ ShiftErrors ErrorsAgainstTruth(const std::vector<FrameState>& frames, const std:
   return CompareShifts(estimated, truth, flagged);
 }
 
+// Updates listed as the slowest, with their stage breakdown.
+constexpr int kSlowestUpdatesShown = 8;
+
+// Prints the slowest updates relative to the median of their bucket of k (a
+// spike is slow for its k, not slow because k is large), each with its
+// stages and what it did beyond the usual (adopted a background re-solve,
+// re-estimated the lattice), so a spike can be attributed to a stage.
+nlohmann::json PrintSlowestUpdates(const std::vector<UpdateReport>& updates,
+                                   const std::vector<double>& update_ms, const std::vector<int>& milestones) {
+  const int n = static_cast<int>(updates.size());
+  std::vector<double> bucket_median(n, 0);
+  int lo = 0;
+  for (int k : milestones) {
+    const int begin = std::min(lo, k - 1);
+    const double median = Summarise({update_ms.begin() + begin, update_ms.begin() + k}).median;
+    for (int i = begin; i < k; ++i) bucket_median[i] = median;
+    lo = k;
+  }
+  std::vector<int> order(n);
+  for (int i = 0; i < n; ++i) order[i] = i;
+  auto ratio = [&](int i) { return bucket_median[i] > 0 ? update_ms[i] / bucket_median[i] : 0.0; };
+  const int shown = std::min(n, kSlowestUpdatesShown);
+  std::partial_sort(order.begin(), order.begin() + shown, order.end(),
+                    [&](int a, int b) { return ratio(a) > ratio(b); });
+  std::printf("slowest updates against the median of their k bucket (ms):\n");
+  std::printf("%6s %8s %7s | %7s %9s %7s %7s %7s %7s | %s\n", "k", "total", "x med", "fft", "correlate",
+              "solve", "lattice", "average", "refine", "events");
+  nlohmann::json list = nlohmann::json::array();
+  for (int r = 0; r < shown; ++r) {
+    const int k = order[r];
+    const UpdateReport& u = updates[k];
+    const StageTimings& t = u.timings;
+    std::string events;
+    if (u.full_resolve) events += "full re-solve; ";
+    if (u.background_resolve_frames > 0) {
+      events += "adopted background re-solve of " + std::to_string(u.background_resolve_frames) + " frames; ";
+    }
+    if (u.lattice_estimated) events += "lattice estimate; ";
+    std::printf("%6d %8.2f %7.2f | %7.2f %9.2f %7.2f %7.2f %7.2f %7.2f | %s\n", k, t.total_ms, ratio(k),
+                t.preprocess_ms, t.correlate_ms, t.solve_ms, t.lattice_ms, t.average_ms, t.refine_ms,
+                events.c_str());
+    list.push_back({{"k", k}, {"total_ms", t.total_ms}, {"to_bucket_median", ratio(k)},
+                    {"preprocess_ms", t.preprocess_ms}, {"correlate_ms", t.correlate_ms},
+                    {"solve_ms", t.solve_ms}, {"lattice_ms", t.lattice_ms}, {"average_ms", t.average_ms},
+                    {"refine_ms", t.refine_ms}, {"full_resolve", u.full_resolve},
+                    {"background_resolve_frames", u.background_resolve_frames},
+                    {"lattice_estimated", u.lattice_estimated}});
+  }
+  return list;
+}
+
+// Frames that sit a lattice vector (or more) off the truth: their error,
+// against the median error of all frames (the free gauge), exceeds half the
+// lattice spacing. Flagged frames are not counted.
+int CountHoppedFrames(const std::vector<FrameState>& frames, const std::vector<Shift>& truth,
+                      double lattice_spacing_px) {
+  std::vector<double> ex, ey;
+  for (std::size_t k = 0; k < frames.size(); ++k) {
+    if (frames[k].flagged) continue;
+    ex.push_back(frames[k].shift.x - truth[k].x);
+    ey.push_back(frames[k].shift.y - truth[k].y);
+  }
+  if (ex.empty()) return 0;
+  const Shift reference{Summarise(ex).median, Summarise(ey).median};
+  int hopped = 0;
+  for (std::size_t k = 0; k < frames.size(); ++k) {
+    if (frames[k].flagged) continue;
+    if ((frames[k].shift - truth[k] - reference).Norm() > 0.5 * lattice_spacing_px) ++hopped;
+  }
+  return hopped;
+}
+
 int RunBench(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--live") return RunLiveBench(argc, argv);
@@ -164,6 +236,7 @@ int RunBench(int argc, char** argv) {
   std::vector<double> update_ms(num_frames), correlate_ms(num_frames), solve_ms(num_frames),
       refine_ms(num_frames), average_ms(num_frames), rss_mib(num_frames);
   std::vector<int> pairs_per_frame(num_frames);
+  std::vector<UpdateReport> updates(num_frames);  // every update, for the slowest-updates list
   std::vector<Shift> truth(num_frames);
   std::vector<Frame> saved;
   const bool save_stack = vm.count("save-stack") > 0;
@@ -194,6 +267,7 @@ int RunBench(int argc, char** argv) {
     if (save_stack) saved.push_back(frame.Clone());
     live = engine.AddFrame(std::move(frame));
     const UpdateReport& report = live.update;
+    updates[k] = report;
     update_ms[k] = report.timings.total_ms;
     correlate_ms[k] = report.timings.correlate_ms;
     solve_ms[k] = report.timings.solve_ms;
@@ -289,8 +363,9 @@ int RunBench(int argc, char** argv) {
               num_frames, size, size, dose, specimen.c_str(), drift_px_per_frame, engine_options.threads);
   std::printf("FFT floor: forward %dx%d %.3f ms + k x inverse %dx%d %.4f ms\n", size, size, forward_ms,
               engine.correlation_map_shape().rows, engine.correlation_map_shape().cols, inverse_ms);
-  std::printf("%6s %6s %9s %9s | %9s %9s %9s %9s %9s %7s | %8s %9s %7s\n", "k", "frames", "median", "max",
-              "correlate", "corr max", "solve", "solve max", "fft+avg", "pairs", "RSS MiB", "floor ms", "ratio");
+  std::printf("%6s %6s %9s %9s %7s | %9s %9s %9s %9s %9s %7s | %8s %9s %7s\n", "k", "frames", "median", "max",
+              "max/med", "correlate", "corr max", "solve", "solve max", "fft+avg", "pairs", "RSS MiB",
+              "floor ms", "ratio");
   nlohmann::json per_k = nlohmann::json::array();
   int lo = 0;
   for (int k : milestones) {
@@ -303,21 +378,25 @@ int RunBench(int argc, char** argv) {
     std::vector<double> pair_counts(pairs_per_frame.begin() + begin, pairs_per_frame.begin() + k);
     const double pairs_median = Summarise(pair_counts).median;
     const double floor_ms = fft_floor_ms(k);
-    std::printf("%6d %6d %9.2f %9.2f | %9.2f %9.2f %9.2f %9.2f %9.2f %7.0f | %8.1f %9.2f %7.1f\n", k, k - begin,
-                s.median, s.max, c.median, c.max, so.median, so.max, av.median, pairs_median, rss_mib[k - 1],
-                floor_ms, s.median / floor_ms);
+    const double spike_ratio = s.median > 0 ? s.max / s.median : 0;
+    std::printf("%6d %6d %9.2f %9.2f %7.2f | %9.2f %9.2f %9.2f %9.2f %9.2f %7.0f | %8.1f %9.2f %7.1f\n", k,
+                k - begin, s.median, s.max, spike_ratio, c.median, c.max, so.median, so.max, av.median,
+                pairs_median, rss_mib[k - 1], floor_ms, s.median / floor_ms);
     per_k.push_back({{"k", k}, {"frames", k - begin}, {"median_ms", s.median}, {"min_ms", s.min},
-                     {"max_ms", s.max}, {"correlate_median_ms", c.median}, {"correlate_max_ms", c.max}, {"solve_median_ms", so.median},
+                     {"max_ms", s.max}, {"max_to_median", spike_ratio}, {"correlate_median_ms", c.median}, {"correlate_max_ms", c.max}, {"solve_median_ms", so.median},
                      {"solve_max_ms", so.max}, {"pairs_median", pairs_median}, {"rss_mib", rss_mib[k - 1]},
                      {"fft_floor_ms", floor_ms}, {"ratio_to_fft_floor", s.median / floor_ms}});
     lo = k;
   }
+  const nlohmann::json slowest = PrintSlowestUpdates(updates, update_ms, milestones);
   const double pairs_per_s = total_correlate_ms > 0 ? total_pairs / (total_correlate_ms / 1000) : 0;
   const double cache_mib = engine.cache_bytes() / 1048576.0;
   const double frames_mib = engine.frame_bytes() / 1048576.0;
   std::printf("full re-solves: %d synchronous, %d applied from the background (the last over %d frames)\n",
               full_resolves, background_resolves, last_background_frames);
-  std::printf("finish: solve+lattice %.1f ms, precision stage %.1f ms\n", finish.timings.solve_ms, finish.timings.refine_ms);
+  std::printf("finish: lattice %.1f ms, solve %.1f ms, average %.1f ms, precision stage %.1f ms\n",
+              finish.timings.lattice_ms, finish.timings.solve_ms, finish.timings.average_ms,
+              finish.timings.refine_ms);
   std::printf("pairs per second %.0f; finish %.1f ms; cache %.1f MiB; frames %.1f MiB; store in RAM %.1f MiB; peak RSS %.1f MiB "
               "(%.1f MiB before Finish)\n",
               pairs_per_s, finish.timings.total_ms, cache_mib, frames_mib, engine.store_bytes() / 1048576.0,
@@ -326,6 +405,10 @@ int RunBench(int argc, char** argv) {
               live_errors.rms_px, live_errors.max_px, final_errors.rms_px, final_errors.max_px);
   std::printf("single-frame Cramer-Rao bound %.4f px: live %.2fx, final %.2fx\n", crb_px,
               live_errors.rms_px / crb_px, final_errors.rms_px / crb_px);
+  const int live_hops = CountHoppedFrames(live.frames, truth, sim.lattice_spacing_px);
+  const int final_hops = CountHoppedFrames(result.frames, truth, sim.lattice_spacing_px);
+  std::printf("frames off the truth by more than half a lattice spacing (hops): live %d, final %d\n", live_hops,
+              final_hops);
   if (records.empty() && num_frames > kMaxFramesForPairStatistics) {
     std::printf("wrong pair elements: not evaluated above %d frames\n", kMaxFramesForPairStatistics);
   } else {
@@ -355,7 +438,7 @@ int RunBench(int argc, char** argv) {
               quality.flagged_frames);
   const nlohmann::json line = {
       {"size", size}, {"frames", num_frames}, {"dose", dose}, {"specimen", specimen},
-      {"update_ms_by_k", per_k}, {"pairs_per_s", pairs_per_s},
+      {"update_ms_by_k", per_k}, {"slowest_updates", slowest}, {"pairs_per_s", pairs_per_s},
       {"finish_ms", finish.timings.total_ms}, {"cache_mib", cache_mib},
       {"frames_mib", frames_mib}, {"peak_rss_mib", PeakRssMiB()},
       {"live_peak_rss_mib", live_peak_rss_mib}, {"full_resolves", full_resolves},
@@ -364,6 +447,7 @@ int RunBench(int argc, char** argv) {
       {"live_rms_error_px", live_errors.rms_px}, {"final_rms_error_px", final_errors.rms_px},
       {"final_max_error_px", final_errors.max_px},
       {"live_max_error_px", live_errors.max_px}, {"crb_px", crb_px},
+      {"live_hopped_frames", live_hops}, {"final_hopped_frames", final_hops},
       {"store_mib", engine.store_bytes() / 1048576.0},
       {"consistency_rms_px", quality.consistency_rms_px},
       {"flagged_frames", quality.flagged_frames},
