@@ -47,6 +47,42 @@ bool CoarseVote(int k, const Shift& candidate_k, const std::vector<Shift>& pinne
   return true;
 }
 
+// A flagged frame's solver shift is an interpolation in the solver's
+// modulo-lattice coordinates, so when its neighbours' offsets differ it sits
+// between two lattice sites. Its offset is the lattice vector that puts it
+// nearest the interpolation, in time, of its unflagged neighbours' final
+// positions (the one they have on either side; else the one neighbour's).
+template <typename Time>
+void PlaceFlaggedFrames(const std::vector<Shift>& solver_shifts, const std::vector<bool>& flagged,
+                        const Lattice& lattice, Time time, std::vector<Shift>* offsets) {
+  const int n = static_cast<int>(solver_shifts.size());
+  auto position = [&](int k) { return solver_shifts[k] + (*offsets)[k]; };
+  int before = -1;
+  for (int k = 0; k < n; ++k) {
+    if (!flagged[k]) {
+      before = k;
+      continue;
+    }
+    int after = k + 1;
+    while (after < n && flagged[after]) ++after;
+    for (int f = k; f < after; ++f) {
+      Shift target;
+      if (before >= 0 && after < n) {
+        const double t = (time(f) - time(before)) / (time(after) - time(before));
+        target = position(before) * (1 - t) + position(after) * t;
+      } else if (before >= 0) {
+        target = position(before);
+      } else if (after < n) {
+        target = position(after);
+      } else {
+        continue;  // no unflagged frame at all
+      }
+      (*offsets)[f] += lattice.NearestLatticeVector(target - position(f)).vector;
+    }
+    k = after - 1;
+  }
+}
+
 }  // namespace
 
 LatticeOffsetReport ResolveLatticeOffsets(const std::vector<Shift>& solver_shifts,
@@ -111,42 +147,48 @@ LatticeOffsetReport ResolveLatticeOffsets(const std::vector<Shift>& solver_shift
     const Shift prediction = pinned[previous] + velocity * (time(k) - time(previous));
     const Shift deviation = pinned[k] - prediction;
 
+    // Continuity decides: drift is smooth, so a deviation from the
+    // prediction within the tolerance is drift, and one within the tolerance
+    // of a lattice vector is a hop. Only a deviation that is neither is a real
+    // stage jump, where continuity says nothing about the lattice offset and
+    // clear coarse evidence decides it. (Coarse evidence is counted on every
+    // frame, as the measure of whether the offset is observable, but applied
+    // only there: over a long series a few frames get two agreeing coarse
+    // pairs on a wrong lattice vector, and letting them override smooth drift
+    // put those frames a lattice vector off.)
+    Shift coarse_correction;
+    const bool coarse_clear =
+        CoarseVote(k, pinned[k], pinned, pinned_ok, by_frame, lattice, options, &coarse_correction);
+    if (coarse_clear) ++report.frames_decided_by_coarse;
     Shift correction;
-    bool decided = false;
-    if (CoarseVote(k, pinned[k], pinned, pinned_ok, by_frame, lattice, options, &correction)) {
-      decided = true;
-      ++report.frames_decided_by_coarse;
-    }
     bool jump = false;
-    if (!decided && deviation.Norm() > options.continuity_tolerance * spacing) {
+    if (deviation.Norm() > options.continuity_tolerance * spacing) {
       const LatticeVector nearest = lattice.NearestLatticeVector(deviation);
       if ((deviation - nearest.vector).Norm() <= options.continuity_tolerance * spacing) {
         correction = nearest.vector.Inverse();  // a hop against smooth drift
+      } else if (coarse_clear) {
+        correction = coarse_correction;
+        report.jumps.push_back({k, deviation + correction, true});
+        jump = true;
       } else {
-        jump = true;  // a real stage jump, and no clear coarse evidence
+        report.jumps.push_back({k, deviation, false});
+        jump = true;
       }
-    }
-    if (decided) {
-      // Coarse evidence also marks a real jump when the corrected frame is
-      // still far from the temporal prediction.
-      const Shift corrected_deviation = deviation + correction;
-      if (corrected_deviation.Norm() > options.continuity_tolerance * spacing) {
-        report.jumps.push_back({k, corrected_deviation, true});
-      }
-    } else if (jump) {
-      report.jumps.push_back({k, deviation, false});
     }
     if (correction.Norm() > 0) {
       report.offsets[k] = carried + correction;
       pinned[k] = solver_shifts[k] + report.offsets[k];
     }
-    if (report.offsets[k].Norm() > 0) ++report.frames_moved;
     pinned_ok[k] = true;
     // After a jump the old velocity means nothing: restart the prediction.
-    if (jump || (decided && !report.jumps.empty() && report.jumps.back().frame == k)) baseline.clear();
+    if (jump) baseline.clear();
     baseline.push_back(k);
     if (static_cast<int>(baseline.size()) > kVelocityBaselineFrames) baseline.pop_front();
     previous = k;
+  }
+  PlaceFlaggedFrames(solver_shifts, flagged, lattice, time, &report.offsets);
+  for (const Shift& offset : report.offsets) {
+    if (offset.Norm() > 0) ++report.frames_moved;
   }
   return report;
 }

@@ -7,9 +7,10 @@
 //  - temporal continuity: drift is smooth, so a frame that deviates from the
 //    prediction of its predecessors by (nearly) a lattice vector has hopped;
 //  - the coarse, hop-free stage: correlations below the first Bragg ring see
-//    only non-periodic content (defects, blobs, edges), so when they are
-//    clear they decide the offset outright, including across a real stage
-//    jump, where continuity cannot help.
+//    only non-periodic content (defects, blobs, edges); when they are clear
+//    they decide the offset across a real stage jump, where continuity
+//    cannot help. Elsewhere continuity decides: it is the more reliable of
+//    the two over a long series.
 // When neither is available across a stage jump, the offset there is reported
 // as not observable rather than guessed.
 //
@@ -56,13 +57,17 @@ struct LatticeOffsetReport {
   // offsets[k] is the lattice vector to add to the solver's shift of frame k.
   std::vector<Shift> offsets;
   int frames_moved = 0;              // frames with a non-zero offset
-  int frames_decided_by_coarse = 0;  // frames where clear coarse evidence decided the offset
+  // Frames with clear coarse evidence (agreeing coarse pairs): it decides
+  // the offset at a stage jump, and the count says whether the absolute
+  // offset is observable at all.
+  int frames_decided_by_coarse = 0;
   std::vector<StageJumpRecord> jumps;
 };
 
 // Requires: flagged.size() == solver_shifts.size(); coarse pairs index frames
-// within range; timestamps_s empty or of the same size. Flagged frames carry
-// the previous frame's offset.
+// within range; timestamps_s empty or of the same size. A flagged frame gets
+// the lattice vector that puts it nearest the interpolation of its unflagged
+// neighbours' final positions.
 //
 // The temporal prediction of frame k is constant velocity over up to 8
 // trusted frames since the last jump, in time

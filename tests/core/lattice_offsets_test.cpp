@@ -101,6 +101,57 @@ TEST_CASE("weak coarse peaks are ignored", "[core][lattice_offsets]") {
   CHECK(report.frames_decided_by_coarse == 0);
 }
 
+TEST_CASE("clear coarse evidence for a wrong lattice vector does not override smooth drift",
+          "[core][lattice_offsets]") {
+  // The solver is right everywhere; on frame 15 two clear coarse pairs agree
+  // on a lattice vector off. Continuity says the frame is on smooth drift.
+  const std::vector<Shift> truth = SmoothDrift(30);
+  std::vector<CoarsePairEvidence> coarse;
+  for (int k = 1; k < 30; ++k) {
+    for (int i = std::max(0, k - 3); i < k; ++i) {
+      const Shift wrong = (k == 15) ? Shift{16, 0} : Shift{};
+      coarse.push_back({i, k, truth[k] - truth[i] + wrong, 0.8});
+    }
+  }
+  const LatticeOffsetReport report =
+      ResolveLatticeOffsets(truth, std::vector<bool>(30, false), kLattice, coarse);
+  CHECK(report.frames_moved == 0);
+  CHECK(report.jumps.empty());
+  // The evidence was clear on every other frame: the offset is observable.
+  CHECK(report.frames_decided_by_coarse >= 28);
+  for (int k = 0; k < 30; ++k) {
+    CAPTURE(k);
+    REQUIRE(report.offsets[k].Norm() == 0);
+  }
+}
+
+TEST_CASE("flagged frames where a hopped run begins are placed near their neighbours, not a lattice vector off",
+          "[core][lattice_offsets]") {
+  // Frames 12.. hopped in the solver's coordinates; 10 and 11 are flagged,
+  // and the solver interpolated them between frame 9 and the hopped 12.
+  const int n = 30;
+  const std::vector<Shift> truth = SmoothDrift(n);
+  std::vector<Shift> solved = truth;
+  for (int k = 12; k < n; ++k) solved[k] += Shift{0, -16};
+  std::vector<bool> flagged(n, false);
+  for (int k : {10, 11}) {
+    flagged[k] = true;
+    const double t = (k - 9) / 3.0;
+    solved[k] = solved[9] * (1 - t) + solved[12] * t;
+  }
+  const LatticeOffsetReport report = ResolveLatticeOffsets(solved, flagged, kLattice, {});
+  CHECK(report.jumps.empty());
+  for (int k = 0; k < n; ++k) {
+    CAPTURE(k);
+    const double error = (solved[k] + report.offsets[k] - truth[k]).Norm();
+    if (flagged[k]) {
+      CHECK(error < 0.5 * 16);
+    } else {
+      CHECK_THAT(error, WithinAbs(0, 1e-9));
+    }
+  }
+}
+
 TEST_CASE("mismatched inputs are refused", "[core][lattice_offsets]") {
   CHECK_THROWS_AS(ResolveLatticeOffsets(SmoothDrift(3), std::vector<bool>(2), kLattice, {}),
                   std::invalid_argument);
