@@ -1,7 +1,9 @@
 #include "core/lattice_offsets.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <deque>
+#include <limits>
 #include <map>
 #include <stdexcept>
 #include <utility>
@@ -13,6 +15,32 @@ namespace {
 // g frames its error grows as g times the velocity's, and a baseline of b
 // frames makes that error about 1/b of a single step's noise.
 constexpr int kVelocityBaselineFrames = 8;
+
+// Over a gap in time (frames lost on the way) the prediction extrapolates the
+// velocity over many frame periods, and a drift whose velocity wanders makes
+// its error grow with the gap: after 40 lost frames at ~0.4 px/frame it was
+// ~5 px, beyond the continuity tolerance, though still clearly nearer one
+// lattice site than any other. A frame more than kGapSteps typical steps
+// after its predecessor is therefore put on the lattice site nearest the
+// prediction when that site is within kGapMaxResidual of the shortest spacing
+// and clearly the nearest (its distance at most kGapClarity times the next
+// site's); otherwise it is a stage jump as elsewhere.
+constexpr double kGapSteps = 2.0;
+constexpr double kGapMaxResidual = 0.4;
+constexpr double kGapClarity = 0.6;
+
+// Distance from v to the second-nearest lattice point (the nearest is
+// `nearest`): for a reduced basis it is among the nearest's neighbours.
+double SecondNearestDistance(const Lattice& lattice, Shift v, const LatticeVector& nearest) {
+  double best = std::numeric_limits<double>::infinity();
+  for (int da = -1; da <= 1; ++da) {
+    for (int db = -1; db <= 1; ++db) {
+      if (da == 0 && db == 0) continue;
+      best = std::min(best, (v - lattice.Vector(nearest.na + da, nearest.nb + db)).Norm());
+    }
+  }
+  return best;
+}
 
 // The lattice vector that coarse evidence for frame k supports, if enough
 // clear coarse pairs (i, k) with already-pinned i agree on it.
@@ -164,12 +192,23 @@ LatticeOffsetReport ResolveLatticeOffsets(const std::vector<Shift>& solver_shift
     bool jump = false;
     if (deviation.Norm() > options.continuity_tolerance * spacing) {
       const LatticeVector nearest = lattice.NearestLatticeVector(deviation);
-      if ((deviation - nearest.vector).Norm() <= options.continuity_tolerance * spacing) {
+      const double residual = (deviation - nearest.vector).Norm();
+      bool after_gap = false;
+      if (baseline.size() >= 2) {
+        const double step = (time(previous) - time(baseline.front())) / (baseline.size() - 1);
+        after_gap = time(k) - time(previous) > kGapSteps * step;
+      }
+      const bool clear_site_after_gap =
+          after_gap && residual <= kGapMaxResidual * spacing &&
+          residual <= kGapClarity * SecondNearestDistance(lattice, deviation, nearest);
+      if (residual <= options.continuity_tolerance * spacing) {
         correction = nearest.vector.Inverse();  // a hop against smooth drift
       } else if (coarse_clear) {
         correction = coarse_correction;
         report.jumps.push_back({k, deviation + correction, true});
         jump = true;
+      } else if (clear_site_after_gap) {
+        correction = nearest.vector.Inverse();  // drift over a gap, or a hop after one
       } else {
         report.jumps.push_back({k, deviation, false});
         jump = true;

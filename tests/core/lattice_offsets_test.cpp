@@ -52,6 +52,59 @@ TEST_CASE("frames lost on the way are gaps in time, not hops or jumps", "[core][
                   std::invalid_argument);
 }
 
+// 0.1 s frames; frames 20..59 lost; the drift's velocity changes from
+// `before` to `after` (px/s) during the gap, and `extra_after_gap` is a stage
+// jump in it.
+struct GapSeries {
+  std::vector<double> times;
+  std::vector<Shift> truth;
+};
+
+GapSeries DriftWithGap(Shift before, Shift after, Shift extra_after_gap) {
+  GapSeries g;
+  for (int wire = 0; wire < 100; ++wire) {
+    if (wire >= 20 && wire < 60) continue;
+    const double t = 0.1 * wire, t_gap = 0.1 * 19;
+    g.times.push_back(t);
+    g.truth.push_back(t <= t_gap ? before * t : before * t_gap + after * (t - t_gap) + extra_after_gap);
+  }
+  return g;
+}
+
+TEST_CASE("after a long gap a frame a lattice vector off is put back on the clearly nearest site",
+          "[core][lattice_offsets]") {
+  // The velocity wanders during the gap: the first frame after it is ~5 px
+  // from the constant-velocity prediction, more than the continuity
+  // tolerance (4 px), clearly nearer one lattice site than any other.
+  const GapSeries g = DriftWithGap(Shift{2.5, -1.8}, Shift{3.7, -2.1}, Shift{});
+  const int n = static_cast<int>(g.times.size());
+  // The solver put every frame after the gap a lattice vector off.
+  std::vector<Shift> solved = g.truth;
+  for (int k = 20; k < n; ++k) solved[k] += Shift{-16, 16};
+  const LatticeOffsetReport report =
+      ResolveLatticeOffsets(solved, std::vector<bool>(n, false), kLattice, {}, {}, g.times);
+  CHECK(report.jumps.empty());
+  for (int k = 0; k < n; ++k) {
+    CAPTURE(k);
+    REQUIRE_THAT((solved[k] + report.offsets[k] - g.truth[k]).Norm(), WithinAbs(0, 1e-9));
+  }
+}
+
+TEST_CASE("after a long gap a deviation halfway between lattice sites is a stage jump, not guessed",
+          "[core][lattice_offsets]") {
+  // A real jump of 1.5 spacings during the gap: modulo the lattice the solver
+  // sees 0.5 spacings, equally far from two sites.
+  const GapSeries g = DriftWithGap(Shift{2.5, -1.8}, Shift{2.5, -1.8}, Shift{24, 0});
+  const int n = static_cast<int>(g.times.size());
+  std::vector<Shift> solved = g.truth;
+  for (int k = 20; k < n; ++k) solved[k] += Shift{-16, 0};
+  const LatticeOffsetReport report =
+      ResolveLatticeOffsets(solved, std::vector<bool>(n, false), kLattice, {}, {}, g.times);
+  REQUIRE(report.jumps.size() == 1);
+  CHECK(report.jumps[0].frame == 20);
+  CHECK_FALSE(report.jumps[0].lattice_offset_observable);
+}
+
 TEST_CASE("a real stage jump without coarse evidence is reported as not observable",
           "[core][lattice_offsets]") {
   std::vector<Shift> truth = SmoothDrift(20);
