@@ -23,6 +23,10 @@ void LatticeTracker::MarkEstimated(int k) {
 
 bool LatticeTracker::Estimate(FrameView average, bool average_usable, FrameView newest) {
   if (!enabled_) return false;
+  return Apply(EstimateFrom(average, average_usable, newest));
+}
+
+LatticeEstimate LatticeTracker::EstimateFrom(FrameView average, bool average_usable, FrameView newest) {
   // The power spectrum does not depend on the frame's position, so a single
   // raw frame already shows the Bragg peaks (a perovskite lattice is found in
   // one 512^2 frame at 0.08 counts/px); this gives the solver its lattice from
@@ -33,7 +37,11 @@ bool LatticeTracker::Estimate(FrameView average, bool average_usable, FrameView 
   if (!estimate.found && newest.rows() >= 64 && newest.cols() >= 64) {
     estimate = EstimateLattice(newest, LatticeEstimateOptions{});
   }
-  if (!estimate.found) return false;
+  return estimate;
+}
+
+bool LatticeTracker::Apply(const LatticeEstimate& estimate) {
+  if (!enabled_ || !estimate.found) return false;
   lattice_ = estimate.lattice;
   reciprocal_peaks_.clear();
   for (const ReciprocalPeak& peak : estimate.peaks) {

@@ -43,6 +43,12 @@ class LatticeTracker {
   // from the raw newest frame. Returns true when a lattice was found (then
   // lattice() is it); otherwise the previous estimate stays.
   bool Estimate(FrameView average, bool average_usable, FrameView newest);
+  // Estimate() in two steps, so the estimate can run on another thread: the
+  // pure computation (no tracker state; any thread), then, on the tracker's
+  // thread, taking a found lattice (returns true then).
+  static LatticeEstimate EstimateFrom(FrameView average, bool average_usable, FrameView newest);
+  bool Apply(const LatticeEstimate& estimate);
+  bool enabled() const { return enabled_; }
 
   void AddCoarseEvidence(const std::vector<CoarsePairEvidence>& evidence);
   // Pins every frame's lattice offset against the solver's solution;

@@ -250,5 +250,43 @@ TEST_CASE("a series that drifts further than a frame width is placed through its
   CHECK(no_overlap < n * (n - 1) / 2);
 }
 
+TEST_CASE("a lattice re-estimate runs beside the updates and is taken at a fixed later update",
+          "[core][registration_engine]") {
+  // 128^2 perovskite frames: the lattice is found from the first raw frame;
+  // the re-estimates due after frames 7 and 31 (the schedule of
+  // core/lattice_tracker.hpp) run on their own thread and are taken 8
+  // updates later, whatever the thread timing, so two runs agree exactly.
+  SimulatorOptions sim;
+  sim.shape = Shape{128, 128};
+  sim.dose_counts_per_px = 0.5;
+  const int n = 45;
+  auto run = [&](std::vector<int>* estimated_at) {
+    Simulator microscope(sim, /*seed=*/3);
+    RegistrationEngine engine(EngineOptions{}, sim.shape);
+    RegistrationResult result;
+    for (int k = 0; k < n; ++k) {
+      result = engine.AddFrame(microscope.NextFrame());
+      if (result.update.lattice_estimated) estimated_at->push_back(k);
+    }
+    return result;
+  };
+  std::vector<int> first_at, second_at;
+  const RegistrationResult first = run(&first_at);
+  const RegistrationResult second = run(&second_at);
+  REQUIRE(first.quality.lattice.found);
+  CAPTURE(first_at);
+  REQUIRE(!first_at.empty());
+  CHECK(first_at.front() == 0);
+  CHECK(std::find(first_at.begin(), first_at.end(), 15) != first_at.end());
+  CHECK(std::find(first_at.begin(), first_at.end(), 39) != first_at.end());
+  for (int k : {7, 31}) CHECK(std::find(first_at.begin(), first_at.end(), k) == first_at.end());
+  CHECK(second_at == first_at);
+  for (int k = 0; k < n; ++k) {
+    CAPTURE(k);
+    REQUIRE(first.frames[k].shift.x == second.frames[k].shift.x);
+    REQUIRE(first.frames[k].shift.y == second.frames[k].shift.y);
+  }
+}
+
 }  // namespace
 }  // namespace livealign
