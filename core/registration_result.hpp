@@ -67,12 +67,16 @@ struct EngineQuality {
   // Cycle (triangle) consistency of the inlier pairs.
   double max_cycle_error_px = 0;
   int cycles_equal_to_lattice_vector = 0;  // triangles that expose a hop
-  // Frames the hop-free coarse stage moved by a whole lattice vector.
+  // Frames whose lattice offset (core/lattice_offsets.hpp: temporal
+  // continuity, or coarse evidence across a stage jump) is a non-zero
+  // lattice vector.
   int frames_moved_by_lattice_offset = 0;
   // Frames the last solve moved back by a lattice vector because most of
   // their pairs snapped by the same one (the solver's hop rounds).
   int frames_moved_by_solver = 0;
-  // Frames whose lattice offset clear coarse (Bragg-free) evidence decided.
+  // Frames with clear coarse (Bragg-free) evidence: it decides the lattice
+  // offset across a stage jump, and most frames having it makes the absolute
+  // offset observable.
   int frames_decided_by_coarse = 0;
   // Real stage jumps (deviations from smooth drift that are not a lattice
   // vector, found by the lattice tracker: core/lattice_tracker.hpp), and how
