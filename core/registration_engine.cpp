@@ -339,8 +339,11 @@ RegistrationResult RegistrationEngine::AddFrame(Frame frame, ResultRequest reque
   report.timings.lattice_ms = MsSince(t);
 
   t = Clock::now();
+  const AverageImage::Rect canvas_before = m.averager.canvas();
   m.averager.AddFrame(std::move(frame), m.frames.back().shift, !m.frames.back().flagged);
   m.SyncAverager(kLiveResampleTolerancePx, kLiveResampleBudget);
+  const AverageImage::Rect canvas_after = m.averager.canvas();
+  report.mosaic_grown = k > 0 && !(canvas_after == canvas_before);
   report.timings.average_ms = MsSince(t);
   t = Clock::now();
   if (m.AdoptLatticeReestimate(k)) report.lattice_estimated = true;

@@ -136,6 +136,9 @@ struct UpdateReport {
   int background_resolve_frames = 0;
   // This update re-estimated the lattice (from the average or the raw frame).
   bool lattice_estimated = false;
+  // The average's mosaic canvas grew in this update (its running sums were
+  // reallocated and copied: O(canvas), the cost of average_ms then).
+  bool mosaic_grown = false;
 };
 
 // The O(k^2) parts a caller wants with a result.

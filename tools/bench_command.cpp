@@ -126,6 +126,7 @@ nlohmann::json PrintSlowestUpdates(const std::vector<UpdateReport>& updates,
       events += "adopted background re-solve of " + std::to_string(u.background_resolve_frames) + " frames; ";
     }
     if (u.lattice_estimated) events += "lattice estimate; ";
+    if (u.mosaic_grown) events += "mosaic canvas grown; ";
     std::printf("%6d %8.2f %7.2f | %7.2f %9.2f %7.2f %7.2f %7.2f %7.2f | %s\n", k, t.total_ms, ratio(k),
                 t.preprocess_ms, t.correlate_ms, t.solve_ms, t.lattice_ms, t.average_ms, t.refine_ms,
                 events.c_str());
@@ -134,7 +135,7 @@ nlohmann::json PrintSlowestUpdates(const std::vector<UpdateReport>& updates,
                     {"solve_ms", t.solve_ms}, {"lattice_ms", t.lattice_ms}, {"average_ms", t.average_ms},
                     {"refine_ms", t.refine_ms}, {"full_resolve", u.full_resolve},
                     {"background_resolve_frames", u.background_resolve_frames},
-                    {"lattice_estimated", u.lattice_estimated}});
+                    {"lattice_estimated", u.lattice_estimated}, {"mosaic_grown", u.mosaic_grown}});
   }
   return list;
 }

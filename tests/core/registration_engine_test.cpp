@@ -204,11 +204,13 @@ TEST_CASE("a series that drifts further than a frame width is placed through its
   RegistrationEngine engine(options, sim.shape);
   std::vector<Shift> truth;
   int fewest_pairs = n;
+  int mosaic_growths = 0;
   RegistrationResult live_result;
   for (int k = 0; k < n; ++k) {
     live_result = engine.AddFrame(microscope.NextFrame());
     truth.push_back(microscope.TrueShift(k));
     if (k > 0) fewest_pairs = std::min(fewest_pairs, live_result.update.timings.pairs);
+    mosaic_growths += live_result.update.mosaic_grown ? 1 : 0;
     // The O(k^2) parts only on request.
     REQUIRE(live_result.pairs == nullptr);
     REQUIRE(live_result.shift_matrix == nullptr);
@@ -217,9 +219,12 @@ TEST_CASE("a series that drifts further than a frame width is placed through its
   const ShiftErrors live = ErrorsAgainstTruth(live_result.frames, truth);
   const RegistrationResult result = engine.Finish(ResultRequest::Everything());
   const ShiftErrors e = ErrorsAgainstTruth(result.frames, truth);
-  CAPTURE(live.rms_px, live.max_px, e.rms_x_px, e.rms_y_px, e.max_px, fewest_pairs);
+  CAPTURE(live.rms_px, live.max_px, e.rms_x_px, e.rms_y_px, e.max_px, fewest_pairs, mosaic_growths);
   CHECK(result.quality.flagged_frames == 0);
   CHECK(fewest_pairs >= 1);
+  // The mosaic canvas grew with the drift, a margin at a time, not every frame.
+  CHECK(mosaic_growths > 0);
+  CHECK(mosaic_growths < n / 10);
   // No unit-cell hop, live or final: every frame well within a lattice spacing.
   CHECK(live.max_px < 0.25 * sim.lattice_spacing_px);
   CHECK(e.max_px < 0.25 * sim.lattice_spacing_px);
