@@ -108,6 +108,9 @@ RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
 
   if (result.shift_matrix && result.shift_matrix->k > 0) {
     WriteShiftMatrixPng(path("shift_matrix.png"), *result.shift_matrix);
+  } else if (result.shift_matrix_view && result.shift_matrix_view->k > 0) {
+    // Beyond ResultRequest::ShiftMatrixPicture's dense limit: the overview's cells.
+    WriteShiftMatrixPng(path("shift_matrix.png"), CellsAsShiftMatrix(*result.shift_matrix_view));
   }
 
   // The report goes last, so its presence means the other files are complete.
