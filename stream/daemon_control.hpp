@@ -1,10 +1,11 @@
 #pragma once
 // The daemon's control part: owns the REP socket and answers `status`,
-// `snapshot`, `save`, `reset` and `shutdown` (docs/protocol.md, Control).
-// status and snapshot are answered here, from the counters, the series
-// part's summary and the publisher's latest headers; save and reset are
-// queued for the series thread (after the frames already queued) and their
-// reply awaited; shutdown asks the daemon to stop. With
+// `snapshot`, `save`, `reset`, `matrices_window` and `shutdown`
+// (docs/protocol.md, Control). status and snapshot are answered here, from
+// the counters, the series part's summary and the publisher's latest
+// headers; save, reset and matrices_window are queued for the series thread
+// (after the frames already queued; it owns the engine) and their reply
+// awaited; shutdown asks the daemon to stop. With
 // control_token_required, state-changing commands need the token.
 //
 // Threads: Bind before Run(); Run() is the control thread (the only user of
@@ -49,8 +50,15 @@ class DaemonControl {
   // daemon is to stop once the reply is sent.
   std::string Answer(std::string_view request, bool* shutdown);
 
+  // A request from the web page, which has no reply channel but the
+  // published topics: only `matrices_window` is carried out (queued for the
+  // series thread; its answer is the published window). Anything else, or a
+  // request that cannot be queued, is dropped and counted in errors_by_code.
+  // Any thread; never blocks (the HTTP server's I/O thread calls it).
+  void SubmitPageRequest(std::string_view request);
+
  private:
-  std::string Carry(const std::string& cmd);
+  std::string Carry(const ControlRequest& request);
 
   const DaemonOptions& options_;
   InboundQueue* const inbound_;

@@ -60,7 +60,7 @@ TEST_CASE("ControlRefusal: status and snapshot stay open, state changes need the
           "[stream][daemon_parts]") {
   DaemonOptions o = QuietOptions();
   auto refusal = [&](const std::string& cmd, const std::string& token) {
-    return ControlRefusal(o, ControlRequest{cmd, token});
+    return ControlRefusal(o, ControlRequest{cmd, token, {}});
   };
   CHECK(refusal("reset", "").empty());  // not required: everything runs
   o.control_token_required = true;
