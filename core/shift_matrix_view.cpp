@@ -25,7 +25,15 @@ std::string ShiftMatrixWindowError(int k, const ShiftMatrixWindowRequest& r) {
 
 ShiftMatrixViewBuilder::ShiftMatrixViewBuilder(int k, int i0, int j0, int block, int n)
     : k_(k), i0_(i0), j0_(j0), block_(block), n_(n),
-      cells_(static_cast<std::size_t>(n) * static_cast<std::size_t>(n)) {}
+      row_of_frame_(static_cast<std::size_t>(k), -1),
+      col_of_frame_(static_cast<std::size_t>(k), -1),
+      cells_(static_cast<std::size_t>(n) * static_cast<std::size_t>(n)) {
+  const long span = static_cast<long>(n) * block;
+  for (int f = 0; f < k; ++f) {
+    if (f >= i0 && f - i0 < span) row_of_frame_[static_cast<std::size_t>(f)] = (f - i0) / block;
+    if (f >= j0 && f - j0 < span) col_of_frame_[static_cast<std::size_t>(f)] = (f - j0) / block;
+  }
+}
 
 ShiftMatrixViewBuilder ShiftMatrixViewBuilder::Overview(int k) {
   if (k < 0) throw std::invalid_argument("ShiftMatrixViewBuilder: k < 0");
@@ -48,17 +56,11 @@ std::vector<std::pair<int, int>> ShiftMatrixViewBuilder::LaterFrameRanges() cons
   return {rows, cols};
 }
 
-long ShiftMatrixViewBuilder::CellOf(int i, int j) const {
-  if (i < i0_ || j < j0_) return -1;
-  const int r = (i - i0_) / block_, c = (j - j0_) / block_;
-  if (r >= n_ || c >= n_) return -1;
-  return static_cast<long>(r) * n_ + c;
-}
-
 void ShiftMatrixViewBuilder::Enter(int i, int j, Shift value, PairStatus status) {
-  const long index = CellOf(i, j);
-  if (index < 0) return;
-  Cell& cell = cells_[static_cast<std::size_t>(index)];
+  const int r = row_of_frame_[static_cast<std::size_t>(i)];
+  const int c = col_of_frame_[static_cast<std::size_t>(j)];
+  if (r < 0 || c < 0) return;
+  Cell& cell = cells_[static_cast<std::size_t>(r) * static_cast<std::size_t>(n_) + static_cast<std::size_t>(c)];
   if (status == PairStatus::kRejected) {
     cell.rejected_x += value.x;
     cell.rejected_y += value.y;

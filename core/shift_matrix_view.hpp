@@ -109,11 +109,12 @@ class ShiftMatrixViewBuilder {
     int inlier = 0, snapped = 0;
   };
   ShiftMatrixViewBuilder(int k, int i0, int j0, int block, int n);
-  // The cell of entry (i, j), -1 when outside the view.
-  long CellOf(int i, int j) const;
   void Enter(int i, int j, Shift value, PairStatus status);
 
   int k_, i0_, j0_, block_, n_;
+  // Frame -> its cell row / column, -1 outside the view: a lookup instead of
+  // two divisions per entry (all 12.5 M pairs of k = 5000 pass through here).
+  std::vector<int> row_of_frame_, col_of_frame_;
   std::vector<Cell> cells_;
 };
 
