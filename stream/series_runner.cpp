@@ -597,8 +597,9 @@ struct SeriesRunner::Impl {
       if (!latest.pixels().empty()) {
         publisher_->Publish(EncodeLatestFrame(s.start.series, n_frames, s.last_index, latest));
       }
-      // The bounded overview, never the dense k x k matrix: its cost and size
-      // do not grow with k (core/shift_matrix_view.hpp).
+      // The bounded overview, never the dense k x k matrix: at most 256^2
+      // cells whatever k, built in one pass over the stored pairs
+      // (core/shift_matrix_view.hpp).
       const RegistrationResult with_view = s.engine->Snapshot(ResultRequest::ShiftMatrixOverview());
       if (with_view.shift_matrix_view && with_view.shift_matrix_view->k > 0) {
         publisher_->Publish(EncodeMatrices(s.start.series, n_frames, *with_view.shift_matrix_view));
@@ -867,7 +868,14 @@ struct SeriesRunner::Impl {
     if (!error.empty()) return refuse("bad_window", "matrices_window: " + error);
     ResultRequest request;
     request.shift_matrix_window = window;
-    const RegistrationResult result = s.engine->Snapshot(request);
+    RegistrationResult result;
+    try {
+      result = s.engine->Snapshot(request);
+    } catch (const std::invalid_argument& e) {
+      // Checked above against the same k; a back end that disagrees is
+      // refused like a bad request rather than ending the series thread.
+      return refuse("bad_window", std::string("matrices_window: ") + e.what());
+    }
     if (!result.shift_matrix_window) {
       return refuse("no_matrices", "matrices_window: this engine has no shift matrices");
     }
