@@ -1,5 +1,7 @@
 #include "stream/daemon_control.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <iterator>
 #include <zmq_addon.hpp>
 
@@ -113,11 +115,28 @@ void DaemonControl::SubmitPageRequest(std::string_view encoded) {
       counters_->CountError("page_request_refused");
       return;
     }
-    // Nobody waits for the reply: the series thread still sets it.
+    // Nobody waits for the reply; its future only says whether it is done.
+    std::lock_guard<std::mutex> lock(page_mutex_);
+    page_pending_.erase(std::remove_if(page_pending_.begin(), page_pending_.end(),
+                                       [](const std::future<nlohmann::json>& f) {
+                                         return f.wait_for(std::chrono::seconds(0)) ==
+                                                std::future_status::ready;
+                                       }),
+                        page_pending_.end());
+    if (page_pending_.size() >= kMaxPendingPageRequests) {
+      counters_->CountError("page_request_dropped");
+      return;
+    }
     InboundItem item;
-    item.message = ControlCommand{request.cmd, std::make_shared<std::promise<nlohmann::json>>(),
-                                  request.window};
-    if (!inbound_->TryPush(std::move(item), 0)) counters_->CountError("page_request_dropped");
+    ControlCommand command{request.cmd, std::make_shared<std::promise<nlohmann::json>>(),
+                           request.window};
+    std::future<nlohmann::json> done = command.reply->get_future();
+    item.message = std::move(command);
+    if (!inbound_->TryPush(std::move(item), 0)) {
+      counters_->CountError("page_request_dropped");
+      return;
+    }
+    page_pending_.push_back(std::move(done));
   } catch (const DecodeError& e) {
     counters_->CountError(e.code());
   }

@@ -13,7 +13,10 @@
 // it can be tested without a socket).
 
 #include <functional>
+#include <future>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
@@ -52,10 +55,14 @@ class DaemonControl {
 
   // A request from the web page, which has no reply channel but the
   // published topics: only `matrices_window` is carried out (queued for the
-  // series thread; its answer is the published window). Anything else, or a
-  // request that cannot be queued, is dropped and counted in errors_by_code.
-  // Any thread; never blocks (the HTTP server's I/O thread calls it).
+  // series thread; its answer is the published window). Anything else is
+  // refused (page_request_refused); a request beyond
+  // kMaxPendingPageRequests not yet answered, or one that cannot be queued,
+  // is dropped (page_request_dropped): pages cannot pile work (and 0.6 MB
+  // messages) onto the series thread. Any thread; never blocks (the HTTP
+  // server's I/O thread calls it).
   void SubmitPageRequest(std::string_view request);
+  static constexpr std::size_t kMaxPendingPageRequests = 4;
 
  private:
   std::string Carry(const ControlRequest& request);
@@ -68,6 +75,8 @@ class DaemonControl {
   const std::function<nlohmann::json()> status_;
   const std::function<void()> request_stop_;
   zmq::socket_t socket_;  // control thread only (after Bind)
+  std::mutex page_mutex_;
+  std::vector<std::future<nlohmann::json>> page_pending_;  // under page_mutex_
 };
 
 }  // namespace livealign
