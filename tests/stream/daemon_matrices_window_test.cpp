@@ -63,24 +63,23 @@ TEST_CASE("matrices_window publishes the full-resolution window of the running s
     sender.SendFrame(testing::FrameHeaderFor(id, i, sim.shape), frame.data(),
                      frame.pixels().size() * sizeof(float));
   }
-  // The request is queued after the frames: the window covers all of them.
+  // The frames are registered once their drift is out (the control request
+  // would otherwise race the frames still on their way in); nothing changes
+  // the engine after that, so the window shows the state of that drift.
+  Json drift;
+  while (drift.is_null() || drift["n_frames"] != kFrames) {
+    auto m = subscriber.WaitFor("drift", kTimeout);
+    REQUIRE(m);
+    drift = m->header;
+  }
   reply = control.RequestMap(Window(0, 0, kFrames), kTimeout);
   REQUIRE(reply);
   CAPTURE(reply->dump());
   REQUIRE((*reply)["ok"] == true);
   CHECK((*reply)["topic"] == "matrices_window");
   CHECK((*reply)["k"] == kFrames);
-
-  Json drift;
-  std::optional<ReceivedMessage> window;
-  while (!window) {
-    auto m = subscriber.Receive(kTimeout);
-    REQUIRE(m);
-    if (m->topic == "drift") drift = m->header;
-    if (m->topic == "matrices_window") window = m;
-  }
-  // The last drift before the window is the state the window was built from.
-  REQUIRE(drift["n_frames"] == kFrames);
+  const std::optional<ReceivedMessage> window = subscriber.WaitFor("matrices_window", kTimeout);
+  REQUIRE(window);
   const Json& w = window->header;
   CHECK(w["series"] == "w");
   CHECK(w["k"] == kFrames);
