@@ -108,6 +108,11 @@ RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
 
   if (result.shift_matrix && result.shift_matrix->k > 0) {
     WriteShiftMatrixPng(path("shift_matrix.png"), *result.shift_matrix);
+  } else if (result.shift_matrix_view && result.shift_matrix_view->k > 0) {
+    // Beyond ResultRequest::ShiftMatrixPicture's dense limit: the overview's cells.
+    ShiftMatrixImageOptions overview;
+    overview.frames_per_cell = result.shift_matrix_view->block;
+    WriteShiftMatrixPng(path("shift_matrix.png"), CellsAsShiftMatrix(*result.shift_matrix_view), overview);
   }
 
   // The report goes last, so its presence means the other files are complete.

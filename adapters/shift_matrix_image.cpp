@@ -93,6 +93,10 @@ bool ShiftMatrixImageOptions::Check(std::string* error) const {
     if (error) *error = "cell_px must be in [0, 256], got " + std::to_string(cell_px);
     return false;
   }
+  if (frames_per_cell < 1) {
+    if (error) *error = "frames_per_cell must be at least 1, got " + std::to_string(frames_per_cell);
+    return false;
+  }
   if (gap_px < 0 || gap_px > 256) {
     if (error) *error = "gap_px must be in [0, 256], got " + std::to_string(gap_px);
     return false;
@@ -263,7 +267,8 @@ struct PanelLayout {
 // panel_px wide strip of `cells` from source_x0; `left` is where the row
 // labels start.
 PanelLayout DrawPanelFigure(Canvas& canvas, const RgbImage& cells, int source_x0, int panel_px,
-                            int cell, int k, double range, const std::string& title, int left) {
+                            int cell, int k, int frames_per_cell, double range,
+                            const std::string& title, int left) {
   const int panel_h = std::max(panel_px, kMinPanelH);
   PanelLayout l;
   l.panel = FigureRect{left + kRowLabelsW, kTitleH, panel_px, panel_px};
@@ -301,8 +306,9 @@ PanelLayout DrawPanelFigure(Canvas& canvas, const RgbImage& cells, int source_x0
   const int step = FrameTickStep(k);
   for (int f = 0; f < k; f += step) {
     const double centre = (f + 0.5) * cell;
-    canvas.Text(std::to_string(f), panel->x - 4, panel->y + centre, 1);
-    canvas.Text(std::to_string(f), panel->x + centre, label_j->y + 9, 0.5);
+    const std::string frame = std::to_string(static_cast<long>(f) * frames_per_cell);
+    canvas.Text(frame, panel->x - 4, panel->y + centre, 1);
+    canvas.Text(frame, panel->x + centre, label_j->y + 9, 0.5);
   }
   canvas.Text("frame j", panel->x + panel_px / 2.0, label_j->y + 27, 0.5);
   canvas.Text("frame i", left + 9, panel->y + panel_px / 2.0, 0.5, /*rotate=*/true);
@@ -324,10 +330,12 @@ ShiftMatrixFigure RenderShiftMatrixFigure(const ShiftMatrix& data,
   cairo_set_source_rgb(canvas.cr(), kPaper.r / 255.0, kPaper.g / 255.0, kPaper.b / 255.0);
   cairo_paint(canvas.cr());
   const RgbImage& cells = figure.matrices.image;
-  const PanelLayout x = DrawPanelFigure(canvas, cells, 0, panel_px, cell, data.k,
+  const int per_cell = options.frames_per_cell;
+  const PanelLayout x = DrawPanelFigure(canvas, cells, 0, panel_px, cell, data.k, per_cell,
                                         figure.matrices.range_x_px, "shift x (px)", 0);
   const PanelLayout y = DrawPanelFigure(canvas, cells, panel_px + options.gap_px, panel_px, cell, data.k,
-                                        figure.matrices.range_y_px, "shift y (px)", block_w + kPanelSeparation);
+                                        per_cell, figure.matrices.range_y_px, "shift y (px)",
+                                        block_w + kPanelSeparation);
   figure.panel_x = x.panel;
   figure.bar_x = x.bar;
   figure.bar_labels_x = x.bar_labels;
@@ -341,8 +349,10 @@ ShiftMatrixFigure RenderShiftMatrixFigure(const ShiftMatrix& data,
   figure.label_j_y = y.label_j;
   figure.label_i_y = y.label_i;
   figure.legend = FigureRect{0, height - kLegendH, width, kLegendH};
-  canvas.Text("cell (i, j): shift of frame j seen from frame i (R_ij, about s_j - s_i)", 8,
-              figure.legend.y + kLegendH * 0.3, 0);
+  canvas.Text(per_cell > 1 ? "cell: mean of " + std::to_string(per_cell) + " x " +
+                                 std::to_string(per_cell) + " pairs R_ij (about s_j - s_i), its dominant mark"
+                           : std::string("cell (i, j): shift of frame j seen from frame i (R_ij, about s_j - s_i)"),
+              8, figure.legend.y + kLegendH * 0.3, 0);
   canvas.Text("grey: not measured   X: rejected   green border: snapped by a lattice vector", 8,
               figure.legend.y + kLegendH * 0.75, 0);
   figure.image = canvas.ToRgb();

@@ -44,6 +44,9 @@ struct ShiftMatrixImageOptions {
   // Fixed symmetric colour range (|value| at full colour) for both panels;
   // unset = per-panel automatic range.
   std::optional<double> range_px;
+  // Frames per cell side: > 1 when the data is an overview's cells
+  // (core/shift_matrix_view.hpp), so the axes still count frames.
+  int frames_per_cell = 1;
 
   bool Check(std::string* error) const;
 };

@@ -1119,21 +1119,10 @@ CycleStatistics ConsistencySolver::EvaluateCycles() const {
 }
 
 ShiftMatrix ConsistencySolver::Matrices() const {
-  const int n = num_frames_;
-  ShiftMatrix matrix = ShiftMatrix::Missing(n);
-  for (int j = 1; j < n; ++j) {
-    const Block& block = *blocks_[static_cast<std::size_t>(j)];
-    for (std::size_t q = 0; q < block.size(); ++q) {
-      const PairMeasurement& m = block[q];
-      const Pair& p = states_[static_cast<std::size_t>(j)][q];
-      if (m.candidates.empty()) continue;
-      const Shift u = p.state.chosen >= 0 ? p.state.used_j_from_i : m.candidates[0].j_from_i;
-      const PairStatus status = !p.state.inlier  ? PairStatus::kRejected
-                                : p.state.snapped ? PairStatus::kSnapped
-                                                  : PairStatus::kInlier;
-      matrix.Set(static_cast<int>(m.i), j, u, status);
-    }
-  }
+  ShiftMatrix matrix = ShiftMatrix::Missing(num_frames_);
+  ForEachUsedPair(0, num_frames_, [&](int i, int j, Shift u, PairStatus status) {
+    matrix.Set(i, j, u, status);
+  });
   return matrix;
 }
 

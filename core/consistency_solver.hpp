@@ -43,6 +43,7 @@
 //   SolverReport report = solver.Solve();
 //   if (report.flagged[2]) ...                  // frame 2 could not be placed
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <future>
@@ -217,6 +218,12 @@ class ConsistencySolver {
   // candidate plus its snap, or the brightest peak of a pair never chosen;
   // status kInlier, kSnapped or kRejected (the solver never sees kNoOverlap).
   ShiftMatrix Matrices() const;
+  // Calls visit(i, j, used_j_from_i, status) for every stored pair with
+  // j in [j_begin, j_end), with the value and status Matrices() enters:
+  // O(those pairs), for views that must not build the dense matrix
+  // (core/shift_matrix_view.hpp).
+  template <typename Visit>
+  void ForEachUsedPair(int j_begin, int j_end, Visit&& visit) const;
 
  private:
   struct Pair {
@@ -292,5 +299,22 @@ class ConsistencySolver {
   std::uint64_t background_generation_ = 0;
   const std::atomic<bool>* cancel_ = nullptr;  // set in a background solver
 };
+
+template <typename Visit>
+void ConsistencySolver::ForEachUsedPair(int j_begin, int j_end, Visit&& visit) const {
+  for (int j = std::max(j_begin, 1); j < std::min(j_end, num_frames_); ++j) {
+    const Block& block = *blocks_[static_cast<std::size_t>(j)];
+    for (std::size_t q = 0; q < block.size(); ++q) {
+      const PairMeasurement& m = block[q];
+      if (m.candidates.empty()) continue;
+      const PairState& state = states_[static_cast<std::size_t>(j)][q].state;
+      const Shift u = state.chosen >= 0 ? state.used_j_from_i : m.candidates[0].j_from_i;
+      const PairStatus status = !state.inlier  ? PairStatus::kRejected
+                                : state.snapped ? PairStatus::kSnapped
+                                                : PairStatus::kInlier;
+      visit(static_cast<int>(m.i), j, u, status);
+    }
+  }
+}
 
 }  // namespace livealign

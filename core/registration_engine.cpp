@@ -161,6 +161,7 @@ struct RegistrationEngine::Impl {
   RegistrationResult WithParts(RegistrationResult r, ResultRequest request) const;
   std::vector<PairRecord> BuildPairs() const;
   ShiftMatrix BuildShiftMatrix() const;
+  ShiftMatrixView BuildShiftMatrixView(ShiftMatrixViewBuilder builder) const;
 };
 
 void RegistrationEngine::Impl::Resolve(bool from_scratch, bool live) {
@@ -420,6 +421,15 @@ RegistrationResult RegistrationEngine::Impl::WithParts(RegistrationResult r,
                                                        ResultRequest request) const {
   if (request.pairs) r.pairs = std::make_shared<const std::vector<PairRecord>>(BuildPairs());
   if (request.shift_matrix) r.shift_matrix = std::make_shared<const ShiftMatrix>(BuildShiftMatrix());
+  const int k = static_cast<int>(frames.size());
+  if (request.shift_matrix_view) {
+    r.shift_matrix_view =
+        std::make_shared<const ShiftMatrixView>(BuildShiftMatrixView(ShiftMatrixViewBuilder::Overview(k)));
+  }
+  if (request.shift_matrix_window) {
+    r.shift_matrix_window = std::make_shared<const ShiftMatrixView>(
+        BuildShiftMatrixView(ShiftMatrixViewBuilder::Window(k, *request.shift_matrix_window)));
+  }
   return r;
 }
 
@@ -464,6 +474,20 @@ ShiftMatrix RegistrationEngine::Impl::BuildShiftMatrix() const {
     }
   }
   return matrix;
+}
+
+ShiftMatrixView RegistrationEngine::Impl::BuildShiftMatrixView(ShiftMatrixViewBuilder builder) const {
+  // The same entries as BuildShiftMatrix(), pair by pair: only the frames
+  // whose pairs can land in the view are visited.
+  const std::vector<Shift>& lattice_offsets = lattice_tracker.offsets().offsets;
+  const int known = static_cast<int>(lattice_offsets.size());
+  for (const auto& [first, end] : builder.LaterFrameRanges()) {
+    solver.ForEachUsedPair(first, end, [&](int i, int j, Shift u, PairStatus status) {
+      const Shift offset = j < known ? lattice_offsets[j] - lattice_offsets[i] : Shift{};
+      builder.Add(i, j, u + offset, status);
+    });
+  }
+  return builder.Finish([this](int i, int j) { return static_cast<bool>(no_overlap[j][i]); });
 }
 
 std::vector<PairRecord> RegistrationEngine::Impl::BuildPairs() const {

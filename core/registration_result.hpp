@@ -5,7 +5,7 @@
 // on, and it is safe to hand to another thread.
 //
 // Cost. Everything in it is O(k) per update (the frames, the quality, the
-// timings) except the pair list and the shift matrix, which are O(k^2): at
+// timings) except the pair list and the dense shift matrix, which are O(k^2): at
 // the k = 5000 frames of a long session they are hundreds of MB and take
 // longer to build than an update. They are therefore built only when the
 // caller asks for them (ResultRequest, on AddFrame/Finish or on
@@ -25,6 +25,7 @@
 #include "core/frame.hpp"
 #include "core/shift.hpp"
 #include "core/shift_matrix.hpp"
+#include "core/shift_matrix_view.hpp"
 
 namespace livealign {
 
@@ -141,11 +142,26 @@ struct UpdateReport {
   bool mosaic_grown = false;
 };
 
-// The O(k^2) parts a caller wants with a result.
+// The O(k^2) parts a caller wants with a result, and the bounded views of
+// the shift matrix (core/shift_matrix_view.hpp), which are O(stored pairs)
+// to build and O(1) in size.
 struct ResultRequest {
   bool pairs = false;         // RegistrationResult::pairs
   bool shift_matrix = false;  // RegistrationResult::shift_matrix
-  static ResultRequest Everything() { return {true, true}; }
+  bool shift_matrix_view = false;  // RegistrationResult::shift_matrix_view
+  // RegistrationResult::shift_matrix_window; the engine throws
+  // std::invalid_argument (ShiftMatrixWindowError) for one not inside the frames.
+  std::optional<ShiftMatrixWindowRequest> shift_matrix_window = std::nullopt;
+  static ResultRequest Everything() { return {true, true, true, std::nullopt}; }
+  static ResultRequest Pairs() { return {true, false, false, std::nullopt}; }
+  static ResultRequest DenseShiftMatrix() { return {false, true, false, std::nullopt}; }
+  static ResultRequest ShiftMatrixOverview() { return {false, false, true, std::nullopt}; }
+  // What shift_matrix.png is drawn from: the dense matrix up to
+  // kDenseShiftMatrixMaxFrames frames (32 MB of doubles at 1024), the
+  // overview beyond, so memory and time stay bounded at k = 5000.
+  static ResultRequest ShiftMatrixPicture(int k) {
+    return k <= kDenseShiftMatrixMaxFrames ? DenseShiftMatrix() : ShiftMatrixOverview();
+  }
 };
 
 struct RegistrationResult {
@@ -159,6 +175,10 @@ struct RegistrationResult {
   std::shared_ptr<const std::vector<PairRecord>> pairs;
   // The used shift matrices in final coordinates; null unless requested.
   std::shared_ptr<const ShiftMatrix> shift_matrix;
+  // The overview and the requested window of it, same coordinates; null
+  // unless requested.
+  std::shared_ptr<const ShiftMatrixView> shift_matrix_view;
+  std::shared_ptr<const ShiftMatrixView> shift_matrix_window;
 
   int num_frames() const { return static_cast<int>(frames.size()); }
 };

@@ -510,10 +510,22 @@ ControlRequest DecodeControl(std::string_view bytes) {
   request.cmd = AsString(Require(map, "cmd", "request"), "cmd");
   const std::string& cmd = request.cmd;
   if (cmd != "status" && cmd != "snapshot" && cmd != "save" && cmd != "reset" &&
-      cmd != "shutdown") {
+      cmd != "shutdown" && cmd != "matrices_window") {
     throw DecodeError("unknown_cmd", "unknown cmd '" + cmd + "'");
   }
   if (const msgpack::object* token = FindKey(map, "token")) request.token = AsString(*token, "token");
+  if (cmd == "matrices_window") {
+    // Only the type here; whether the window fits the series is the series
+    // thread's to say (it knows k).
+    auto field = [&](const char* name) {
+      const std::int64_t value = AsInt(Require(map, name, "matrices_window"), name);
+      if (value < std::numeric_limits<int>::min() || value > std::numeric_limits<int>::max()) {
+        BadType(name, "an integer within int32");
+      }
+      return static_cast<int>(value);
+    };
+    request.window = ShiftMatrixWindowRequest{field("i0"), field("j0"), field("n")};
+  }
   return request;
 }
 
@@ -736,13 +748,15 @@ OutMessage EncodeLatestFrame(const SeriesId& series, int n_frames, frame_id_t wi
                             AverageImage::Rect{0, frame.rows(), 0, frame.cols()});
 }
 
-OutMessage EncodeMatrices(const SeriesId& series, int n_frames,
-                          const ShiftMatrix& matrices) {
-  static_assert(sizeof(PairStatus) == 1, "status is sent as one byte per pair");
-  const std::size_t cells = static_cast<std::size_t>(matrices.k) * matrices.k;
-  if (matrices.k < 0 || matrices.x.size() != cells || matrices.y.size() != cells ||
-      matrices.status.size() != cells) {
-    throw std::invalid_argument("EncodeMatrices: arrays are not k*k");
+namespace {
+
+// The one schema of `matrices` and `matrices_window` (docs/protocol.md).
+OutMessage EncodeShiftMatrixView(const char* topic, const SeriesId& series, int n_frames,
+                                 const ShiftMatrixView& view) {
+  static_assert(sizeof(PairStatus) == 1, "status is sent as one byte per cell");
+  const std::size_t cells = static_cast<std::size_t>(view.n) * static_cast<std::size_t>(view.n);
+  if (view.n < 0 || view.x.size() != cells || view.y.size() != cells || view.status.size() != cells) {
+    throw std::invalid_argument("EncodeMatrices: arrays are not n*n");
   }
   // float32 little-endian (host order; every platform we build on is
   // little-endian); NaN stays NaN here: a bin has no nil.
@@ -754,26 +768,44 @@ OutMessage EncodeMatrices(const SeriesId& series, int n_frames,
   };
   msgpack::sbuffer buffer;
   Packer p(buffer);
-  p.pack_map(8);
+  p.pack_map(12);
   PackKey(p, "series");
   PackSeries(p, series);
   PackKey(p, "n_frames");
   p.pack_int(n_frames);
   PackKey(p, "k");
-  p.pack_int(matrices.k);
+  p.pack_int(view.k);
+  PackKey(p, "i0");
+  p.pack_int(view.i0);
+  PackKey(p, "j0");
+  p.pack_int(view.j0);
+  PackKey(p, "block");
+  p.pack_int(view.block);
+  PackKey(p, "n");
+  p.pack_int(view.n);
   PackKey(p, "x");
-  pack_floats(p, matrices.x);
+  pack_floats(p, view.x);
   PackKey(p, "y");
-  pack_floats(p, matrices.y);
+  pack_floats(p, view.y);
   PackKey(p, "status");
   p.pack_bin(static_cast<std::uint32_t>(cells));
-  p.pack_bin_body(reinterpret_cast<const char*>(matrices.status.data()),
+  p.pack_bin_body(reinterpret_cast<const char*>(view.status.data()),
                   static_cast<std::uint32_t>(cells));
   PackKey(p, "byteorder");
   PackString(p, "little");
   PackKey(p, "topic");
-  PackString(p, "matrices");
-  return OutMessage{"matrices", ToString(buffer), {}};
+  PackString(p, topic);
+  return OutMessage{topic, ToString(buffer), {}};
+}
+
+}  // namespace
+
+OutMessage EncodeMatrices(const SeriesId& series, int n_frames, const ShiftMatrixView& overview) {
+  return EncodeShiftMatrixView("matrices", series, n_frames, overview);
+}
+
+OutMessage EncodeMatricesWindow(const SeriesId& series, int n_frames, const ShiftMatrixView& window) {
+  return EncodeShiftMatrixView("matrices_window", series, n_frames, window);
 }
 
 Event Event::Make(std::string level, std::string code, std::string message,

@@ -29,6 +29,7 @@
 #include "core/registration_engine.hpp"
 #include "core/shift.hpp"
 #include "core/shift_matrix.hpp"
+#include "core/shift_matrix_view.hpp"
 #include "stream/out_message.hpp"
 
 namespace livealign {
@@ -134,10 +135,12 @@ using InboundMessage = std::variant<SeriesStart, FrameMessage, SeriesEnd>;
 InboundMessage DecodeInbound(const std::vector<std::string_view>& parts,
                              std::int64_t max_pixels);
 
-// A decoded control request {cmd: "...", token?: "..."}.
+// A decoded control request {cmd: "...", token?: "..."}; `matrices_window`
+// also carries i0, j0, n (ints).
 struct ControlRequest {
   std::string cmd;
   std::string token;  // "" when the request carries none
+  ShiftMatrixWindowRequest window;  // for cmd "matrices_window"
 };
 
 // Decodes a control request. Throws DecodeError (bad_msgpack, missing_key,
@@ -207,10 +210,13 @@ OutMessage EncodeAverage(const SeriesId& series, int n_frames, const AverageImag
 OutMessage EncodeLatestFrame(const SeriesId& series, int n_frames, frame_id_t wire_index,
                              const Frame& frame);
 
-// The `matrices` message: k, and x, y (bin, float32 k*k little-endian, NaN
-// where missing) and status (bin, uint8 k*k: the PairStatus values). Throws
-// std::invalid_argument when the matrix's arrays are not k*k.
-OutMessage EncodeMatrices(const SeriesId& series, int n_frames, const ShiftMatrix& matrices);
+// The `matrices` message: the overview of the shift matrices
+// (core/shift_matrix_view.hpp): k, i0, j0, block, n, and x, y (bin, float32
+// n*n little-endian, NaN where missing) and status (bin, uint8 n*n: the
+// PairStatus values). `matrices_window` is the same map for a window. Throw
+// std::invalid_argument when the view's arrays are not n*n.
+OutMessage EncodeMatrices(const SeriesId& series, int n_frames, const ShiftMatrixView& overview);
+OutMessage EncodeMatricesWindow(const SeriesId& series, int n_frames, const ShiftMatrixView& window);
 
 struct Event {
   std::string level;  // "info", "warning" or "error"

@@ -169,4 +169,6 @@ void Daemon::Wait() {
 
 nlohmann::json Daemon::Status() const { return impl_->Status(); }
 
+void Daemon::SubmitPageRequest(std::string_view request) { impl_->control.SubmitPageRequest(request); }
+
 }  // namespace livealign

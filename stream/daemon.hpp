@@ -35,6 +35,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -147,6 +148,10 @@ class Daemon {
 
   // The `status` reply's fields (without ok/error), as JSON.
   nlohmann::json Status() const;
+
+  // A request from the web page (HttpServerOptions::on_client_message), from
+  // any thread, never blocking: see DaemonControl::SubmitPageRequest.
+  void SubmitPageRequest(std::string_view request);
 
  private:
   struct Impl;

@@ -1,5 +1,7 @@
 #include "stream/daemon_control.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <iterator>
 #include <zmq_addon.hpp>
 
@@ -16,7 +18,9 @@ constexpr auto kCommandTimeout = std::chrono::minutes(5);
 
 std::string ControlRefusal(const DaemonOptions& options, const ControlRequest& request) {
   if (!options.control_token_required) return "";
-  if (request.cmd == "status" || request.cmd == "snapshot") return "";
+  if (request.cmd == "status" || request.cmd == "snapshot" || request.cmd == "matrices_window") {
+    return "";  // they only read
+  }
   if (options.control_token.empty()) {
     return request.cmd + " refused: the daemon accepts remote connections and was started "
                          "without --control-token-file";
@@ -96,16 +100,53 @@ std::string DaemonControl::Answer(std::string_view encoded, bool* shutdown) {
       *shutdown = true;
       return EncodeReply(true, "", nlohmann::json{{"stopping", true}});
     }
-    return Carry(cmd);
+    return Carry(request);
   } catch (const DecodeError& e) {
     counters_->CountError(e.code());
     return EncodeReply(false, e.what(), nlohmann::json{{"code", e.code()}});
   }
 }
 
-// save / reset run on the series thread, after the frames already queued.
-std::string DaemonControl::Carry(const std::string& cmd) {
-  ControlCommand command{cmd, std::make_shared<std::promise<nlohmann::json>>()};
+void DaemonControl::SubmitPageRequest(std::string_view encoded) {
+  try {
+    const ControlRequest request = DecodeControl(encoded);
+    if (request.cmd != "matrices_window") {
+      // A page must not save, reset or stop the daemon (it has no token).
+      counters_->CountError("page_request_refused");
+      return;
+    }
+    // Nobody waits for the reply; its future only says whether it is done.
+    std::lock_guard<std::mutex> lock(page_mutex_);
+    page_pending_.erase(std::remove_if(page_pending_.begin(), page_pending_.end(),
+                                       [](const std::future<nlohmann::json>& f) {
+                                         return f.wait_for(std::chrono::seconds(0)) ==
+                                                std::future_status::ready;
+                                       }),
+                        page_pending_.end());
+    if (page_pending_.size() >= kMaxPendingPageRequests) {
+      counters_->CountError("page_request_dropped");
+      return;
+    }
+    InboundItem item;
+    ControlCommand command{request.cmd, std::make_shared<std::promise<nlohmann::json>>(),
+                           request.window};
+    std::future<nlohmann::json> done = command.reply->get_future();
+    item.message = std::move(command);
+    if (!inbound_->TryPush(std::move(item), 0)) {
+      counters_->CountError("page_request_dropped");
+      return;
+    }
+    page_pending_.push_back(std::move(done));
+  } catch (const DecodeError& e) {
+    counters_->CountError(e.code());
+  }
+}
+
+// save / reset / matrices_window run on the series thread (which owns the
+// engine), after the frames already queued.
+std::string DaemonControl::Carry(const ControlRequest& request) {
+  const std::string& cmd = request.cmd;
+  ControlCommand command{cmd, std::make_shared<std::promise<nlohmann::json>>(), request.window};
   std::future<nlohmann::json> future = command.reply->get_future();
   InboundItem item;
   item.message = std::move(command);

@@ -25,8 +25,9 @@ constexpr std::size_t kInboundItemOverheadBytes = 256;
 // A request from the control part that the series thread must carry out,
 // after the frames already queued.
 struct ControlCommand {
-  std::string cmd;  // "save" or "reset"
+  std::string cmd;  // "save", "reset" or "matrices_window"
   std::shared_ptr<std::promise<nlohmann::json>> reply;
+  ShiftMatrixWindowRequest window;  // for "matrices_window"
 };
 
 // One unit of work for the series thread.

@@ -475,7 +475,11 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
       }
       const std::string bytes = beast::buffers_to_string(self->in_.data());
       self->in_.consume(self->in_.size());
-      if (IsSnapshotRequest(bytes)) self->SendSnapshot(/*with_queued_topics=*/false);
+      if (IsSnapshotRequest(bytes)) {
+        self->SendSnapshot(/*with_queued_topics=*/false);
+      } else if (self->server_->options.on_client_message) {
+        self->server_->options.on_client_message(bytes);
+      }
       self->Read();
     });
   }

@@ -40,6 +40,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -65,9 +66,13 @@ struct HttpServerOptions {
   // Simultaneous plain HTTP connections (not counting WebSocket clients);
   // further connections are closed at once and counted.
   int max_connections = 64;
-  // Largest message a WebSocket client may send (it only sends {cmd:
-  // "snapshot"}); a larger one closes its connection.
+  // Largest message a WebSocket client may send (it sends {cmd: "snapshot"}
+  // and small requests); a larger one closes its connection.
   std::size_t max_ws_message_bytes = 4096;
+  // Called on the I/O thread with every other message a client sends (not
+  // {cmd: "snapshot"}, which the server answers itself); must not block.
+  // `serve` passes the page's requests (`matrices_window`) to the daemon.
+  std::function<void(std::string_view)> on_client_message = nullptr;
 
   bool Check(std::string* error) const;
 };

@@ -36,7 +36,7 @@ class RegistrationLiveEngine : public LiveEngine {
   std::vector<std::string> WriteOutputs(const std::string& dir, const nlohmann::json& extra,
                                         const ImageQualityReport* image_quality) const override {
     // The files describe the last update; the shift matrix is for shift_matrix.png.
-    const RegistrationResult result = engine_.Snapshot(ResultRequest{false, /*shift_matrix=*/true});
+    const RegistrationResult result = engine_.Snapshot(ResultRequest::ShiftMatrixPicture(engine_.num_frames()));
     if (channels_.empty()) {
       return WriteRegistrationOutputs(dir, engine_, result, extra, image_quality).written;
     }

@@ -597,9 +597,12 @@ struct SeriesRunner::Impl {
       if (!latest.pixels().empty()) {
         publisher_->Publish(EncodeLatestFrame(s.start.series, n_frames, s.last_index, latest));
       }
-      const RegistrationResult with_matrix = s.engine->Snapshot(ResultRequest{false, true});
-      if (with_matrix.shift_matrix && with_matrix.shift_matrix->k > 0) {
-        publisher_->Publish(EncodeMatrices(s.start.series, n_frames, *with_matrix.shift_matrix));
+      // The bounded overview, never the dense k x k matrix: at most 256^2
+      // cells whatever k, built in one pass over the stored pairs
+      // (core/shift_matrix_view.hpp).
+      const RegistrationResult with_view = s.engine->Snapshot(ResultRequest::ShiftMatrixOverview());
+      if (with_view.shift_matrix_view && with_view.shift_matrix_view->k > 0) {
+        publisher_->Publish(EncodeMatrices(s.start.series, n_frames, *with_view.shift_matrix_view));
       }
       s.last_average = now;
       s.have_average = true;
@@ -845,8 +848,42 @@ struct SeriesRunner::Impl {
       publisher_->EmitEvent(Event::Info("reset", "daemon reset"));
       publisher_->ClearLatest();
       SetCurrent();
+    } else if (command.cmd == "matrices_window") {
+      reply = PublishMatricesWindow(command.window);
     }
     command.reply->set_value(reply);
+  }
+
+  // Answers a `matrices_window` request: the window goes out on its topic
+  // (bounded, kShiftMatrixWindowMaxSize^2 entries), the reply says which.
+  nlohmann::json PublishMatricesWindow(const ShiftMatrixWindowRequest& window) {
+    auto refuse = [this](const std::string& code, const std::string& error) {
+      CountError(code);
+      return nlohmann::json{{"ok", false}, {"error", error}, {"code", code}};
+    };
+    if (!series_) return refuse("no_series", "matrices_window: no series is running");
+    const Series& s = *series_;
+    const int k = s.result.num_frames();
+    const std::string error = ShiftMatrixWindowError(k, window);
+    if (!error.empty()) return refuse("bad_window", "matrices_window: " + error);
+    ResultRequest request;
+    request.shift_matrix_window = window;
+    RegistrationResult result;
+    try {
+      result = s.engine->Snapshot(request);
+    } catch (const std::invalid_argument& e) {
+      // Checked above against the same k; a back end that disagrees is
+      // refused like a bad request rather than ending the series thread.
+      return refuse("bad_window", std::string("matrices_window: ") + e.what());
+    }
+    if (!result.shift_matrix_window) {
+      return refuse("no_matrices", "matrices_window: this engine has no shift matrices");
+    }
+    const int n_frames = static_cast<int>(s.wire_indices.size());
+    publisher_->Publish(EncodeMatricesWindow(s.start.series, n_frames, *result.shift_matrix_window));
+    return nlohmann::json{{"ok", true}, {"error", ""}, {"topic", "matrices_window"},
+                          {"series", s.start.series.ToString()}, {"k", k},
+                          {"i0", window.i0}, {"j0", window.j0}, {"n", window.n}};
   }
 
   // The drain deadline has passed: what is still queued is not registered.

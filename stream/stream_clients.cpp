@@ -181,7 +181,11 @@ ControlClient::~ControlClient() = default;
 
 std::optional<nlohmann::json> ControlClient::Request(const std::string& cmd,
                                                      std::chrono::milliseconds timeout) {
-  nlohmann::json map{{"cmd", cmd}};
+  return RequestMap(nlohmann::json{{"cmd", cmd}}, timeout);
+}
+
+std::optional<nlohmann::json> ControlClient::RequestMap(nlohmann::json map,
+                                                     std::chrono::milliseconds timeout) {
   if (!impl_->token.empty()) map["token"] = impl_->token;
   const std::vector<std::uint8_t> request = nlohmann::json::to_msgpack(map);
   impl_->socket.send(zmq::buffer(request), zmq::send_flags::none);

@@ -95,6 +95,8 @@ class ControlClient {
   // (the socket is then recreated so the client stays usable).
   std::optional<nlohmann::json> Request(const std::string& cmd,
                                         std::chrono::milliseconds timeout);
+  // The same for a request with more fields ({cmd: "matrices_window", i0, j0, n}).
+  std::optional<nlohmann::json> RequestMap(nlohmann::json map, std::chrono::milliseconds timeout);
 
  private:
   struct Impl;

@@ -95,7 +95,7 @@ int RunRegister(int argc, char** argv) {
     others.Follow(live.frames, /*final=*/false);
   }
   // The shift matrix is for shift_matrix.png.
-  const RegistrationResult result = engine.Finish(ResultRequest{false, /*shift_matrix=*/true});
+  const RegistrationResult result = engine.Finish(ResultRequest::ShiftMatrixPicture(engine.num_frames()));
   others.Follow(result.frames, /*final=*/true);
   const double register_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() -

@@ -108,8 +108,18 @@ int RunServe(int argc, char** argv) {
 
   // Declared before the daemon: a sink must outlive the daemon's threads.
   std::unique_ptr<HttpServer> preview;
-  if (!http.empty()) preview = std::make_unique<HttpServer>(HttpServerOptions{http});
+  // The page's requests go to the daemon; set before preview->Start() (the
+  // I/O thread's start orders it) and the preview stops before the daemon ends.
+  Daemon* page_requests_to = nullptr;
+  if (!http.empty()) {
+    HttpServerOptions preview_options{http};
+    preview_options.on_client_message = [&page_requests_to](std::string_view request) {
+      if (page_requests_to) page_requests_to->SubmitPageRequest(request);
+    };
+    preview = std::make_unique<HttpServer>(std::move(preview_options));
+  }
   Daemon daemon(o);
+  page_requests_to = &daemon;
   if (preview) daemon.AddSink(preview.get());
   daemon.Start();
   if (preview) {

@@ -12,7 +12,7 @@ from livealign.wire import image_from_part, unpack
 # topic: str, header: dict, data: numpy array (average, frame) or None.
 Message = collections.namedtuple("Message", ["topic", "header", "data"])
 
-TOPICS = ("drift", "average", "frame", "matrices", "quality", "event", "series_end")
+TOPICS = ("drift", "average", "frame", "matrices", "matrices_window", "quality", "event", "series_end")
 
 
 class Results(SocketOwner):
@@ -101,10 +101,12 @@ class Results(SocketOwner):
 
 
 def matrices_arrays(header):
-    """The x, y and status k x k arrays of a ``matrices`` message header."""
-    k = int(header["k"])
+    """The x, y and status n x n arrays of a ``matrices`` (or ``matrices_window``)
+    message header: cell (r, c) covers frames ``i0 + r*block`` and ``j0 + c*block``
+    onwards (docs/protocol.md); for k <= 256 frames the overview is the k x k matrix."""
+    n = int(header["n"])
     order = "<" if header.get("byteorder", "little") == "little" else ">"
-    x = np.frombuffer(header["x"], dtype=order + "f4").reshape(k, k)
-    y = np.frombuffer(header["y"], dtype=order + "f4").reshape(k, k)
-    status = np.frombuffer(header["status"], dtype="u1").reshape(k, k)
+    x = np.frombuffer(header["x"], dtype=order + "f4").reshape(n, n)
+    y = np.frombuffer(header["y"], dtype=order + "f4").reshape(n, n)
+    status = np.frombuffer(header["status"], dtype="u1").reshape(n, n)
     return x, y, status

@@ -20,7 +20,13 @@
     frame: null,       // latest raw frame, same form as average
     spectrum: null,    // {n, values: Float32Array (log power, centred), source: 'browser'|'daemon'}
     quality: null,     // latest quality header
-    matrices: null,    // {k, n_frames, x, y, status}
+    matrices: null,    // the overview: {k, i0, j0, block, n, n_frames, x, y, status} (n x n cells)
+    matricesWindow: null,   // the full-resolution window shown instead, same form; null: the overview
+    matricesWindowWanted: null,  // {i0, j0, n} asked for (windows others asked for are ignored)
+    matricesWindowRequests: 0,   // requests sent
+    matricesRenderMs: null,      // time of the last RenderMatrices (performance.now())
+    maxMatricesRenderMs: 0,      // the longest one since the page opened
+    matricesRenders: [],         // the last 100: {k, n, block, ms}
     events: [],        // newest last
     seriesEnd: null,
     counts: {},        // messages received per topic
@@ -105,6 +111,7 @@
       case 'spectrum': OnSpectrum(header, data); break;
       case 'quality': OnQuality(header); break;
       case 'matrices': OnMatrices(header); break;
+      case 'matrices_window': OnMatricesWindow(header); break;
       case 'event': OnEvent(header); break;
       case 'series_end': state.seriesEnd = header; OnEvent({ level: 'info', code: 'series_end',
         message: `series ${header.series} ended with ${header.n_frames} frames`, series: header.series }); break;
@@ -121,6 +128,7 @@
     state.averages = {}; state.channels = []; state.channel = null;
     RenderChannelSwitch();
     state.quality = null; state.matrices = null; state.seriesEnd = null;
+    state.matricesWindow = null; state.matricesWindowWanted = null;
     state.pixelSizeA = null;
     $('unit-A').disabled = true;
     if (view.unit === 'A') SetUnit('px');
@@ -263,18 +271,75 @@
     dirty.spectrum = true;
   }
 
-  function OnMatrices(header) {
-    const k = Number(header.k);
-    const asFloats = (bin) => (bin instanceof Uint8Array && bin.byteLength === k * k * 4)
+  // A `matrices` or `matrices_window` map (docs/protocol.md): n x n cells,
+  // cell (r, c) covering frames i0 + r*block and j0 + c*block onwards; null
+  // when malformed.
+  function DecodeMatrixView(header) {
+    const k = Number(header.k), n = Number(header.n), block = Number(header.block);
+    const i0 = Number(header.i0), j0 = Number(header.j0);
+    const asFloats = (bin) => (bin instanceof Uint8Array && bin.byteLength === n * n * 4)
       ? new Float32Array(bin.slice().buffer) : null;
     const x = asFloats(header.x), y = asFloats(header.y);
-    const status = header.status instanceof Uint8Array && header.status.byteLength === k * k ? header.status : null;
-    if (!(k > 0) || !x || !y || !status) {
+    const status = header.status instanceof Uint8Array && header.status.byteLength === n * n ? header.status : null;
+    if (!(k > 0) || !(n > 0) || !(block > 0) || !(i0 >= 0) || !(j0 >= 0) || !x || !y || !status) {
       console.warn('livealign: malformed matrices message');
+      return null;
+    }
+    return { k, n, block, i0, j0, n_frames: header.n_frames, x, y, status };
+  }
+
+  function OnMatrices(header) {
+    const m = DecodeMatrixView(header);
+    if (!m) return;
+    state.matrices = m;
+    // A window shown stays live: asked for again with each overview.
+    if (state.matricesWindowWanted) SendMatricesWindowRequest(state.matricesWindowWanted);
+    dirty.matrices = true;
+  }
+
+  function OnMatricesWindow(header) {
+    const w = state.matricesWindowWanted;
+    if (!w || Number(header.i0) !== w.i0 || Number(header.j0) !== w.j0 || Number(header.n) !== w.n) return;
+    const m = DecodeMatrixView(header);
+    if (!m) return;
+    state.matricesWindow = m;
+    dirty.matrices = true;
+  }
+
+  // Full-resolution window side the page asks for (the daemon allows up to 256).
+  const kMatricesWindowSize = 64;
+
+  function SendMatricesWindowRequest(w) {
+    if (!socket || socket.readyState !== WebSocket.OPEN || typeof MessagePack === 'undefined') return;
+    socket.send(MessagePack.encode({ cmd: 'matrices_window', i0: w.i0, j0: w.j0, n: w.n }));
+    state.matricesWindowRequests++;
+  }
+
+  // A click on the overview asks for the window around the frames under it;
+  // a click on a window goes back to the overview.
+  function OnMatrixClick(event) {
+    const m = state.matrices;
+    if (!m) return;
+    if (state.matricesWindowWanted) {
+      state.matricesWindowWanted = null;
+      state.matricesWindow = null;
+      dirty.matrices = true;
+      ScheduleRender();
       return;
     }
-    state.matrices = { k, n_frames: header.n_frames, x, y, status };
+    const rect = event.currentTarget.getBoundingClientRect();
+    const size = Math.min(rect.width, rect.height);
+    const u = (event.clientX - rect.left - (rect.width - size) / 2) / size;
+    const v = (event.clientY - rect.top - (rect.height - size) / 2) / size;
+    if (!(u >= 0 && u < 1 && v >= 0 && v < 1)) return;
+    const frameI = m.i0 + Math.floor(v * m.n) * m.block + Math.floor(m.block / 2);
+    const frameJ = m.j0 + Math.floor(u * m.n) * m.block + Math.floor(m.block / 2);
+    const n = Math.min(kMatricesWindowSize, m.k);
+    const corner = (f) => Math.max(0, Math.min(m.k - n, f - Math.floor(n / 2)));
+    state.matricesWindowWanted = { i0: corner(frameI), j0: corner(frameJ), n };
+    SendMatricesWindowRequest(state.matricesWindowWanted);
     dirty.matrices = true;
+    ScheduleRender();
   }
 
   const kMaxEvents = 300;
@@ -807,18 +872,29 @@
   }
 
   function RenderMatrices() {
-    const m = state.matrices;
+    const started = performance.now();
+    const m = state.matricesWindow || state.matrices;
     if (!m) {
       Fit($('matrix-x')); Fit($('matrix-y'));
       $('matrix-info').textContent = 'waiting for the matrices…';
       return;
     }
-    const mx = RenderMatrix($('matrix-x'), m.x, m.status, m.k);
-    const my = RenderMatrix($('matrix-y'), m.y, m.status, m.k);
+    const mx = RenderMatrix($('matrix-x'), m.x, m.status, m.n);
+    const my = RenderMatrix($('matrix-y'), m.y, m.status, m.n);
     const counts = [0, 0, 0, 0];
     for (const s of m.status) if (s < 4) counts[s]++;
-    $('matrix-info').textContent = `k = ${m.k} (row i, column j: j_from_i) · colour ±${mx.toFixed(2)} / ±${my.toFixed(2)} px · ` +
-      `${counts[1]} inlier, ${counts[2]} rejected, ${counts[3]} snapped, ${counts[0]} missing`;
+    const cells = m.block > 1 ? 'blocks' : 'pairs';
+    const where = state.matricesWindow
+      ? `frames ${m.i0}–${m.i0 + m.n - 1} × ${m.j0}–${m.j0 + m.n - 1} of k = ${m.k} at full resolution (click: back to the overview)`
+      : state.matricesWindowWanted ? `k = ${m.k} · asking for the window…`
+      : m.block > 1 ? `k = ${m.k}, ${m.block}×${m.block} frames per cell (click: the full-resolution window there)`
+      : `k = ${m.k}`;
+    $('matrix-info').textContent = `${where} (row i, column j: j_from_i) · colour ±${mx.toFixed(2)} / ±${my.toFixed(2)} px · ` +
+      `${counts[1]} inlier, ${counts[2]} rejected, ${counts[3]} snapped, ${counts[0]} missing ${cells}`;
+    state.matricesRenderMs = performance.now() - started;
+    state.maxMatricesRenderMs = Math.max(state.maxMatricesRenderMs, state.matricesRenderMs);
+    state.matricesRenders.push({ k: m.k, n: m.n, block: m.block, ms: state.matricesRenderMs });
+    if (state.matricesRenders.length > 100) state.matricesRenders.shift();
   }
 
   // ---- quality and events ---------------------------------------------------
@@ -904,6 +980,8 @@
     $('contrast-min').oninput = onLimits;
     $('contrast-max').oninput = onLimits;
     $('view-reset').onclick = () => { view.fitted = true; dirty.image = true; ScheduleRender(); };
+    $('matrix-x').addEventListener('click', OnMatrixClick);
+    $('matrix-y').addEventListener('click', OnMatrixClick);
     $('unit-px').onclick = () => SetUnit('px');
     $('unit-A').onclick = () => { if (state.pixelSizeA) SetUnit('A'); };
     SetupImageInteraction();

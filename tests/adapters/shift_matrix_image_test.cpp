@@ -161,6 +161,28 @@ TEST_CASE("shift matrix image refuses inconsistent input", "[adapters][shiftmatr
   ShiftMatrixImageOptions bad;
   bad.range_px = -1.0;
   CHECK_THROWS_AS(RenderShiftMatrix(Drift(), bad), std::invalid_argument);
+  bad = ShiftMatrixImageOptions{};
+  bad.frames_per_cell = 0;
+  CHECK_THROWS_AS(RenderShiftMatrix(Drift(), bad), std::invalid_argument);
+}
+
+TEST_CASE("shift matrix figure of an overview's cells counts frames on its axes", "[adapters][shiftmatrix]") {
+  // 250 cells of 20 frames (k = 5000): ticks 0, 1000, ... instead of 0, 50, ...
+  const int n = 250;
+  ShiftMatrix cells;
+  cells.k = n;
+  cells.x.assign(static_cast<std::size_t>(n) * n, 0.5);
+  cells.y.assign(static_cast<std::size_t>(n) * n, -0.5);
+  cells.status.assign(static_cast<std::size_t>(n) * n, PairStatus::kInlier);
+  ShiftMatrixImageOptions overview;
+  overview.frames_per_cell = 20;
+  const ShiftMatrixFigure plain = RenderShiftMatrixFigure(cells);
+  const ShiftMatrixFigure framed = RenderShiftMatrixFigure(cells, overview);
+  REQUIRE(framed.image.width == plain.image.width);
+  REQUIRE(framed.image.height == plain.image.height);
+  CHECK(framed.matrices.image.rgb == plain.matrices.image.rgb);  // the cells are unchanged
+  // Four-digit frame numbers darken more of the tick strip than two- and three-digit cell numbers.
+  CHECK(DarkPixels(framed.image, framed.label_j_x) > DarkPixels(plain.image, plain.label_j_x));
 }
 
 TEST_CASE("shift matrix png is written with the rendered size", "[adapters][shiftmatrix]") {

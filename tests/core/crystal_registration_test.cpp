@@ -28,7 +28,7 @@ CrystalRun Register(const SimulatorOptions& sim, int frames, std::uint64_t seed,
     engine.AddFrame(microscope.NextFrame());
     truth.push_back(microscope.TrueShift(k));
   }
-  const RegistrationResult result = engine.Finish(ResultRequest{/*pairs=*/true, false});
+  const RegistrationResult result = engine.Finish(ResultRequest::Pairs());
   CrystalRun run;
   run.quality = result.quality;
   const double spacing = sim.lattice_spacing_px;

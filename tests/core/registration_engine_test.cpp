@@ -141,7 +141,7 @@ TEST_CASE("every update returns one result; Snapshot repeats it with the parts a
   }
   for (int d = 0; d < m.k; ++d) CHECK(m.at(d, d) == PairStatus::kMissing);
   // Only the parts asked for.
-  const RegistrationResult matrix_only = engine.Snapshot(ResultRequest{false, true});
+  const RegistrationResult matrix_only = engine.Snapshot(ResultRequest::DenseShiftMatrix());
   CHECK(matrix_only.pairs == nullptr);
   CHECK(matrix_only.shift_matrix != nullptr);
 }

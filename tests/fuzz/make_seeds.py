@@ -48,6 +48,8 @@ def control():
     for cmd in ["status", "snapshot", "save", "reset", "shutdown"]:
         write("control_request", cmd, msgpack.packb({"cmd": cmd}))
     write("control_request", "reset_token", msgpack.packb({"cmd": "reset", "token": "abc"}))
+    write("control_request", "matrices_window",
+          msgpack.packb({"cmd": "matrices_window", "i0": 10, "j0": 200, "n": 64}))
 
 
 def npy():

@@ -82,32 +82,54 @@ TEST_CASE("matrices message and shift_matrix.png agree with the published shifts
   // stage (< 1.5 px) and by the pair's residual; a lattice vector is 16 px.
   const double tolerance_px = 0.3 * sim.lattice_spacing_px;
 
-  // The wire message, encoded and decoded.
-  const OutMessage message = EncodeMatrices(SeriesId::Int(1), k, *result.shift_matrix);
-  const nlohmann::json decoded = MsgpackToJson(message.header);
-  REQUIRE(decoded.at("k").get<int>() == k);
-  const std::vector<float> x = Floats(decoded.at("x"));
-  const std::vector<float> y = Floats(decoded.at("y"));
-  const std::vector<std::uint8_t> status = decoded.at("status").get_binary();
-  REQUIRE(x.size() == static_cast<std::size_t>(k * k));
-  REQUIRE(status.size() == x.size());
+  // The wire messages, encoded and decoded: the overview (the whole matrix
+  // at this k) and a window off the diagonal.
+  ResultRequest window_request;
+  window_request.shift_matrix_window = ShiftMatrixWindowRequest{3, 11, 17};
+  const RegistrationResult with_window = engine.Snapshot(window_request);
+  REQUIRE(with_window.shift_matrix_window != nullptr);
+  std::vector<float> x, y;
+  std::vector<std::uint8_t> status;
+  for (const OutMessage& message :
+       {EncodeMatrices(SeriesId::Int(1), k, *result.shift_matrix_view),
+        EncodeMatricesWindow(SeriesId::Int(1), k, *with_window.shift_matrix_window)}) {
+    CAPTURE(message.topic);
+    const nlohmann::json decoded = MsgpackToJson(message.header);
+    REQUIRE(decoded.at("k").get<int>() == k);
+    REQUIRE(decoded.at("block").get<int>() == 1);
+    const int n = decoded.at("n"), i0 = decoded.at("i0"), j0 = decoded.at("j0");
+    x = Floats(decoded.at("x"));
+    y = Floats(decoded.at("y"));
+    status = decoded.at("status").get_binary();
+    REQUIRE(x.size() == static_cast<std::size_t>(n * n));
+    REQUIRE(status.size() == x.size());
 
-  int used = 0, disagreeing = 0;
-  for (int i = 0; i < k; ++i) {
-    for (int j = 0; j < k; ++j) {
-      const std::size_t n = static_cast<std::size_t>(i) * k + j;
-      if (i == j || !Used(status[n])) continue;
-      ++used;
-      const Shift published = s[j] - s[i];
-      const Shift sent{x[n], y[n]};
-      if ((sent - published).Norm() > tolerance_px) {
-        if (++disagreeing <= 5) UNSCOPED_INFO("pair (" << i << ", " << j << "): sent (" << sent.x << ", " << sent.y
-                               << "), s_j - s_i (" << published.x << ", " << published.y << ")");
+    int used = 0, disagreeing = 0;
+    for (int r = 0; r < n; ++r) {
+      for (int c = 0; c < n; ++c) {
+        const int i = i0 + r, j = j0 + c;
+        const std::size_t cell = static_cast<std::size_t>(r) * n + c;
+        if (i == j || !Used(status[cell])) continue;
+        ++used;
+        const Shift published = s[j] - s[i];
+        const Shift sent{x[cell], y[cell]};
+        if ((sent - published).Norm() > tolerance_px) {
+          if (++disagreeing <= 5) UNSCOPED_INFO("pair (" << i << ", " << j << "): sent (" << sent.x << ", " << sent.y
+                                 << "), s_j - s_i (" << published.x << ", " << published.y << ")");
+        }
       }
     }
+    CHECK(used > n);
+    CHECK(disagreeing == 0);
   }
-  CHECK(used > k);
-  CHECK(disagreeing == 0);
+  // The overview again, for the picture below.
+  {
+    const nlohmann::json decoded =
+        MsgpackToJson(EncodeMatrices(SeriesId::Int(1), k, *result.shift_matrix_view).header);
+    x = Floats(decoded.at("x"));
+    y = Floats(decoded.at("y"));
+    status = decoded.at("status").get_binary();
+  }
 
   // shift_matrix.png: each used cell has the colour of s_j - s_i, i.e. the
   // picture rendered from the published shifts.

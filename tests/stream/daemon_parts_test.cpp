@@ -60,7 +60,7 @@ TEST_CASE("ControlRefusal: status and snapshot stay open, state changes need the
           "[stream][daemon_parts]") {
   DaemonOptions o = QuietOptions();
   auto refusal = [&](const std::string& cmd, const std::string& token) {
-    return ControlRefusal(o, ControlRequest{cmd, token});
+    return ControlRefusal(o, ControlRequest{cmd, token, {}});
   };
   CHECK(refusal("reset", "").empty());  // not required: everything runs
   o.control_token_required = true;
@@ -210,6 +210,43 @@ TEST_CASE("DaemonReceiver: SUB counts a frame that finds the queue full, PULL ne
       CHECK(counts.frames_received == 2);
     }
   }
+}
+
+TEST_CASE("the page's requests: only matrices_window, and at most a few unanswered at a time",
+          "[stream][daemon_parts]") {
+  const DaemonOptions options = QuietOptions();
+  DaemonCounters counters;
+  StopSignal stop(options.drain_timeout_s);
+  InboundQueue inbound(std::size_t{1} << 20, 0);  // nobody takes from it: nothing is answered
+  ResultPublisher publisher(&counters, false);
+  DaemonControl control(options, &inbound, &publisher, &counters, &stop,
+                        [] { return nlohmann::json::object(); }, [] {});
+  auto submit = [&](const nlohmann::json& request) {
+    const std::vector<std::uint8_t> bytes = nlohmann::json::to_msgpack(request);
+    control.SubmitPageRequest(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  };
+  const nlohmann::json window{{"cmd", "matrices_window"}, {"i0", 0}, {"j0", 0}, {"n", 8}};
+  submit({{"cmd", "reset"}});
+  submit({{"cmd", "shutdown"}});
+  CHECK(inbound.Size() == 0);
+  CHECK_FALSE(stop.requested());
+  for (int r = 0; r < 6; ++r) submit(window);
+  CHECK(inbound.Size() == DaemonControl::kMaxPendingPageRequests);
+  DaemonCounts counts = counters.Snapshot();
+  CHECK(counts.errors_by_code.at("page_request_refused") == 2);
+  CHECK(counts.errors_by_code.at("page_request_dropped") == 2);
+
+  // The series thread answers one: there is room for one more.
+  InboundItem item;
+  REQUIRE(inbound.Pop(&item));
+  ControlCommand& command = std::get<ControlCommand>(item.message);
+  CHECK(command.cmd == "matrices_window");
+  CHECK(command.window.n == 8);
+  command.reply->set_value(nlohmann::json{{"ok", true}});
+  submit(window);
+  submit(window);
+  CHECK(inbound.Size() == DaemonControl::kMaxPendingPageRequests);
+  CHECK(counters.Snapshot().errors_by_code.at("page_request_dropped") == 3);
 }
 
 }  // namespace

@@ -147,8 +147,14 @@ TEST_CASE("docs/protocol.md lists exactly the keys the codec writes, for every m
     const OutMessage frame = EncodeLatestFrame(series, n, n - 1, engine.LatestFrame());
     CheckSameKeys("frame", documented("frame", "topic"), Keys(frame.header));
 
-    const OutMessage matrices = EncodeMatrices(series, n, *result.shift_matrix);
+    const OutMessage matrices = EncodeMatrices(series, n, *result.shift_matrix_view);
     CheckSameKeys("matrices", documented("matrices", "topic"), Keys(matrices.header));
+    // "the same keys as `matrices`"
+    REQUIRE(doc.text.find("### `matrices_window`") != std::string::npos);
+    const ShiftMatrixView window =
+        ShiftMatrixViewBuilder::Window(n, {1, 2, 3}).Finish([](int, int) { return false; });
+    CheckSameKeys("matrices_window", documented("matrices", "topic"),
+                  Keys(EncodeMatricesWindow(series, n, window).header));
 
     Event gap;
     gap.level = "warning";

@@ -11,7 +11,8 @@
 //
 // Exit codes: 0 pass, 1 fail, 77 skipped (no /usr/bin/chromium or node_modules).
 // Screenshots go to --out: preview_mid.png, preview_late_page.png, preview_end.png,
-// preview_reconnected.png (and preview_failure.png when something fails).
+// preview_reconnected.png, preview_matrices_window.png (and preview_failure.png
+// when something fails).
 
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -434,6 +435,56 @@ async function Main() {
         (await Text(page, '#drift-rate')) === '—', 'without timestamps the drift is plotted against frame index, no rate');
   await page.screenshot({ path: path.join(outDir, 'preview_reconnected.png') });
   await Stop(feed2);
+
+  // A long session: matrices of k = 5000 frames. The daemon sends a bounded
+  // overview (<= 256 x 256 cells), so the page's redraw of the matrices stays
+  // quick; a click asks for the full-resolution window there.
+  const kLong = 5000;
+  const { child: feed3 } = await Start(args.harness,
+    ['--http', `127.0.0.1:${port}`, '--frames', '8', '--size', String(args.size), '--rate', '8',
+      '--series', 'sim-0003', '--matrices-k', String(kLong)], /^listening (\d+)$/);
+  await page.waitForFunction((k) => String(window.livealign.state.series) === 'sim-0003' &&
+    window.livealign.state.seriesEnd !== null &&
+    window.livealign.state.matricesRenders.filter((r) => r.k === k).length >= 3, kLong, { timeout: 30000 });
+  const long = await page.evaluate((k) => {
+    const m = window.livealign.state.matrices;
+    const renders = window.livealign.state.matricesRenders.filter((r) => r.k === k).map((r) => r.ms);
+    return { k: m.k, n: m.n, block: m.block, renders };
+  }, kLong);
+  Check(long.k === kLong && long.n <= 256 && long.block === Math.ceil(kLong / 256),
+    `k = ${kLong}: the page gets the overview (${long.n} x ${long.n} cells of ${long.block} x ${long.block} frames)`);
+  const longMax = Math.max(...long.renders);
+  // A generous bound: the page must stay responsive on a loaded machine.
+  Check(longMax < 250, `k = ${kLong}: matrices redrawn in at most ${longMax.toFixed(1)} ms (< 250 ms) over ` +
+    `${long.renders.length} updates, median ${long.renders.sort((a, b) => a - b)[Math.floor(long.renders.length / 2)].toFixed(1)} ms`);
+  for (const id of ['matrix-x', 'matrix-y']) {
+    const m = await CanvasStats(page, id);
+    Check(m.drawnFraction > 0.3 && m.colours > 10, `k = ${kLong}: ${id} overview drawn (${m.colours} colours)`);
+  }
+  // Click at 40 % across, 30 % down the X panel: frames j ~ 2000, i ~ 1500.
+  const matrixBox = await page.locator('#matrix-x').boundingBox();
+  const side = Math.min(matrixBox.width, matrixBox.height);
+  await page.mouse.click(matrixBox.x + (matrixBox.width - side) / 2 + 0.4 * side,
+    matrixBox.y + (matrixBox.height - side) / 2 + 0.3 * side);
+  await page.waitForFunction(() => window.livealign.state.matricesWindow !== null, null, { timeout: 10000 });
+  const win = await page.evaluate(() => {
+    const w = window.livealign.state.matricesWindow;
+    return { i0: w.i0, j0: w.j0, n: w.n, block: w.block, k: w.k, requests: window.livealign.state.matricesWindowRequests,
+      ms: window.livealign.state.matricesRenders[window.livealign.state.matricesRenders.length - 1] };
+  });
+  const near = (first, at) => first <= at * kLong && at * kLong < first + win.n + long.block;
+  Check(win.block === 1 && win.k === kLong && win.n === 64 && near(win.i0, 0.3) && near(win.j0, 0.4),
+    `a click asks for and draws the full-resolution window around it: rows ${win.i0}+${win.n}, columns ${win.j0}+${win.n} ` +
+    `(${win.requests} request(s), drawn in ${win.ms.ms.toFixed(1)} ms)`);
+  Check((await Text(page, '#matrix-info')).includes('at full resolution'), `the window is labelled: "${await Text(page, '#matrix-info')}"`);
+  const windowStats = await CanvasStats(page, 'matrix-x');
+  Check(windowStats.drawnFraction > 0.3 && windowStats.colours > 10, `the window is drawn (${windowStats.colours} colours)`);
+  await page.screenshot({ path: path.join(outDir, 'preview_matrices_window.png') });
+  await page.mouse.click(matrixBox.x + matrixBox.width / 2, matrixBox.y + matrixBox.height / 2);
+  await page.waitForFunction(() => window.livealign.state.matricesWindow === null &&
+    !document.getElementById('matrix-info').textContent.includes('at full resolution'), null, { timeout: 10000 });
+  Check(true, 'a second click goes back to the overview');
+  await Stop(feed3);
 
   Check(errors.length === 0, `no page errors${errors.length ? ': ' + errors.join('; ') : ''}`);
 }

@@ -7,7 +7,9 @@
 //
 //   web_feed_harness --http 127.0.0.1:0 --frames 40 --size 256 --rate 10 --truth FILE
 //
-// --timestamps 0 publishes nil timestamps (the page then plots against frame
+// --matrices-k K publishes `matrices` of K frames (the bounded overview the
+// daemon sends; K = 5000 is a long session) and answers the page's
+// `matrices_window` requests for them. --timestamps 0 publishes nil timestamps (the page then plots against frame
 // index). --channels HAADF,ABF publishes one average per channel (the second
 // and later channels show the lattice in inverted contrast), registration
 // channel (the first) last, as the daemon does. Prints "listening PORT" once the server is up, waits for --start-after-clients
@@ -32,6 +34,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/shift_matrix_view.hpp"
+#include "stream/codec.hpp"
 #include "stream/http_server.hpp"
 
 namespace livealign {
@@ -51,7 +55,36 @@ struct HarnessOptions {
   double pixel_size_A = 0.5;
   bool timestamps = true;  // false: every timestamp_s is nil (and no drift rate)
   std::vector<std::string> channels;  // several detectors; empty = one unnamed channel
+  int matrices_k = 0;  // > 0: `matrices` of this many frames (else of the frames so far)
 };
+
+// Pairs further apart than this are "not correlated", as the daemon's overlap
+// gate leaves far-apart frames of a drifting series (a slow drift: at k = 5000
+// 7.5 M pairs, the matrices' size where the dense message was 225 MB).
+constexpr int kPairBand = 1500;
+
+// The shift matrices of frames [0, k) as the daemon would publish them,
+// built by the daemon's own view code: R_ij = s_j - s_i + a little noise that
+// depends only on (i, j) (so a window agrees with the overview), a few pairs
+// rejected, some snapped, pairs beyond kPairBand not correlated.
+ShiftMatrixView SyntheticMatrices(ShiftMatrixViewBuilder builder, const std::vector<double>& sx,
+                                  const std::vector<double>& sy, const std::vector<bool>& flagged) {
+  auto wobble = [](int i, int j, int axis) {
+    return 0.03 * std::sin(12.9898 * i + 78.233 * j + 37.719 * axis);
+  };
+  for (const auto& [first, end] : builder.LaterFrameRanges()) {
+    for (int j = first; j < end; ++j) {
+      for (int i = std::max(0, j - kPairBand); i < j; ++i) {
+        const Shift value{sx[j] - sx[i] + wobble(i, j, 0), sy[j] - sy[i] + wobble(i, j, 1)};
+        const bool rejected = flagged[i] || flagged[j] || (i * 7 + j * 3) % 29 == 0;
+        const bool snapped = (i + j) % 23 == 0 && j - i > 4;
+        builder.Add(i, j, rejected ? Shift{-value.y, value.x} : value,
+                    rejected ? PairStatus::kRejected : snapped ? PairStatus::kSnapped : PairStatus::kInlier);
+      }
+    }
+  }
+  return builder.Finish([](int i, int j) { return j - i > kPairBand; });
+}
 
 using Packer = msgpack::packer<msgpack::sbuffer>;
 
@@ -64,19 +97,7 @@ std::string Bytes(const std::vector<T>& v) {
   return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
 }
 
-void PackBin(Packer& p, const std::string& bytes) {
-  p.pack_bin(static_cast<std::uint32_t>(bytes.size()));
-  p.pack_bin_body(bytes.data(), static_cast<std::uint32_t>(bytes.size()));
-}
-
 int Run(const HarnessOptions& o) {
-  HttpServer server(HttpServerOptions{o.endpoint});
-  server.Start();
-  std::cout << "listening " << server.port() << std::endl;
-  while (!g_stop && server.stats().clients < o.start_after_clients) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-
   std::mt19937 rng(12345);
   std::normal_distribution<double> noise(0.0, 1.0);
   const int n_total = o.frames;
@@ -84,14 +105,44 @@ int Run(const HarnessOptions& o) {
   const double dt = 1.0 / o.rate_hz;
 
   // Ground truth shifts: linear drift plus a random walk; frame 0 is (0, 0).
-  std::vector<double> sx(n_total), sy(n_total), residual(n_total);
-  std::vector<bool> flagged(n_total, false);
-  for (int i = 1; i < n_total; ++i) {
+  // With --matrices-k the walk goes on to that many frames for the matrices.
+  const int n_shifts = std::max(n_total, o.matrices_k);
+  std::vector<double> sx(n_shifts), sy(n_shifts), residual(n_total);
+  std::vector<bool> flagged(n_shifts, false);
+  for (int i = 1; i < n_shifts; ++i) {
     sx[i] = sx[i - 1] + 0.30 + 0.15 * noise(rng);
     sy[i] = sy[i - 1] - 0.18 + 0.15 * noise(rng);
   }
   for (int i = 0; i < n_total; ++i) residual[i] = 0.02 + 0.01 * std::abs(noise(rng));
   if (n_total > 17) flagged[17] = true;
+
+  // The frames the published matrices cover; a page's `matrices_window`
+  // request is answered for them, as the daemon answers it.
+  std::atomic<int> matrices_frames{0};
+  HttpServerOptions server_options{o.endpoint};
+  HttpServer* publish_to = nullptr;  // set before Start()
+  server_options.on_client_message = [&](std::string_view bytes) {
+    try {
+      const ControlRequest request = DecodeControl(bytes);
+      const int k = matrices_frames.load();
+      if (request.cmd != "matrices_window" || !ShiftMatrixWindowError(k, request.window).empty()) {
+        std::cerr << "web_feed_harness: refused page request " << request.cmd << "\n";
+        return;
+      }
+      const ShiftMatrixView window =
+          SyntheticMatrices(ShiftMatrixViewBuilder::Window(k, request.window), sx, sy, flagged);
+      publish_to->Publish(EncodeMatricesWindow(SeriesId::Str(o.series), k, window));
+    } catch (const std::exception& e) {
+      std::cerr << "web_feed_harness: bad page request: " << e.what() << "\n";
+    }
+  };
+  HttpServer server(std::move(server_options));
+  publish_to = &server;
+  server.Start();
+  std::cout << "listening " << server.port() << std::endl;
+  while (!g_stop && server.stats().clients < o.start_after_clients) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 
   // The clean lattice the average converges to (cycles/px).
   const double g1x = 0.125, g1y = 0.02, g2x = -0.03, g2y = 0.11;
@@ -200,38 +251,23 @@ int Run(const HarnessOptions& o) {
       server.Publish(OutMessage{"frame", Str(b), Bytes(raw)});
     }
 
-    // matrices: R_ij = s_j - s_i + noise; a few rejected, one snapped
-    const int k = n;
-    std::vector<float> mx(k * k, NAN), my(k * k, NAN);
-    std::vector<std::uint8_t> status(k * k, 0);
+    // matrices (the pair statistics the quality message reports count the
+    // frames so far, as before)
     int rejected = 0, pairs = 0;
-    for (int i = 0; i < k; ++i) {
-      for (int j = 0; j < k; ++j) {
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < n; ++j) {
         if (i == j) continue;
         ++pairs;
-        mx[i * k + j] = static_cast<float>(sx[j] - sx[i] + 0.03 * noise(rng));
-        my[i * k + j] = static_cast<float>(sy[j] - sy[i] + 0.03 * noise(rng));
-        status[i * k + j] = 1;
-        if (flagged[i] || flagged[j] || (i * 7 + j * 3) % 29 == 0) {
-          status[i * k + j] = 2;
-          ++rejected;
-        } else if ((i + j) % 23 == 0 && std::abs(i - j) > 4) {
-          status[i * k + j] = 3;
-        }
+        if (flagged[i] || flagged[j] || (i * 7 + j * 3) % 29 == 0) ++rejected;
       }
     }
     const double rejected_fraction = pairs > 0 ? static_cast<double>(rejected) / pairs : 0.0;
     {
-      msgpack::sbuffer b;
-      Packer p(b);
-      p.pack_map(6);
-      PackKey(p, "series"); p.pack(o.series);
-      PackKey(p, "n_frames"); p.pack(n);
-      PackKey(p, "k"); p.pack(k);
-      PackKey(p, "x"); PackBin(p, Bytes(mx));
-      PackKey(p, "y"); PackBin(p, Bytes(my));
-      PackKey(p, "status"); PackBin(p, Bytes(status));
-      server.Publish(OutMessage{"matrices", Str(b), ""});
+      const int k = o.matrices_k > 0 ? o.matrices_k : n;
+      matrices_frames = k;
+      const ShiftMatrixView overview =
+          SyntheticMatrices(ShiftMatrixViewBuilder::Overview(k), sx, sy, flagged);
+      server.Publish(EncodeMatrices(SeriesId::Str(o.series), n, overview));
     }
 
     // quality
@@ -306,6 +342,7 @@ int main(int argc, char** argv) {
     else if (key == "--start-after-clients") o.start_after_clients = std::stoi(value);
     else if (key == "--series") o.series = value;
     else if (key == "--timestamps") o.timestamps = value != "0";
+    else if (key == "--matrices-k") o.matrices_k = std::stoi(value);
     else if (key == "--channels") {
       std::stringstream names(value);
       for (std::string name; std::getline(names, name, ',');) o.channels.push_back(name);
