@@ -66,6 +66,8 @@ TemplateRegistrar::TemplateRegistrar(Shape shape, const TemplateRegistrationOpti
   product_.resize(weight_.size());
 }
 
+// The spectrum comes from ForwardColumns: only the band's columns are
+// transformed, which is all BandOfSpectrum reads.
 void TemplateRegistrar::BandOfSpectrum(std::vector<std::complex<float>>* out) {
   const int band_cols = band_.cols / 2 + 1;
   const int cols = fft_.spectrum_cols();
@@ -89,7 +91,7 @@ void TemplateRegistrar::SetTemplate(FrameView template_image) {
     template_pixels_.assign(template_image.data(), template_image.data() + shape_.Pixels());
   }
   preprocessor_.Apply(template_image, fft_.real());
-  fft_.Forward();
+  fft_.ForwardColumns(band_.cols / 2 + 1);
   BandOfSpectrum(&template_spectrum_);
   const int band_cols = band_.cols / 2 + 1;
   double energy = 0;
@@ -111,7 +113,7 @@ Shift TemplateRegistrar::Register(FrameView frame, Shift initial_guess,
   rep = {};
 
   preprocessor_.Apply(frame, fft_.real());
-  fft_.Forward();
+  fft_.ForwardColumns(band_.cols / 2 + 1);
   BandOfSpectrum(&frame_spectrum_);
   const int band_cols = band_.cols / 2 + 1;
   double frame_energy = 0;
@@ -236,10 +238,10 @@ BandPeak TemplateRegistrar::OverlapPass(FrameView frame, Shift s) {
 
   const FrameView template_view(template_pixels_.data(), shape_);
   ApplySeparableWindow(template_view, template_rows_.data(), template_cols_.data(), fft_.real());
-  fft_.Forward();
+  fft_.ForwardColumns(band_.cols / 2 + 1);
   BandOfSpectrum(&overlap_template_spectrum_);
   ApplySeparableWindow(frame, frame_rows_.data(), frame_cols_.data(), fft_.real());
-  fft_.Forward();
+  fft_.ForwardColumns(band_.cols / 2 + 1);
   BandOfSpectrum(&frame_spectrum_);
   const cfloat* f = frame_spectrum_.data();
   for (std::size_t k = 0; k < product_.size(); ++k) {

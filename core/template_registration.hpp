@@ -4,11 +4,12 @@
 // full Fourier band, to ~0.01 px.
 //
 // Method: both images are mean-subtracted and windowed (core/preprocess.hpp),
-// transformed at full size, and their cross-power spectrum h = W conj(T) F is
-// formed with a light default weight (lowpass to 0 at Nyquist, which suppresses
-// the noisiest frequencies and the spectrum corners). h is kept only on the
-// band grid the weight allows (BandSize in core/fourier_weight.hpp; W is 0
-// beyond it, so nothing is lost). The correlation on the pixel grid is summed
+// transformed, and their cross-power spectrum h = W conj(T) F is formed with a
+// light default weight (lowpass to 0 at Nyquist, which suppresses the noisiest
+// frequencies and the spectrum corners). h is kept only on the band grid the
+// weight allows (BandSize in core/fourier_weight.hpp; W is 0 beyond it, so
+// nothing is lost), and the forward FFTs transform only the band's columns
+// (RealFft2d::ForwardColumns). The correlation on the pixel grid is summed
 // directly from the band over the search window (core/correlation_patch.hpp;
 // a zero-padded full-size inverse FFT for a wide window); the highest local
 // maximum within +-search_radius_px (per axis) of the initial guess is refined
