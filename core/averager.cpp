@@ -152,6 +152,23 @@ void ResampleAccumulate(FrameView src, Shift shift, long add_row, long add_col, 
 
 bool Finite(Shift s) { return std::isfinite(s.x) && std::isfinite(s.y); }
 
+// out[k] = sum[k] / count[k] where count[k] > 0, else 0. The divisor is
+// clamped to 1 where nothing covers, so the division runs unconditionally and
+// the loop vectorises (a conditional division may not be speculated under
+// trapping maths); covered pixels get the very same quotient.
+void MeanOfSums(const double* sum, const int* count, std::size_t n, float* out) {
+  for (std::size_t k = 0; k < n; ++k) {
+    const int c = count[k];
+    const float mean = static_cast<float>(sum[k] / static_cast<double>(c > 0 ? c : 1));
+    out[k] = c > 0 ? mean : 0.0f;
+  }
+}
+
+// out[k] = sum[k] where count[k] > 0, else 0 (a single resampled contribution).
+void CoveredSums(const double* sum, const int* count, std::size_t n, float* out) {
+  for (std::size_t k = 0; k < n; ++k) out[k] = count[k] > 0 ? static_cast<float>(sum[k]) : 0.0f;
+}
+
 }  // namespace
 
 std::ostream& operator<<(std::ostream& os, const AverageImage::Rect& rect) {
@@ -383,11 +400,16 @@ void ShiftedAverager::MakeImageInto(const double* sum_a, const int* count_a,
   image.num_included = static_cast<int>(shifts.size());
   const std::size_t n = static_cast<std::size_t>(canvas_.rows()) * canvas_.cols();
   std::vector<float> mean(n), counts(n);
-  for (std::size_t k = 0; k < n; ++k) {
-    const double s = sum_a[k] + (sum_b != nullptr ? sum_b[k] : 0.0);
-    const int c = count_a[k] + (count_b != nullptr ? count_b[k] : 0);
-    counts[k] = static_cast<float>(c);
-    mean[k] = c > 0 ? static_cast<float>(s / c) : 0.0f;
+  if (sum_b != nullptr) {
+    std::vector<double> sum(n);
+    std::vector<int> count(n);
+    for (std::size_t k = 0; k < n; ++k) sum[k] = sum_a[k] + sum_b[k];
+    for (std::size_t k = 0; k < n; ++k) count[k] = count_a[k] + count_b[k];
+    MeanOfSums(sum.data(), count.data(), n, mean.data());
+    for (std::size_t k = 0; k < n; ++k) counts[k] = static_cast<float>(count[k]);
+  } else {
+    MeanOfSums(sum_a, count_a, n, mean.data());
+    for (std::size_t k = 0; k < n; ++k) counts[k] = static_cast<float>(count_a[k]);
   }
   // Frame-0 window (always inside the canvas).
   const AverageImage::Rect window{0, shape_.rows, 0, shape_.cols};
@@ -504,14 +526,17 @@ void ShiftedAverager::LeaveOneOutOver(int i, FrameView frame_i, const AverageIma
   double* sum = scratch->sum.data();
   int* count = scratch->count.data();
   const AverageImage::Rect inside = Intersect(rect, canvas_);
+  const double* sum0 = sum_[0].data();
+  const double* sum1 = sum_[1].data();
+  const int* count0 = count_[0].data();
+  const int* count1 = count_[1].data();
+  const int inside_cols = inside.cols();
   for (int r = inside.row0; r < inside.row1; ++r) {
     const std::size_t from = static_cast<std::size_t>(r - canvas_.row0) * canvas_.cols() +
                              (inside.col0 - canvas_.col0);
     const std::size_t to = static_cast<std::size_t>(r - rect.row0) * shape.cols + (inside.col0 - rect.col0);
-    for (int c = 0; c < inside.cols(); ++c) {
-      sum[to + c] = sum_[0][from + c] + sum_[1][from + c];
-      count[to + c] = count_[0][from + c] + count_[1][from + c];
-    }
+    for (int c = 0; c < inside_cols; ++c) sum[to + c] = sum0[from + c] + sum1[from + c];
+    for (int c = 0; c < inside_cols; ++c) count[to + c] = count0[from + c] + count1[from + c];
   }
   const Entry& excluded = frames_[static_cast<std::size_t>(i)];
   if (excluded.contributing) {
@@ -522,10 +547,7 @@ void ShiftedAverager::LeaveOneOutOver(int i, FrameView frame_i, const AverageIma
     ResampleAccumulate(frame_i, excluded.applied_shift, rect.row0, rect.col0, -1, shape, sum, count);
   }
   if (mean->shape() != shape) *mean = Frame(shape);
-  float* values = mean->data();
-  for (std::size_t k = 0; k < n; ++k) {
-    values[k] = count[k] > 0 ? static_cast<float>(sum[k] / count[k]) : 0.0f;
-  }
+  MeanOfSums(sum, count, n, mean->data());
 }
 
 void ShiftedAverager::LeaveOneOutMean(int i, LeaveOneOutScratch* scratch, Frame* out) const {
@@ -560,10 +582,7 @@ void ShiftedAverager::LeaveOneOutMeanInFrame(int i, const Frame& frame_i,
   ResampleAccumulate(*mean_scratch, applied.Inverse(), -rect.row0, -rect.col0, +1, shape_,
                      scratch->sum.data(), scratch->count.data());
   if (out->shape() != shape_) *out = Frame(shape_);
-  float* values = out->data();
-  for (std::size_t k = 0; k < n; ++k) {
-    values[k] = scratch->count[k] > 0 ? static_cast<float>(scratch->sum[k]) : 0.0f;
-  }
+  CoveredSums(scratch->sum.data(), scratch->count.data(), n, out->data());
 }
 
 std::size_t ShiftedAverager::FrameBytes() const {
