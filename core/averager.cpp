@@ -230,8 +230,10 @@ bool Finite(Shift s) { return std::isfinite(s.x) && std::isfinite(s.y); }
 // speculated under trapping maths) nor a select of its result; covered pixels
 // get the very same quotient.
 void MeanOfSums(const double* sum, const int* count, std::size_t n, float* out) {
-  for (std::size_t k = 0; k < n; ++k)
-    out[k] = static_cast<float>(sum[k] / static_cast<double>(std::max(count[k], 1)));
+  for (std::size_t k = 0; k < n; ++k) {
+    const int c = count[k];
+    out[k] = static_cast<float>(sum[k] / static_cast<double>(std::max(c, 1)));
+  }
   for (std::size_t k = 0; k < n; ++k) out[k] = count[k] > 0 ? out[k] : 0.0f;
 }
 
@@ -466,17 +468,21 @@ void ShiftedAverager::MakeImageInto(const double* sum_a, const int* count_a,
   image.num_included = static_cast<int>(shifts.size());
   const std::size_t n = static_cast<std::size_t>(canvas_.rows()) * canvas_.cols();
   std::vector<float> mean(n), counts(n);
+  // As MeanOfSums, over the sum of the two parities when both are given.
   if (sum_b != nullptr) {
-    std::vector<double> sum(n);
-    std::vector<int> count(n);
-    for (std::size_t k = 0; k < n; ++k) sum[k] = sum_a[k] + sum_b[k];
-    for (std::size_t k = 0; k < n; ++k) count[k] = count_a[k] + count_b[k];
-    MeanOfSums(sum.data(), count.data(), n, mean.data());
-    for (std::size_t k = 0; k < n; ++k) counts[k] = static_cast<float>(count[k]);
+    for (std::size_t k = 0; k < n; ++k) {
+      const int c = count_a[k] + count_b[k];
+      counts[k] = static_cast<float>(c);
+      mean[k] = static_cast<float>((sum_a[k] + sum_b[k]) / static_cast<double>(std::max(c, 1)));
+    }
   } else {
-    MeanOfSums(sum_a, count_a, n, mean.data());
-    for (std::size_t k = 0; k < n; ++k) counts[k] = static_cast<float>(count_a[k]);
+    for (std::size_t k = 0; k < n; ++k) {
+      const int c = count_a[k];
+      counts[k] = static_cast<float>(c);
+      mean[k] = static_cast<float>(sum_a[k] / static_cast<double>(std::max(c, 1)));
+    }
   }
+  for (std::size_t k = 0; k < n; ++k) mean[k] = counts[k] > 0 ? mean[k] : 0.0f;
   // Frame-0 window (always inside the canvas).
   const AverageImage::Rect window{0, shape_.rows, 0, shape_.cols};
   CropCanvas(mean, canvas_, window, &image.full);
