@@ -1,6 +1,7 @@
 #pragma once
 // PNG output (libpng's simplified API): 8-bit greyscale pictures of float
 // frames with percentile contrast, and 8-bit RGB pictures (plots, matrices).
+// Encoded in libpng's fast mode: these are previews, not archives.
 // Files are written atomically (write-then-rename, see atomic_file.hpp); the
 // Encode* variants return the PNG bytes for serving over HTTP.
 //

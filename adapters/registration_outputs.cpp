@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <future>
 
 #include "adapters/csv_writer.hpp"
 #include "adapters/file_error.hpp"
@@ -95,6 +96,24 @@ RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
   };
   const std::optional<double> pixel_size_A = PixelSize(engine.options());
 
+  // The shift-matrix figure (rendering and PNG encoding, the largest of these
+  // files) is written on a second thread while this one writes the rest.
+  // (An exception here leaves the future's destructor to wait for it.)
+  const std::string matrix_path = (base / "shift_matrix.png").string();
+  std::future<void> shift_matrix_written;
+  if (result.shift_matrix && result.shift_matrix->k > 0) {
+    shift_matrix_written = std::async(std::launch::async, [matrix_path, &result] {
+      WriteShiftMatrixPng(matrix_path, *result.shift_matrix);
+    });
+  } else if (result.shift_matrix_view && result.shift_matrix_view->k > 0) {
+    // Beyond ResultRequest::ShiftMatrixPicture's dense limit: the overview's cells.
+    shift_matrix_written = std::async(std::launch::async, [matrix_path, &result] {
+      ShiftMatrixImageOptions overview;
+      overview.frames_per_cell = result.shift_matrix_view->block;
+      WriteShiftMatrixPng(matrix_path, CellsAsShiftMatrix(*result.shift_matrix_view), overview);
+    });
+  }
+
   std::vector<ShiftCsvRow> rows;
   for (const FrameState& f : result.frames) {
     rows.push_back({f.index, f.shift.x, f.shift.y, f.residual_px, f.flagged});
@@ -106,17 +125,12 @@ RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
     outputs.written.push_back(std::move(written));
   }
 
-  if (result.shift_matrix && result.shift_matrix->k > 0) {
-    WriteShiftMatrixPng(path("shift_matrix.png"), *result.shift_matrix);
-  } else if (result.shift_matrix_view && result.shift_matrix_view->k > 0) {
-    // Beyond ResultRequest::ShiftMatrixPicture's dense limit: the overview's cells.
-    ShiftMatrixImageOptions overview;
-    overview.frames_per_cell = result.shift_matrix_view->block;
-    WriteShiftMatrixPng(path("shift_matrix.png"), CellsAsShiftMatrix(*result.shift_matrix_view), overview);
-  }
-
-  // The report goes last, so its presence means the other files are complete.
   nlohmann::json report = BuildReport(engine, result, extra, image_quality);
+  if (shift_matrix_written.valid()) {
+    shift_matrix_written.get();  // rethrows the writer thread's exception, if any
+    outputs.written.push_back(matrix_path);
+  }
+  // The report goes last, so its presence means the other files are complete.
   report["files"] = outputs.written;
   WriteJsonFile(path("report.json"), report);
   return outputs;

@@ -90,67 +90,152 @@ bool Contains(const AverageImage::Rect& outer, const AverageImage::Rect& inner) 
                            inner.col0 >= outer.col0 && inner.col1 <= outer.col1);
 }
 
-// Adds sign * (src resampled) to the dst_shape-sized sum (and count, when not
-// null): destination pixel (r, c) samples src at (r + shift.y + add_row,
-// c + shift.x + add_col). The taps come from `shift` alone, so the same
-// shift gives bit-identical weights whatever the integer offsets (exact
-// subtraction after the canvas moved).
-void ResampleAccumulate(FrameView src, Shift shift, long add_row, long add_col, double sign,
-                        Shape dst_shape, double* sum, int* count) {
-  Taps tx = MakeTaps(ClampShift(shift.x)), ty = MakeTaps(ClampShift(shift.y));
-  tx.n += add_col;
-  ty.n += add_row;
-  long c0, c1, r0, r1;
-  CoveredRange(tx, src.cols(), dst_shape.cols, &c0, &c1);
-  CoveredRange(ty, src.rows(), dst_shape.rows, &r0, &r1);
-  if (c0 >= c1 || r0 >= r1) return;
-  const int out_cols = static_cast<int>(c1 - c0);
-  const std::size_t dst_cols = static_cast<std::size_t>(dst_shape.cols);
-  // Horizontal pass into tmp over the source rows the vertical taps need.
-  const long src_row0 = r0 + ty.n + ty.k_min;
-  const long src_rows = (r1 - 1 + ty.n + ty.k_max) - src_row0 + 1;
-  // Scratch reused per thread: every element is written below before it is
-  // read, and zero-filling a frame-sized buffer per call was a tenth of
-  // `register`'s instructions.
+// Zeroes the shape-sized image outside `keep` (image coordinates; empty: all
+// of it). Why not zero everything before overwriting most of it: that is a
+// frame-sized memset per call in the precision stage's hot loop.
+template <typename T>
+void ZeroOutside(T* data, Shape shape, const AverageImage::Rect& keep) {
+  for (int r = 0; r < shape.rows; ++r) {
+    T* row = data + static_cast<std::size_t>(r) * shape.cols;
+    if (keep.Empty() || r < keep.row0 || r >= keep.row1) {
+      std::fill(row, row + shape.cols, T{});
+      continue;
+    }
+    std::fill(row, row + keep.col0, T{});
+    std::fill(row + keep.col1, row + shape.cols, T{});
+  }
+}
+
+// The sampling geometry of ResampleAccumulate / ResampleInto: destination
+// pixel (r, c) samples src at (r + shift.y + add_row, c + shift.x + add_col);
+// rows [r0, r1) and columns [c0, c1) have all their taps inside src. The taps
+// come from `shift` alone, so the same shift gives bit-identical weights
+// whatever the integer offsets (exact subtraction after the canvas moved).
+struct ResampleGeometry {
+  Taps tx, ty;
+  long r0 = 0, r1 = 0, c0 = 0, c1 = 0;
+  bool Empty() const { return c0 >= c1 || r0 >= r1; }
+};
+
+ResampleGeometry MakeGeometry(FrameView src, Shift shift, long add_row, long add_col,
+                              Shape dst_shape) {
+  ResampleGeometry g;
+  g.tx = MakeTaps(ClampShift(shift.x));
+  g.ty = MakeTaps(ClampShift(shift.y));
+  g.tx.n += add_col;
+  g.ty.n += add_row;
+  CoveredRange(g.tx, src.cols(), dst_shape.cols, &g.c0, &g.c1);
+  CoveredRange(g.ty, src.rows(), dst_shape.rows, &g.r0, &g.r1);
+  return g;
+}
+
+// The horizontal pass over the source rows the vertical taps need: row k of
+// the result is source row r0 + ty.n + ty.k_min + k resampled along x at
+// columns [c0, c1). Scratch reused per thread: every element is written
+// before it is read, and zero-filling a frame-sized buffer per call was a
+// tenth of `register`'s instructions.
+const float* HorizontalPass(FrameView src, const ResampleGeometry& g) {
+  const int out_cols = static_cast<int>(g.c1 - g.c0);
+  const long src_row0 = g.r0 + g.ty.n + g.ty.k_min;
+  const long src_rows = (g.r1 - 1 + g.ty.n + g.ty.k_max) - src_row0 + 1;
   static thread_local std::vector<float> tmp;
   const std::size_t tmp_size = static_cast<std::size_t>(src_rows) * out_cols;
   if (tmp.size() < tmp_size) tmp.resize(tmp_size);
-  const int nx_taps = tx.k_max - tx.k_min + 1;
+  const int nx_taps = g.tx.k_max - g.tx.k_min + 1;
   for (long sr = 0; sr < src_rows; ++sr) {
-    const float* in = src.row(static_cast<int>(src_row0 + sr)) + (c0 + tx.n + tx.k_min);
+    const float* in = src.row(static_cast<int>(src_row0 + sr)) + (g.c0 + g.tx.n + g.tx.k_min);
     float* dst = tmp.data() + static_cast<std::size_t>(sr) * out_cols;
     if (nx_taps == 1) {
       std::copy(in, in + out_cols, dst);
     } else {
-      const float w0 = tx.w[0], w1 = tx.w[1], w2 = tx.w[2], w3 = tx.w[3];
+      const float w0 = g.tx.w[0], w1 = g.tx.w[1], w2 = g.tx.w[2], w3 = g.tx.w[3];
       for (int c = 0; c < out_cols; ++c)
         dst[c] = w0 * in[c] + w1 * in[c + 1] + w2 * in[c + 2] + w3 * in[c + 3];
     }
   }
+  return tmp.data();
+}
+
+// Adds sign * (src resampled) to the dst_shape-sized sum (and count, when not
+// null); sampling as ResampleGeometry.
+void ResampleAccumulate(FrameView src, Shift shift, long add_row, long add_col, double sign,
+                        Shape dst_shape, double* sum, int* count) {
+  const ResampleGeometry g = MakeGeometry(src, shift, add_row, add_col, dst_shape);
+  if (g.Empty()) return;
+  const int out_cols = static_cast<int>(g.c1 - g.c0);
+  const std::size_t dst_cols = static_cast<std::size_t>(dst_shape.cols);
+  const float* tmp = HorizontalPass(src, g);
   // Vertical pass, accumulated into the running sum.
-  const int ny_taps = ty.k_max - ty.k_min + 1;
+  const int ny_taps = g.ty.k_max - g.ty.k_min + 1;
   const int icount = sign > 0 ? 1 : -1;
-  for (long r = r0; r < r1; ++r) {
-    const float* t0 = tmp.data() + static_cast<std::size_t>(r - r0) * out_cols;
-    double* out = sum + static_cast<std::size_t>(r) * dst_cols + c0;
+  for (long r = g.r0; r < g.r1; ++r) {
+    const float* t0 = tmp + static_cast<std::size_t>(r - g.r0) * out_cols;
+    double* out = sum + static_cast<std::size_t>(r) * dst_cols + g.c0;
     if (ny_taps == 1) {
       for (int c = 0; c < out_cols; ++c) out[c] += sign * t0[c];
     } else {
       const float* t1 = t0 + out_cols;
       const float* t2 = t1 + out_cols;
       const float* t3 = t2 + out_cols;
-      const float w0 = ty.w[0], w1 = ty.w[1], w2 = ty.w[2], w3 = ty.w[3];
+      const float w0 = g.ty.w[0], w1 = g.ty.w[1], w2 = g.ty.w[2], w3 = g.ty.w[3];
       for (int c = 0; c < out_cols; ++c)
         out[c] += sign * static_cast<double>(w0 * t0[c] + w1 * t1[c] + w2 * t2[c] + w3 * t3[c]);
     }
     if (count != nullptr) {
-      int* cnt = count + static_cast<std::size_t>(r) * dst_cols + c0;
+      int* cnt = count + static_cast<std::size_t>(r) * dst_cols + g.c0;
       for (int c = 0; c < out_cols; ++c) cnt[c] += icount;
     }
   }
 }
 
+// Writes src resampled into the dst_shape-sized out, 0 where the taps do not
+// all fall inside src; sampling as ResampleGeometry. The same values as one
+// ResampleAccumulate into zeroed sums keeping the covered pixels, without the
+// double sums and counts.
+void ResampleInto(FrameView src, Shift shift, long add_row, long add_col, Shape dst_shape,
+                  float* out) {
+  const ResampleGeometry g = MakeGeometry(src, shift, add_row, add_col, dst_shape);
+  if (g.Empty()) {
+    ZeroOutside(out, dst_shape, AverageImage::Rect{});
+    return;
+  }
+  ZeroOutside(out, dst_shape,
+              AverageImage::Rect{static_cast<int>(g.r0), static_cast<int>(g.r1),
+                                 static_cast<int>(g.c0), static_cast<int>(g.c1)});
+  const int out_cols = static_cast<int>(g.c1 - g.c0);
+  const std::size_t dst_cols = static_cast<std::size_t>(dst_shape.cols);
+  const float* tmp = HorizontalPass(src, g);
+  const int ny_taps = g.ty.k_max - g.ty.k_min + 1;
+  for (long r = g.r0; r < g.r1; ++r) {
+    const float* t0 = tmp + static_cast<std::size_t>(r - g.r0) * out_cols;
+    float* row = out + static_cast<std::size_t>(r) * dst_cols + g.c0;
+    if (ny_taps == 1) {
+      std::copy(t0, t0 + out_cols, row);
+    } else {
+      const float* t1 = t0 + out_cols;
+      const float* t2 = t1 + out_cols;
+      const float* t3 = t2 + out_cols;
+      const float w0 = g.ty.w[0], w1 = g.ty.w[1], w2 = g.ty.w[2], w3 = g.ty.w[3];
+      for (int c = 0; c < out_cols; ++c)
+        row[c] = w0 * t0[c] + w1 * t1[c] + w2 * t2[c] + w3 * t3[c];
+    }
+  }
+}
+
 bool Finite(Shift s) { return std::isfinite(s.x) && std::isfinite(s.y); }
+
+// out[k] = sum[k] / count[k] where count[k] > 0, else 0. Two plain loops, a
+// division with the divisor clamped to 1 and then a select, because the
+// compiler vectorises neither a conditional division (it may not be
+// speculated under trapping maths) nor a select of its result; covered pixels
+// get the very same quotient.
+void MeanOfSums(const double* sum, const int* count, std::size_t n, float* out) {
+  for (std::size_t k = 0; k < n; ++k) {
+    const int c = count[k];
+    out[k] = static_cast<float>(sum[k] / static_cast<double>(std::max(c, 1)));
+  }
+  for (std::size_t k = 0; k < n; ++k) out[k] = count[k] > 0 ? out[k] : 0.0f;
+}
 
 }  // namespace
 
@@ -383,12 +468,21 @@ void ShiftedAverager::MakeImageInto(const double* sum_a, const int* count_a,
   image.num_included = static_cast<int>(shifts.size());
   const std::size_t n = static_cast<std::size_t>(canvas_.rows()) * canvas_.cols();
   std::vector<float> mean(n), counts(n);
-  for (std::size_t k = 0; k < n; ++k) {
-    const double s = sum_a[k] + (sum_b != nullptr ? sum_b[k] : 0.0);
-    const int c = count_a[k] + (count_b != nullptr ? count_b[k] : 0);
-    counts[k] = static_cast<float>(c);
-    mean[k] = c > 0 ? static_cast<float>(s / c) : 0.0f;
+  // As MeanOfSums, over the sum of the two parities when both are given.
+  if (sum_b != nullptr) {
+    for (std::size_t k = 0; k < n; ++k) {
+      const int c = count_a[k] + count_b[k];
+      counts[k] = static_cast<float>(c);
+      mean[k] = static_cast<float>((sum_a[k] + sum_b[k]) / static_cast<double>(std::max(c, 1)));
+    }
+  } else {
+    for (std::size_t k = 0; k < n; ++k) {
+      const int c = count_a[k];
+      counts[k] = static_cast<float>(c);
+      mean[k] = static_cast<float>(sum_a[k] / static_cast<double>(std::max(c, 1)));
+    }
   }
+  for (std::size_t k = 0; k < n; ++k) mean[k] = counts[k] > 0 ? mean[k] : 0.0f;
   // Frame-0 window (always inside the canvas).
   const AverageImage::Rect window{0, shape_.rows, 0, shape_.cols};
   CropCanvas(mean, canvas_, window, &image.full);
@@ -499,19 +593,27 @@ void ShiftedAverager::LeaveOneOutOver(int i, FrameView frame_i, const AverageIma
                                       LeaveOneOutScratch* scratch, Frame* mean) const {
   const Shape shape{rect.rows(), rect.cols()};
   const std::size_t n = static_cast<std::size_t>(shape.Pixels());
-  scratch->sum.assign(n, 0.0);
-  scratch->count.assign(n, 0);
+  scratch->sum.resize(n);
+  scratch->count.resize(n);
   double* sum = scratch->sum.data();
   int* count = scratch->count.data();
   const AverageImage::Rect inside = Intersect(rect, canvas_);
+  // Only what the copy below does not overwrite is zeroed.
+  const AverageImage::Rect kept{inside.row0 - rect.row0, inside.row1 - rect.row0,
+                                inside.col0 - rect.col0, inside.col1 - rect.col0};
+  ZeroOutside(sum, shape, kept);
+  ZeroOutside(count, shape, kept);
+  const double* sum0 = sum_[0].data();
+  const double* sum1 = sum_[1].data();
+  const int* count0 = count_[0].data();
+  const int* count1 = count_[1].data();
+  const int inside_cols = inside.cols();
   for (int r = inside.row0; r < inside.row1; ++r) {
     const std::size_t from = static_cast<std::size_t>(r - canvas_.row0) * canvas_.cols() +
                              (inside.col0 - canvas_.col0);
     const std::size_t to = static_cast<std::size_t>(r - rect.row0) * shape.cols + (inside.col0 - rect.col0);
-    for (int c = 0; c < inside.cols(); ++c) {
-      sum[to + c] = sum_[0][from + c] + sum_[1][from + c];
-      count[to + c] = count_[0][from + c] + count_[1][from + c];
-    }
+    for (int c = 0; c < inside_cols; ++c) sum[to + c] = sum0[from + c] + sum1[from + c];
+    for (int c = 0; c < inside_cols; ++c) count[to + c] = count0[from + c] + count1[from + c];
   }
   const Entry& excluded = frames_[static_cast<std::size_t>(i)];
   if (excluded.contributing) {
@@ -522,10 +624,7 @@ void ShiftedAverager::LeaveOneOutOver(int i, FrameView frame_i, const AverageIma
     ResampleAccumulate(frame_i, excluded.applied_shift, rect.row0, rect.col0, -1, shape, sum, count);
   }
   if (mean->shape() != shape) *mean = Frame(shape);
-  float* values = mean->data();
-  for (std::size_t k = 0; k < n; ++k) {
-    values[k] = count[k] > 0 ? static_cast<float>(sum[k] / count[k]) : 0.0f;
-  }
+  MeanOfSums(sum, count, n, mean->data());
 }
 
 void ShiftedAverager::LeaveOneOutMean(int i, LeaveOneOutScratch* scratch, Frame* out) const {
@@ -553,17 +652,9 @@ void ShiftedAverager::LeaveOneOutMeanInFrame(int i, const Frame& frame_i,
   const AverageImage::Rect rect{static_cast<int>(top), static_cast<int>(top + shape_.rows + 5),
                                 static_cast<int>(left), static_cast<int>(left + shape_.cols + 5)};
   LeaveOneOutOver(i, frame_i, rect, scratch, mean_scratch);
-  const std::size_t n = static_cast<std::size_t>(shape_.Pixels());
-  scratch->sum.assign(n, 0.0);
-  scratch->count.assign(n, 0);
   // Output pixel q samples the mean at q - s_i - (rect origin).
-  ResampleAccumulate(*mean_scratch, applied.Inverse(), -rect.row0, -rect.col0, +1, shape_,
-                     scratch->sum.data(), scratch->count.data());
   if (out->shape() != shape_) *out = Frame(shape_);
-  float* values = out->data();
-  for (std::size_t k = 0; k < n; ++k) {
-    values[k] = scratch->count[k] > 0 ? static_cast<float>(scratch->sum[k]) : 0.0f;
-  }
+  ResampleInto(*mean_scratch, applied.Inverse(), -rect.row0, -rect.col0, shape_, out->data());
 }
 
 std::size_t ShiftedAverager::FrameBytes() const {

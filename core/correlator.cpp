@@ -551,7 +551,8 @@ int Correlator::AddFrame(FrameView frame) {
     throw std::invalid_argument("Correlator::AddFrame: frame shape does not match");
   }
   preprocessor_.Apply(frame, forward_fft_->real());
-  forward_fft_->Forward();
+  // Only the columns the two crops below read are transformed.
+  forward_fft_->ForwardColumns(std::max(band_.cols, coarse_band_.cols) / 2 + 1);
 
   auto cached = std::make_unique<CachedFrame>();
   const int band_cols = band_.cols / 2 + 1;

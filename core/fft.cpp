@@ -20,11 +20,17 @@ struct RealFft2d::Impl {
   fftwf_complex* spectrum = nullptr;
   fftwf_plan forward = nullptr;
   fftwf_plan inverse = nullptr;
+  // ForwardColumns: the rows' r2c and the column pass for `columns` columns.
+  int columns = 0;
+  fftwf_plan rows_forward = nullptr;
+  fftwf_plan columns_forward = nullptr;
 
   ~Impl() {
     std::lock_guard<std::mutex> lock(PlannerMutex());
     if (forward) fftwf_destroy_plan(forward);
     if (inverse) fftwf_destroy_plan(inverse);
+    if (rows_forward) fftwf_destroy_plan(rows_forward);
+    if (columns_forward) fftwf_destroy_plan(columns_forward);
     fftwf_free(real);
     fftwf_free(spectrum);
   }
@@ -58,5 +64,31 @@ float* RealFft2d::real() { return impl_->real; }
 cfloat* RealFft2d::spectrum() { return reinterpret_cast<cfloat*>(impl_->spectrum); }
 void RealFft2d::Forward() { fftwf_execute(impl_->forward); }
 void RealFft2d::Inverse() { fftwf_execute(impl_->inverse); }
+
+void RealFft2d::ForwardColumns(int columns) {
+  Impl& m = *impl_;
+  if (columns < 1 || columns > spectrum_cols())
+    throw std::invalid_argument("RealFft2d::ForwardColumns: column count out of range");
+  if (columns != m.columns) {
+    std::lock_guard<std::mutex> lock(PlannerMutex());
+    if (m.columns_forward) fftwf_destroy_plan(m.columns_forward);
+    m.columns_forward = nullptr;
+    int rows = m.shape.rows, cols = m.shape.cols;
+    const int half = spectrum_cols();
+    if (!m.rows_forward) {
+      // Planned on the real data's own buffers; FFTW_ESTIMATE leaves them be.
+      m.rows_forward = fftwf_plan_many_dft_r2c(1, &cols, rows, m.real, nullptr, 1, cols,
+                                               m.spectrum, nullptr, 1, half, FFTW_ESTIMATE);
+    }
+    m.columns_forward = fftwf_plan_many_dft(1, &rows, columns, m.spectrum, nullptr, half, 1,
+                                            m.spectrum, nullptr, half, 1, FFTW_FORWARD,
+                                            FFTW_ESTIMATE);
+    if (!m.rows_forward || !m.columns_forward)
+      throw std::runtime_error("RealFft2d: FFTW planning failed");
+    m.columns = columns;
+  }
+  fftwf_execute(m.rows_forward);
+  fftwf_execute(m.columns_forward);
+}
 
 }  // namespace livealign

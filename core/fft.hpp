@@ -47,6 +47,13 @@ class RealFft2d {
 
   void Forward();  // real() -> spectrum()
   void Inverse();  // spectrum() -> real(); destroys spectrum()
+  // Forward() for spectrum columns 0 .. columns-1 only (the others are left
+  // undefined): every row's r2c, then the column transforms of just those
+  // columns. Why: a band-limited use (a crop to |kx| < columns) needs a
+  // fraction of the columns, and the column pass is half of a 2-D FFT.
+  // The first call for a column count plans it (the planner lock, once).
+  // Requires: 1 <= columns <= spectrum_cols(); real() is preserved.
+  void ForwardColumns(int columns);
 
  private:
   struct Impl;

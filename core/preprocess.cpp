@@ -53,10 +53,19 @@ void ApplySeparableWindow(FrameView frame, const float* row_window, const float*
   double col_weight_sum = 0.0;
   for (int c = 0; c < cols; ++c) col_weight_sum += col_window[c];
   double weighted_sum = 0.0, weight_sum = 0.0;
+  constexpr int kLanes = 8;
+  const int vector_cols = cols - cols % kLanes;
   for (int r = 0; r < rows; ++r) {
     const float* row = frame.row(r);
+    // kLanes independent partial sums: one serial chain of double adds
+    // cannot be vectorised (the compiler must keep its order), lanes can.
+    double lanes[kLanes] = {};
+    for (int c = 0; c < vector_cols; c += kLanes) {
+      for (int l = 0; l < kLanes; ++l) lanes[l] += double{row[c + l]} * col_window[c + l];
+    }
     double row_sum = 0.0;
-    for (int c = 0; c < cols; ++c) row_sum += double{row[c]} * col_window[c];
+    for (int l = 0; l < kLanes; ++l) row_sum += lanes[l];
+    for (int c = vector_cols; c < cols; ++c) row_sum += double{row[c]} * col_window[c];
     weighted_sum += row_sum * row_window[r];
     weight_sum += col_weight_sum * row_window[r];
   }

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <stdexcept>
 
 
@@ -39,21 +40,43 @@ TemplateRegistrar::TemplateRegistrar(Shape shape, const TemplateRegistrationOpti
   std::string error;
   if (!options.Check(&error)) throw std::invalid_argument("TemplateRegistrar: " + error);
   const FourierWeight weight(options.weight);
-  const int cols = fft_.spectrum_cols();
-  weight_.assign(fft_.spectrum_size(), 0.0f);
-  for (int r = 0; r < shape.rows; ++r) {
-    // The Nyquist row/column stay 0: the Hermitian completion in
-    // MaximizeBandCorrelation requires it.
-    if (shape.rows % 2 == 0 && r == shape.rows / 2) continue;
-    const double ky = static_cast<double>(SignedFrequency(r, shape.rows)) / shape.rows;
-    for (int c = 0; c < cols; ++c) {
+  const double band_limit = weight.band_limit_cycles_per_px();
+  band_ = std::isfinite(band_limit)
+              ? Shape{BandSize(band_limit, shape.rows), BandSize(band_limit, shape.cols)}
+              : shape;
+  const int band_cols = band_.cols / 2 + 1;
+  band_rows_.resize(static_cast<std::size_t>(band_.rows));
+  weight_.assign(static_cast<std::size_t>(band_.rows) * band_cols, 0.0f);
+  for (int r = 0; r < band_.rows; ++r) {
+    const int fy = SignedFrequency(r, band_.rows);
+    band_rows_[static_cast<std::size_t>(r)] = Mod(fy, shape.rows);
+    // The Nyquist rows/columns (the band's and the frame's) stay 0: the
+    // Hermitian completion in MaximizeBandCorrelation requires it.
+    if (band_.rows % 2 == 0 && r == band_.rows / 2) continue;
+    if (shape.rows % 2 == 0 && Mod(fy, shape.rows) == shape.rows / 2) continue;
+    const double ky = static_cast<double>(fy) / shape.rows;
+    for (int c = 0; c < band_cols; ++c) {
+      if (band_.cols % 2 == 0 && c == band_.cols / 2) continue;
       if (shape.cols % 2 == 0 && c == shape.cols / 2) continue;
-      weight_[static_cast<std::size_t>(r) * cols + c] =
+      weight_[static_cast<std::size_t>(r) * band_cols + c] =
           static_cast<float>(weight.At(static_cast<double>(c) / shape.cols, ky));
     }
   }
-  template_spectrum_.resize(fft_.spectrum_size());
-  product_.resize(fft_.spectrum_size());
+  template_spectrum_.resize(weight_.size());
+  product_.resize(weight_.size());
+}
+
+// The spectrum comes from ForwardColumns: only the band's columns are
+// transformed, which is all BandOfSpectrum reads.
+void TemplateRegistrar::BandOfSpectrum(std::vector<std::complex<float>>* out) {
+  const int band_cols = band_.cols / 2 + 1;
+  const int cols = fft_.spectrum_cols();
+  out->resize(weight_.size());
+  const cfloat* spectrum = fft_.spectrum();
+  for (int r = 0; r < band_.rows; ++r) {
+    const cfloat* from = spectrum + static_cast<std::size_t>(band_rows_[static_cast<std::size_t>(r)]) * cols;
+    std::copy(from, from + band_cols, out->data() + static_cast<std::size_t>(r) * band_cols);
+  }
 }
 
 TemplateRegistrar::~TemplateRegistrar() = default;
@@ -64,14 +87,16 @@ void TemplateRegistrar::SetTemplate(FrameView template_image) {
   if (template_image.shape() != shape_) {
     throw std::invalid_argument("TemplateRegistrar::SetTemplate: shape does not match");
   }
-  template_pixels_.assign(template_image.data(), template_image.data() + shape_.Pixels());
+  if (options_.window != WindowType::kNone && options_.overlap_iterations > 0) {
+    template_pixels_.assign(template_image.data(), template_image.data() + shape_.Pixels());
+  }
   preprocessor_.Apply(template_image, fft_.real());
-  fft_.Forward();
-  std::copy(fft_.spectrum(), fft_.spectrum() + fft_.spectrum_size(), template_spectrum_.begin());
-  const int cols = fft_.spectrum_cols();
+  fft_.ForwardColumns(band_.cols / 2 + 1);
+  BandOfSpectrum(&template_spectrum_);
+  const int band_cols = band_.cols / 2 + 1;
   double energy = 0;
   for (std::size_t k = 0; k < template_spectrum_.size(); ++k) {
-    energy += (k % cols == 0 ? 1.0 : 2.0) * weight_[k] * std::norm(template_spectrum_[k]);
+    energy += (k % band_cols == 0 ? 1.0 : 2.0) * weight_[k] * std::norm(template_spectrum_[k]);
   }
   template_energy_ = energy;
   has_template_ = true;
@@ -88,36 +113,37 @@ Shift TemplateRegistrar::Register(FrameView frame, Shift initial_guess,
   rep = {};
 
   preprocessor_.Apply(frame, fft_.real());
-  fft_.Forward();
-  const int cols = fft_.spectrum_cols();
+  fft_.ForwardColumns(band_.cols / 2 + 1);
+  BandOfSpectrum(&frame_spectrum_);
+  const int band_cols = band_.cols / 2 + 1;
   double frame_energy = 0;
-  const cfloat* f = fft_.spectrum();
+  const cfloat* f = frame_spectrum_.data();
   for (std::size_t k = 0; k < product_.size(); ++k) {
-    frame_energy += (k % cols == 0 ? 1.0 : 2.0) * weight_[k] * std::norm(f[k]);
+    frame_energy += (k % band_cols == 0 ? 1.0 : 2.0) * weight_[k] * std::norm(f[k]);
     product_[k] = weight_[k] * std::conj(template_spectrum_[k]) * f[k];
   }
   double norm = std::sqrt(frame_energy * template_energy_);
   if (!(norm > 0)) norm = 1.0;
 
-  // Pixel-grid correlation (c2r destroys its input, so transform a copy).
-  std::copy(product_.begin(), product_.end(), fft_.spectrum());
-  fft_.Inverse();
-  const float* map = fft_.real();
-  auto at = [&](int ry, int rx) {
-    return map[static_cast<std::size_t>(Mod(ry, shape_.rows)) * shape_.cols + Mod(rx, shape_.cols)];
-  };
+  // The pixel-grid correlation over the search window and its neighbours.
   const double radius = options_.search_radius_px;
   const int y0 = static_cast<int>(std::ceil(initial_guess.y - radius));
   const int y1 = static_cast<int>(std::floor(initial_guess.y + radius));
   const int x0 = static_cast<int>(std::ceil(initial_guess.x - radius));
   const int x1 = static_cast<int>(std::floor(initial_guess.x + radius));
-  int best_y = static_cast<int>(std::lround(initial_guess.y));
-  int best_x = static_cast<int>(std::lround(initial_guess.x));
-  float best = -INFINITY, best_any = -INFINITY;
+  const int guess_y = static_cast<int>(std::lround(initial_guess.y));
+  const int guess_x = static_cast<int>(std::lround(initial_guess.x));
+  // The window's neighbours too, and the rounded guess's (the fallback
+  // start when the window holds no pixel).
+  const auto at = PixelCorrelation(std::min(y0, guess_y) - 1, std::max(y1, guess_y) + 1,
+                                   std::min(x0, guess_x) - 1, std::max(x1, guess_x) + 1);
+  int best_y = guess_y;
+  int best_x = guess_x;
+  double best = -INFINITY, best_any = -INFINITY;
   int any_y = best_y, any_x = best_x;
   for (int ry = y0; ry <= y1; ++ry) {
     for (int rx = x0; rx <= x1; ++rx) {
-      const float v = at(ry, rx);
+      const double v = at(ry, rx);
       if (v > best_any) {
         best_any = v;
         any_y = ry;
@@ -146,7 +172,7 @@ Shift TemplateRegistrar::Register(FrameView frame, Shift initial_guess,
   const double z = at(best_y, best_x);
   const Shift start{best_x + ThreePointOffset(at(best_y, best_x - 1), z, at(best_y, best_x + 1)),
                     best_y + ThreePointOffset(at(best_y - 1, best_x), z, at(best_y + 1, best_x))};
-  const BandPeak peak = MaximizeBandCorrelation(product_.data(), shape_, shape_, start, 1.0,
+  const BandPeak peak = MaximizeBandCorrelation(product_.data(), band_, shape_, start, 1.0,
                                                 options_.tolerance_px, options_.max_iterations,
                                                 &ex_scratch_);
   Shift s = CorrectWindowBias(peak, preprocessor_.OverlapLogGradient(peak.position));
@@ -168,6 +194,33 @@ Shift TemplateRegistrar::Register(FrameView frame, Shift initial_guess,
   return s;
 }
 
+std::function<double(int, int)> TemplateRegistrar::PixelCorrelation(int y0, int y1, int x0,
+                                                                     int x1) {
+  // A window of a few pixels costs a fraction of an inverse FFT summed
+  // directly; a wide one (a large search radius) is cheaper by the FFT of
+  // the zero-padded band product.
+  constexpr int kLargestDirectSide = 16;
+  if (y1 - y0 < kLargestDirectSide && x1 - x0 < kLargestDirectSide) {
+    patch_.Evaluate(product_.data(), band_, shape_, y0, y1, x0, x1);
+    return [this](int ry, int rx) { return patch_.at(ry, rx); };
+  }
+  const int band_cols = band_.cols / 2 + 1;
+  const int cols = fft_.spectrum_cols();
+  cfloat* spectrum = fft_.spectrum();
+  std::fill(spectrum, spectrum + fft_.spectrum_size(), cfloat{});
+  for (int r = 0; r < band_.rows; ++r) {
+    std::copy(product_.begin() + static_cast<std::ptrdiff_t>(r) * band_cols,
+              product_.begin() + static_cast<std::ptrdiff_t>(r + 1) * band_cols,
+              spectrum + static_cast<std::size_t>(band_rows_[static_cast<std::size_t>(r)]) * cols);
+  }
+  fft_.Inverse();
+  const float* map = fft_.real();
+  return [this, map](int ry, int rx) {
+    return double{map[static_cast<std::size_t>(Mod(ry, shape_.rows)) * shape_.cols +
+                      Mod(rx, shape_.cols)]};
+  };
+}
+
 BandPeak TemplateRegistrar::OverlapPass(FrameView frame, Shift s) {
   const WindowType type = options_.window;
   const double alpha = options_.tukey_alpha;
@@ -185,15 +238,16 @@ BandPeak TemplateRegistrar::OverlapPass(FrameView frame, Shift s) {
 
   const FrameView template_view(template_pixels_.data(), shape_);
   ApplySeparableWindow(template_view, template_rows_.data(), template_cols_.data(), fft_.real());
-  fft_.Forward();
-  overlap_template_spectrum_.assign(fft_.spectrum(), fft_.spectrum() + fft_.spectrum_size());
+  fft_.ForwardColumns(band_.cols / 2 + 1);
+  BandOfSpectrum(&overlap_template_spectrum_);
   ApplySeparableWindow(frame, frame_rows_.data(), frame_cols_.data(), fft_.real());
-  fft_.Forward();
-  const cfloat* f = fft_.spectrum();
+  fft_.ForwardColumns(band_.cols / 2 + 1);
+  BandOfSpectrum(&frame_spectrum_);
+  const cfloat* f = frame_spectrum_.data();
   for (std::size_t k = 0; k < product_.size(); ++k) {
     product_[k] = weight_[k] * std::conj(overlap_template_spectrum_[k]) * f[k];
   }
-  return MaximizeBandCorrelation(product_.data(), shape_, shape_, s, 1.0, options_.tolerance_px,
+  return MaximizeBandCorrelation(product_.data(), band_, shape_, s, 1.0, options_.tolerance_px,
                                  options_.max_iterations, &ex_scratch_);
 }
 

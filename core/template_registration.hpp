@@ -4,12 +4,16 @@
 // full Fourier band, to ~0.01 px.
 //
 // Method: both images are mean-subtracted and windowed (core/preprocess.hpp),
-// transformed at full size, and their cross-power spectrum h = W conj(T) F is
-// formed with a light default weight (lowpass to 0 at Nyquist, which suppresses
-// the noisiest frequencies and the spectrum corners). A full-size inverse FFT
-// gives the correlation on the pixel grid; the highest local maximum within
-// +-search_radius_px (per axis) of the initial guess is refined by Newton
-// iterations on the analytic band-limited correlation
+// transformed, and their cross-power spectrum h = W conj(T) F is formed with a
+// light default weight (lowpass to 0 at Nyquist, which suppresses the noisiest
+// frequencies and the spectrum corners). h is kept only on the band grid the
+// weight allows (BandSize in core/fourier_weight.hpp; W is 0 beyond it, so
+// nothing is lost), and the forward FFTs transform only the band's columns
+// (RealFft2d::ForwardColumns). The correlation on the pixel grid is summed
+// directly from the band over the search window (core/correlation_patch.hpp;
+// a zero-padded full-size inverse FFT for a wide window); the highest local
+// maximum within +-search_radius_px (per axis) of the initial guess is refined
+// by Newton iterations on the analytic band-limited correlation
 // (MaximizeBandCorrelation in core/correlator.hpp).
 //
 // Window bias and how it is removed: the window stays put while the content
@@ -39,10 +43,12 @@
 //   }
 
 #include <complex>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "core/correlation_patch.hpp"
 #include "core/correlator.hpp"
 #include "core/fft.hpp"
 #include "core/fourier_weight.hpp"
@@ -107,19 +113,31 @@ class TemplateRegistrar {
   Shift Register(FrameView frame, Shift initial_guess, TemplateRegistrationReport* report);
 
   Shape shape() const { return shape_; }
+  // The band grid the cross-power spectrum is kept on (shape() when the
+  // weight has no band limit).
+  Shape band() const { return band_; }
 
  private:
   // One overlap-window pass around the estimate s; returns the new estimate.
   BandPeak OverlapPass(FrameView frame, Shift s);
+  // The band rows/columns of fft_'s spectrum, into *out (band half spectrum).
+  void BandOfSpectrum(std::vector<std::complex<float>>* out);
+  // The pixel-grid correlation of product_ over [y0, y1] x [x0, x1]; the
+  // returned accessor (y, x) is valid until the next call.
+  std::function<double(int, int)> PixelCorrelation(int y0, int y1, int x0, int x1);
 
   Shape shape_;
   TemplateRegistrationOptions options_;
   Preprocessor preprocessor_;
-  std::vector<float> weight_;  // W on the half spectrum (Nyquist row/col 0)
+  Shape band_;
+  std::vector<int> band_rows_;  // spectrum row of each band row
+  std::vector<float> weight_;  // W on the band half spectrum (Nyquist rows/cols 0)
   RealFft2d fft_;
   std::vector<float> template_pixels_;  // kept for the overlap-window passes
-  std::vector<std::complex<float>> template_spectrum_;
+  std::vector<std::complex<float>> template_spectrum_;  // band half spectrum
+  std::vector<std::complex<float>> frame_spectrum_;     // band half spectrum
   std::vector<std::complex<float>> overlap_template_spectrum_;
+  CorrelationPatch patch_;
   std::vector<float> frame_rows_, frame_cols_, template_rows_, template_cols_;  // overlap windows
   double template_energy_ = 0;
   std::vector<std::complex<float>> product_;

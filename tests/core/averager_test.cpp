@@ -211,6 +211,36 @@ TEST_CASE("half-set and leave-one-out averages", "[core][averager]") {
   REQUIRE(averager.MemoryBytes() == 7u * 1920 * 4 + 2u * canvas_pixels * (8 + 4));
 }
 
+TEST_CASE("the leave-one-out template in a frame's coordinates is the leave-one-out mean moved by its shift",
+          "[core][averager]") {
+  // Integer shifts: the resampling is a pure translation, so frame i's pixel q
+  // holds the leave-one-out mean at frame-0 pixel q - s_i, and 0 where that
+  // mean's taps leave the canvas.
+  SimulatorOptions options;
+  options.shape = {40, 48};
+  SimulatedSeries series = Simulate(options, 5, 3);
+  const std::vector<Shift> shifts{{0, 0}, {2, -1}, {-3, 2}, {1, 3}, {4, 1}};
+  ShiftedAverager averager;
+  for (int i = 0; i < 5; ++i) averager.AddFrame(series.frames[i].Clone(), shifts[i]);
+  const int i = 2;
+  const AverageImage loo = averager.AverageExcluding(i);
+  ShiftedAverager::LeaveOneOutScratch scratch;
+  Frame mean, in_frame;
+  averager.LeaveOneOutMeanInFrame(i, &scratch, &mean, &in_frame);
+  REQUIRE(in_frame.shape() == options.shape);
+  int compared = 0;
+  for (int r = 0; r < options.shape.rows; ++r) {
+    for (int c = 0; c < options.shape.cols; ++c) {
+      const int r0 = r - static_cast<int>(shifts[i].y), c0 = c - static_cast<int>(shifts[i].x);
+      if (r0 < 0 || r0 >= options.shape.rows || c0 < 0 || c0 >= options.shape.cols) continue;
+      CAPTURE(r, c);
+      REQUIRE_THAT(in_frame.at(r, c), WithinAbs(loo.full.at(r0, c0), 1e-5));
+      ++compared;
+    }
+  }
+  REQUIRE(compared > options.shape.Pixels() / 2);
+}
+
 TEST_CASE("with a frame store only recent frames stay in RAM and old ones are read back",
           "[core][averager][frame_store]") {
   SimulatorOptions options;
