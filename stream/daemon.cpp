@@ -31,6 +31,7 @@ bool DaemonOptions::Check(std::string* error) const {
     return fail("--max-pixels must be in [1, 2^30]");
   }
   if (queue_bytes <= 0) return fail("--queue-bytes must be positive");
+  if (!(max_queue_wait_s >= 0)) return fail("--max-queue-wait-s must be >= 0");
   if (!(average_interval_s >= 0)) return fail("--average-interval-s must be >= 0");
   if (!(quality_interval_s >= 0)) return fail("--quality-interval-s must be >= 0");
   if (!(save_interval_s >= 0)) return fail("--save-interval-s must be >= 0");
@@ -51,6 +52,7 @@ nlohmann::json DaemonOptions::ToJson() const {
                         {"keep_frames", keep_frames},
                         {"max_pixels", max_pixels},
                         {"queue_bytes", queue_bytes},
+                        {"max_queue_wait_s", max_queue_wait_s},
                         {"average_interval_s", average_interval_s},
                         {"quality_interval_s", quality_interval_s},
                         {"save_interval_s", save_interval_s},
@@ -70,8 +72,8 @@ struct Daemon::Impl {
         stop(o.drain_timeout_s),
         inbound(static_cast<std::size_t>(o.queue_bytes), 0),
         publisher(&counters, o.log_events),
-        receiver(options, &inbound, &publisher, &counters, &stop),
-        series(options, std::move(factory), &inbound, &publisher, &counters, &stop),
+        receiver(options, &inbound, &publisher, &counters, &stop, &queue_wait),
+        series(options, std::move(factory), &inbound, &publisher, &counters, &stop, &queue_wait),
         control(options, &inbound, &publisher, &counters, &stop, [this] { return Status(); },
                 [this] { RequestStop(); }) {}
 
@@ -82,6 +84,7 @@ struct Daemon::Impl {
   zmq::context_t context{1};
   DaemonCounters counters;
   InboundQueue inbound;
+  QueueWaitEstimate queue_wait;  // series thread -> receiver (SUB admission)
   ResultPublisher publisher;
   DaemonReceiver receiver;
   SeriesRunner series;

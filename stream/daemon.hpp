@@ -72,6 +72,14 @@ struct DaemonOptions {
   // Memory stays bounded by this (plus a few frames in ZMQ's own buffers)
   // however fast frames arrive.
   std::int64_t queue_bytes = std::int64_t{512} << 20;
+  // SUB only: a frame that would wait longer than this in the queue (the
+  // frames ahead of it times the series thread's recent seconds per frame,
+  // stream/queue_wait.hpp) is lost and reported (`queue_wait`) as on a full
+  // queue, so the drift messages of accepted frames stay about this fresh
+  // however long the queue (an estimate: a sudden rise in the time per frame
+  // is followed within about ten frames); 0 = the byte bound alone. PULL
+  // holds the sender back.
+  double max_queue_wait_s = 5.0;
   // Minimum seconds between `average` messages (each costs a full average);
   // the last frame of a series always gets one.
   double average_interval_s = 0.5;

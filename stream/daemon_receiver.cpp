@@ -1,6 +1,8 @@
 #include "stream/daemon_receiver.hpp"
 
+#include <iomanip>
 #include <iterator>
+#include <sstream>
 #include <zmq_addon.hpp>
 
 #include "stream/socket_poll.hpp"
@@ -23,13 +25,14 @@ constexpr double kMaxSocketDrainS = 1.0;
 
 DaemonReceiver::DaemonReceiver(const DaemonOptions& options, InboundQueue* inbound,
                                ResultPublisher* publisher, DaemonCounters* counters,
-                               const StopSignal* stop)
+                               const StopSignal* stop, const QueueWaitEstimate* queue_wait)
     : options_(options),
       pull_(options.source_pattern == "pull"),
       inbound_(inbound),
       publisher_(publisher),
       counters_(counters),
-      stop_(stop) {}
+      stop_(stop),
+      queue_wait_(queue_wait) {}
 
 std::string DaemonReceiver::Open(zmq::context_t& context) {
   socket_ = zmq::socket_t(context, pull_ ? zmq::socket_type::pull : zmq::socket_type::sub);
@@ -123,6 +126,19 @@ bool DaemonReceiver::Handle(std::vector<zmq::message_t>& parts) {
   std::visit([&](auto&& m) { item.message = std::move(m); }, decoded);
   // Series boundaries cost no bytes, so they always fit and are never lost.
   if (pull_ || !is_frame) return inbound_->Push(std::move(item), bytes);
+  if (queue_wait_ != nullptr && options_.max_queue_wait_s > 0) {
+    const double wait_s = queue_wait_->ExpectedWaitS(inbound_->Size());
+    if (wait_s > options_.max_queue_wait_s) {
+      if (inbound_->Finished()) return false;
+      counters_->Add(&DaemonCounts::frames_lost, 1, "queue_wait");
+      std::ostringstream message;
+      message << "frame " << index << " lost: the engine is behind and it would wait "
+              << std::setprecision(2) << wait_s << " s in the queue (bound "
+              << options_.max_queue_wait_s << " s)";
+      publisher_->EmitEvent(Event::Error("queue_wait", message.str(), series_id, index));
+      return true;
+    }
+  }
   if (!inbound_->TryPush(std::move(item), bytes)) {
     if (inbound_->Finished()) return false;
     counters_->Add(&DaemonCounts::frames_lost, 1, "queue_full");

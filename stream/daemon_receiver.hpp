@@ -4,7 +4,10 @@
 // queues it for the series thread. It never waits on computation: with PULL
 // a full queue holds the sender back (back-pressure); with SUB a frame that
 // finds the queue full is lost, counted (frames_lost) and reported
-// (`queue_full`). Series boundaries cost no bytes and are never lost.
+// (`queue_full`), and so is one that would wait longer than
+// DaemonOptions::max_queue_wait_s (`queue_wait`, judged by `queue_wait`, the
+// series thread's estimate; none when null). Series boundaries cost no bytes
+// and are never lost.
 //
 // Threads: Bind/Connect before Run(); Run() is the receiver thread (the only
 // user of the socket); Handle() is what Run() does with one message (public
@@ -18,6 +21,7 @@
 #include "stream/daemon.hpp"
 #include "stream/daemon_counters.hpp"
 #include "stream/daemon_inbound.hpp"
+#include "stream/queue_wait.hpp"
 #include "stream/result_publisher.hpp"
 #include "stream/stop_signal.hpp"
 
@@ -26,7 +30,8 @@ namespace livealign {
 class DaemonReceiver {
  public:
   DaemonReceiver(const DaemonOptions& options, InboundQueue* inbound, ResultPublisher* publisher,
-                 DaemonCounters* counters, const StopSignal* stop);
+                 DaemonCounters* counters, const StopSignal* stop,
+                 const QueueWaitEstimate* queue_wait = nullptr);
 
   // Creates the socket and binds (options.source_bind) or connects it;
   // returns the endpoint (the bound one, tcp port resolved).
@@ -53,6 +58,7 @@ class DaemonReceiver {
   ResultPublisher* const publisher_;
   DaemonCounters* const counters_;
   const StopSignal* const stop_;
+  const QueueWaitEstimate* const queue_wait_;
   zmq::socket_t socket_;  // receiver thread only (after Open)
   std::vector<zmq::message_t> parts_;
 };

@@ -41,8 +41,14 @@ std::string JoinChannels(const std::vector<std::string>& channels) {
 
 struct SeriesRunner::Impl {
   Impl(const DaemonOptions& o, LiveEngineFactory f, InboundQueue* in, ResultPublisher* p,
-       DaemonCounters* c, const StopSignal* s)
-      : options_(o), factory_(std::move(f)), inbound_(in), publisher_(p), counters_(c), stop_(s) {}
+       DaemonCounters* c, const StopSignal* s, QueueWaitEstimate* w)
+      : options_(o),
+        factory_(std::move(f)),
+        inbound_(in),
+        publisher_(p),
+        counters_(c),
+        stop_(s),
+        queue_wait_(w) {}
 
   const DaemonOptions& options_;
   const LiveEngineFactory factory_;
@@ -50,6 +56,7 @@ struct SeriesRunner::Impl {
   ResultPublisher* const publisher_;
   DaemonCounters* const counters_;
   const StopSignal* const stop_;
+  QueueWaitEstimate* const queue_wait_;  // may be null; this thread writes it
 
   // Guards `current`: written by the series thread, read for `status`.
   mutable std::mutex current_mutex;
@@ -102,6 +109,10 @@ struct SeriesRunner::Impl {
     ResumeUnfinishedSeries();
     InboundItem item;
     while (inbound_->Pop(&item)) {
+      // The whole turn of a frame (journal, engine, publishing, releasing its
+      // payload) is what a frame queued behind it waits for.
+      const Clock::time_point taken = Clock::now();
+      const bool is_frame = std::holds_alternative<FrameMessage>(item.message);
       try {
         std::visit(
             [&](auto& m) {
@@ -123,6 +134,9 @@ struct SeriesRunner::Impl {
         publisher_->EmitEvent(Event::Error("internal_error", e.what()));
       }
       item = InboundItem{};  // release the payload now, not at the next Pop
+      if (is_frame && queue_wait_ != nullptr) {
+        queue_wait_->RecordFrameSeconds(std::chrono::duration<double>(Clock::now() - taken).count());
+      }
       if (stop_->DrainExpired()) {
         DiscardQueuedOnStop();
         break;
@@ -903,9 +917,10 @@ struct SeriesRunner::Impl {
 
 SeriesRunner::SeriesRunner(const DaemonOptions& options, LiveEngineFactory factory,
                            InboundQueue* inbound, ResultPublisher* publisher,
-                           DaemonCounters* counters, const StopSignal* stop)
+                           DaemonCounters* counters, const StopSignal* stop,
+                           QueueWaitEstimate* queue_wait)
     : impl_(std::make_unique<Impl>(options, std::move(factory), inbound, publisher, counters,
-                                   stop)) {}
+                                   stop, queue_wait)) {}
 
 SeriesRunner::~SeriesRunner() = default;
 

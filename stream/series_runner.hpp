@@ -19,6 +19,7 @@
 #include "stream/daemon_counters.hpp"
 #include "stream/daemon_inbound.hpp"
 #include "stream/live_engine.hpp"
+#include "stream/queue_wait.hpp"
 #include "stream/result_publisher.hpp"
 #include "stream/stop_signal.hpp"
 
@@ -34,7 +35,8 @@ struct CurrentSeries {
 class SeriesRunner {
  public:
   SeriesRunner(const DaemonOptions& options, LiveEngineFactory factory, InboundQueue* inbound,
-               ResultPublisher* publisher, DaemonCounters* counters, const StopSignal* stop);
+               ResultPublisher* publisher, DaemonCounters* counters, const StopSignal* stop,
+               QueueWaitEstimate* queue_wait = nullptr);
   ~SeriesRunner();
   SeriesRunner(const SeriesRunner&) = delete;
   SeriesRunner& operator=(const SeriesRunner&) = delete;

@@ -71,6 +71,8 @@ int RunServe(int argc, char** argv) {
       ("max-pixels", po::value(&o.max_pixels)->default_value(o.max_pixels), "largest frame, rows*cols")
       ("queue-bytes", po::value(&o.queue_bytes)->default_value(o.queue_bytes),
        "bound of the frame queue, bytes")
+      ("max-queue-wait-s", po::value(&o.max_queue_wait_s)->default_value(o.max_queue_wait_s),
+       "sub: lose a frame that would wait longer than this in the queue (0 = the byte bound alone)")
       ("average-interval-s", po::value(&o.average_interval_s)->default_value(o.average_interval_s),
        "minimum seconds between average messages")
       ("quality-interval-s", po::value(&o.quality_interval_s)->default_value(o.quality_interval_s),

@@ -212,6 +212,59 @@ TEST_CASE("DaemonReceiver: SUB counts a frame that finds the queue full, PULL ne
   }
 }
 
+TEST_CASE("DaemonReceiver: SUB loses a frame that would wait longer than max_queue_wait_s",
+          "[stream][daemon_parts]") {
+  const Shape shape{16, 16};
+  const SeriesId id = SeriesId::Int(1);
+  const std::vector<float> pixels = TracerPixels(shape, 0, 0);
+  auto frame_parts = [&](frame_id_t index) {
+    std::vector<zmq::message_t> parts;
+    parts.emplace_back(EncodeFrameHeader(FrameHeaderFor(id, index, shape)));
+    parts.push_back(PixelPart(pixels));
+    return parts;
+  };
+  DaemonOptions options = QuietOptions();
+  options.source_pattern = "sub";
+  options.max_queue_wait_s = 2.5;
+  DaemonCounters counters;
+  StopSignal stop(options.drain_timeout_s);
+  InboundQueue inbound(std::size_t{64} << 20, 0);  // bytes are no bound here
+  ResultPublisher publisher(&counters, false);
+  QueueWaitEstimate wait;
+  DaemonReceiver receiver(options, &inbound, &publisher, &counters, &stop, &wait);
+
+  // No frame timed yet: nothing is refused on a guess.
+  for (frame_id_t i = 0; i < 3; ++i) {
+    auto parts = frame_parts(i);
+    CHECK(receiver.Handle(parts));
+  }
+  CHECK(inbound.Size() == 3);
+  // One second per frame: with 3 queued a fourth would wait 4 s > 2.5 s.
+  wait.RecordFrameSeconds(1.0);
+  auto late = frame_parts(3);
+  CHECK(receiver.Handle(late));
+  CHECK(inbound.Size() == 3);
+  DaemonCounts counts = counters.Snapshot();
+  CHECK(counts.frames_lost == 1);
+  CHECK(counts.errors_by_code.at("queue_wait") == 1);
+  // The series thread took two: one queued ahead, 2 s, fits again.
+  InboundItem item;
+  REQUIRE(inbound.Pop(&item));
+  REQUIRE(inbound.Pop(&item));
+  auto next = frame_parts(4);
+  CHECK(receiver.Handle(next));
+  CHECK(inbound.Size() == 2);
+  CHECK(counters.Snapshot().frames_lost == 1);
+  // 0 turns the bound off.
+  options.max_queue_wait_s = 0;
+  for (frame_id_t i = 5; i < 10; ++i) {
+    auto parts = frame_parts(i);
+    CHECK(receiver.Handle(parts));
+  }
+  CHECK(inbound.Size() == 7);
+  CHECK(counters.Snapshot().frames_lost == 1);
+}
+
 TEST_CASE("the page's requests: only matrices_window, and at most a few unanswered at a time",
           "[stream][daemon_parts]") {
   const DaemonOptions options = QuietOptions();
