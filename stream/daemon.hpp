@@ -75,10 +75,10 @@ struct DaemonOptions {
   // SUB only: a frame that would wait longer than this in the queue (the
   // frames ahead of it times the series thread's recent seconds per frame,
   // stream/queue_wait.hpp) is lost and reported (`queue_wait`) as on a full
-  // queue, so the drift messages of accepted frames stay about this fresh
-  // however long the queue (an estimate: a sudden rise in the time per frame
-  // is followed within about ten frames); 0 = the byte bound alone. PULL
-  // holds the sender back.
+  // queue. The wait is an estimate (frames ahead times the recent time per
+  // frame of the series thread), so this shortens the queue of a saturated
+  // daemon but does not guarantee the wait (docs/protocol.md, "Frames in"); 0 =
+  // the byte bound alone. PULL holds the sender back.
   double max_queue_wait_s = 5.0;
   // Minimum seconds between `average` messages (each costs a full average);
   // the last frame of a series always gets one.
