@@ -355,7 +355,7 @@ int RunLiveBench(int argc, char** argv) {
                       {"registered", registered},
                       {"lost", lost},
                       {"lost_indices", lost_indices},
-                      {"frames_lost_queue_full", s["frames_lost"]},
+                      {"frames_lost_in_queue", s["frames_lost"]},
                       {"frames_missing", s["frames_missing"]},
                       {"latency_ms_median", Percentile(all, 0.5)},
                       {"latency_ms_p90", Percentile(all, 0.9)},

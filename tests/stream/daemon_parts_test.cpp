@@ -46,6 +46,15 @@ zmq::message_t PixelPart(const std::vector<float>& pixels) {
   return zmq::message_t(pixels.data(), pixels.size() * sizeof(float));
 }
 
+// The parts of a frame message as they come off the socket.
+std::vector<zmq::message_t> FrameParts(const SeriesId& id, frame_id_t index, Shape shape,
+                                       const std::vector<float>& pixels) {
+  std::vector<zmq::message_t> parts;
+  parts.emplace_back(EncodeFrameHeader(FrameHeaderFor(id, index, shape)));
+  parts.push_back(PixelPart(pixels));
+  return parts;
+}
+
 InboundItem FrameItem(const SeriesId& id, frame_id_t index, Shape shape, float x, float y) {
   InboundItem item;
   FrameMessage f = FrameHeaderFor(id, index, shape);
@@ -168,12 +177,7 @@ TEST_CASE("DaemonReceiver: SUB counts a frame that finds the queue full, PULL ne
   const Shape shape{16, 16};
   const SeriesId id = SeriesId::Int(1);
   const std::vector<float> pixels = TracerPixels(shape, 0, 0);
-  auto frame_parts = [&](frame_id_t index) {
-    std::vector<zmq::message_t> parts;
-    parts.emplace_back(EncodeFrameHeader(FrameHeaderFor(id, index, shape)));
-    parts.push_back(PixelPart(pixels));
-    return parts;
-  };
+  auto frame_parts = [&](frame_id_t index) { return FrameParts(id, index, shape, pixels); };
   for (const std::string pattern : {"sub", "pull"}) {
     DYNAMIC_SECTION(pattern) {
       DaemonOptions options = QuietOptions();
@@ -217,12 +221,7 @@ TEST_CASE("DaemonReceiver: SUB loses a frame that would wait longer than max_que
   const Shape shape{16, 16};
   const SeriesId id = SeriesId::Int(1);
   const std::vector<float> pixels = TracerPixels(shape, 0, 0);
-  auto frame_parts = [&](frame_id_t index) {
-    std::vector<zmq::message_t> parts;
-    parts.emplace_back(EncodeFrameHeader(FrameHeaderFor(id, index, shape)));
-    parts.push_back(PixelPart(pixels));
-    return parts;
-  };
+  auto frame_parts = [&](frame_id_t index) { return FrameParts(id, index, shape, pixels); };
   DaemonOptions options = QuietOptions();
   options.source_pattern = "sub";
   options.max_queue_wait_s = 2.5;
