@@ -281,9 +281,10 @@ struct SeriesRunner::Impl {
     } else if (s.start.frame_time_s) {
       header.timestamp_s = static_cast<double>(f.index) * *s.start.frame_time_s;
     } else {
-      // No clock from the sender: the daemon's arrival time stands in.
-      header.timestamp_s =
-          std::chrono::duration<double>(item.arrival - s.first_arrival).count();
+      // No clock from the sender: unknown (NaN), as for a stack file. The
+      // daemon's arrival times jitter (a burst arrives in microseconds, a
+      // stall adds tens of ms), and the engine predicts drift in time.
+      header.timestamp_s = std::nan("");
     }
     Frame frame = ConvertToFloat(item.payload.data(), item.payload.size(), f.dtype, f.shape, header);
     item.payload = zmq::message_t();  // the raw bytes are no longer needed
