@@ -64,11 +64,9 @@ bool SolverOptions::Check(std::string* error) const {
   if (!(min_threshold_px > 0)) return fail("min_threshold_px must be > 0");
   if (!(scale_multiplier > 0)) return fail("scale_multiplier must be > 0");
   if (!(max_threshold_px >= min_threshold_px)) return fail("max_threshold_px must be >= min_threshold_px");
-  if (max_hop_rounds < 0) return fail("max_hop_rounds must be >= 0");
   if (!(shrink_factor > 0 && shrink_factor < 1)) return fail("shrink_factor must be in (0, 1)");
   if (!(scratch_start_factor >= 1)) return fail("scratch_start_factor must be >= 1");
   if (!(incremental_start_factor >= 1)) return fail("incremental_start_factor must be >= 1");
-  if (!(snap_tolerance > 0 && snap_tolerance < 0.5)) return fail("snap_tolerance must be in (0, 0.5)");
   if (!(min_inlier_fraction >= 0 && min_inlier_fraction <= 1)) {
     return fail("min_inlier_fraction must be in [0, 1]");
   }
@@ -188,9 +186,8 @@ void ConsistencySolver::UpdatePair(const PairMeasurement& m) {
   RecomputeTotals();
 }
 
-void ConsistencySolver::SetLattice(std::optional<Lattice> lattice) {
-  if (lattice) lattice = Lattice::Reduced(lattice->a, lattice->b);  // validates
-  lattice_ = lattice;
+void ConsistencySolver::SetHopTest(std::optional<HopTest> hop_test) {
+  hop_test_ = std::move(hop_test);
   ++generation_;
 }
 
@@ -228,8 +225,7 @@ bool ConsistencySolver::EstimateAt(int j, int index, bool forward, Shift* out) c
   if (p.state.chosen >= 0) {
     j_from_i = p.state.used_j_from_i;
   } else {
-    j_from_i = m.candidates[0].j_from_i;
-    if (lattice_) j_from_i -= lattice_->Vector(p.triangle_na, p.triangle_nb);
+    j_from_i = m.candidates[0].j_from_i - p.triangle_hop;
   }
   *out = forward ? j_from_i : j_from_i.Inverse();
   return true;
@@ -246,7 +242,7 @@ void ConsistencySolver::ScoreTriangles(int j, int index) {
   const Block& block = *blocks_[static_cast<std::size_t>(j)];
   const int i = static_cast<int>(block[static_cast<std::size_t>(index)].i);
   Pair& p = states_[static_cast<std::size_t>(j)][static_cast<std::size_t>(index)];
-  p.triangle_na = p.triangle_nb = 0;
+  p.triangle_hop = Shift{};
   p.triangle_score = 0;  // neutral when no triangle exists
   const PairMeasurement& measurement = block[static_cast<std::size_t>(index)];
   if (measurement.candidates.empty()) return;
@@ -281,36 +277,29 @@ void ConsistencySolver::ScoreTriangles(int j, int index) {
   }
   if (errors.empty()) return;
   std::vector<double> norms(errors.size());
-  if (lattice_) {
-    // A hopped pair makes most of its triangles err by the same lattice vector.
-    const double tolerance = options_.snap_tolerance * lattice_->ShortestSpacing();
-    std::vector<std::pair<int, int>> hops;
+  if (hop_test_) {
+    // A hopped pair makes most of its triangles err by the same hop.
+    std::vector<std::pair<std::pair<int, int>, Shift>> hops;
     for (const Shift& e : errors) {
-      if (Length(e) < tolerance) continue;  // cheap exit for consistent triangles
-      const LatticeVector n = lattice_->NearestLatticeVector(e);
-      if (!n.IsZero() && Length(e - n.vector) < tolerance) hops.emplace_back(n.na, n.nb);
+      if (const auto n = hop_test_->Hop(e)) hops.push_back({{n->na, n->nb}, n->vector});
     }
     if (2 * hops.size() >= errors.size()) {
-      std::sort(hops.begin(), hops.end());
-      std::pair<int, int> mode = hops[0];
-      std::size_t best = 0;
+      std::sort(hops.begin(), hops.end(),
+                [](const auto& a, const auto& b) { return a.first < b.first; });
+      std::size_t mode = 0, best = 0;
       for (std::size_t s = 0; s < hops.size();) {
         std::size_t e = s;
-        while (e < hops.size() && hops[e] == hops[s]) ++e;
+        while (e < hops.size() && hops[e].first == hops[s].first) ++e;
         if (e - s > best) {
           best = e - s;
-          mode = hops[s];
+          mode = s;
         }
         s = e;
       }
-      if (2 * best >= errors.size()) {
-        p.triangle_na = mode.first;
-        p.triangle_nb = mode.second;
-      }
+      if (2 * best >= errors.size()) p.triangle_hop = hops[mode].second;
     }
   }
-  const Shift hop = lattice_ ? lattice_->Vector(p.triangle_na, p.triangle_nb) : Shift{};
-  for (std::size_t m = 0; m < errors.size(); ++m) norms[m] = Length(errors[m] - hop);
+  for (std::size_t m = 0; m < errors.size(); ++m) norms[m] = Length(errors[m] - p.triangle_hop);
   p.triangle_score = Median(&norms);
 }
 
@@ -375,22 +364,22 @@ double ConsistencySolver::Choose(int j, int index, double threshold_px) {
   state.used_j_from_i = candidates[static_cast<std::size_t>(best)].j_from_i;
   state.snapped = false;
   state.snap_na = state.snap_nb = 0;
-  if (lattice_ && best_residual > threshold_px) {
-    const double tolerance = options_.snap_tolerance * lattice_->ShortestSpacing();
+  if (hop_test_ && best_residual > threshold_px) {
     double best_snapped = std::numeric_limits<double>::infinity();
     for (std::size_t c = 0; c < candidates.size(); ++c) {
       const Shift v = predicted - candidates[c].j_from_i;
-      const LatticeVector n = lattice_->NearestLatticeVector(v);
-      const double residual = Length(v - n.vector);
+      const std::optional<LatticeVector> n = hop_test_->Hop(v);
+      if (!n) continue;
+      const double residual = Length(v - n->vector);
       // Candidates a lattice vector apart tie; the margin keeps the earlier
       // (brighter) one so the choice cannot flicker between iterations.
-      if (!n.IsZero() && residual < tolerance && residual < best_snapped - 1e-3) {
+      if (residual < best_snapped - 1e-3) {
         best_snapped = residual;
         state.chosen = static_cast<int>(c);
-        state.used_j_from_i = candidates[c].j_from_i + n.vector;
+        state.used_j_from_i = candidates[c].j_from_i + n->vector;
         state.snapped = true;
-        state.snap_na = n.na;
-        state.snap_nb = n.nb;
+        state.snap_na = n->na;
+        state.snap_nb = n->nb;
       }
     }
     if (state.snapped) best_residual = best_snapped;
@@ -548,7 +537,7 @@ SolverReport ConsistencySolver::Solve(bool from_scratch) {
   placed_frames_ = num_frames_;
   // The earlier frames did not move: only the new pairs change the totals.
   for (int k = first_new; k < num_frames_; ++k) AddToTotals(k);
-  return mark(MakeReport(iterations, /*converged=*/iterations < options_.max_local_iterations, 0, 0));
+  return mark(MakeReport(iterations, /*converged=*/iterations < options_.max_local_iterations, 0));
 }
 
 SolverReport ConsistencySolver::SolveScheduled(bool full_resolve_due) {
@@ -655,8 +644,7 @@ void ConsistencySolver::AddToTotals(int frame) {
   }
 }
 
-SolverReport ConsistencySolver::MakeReport(int iterations, bool converged, int reselections,
-                                           int frames_moved) const {
+SolverReport ConsistencySolver::MakeReport(int iterations, bool converged, int reselections) const {
   SolverReport report;
   const int n = num_frames_;
   report.shifts = shifts_;
@@ -681,7 +669,6 @@ SolverReport ConsistencySolver::MakeReport(int iterations, bool converged, int r
   report.cycles = last_cycles_;
   report.iterations = iterations;
   report.cg_iterations = last_cg_iterations_;
-  report.frames_moved_by_lattice = frames_moved;
   report.converged = converged;
   std::ostringstream message;
   message << (converged ? "converged" : "iteration limit reached") << " after " << iterations
@@ -699,7 +686,7 @@ void ConsistencySolver::StartBackground() {
   background_generation_ = generation_;
   // The snapshot shares the immutable blocks: O(frames) here, the O(pairs)
   // copy of the state happens on the background thread.
-  background_ = std::async(std::launch::async, [options = options_, lattice = lattice_, blocks = blocks_,
+  background_ = std::async(std::launch::async, [options = options_, hop_test = hop_test_, blocks = blocks_,
                                                 cancel]() {
     // Low priority (Linux: per-thread nice 10, ~10 % of a core's share
     // against the live update's threads): the re-solve mostly uses the cycles
@@ -709,7 +696,7 @@ void ConsistencySolver::StartBackground() {
     setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
     auto solver = std::make_unique<ConsistencySolver>(options);
     solver->cancel_ = cancel.get();
-    solver->lattice_ = lattice;
+    solver->hop_test_ = hop_test;
     solver->LoadSnapshot(blocks);
     solver->SolveGlobal(true);
     solver->cancel_ = nullptr;
@@ -801,7 +788,7 @@ SolverReport ConsistencySolver::SolveGlobal(bool from_scratch) {
       for (Pair& p : states) {
         p.state.chosen = -1;
         p.triangle_score = -1;
-        p.triangle_na = p.triangle_nb = 0;
+        p.triangle_hop = Shift{};
       }
     }
     std::fill(flagged_.begin(), flagged_.end(), false);
@@ -841,7 +828,7 @@ SolverReport ConsistencySolver::SolveGlobal(bool from_scratch) {
     const std::size_t needed = std::max<std::size_t>(3, measured_pairs / 10);
     *sigma = inlier_residuals.size() < needed ? 0.0 : Median(&inlier_residuals) / kRayleighMedian;
     double cap = options_.max_threshold_px;
-    if (lattice_) cap = std::min(cap, options_.snap_tolerance * lattice_->ShortestSpacing());
+    if (hop_test_) cap = std::min(cap, hop_test_->hop_px());
     return std::max(options_.min_threshold_px, std::min(cap, options_.scale_multiplier * *sigma));
   };
   struct Choice {
@@ -874,13 +861,8 @@ SolverReport ConsistencySolver::SolveGlobal(bool from_scratch) {
   double floor = options_.min_threshold_px;
   int iteration = 0;
   bool converged = false;
-  int frames_moved = 0;
-  for (int round = 0;; ++round) {
-  int round_iterations = 0;
-  converged = false;
   while (iteration < options_.max_iterations) {
     if (Cancelled()) return SolverReport{};
-    ++round_iterations;
     ++iteration;
     floor = robust_floor(threshold, &sigma);
     threshold = std::max(threshold, floor);
@@ -901,7 +883,7 @@ SolverReport ConsistencySolver::SolveGlobal(bool from_scratch) {
       choice_previous[index] = choice;
       // First iteration: the triangle score vetoes pairs the warm start
       // happens to fit (MPLS-style initial weights).
-      if (round_iterations == 1 && round == 0 && fresh_score[index]) r = std::max(r, p.triangle_score);
+      if (iteration == 1 && fresh_score[index]) r = std::max(r, p.triangle_score);
       p.work_weight = GemanMcClureWeight(r, threshold);
     });
     const std::vector<Shift> before = shifts_;
@@ -916,11 +898,6 @@ SolverReport ConsistencySolver::SolveGlobal(bool from_scratch) {
       break;
     }
     threshold = std::max(floor, threshold * options_.shrink_factor);
-  }
-  if (!lattice_ || round >= options_.max_hop_rounds || iteration >= options_.max_iterations) break;
-  const int moved_now = MoveDisplacedFrames();
-  if (moved_now == 0) break;
-  frames_moved += moved_now;
   }
 
   // 4. Final classification, flagging, re-solve without flagged frames.
@@ -1006,57 +983,7 @@ SolverReport ConsistencySolver::SolveGlobal(bool from_scratch) {
   last_threshold_px_ = threshold;
   last_sigma_px_ = sigma;
   last_cycles_ = EvaluateCycles();
-  return MakeReport(iteration, converged, reselections, frames_moved);
-}
-
-int ConsistencySolver::MoveDisplacedFrames() {
-  // Vote per frame: an unsnapped inlier pair says "in place"; a pair snapped by
-  // A n says the frame is displaced by +A n (frame is j) or -A n (frame is i).
-  const int n = num_frames_;
-  std::vector<std::vector<std::pair<int, int>>> votes(static_cast<std::size_t>(n));
-  std::vector<int> in_place(static_cast<std::size_t>(n), 0);
-  // Inlier here means within snap tolerance after snapping.
-  const double tolerance = options_.snap_tolerance * lattice_->ShortestSpacing();
-  for (int j = 1; j < n; ++j) {
-    const Block& block = *blocks_[static_cast<std::size_t>(j)];
-    for (std::size_t q = 0; q < block.size(); ++q) {
-      const PairState& state = states_[static_cast<std::size_t>(j)][q].state;
-      const std::size_t i = static_cast<std::size_t>(block[q].i);
-      if (state.chosen < 0) continue;
-      if (!(state.residual_px < tolerance)) continue;
-      if (!state.snapped) {
-        ++in_place[i];
-        ++in_place[static_cast<std::size_t>(j)];
-      } else {
-        votes[static_cast<std::size_t>(j)].emplace_back(state.snap_na, state.snap_nb);
-        votes[i].emplace_back(-state.snap_na, -state.snap_nb);
-      }
-    }
-  }
-  std::vector<Shift> moves(static_cast<std::size_t>(n));
-  int moved = 0;
-  for (int k = 0; k < n; ++k) {
-    auto& v = votes[static_cast<std::size_t>(k)];
-    if (static_cast<int>(v.size()) <= in_place[static_cast<std::size_t>(k)]) continue;
-    std::sort(v.begin(), v.end());
-    std::size_t best = 0;
-    std::pair<int, int> mode;
-    for (std::size_t s = 0; s < v.size();) {
-      std::size_t e = s;
-      while (e < v.size() && v[e] == v[s]) ++e;
-      if (e - s > best) {
-        best = e - s;
-        mode = v[s];
-      }
-      s = e;
-    }
-    if (static_cast<int>(best) > in_place[static_cast<std::size_t>(k)]) {
-      moves[static_cast<std::size_t>(k)] = lattice_->Vector(mode.first, mode.second);
-      ++moved;
-    }
-  }
-  for (int k = 0; k < n; ++k) shifts_[static_cast<std::size_t>(k)] -= moves[static_cast<std::size_t>(k)];
-  return moved;
+  return MakeReport(iteration, converged, reselections);
 }
 
 CycleStatistics ConsistencySolver::EvaluateCycles() const {
@@ -1064,7 +991,6 @@ CycleStatistics ConsistencySolver::EvaluateCycles() const {
   const int n = num_frames_;
   if (n < 3 || options_.max_cycle_checks == 0) return stats;
   std::vector<double> errors;
-  const double tolerance = lattice_ ? options_.snap_tolerance * lattice_->ShortestSpacing() : 0.0;
   auto lookup = [&](int i, int j) -> std::pair<const PairMeasurement*, const Pair*> {
     const int q = Find(i, j);
     if (q < 0) return {nullptr, nullptr};
@@ -1079,13 +1005,12 @@ CycleStatistics ConsistencySolver::EvaluateCycles() const {
     const Shift used = ij.second->state.used_j_from_i + jm.second->state.used_j_from_i -
                        im.second->state.used_j_from_i;
     errors.push_back(Length(used));
-    if (lattice_) {
+    if (hop_test_) {
       auto raw = [](const std::pair<const PairMeasurement*, const Pair*>& p) {
         return p.first->candidates[static_cast<std::size_t>(p.second->state.chosen)].j_from_i;
       };
       const Shift e = raw(ij) + raw(jm) - raw(im);
-      const LatticeVector v = lattice_->NearestLatticeVector(e);
-      if (!v.IsZero() && Length(e - v.vector) < tolerance) ++stats.lattice_vector_count;
+      if (hop_test_->Hop(e)) ++stats.lattice_vector_count;
     }
   };
   const double all = static_cast<double>(n) * (n - 1) * (n - 2) / 6.0;

@@ -11,17 +11,29 @@
 // scratch). Not thread-safe: one owner thread calls everything (the solver
 // may run a from-scratch solve of a snapshot on its own background thread).
 //
+// The solver is lattice-agnostic and works in one coordinate frame: its
+// shifts are determined only up to the lattice on a crystal, and the lattice
+// tracker (core/lattice_tracker.hpp) alone turns them into published
+// coordinates (solver shift + lattice offset). Its only notion of the lattice
+// is the HopTest the tracker hands it (SetHopTest, core/hop_test.hpp): a pair
+// whose residual the hop test calls a hop is corrected by that lattice vector
+// (and counted as snapped), as a measurement correction, before it is
+// weighted; everything else is robust IRLS. It never moves frames by
+// lattice vectors itself: a frame (or run of frames) a lattice vector away
+// is consistent modulo the lattice, and the tracker's continuity and coarse
+// evidence decide where it sits.
+//
 // Method, per from-scratch Solve():
 //  1. Triangle (cycle) scores: the median over third frames m (a bounded,
 //     evenly spaced sample of the pair's partners) of |R_ij + R_jm + R_mi|.
-//     With a lattice, triangles whose error is the same lattice vector for
-//     most m pre-correct the hopped pair.
+//     With a hop test, triangles whose error is the same hop for most m
+//     pre-correct the hopped pair.
 //  2. Warm start for each frame k: per-axis weighted median over i of
 //     s_i + R_ik, weights from the triangle scores.
 //  3. IRLS with the Geman-McClure loss in a shrinking-threshold (TranSync /
 //     GNC) schedule, floored at max(min_threshold_px, scale_multiplier * robust
 //     sigma). Every iteration re-selects, per pair, the candidate peak closest
-//     to s_j - s_i, snaps it by a lattice vector when a lattice is set, and
+//     to s_j - s_i, corrects it by a hop when the hop test calls it one, and
 //     solves the weighted sparse Laplacian system by warm-started Jacobi-PCG
 //     (O(pairs) per sweep).
 //  4. Frames with too few inlier pairs are flagged, their pairs removed, the
@@ -54,15 +66,15 @@
 
 #include <Eigen/Core>
 
-#include "core/lattice.hpp"
+#include "core/hop_test.hpp"
 #include "core/shift.hpp"
 #include "core/shift_matrix.hpp"
 
 namespace livealign {
 
 struct SolverOptions {
-  // Hard bound on IRLS iterations per Solve(), all hop rounds together; each
-  // costs O(k^2 * (K + PCG sweeps)).
+  // Hard bound on IRLS iterations per Solve(); each costs
+  // O(k^2 * (K + PCG sweeps)).
   int max_iterations = 30;
   // Bound on Jacobi-PCG sweeps per linear solve (per axis).
   int max_cg_iterations = 50;
@@ -77,8 +89,8 @@ struct SolverOptions {
   double scale_multiplier = 3.5;
   // Cap of the threshold floor, pixels: when most pairs are garbage the robust
   // sigma is meaningless, and a huge floor would accept everything. With a
-  // lattice the floor is also capped at the snap tolerance, otherwise hops
-  // would pass as inliers without being snapped.
+  // hop test the floor is also capped at its tolerance (HopTest::hop_px),
+  // otherwise hops would pass as inliers without being corrected.
   double max_threshold_px = 3.0;
   // Threshold shrink factor per iteration (TranSync c < 1). Smaller is faster
   // but commits earlier to an inlier set.
@@ -88,15 +100,10 @@ struct SolverOptions {
   // incremental_start_factor times the floor.
   double scratch_start_factor = 16.0;
   double incremental_start_factor = 1.0;
-  // A residual within this fraction of the shortest lattice spacing of a
-  // non-zero lattice vector is a unit-cell hop: the pair is corrected and kept.
-  double snap_tolerance = HopTolerances{}.hop;
   // A frame is flagged when fewer than max(min_inlier_fraction * measured
   // pairs, min(min_inlier_pairs, k - 1)) of its pairs are inliers.
   double min_inlier_fraction = 0.3;
   int min_inlier_pairs = 2;
-  // Rounds of "move frames whose pairs mostly snap by one lattice vector".
-  int max_hop_rounds = 3;
   // Converged when no choice or inlier status changed and no shift moved more
   // than this, pixels, with the threshold at its floor.
   double convergence_px = 1e-3;
@@ -123,8 +130,8 @@ struct CycleStatistics {
   int evaluated = 0;          // triangles with three inlier pairs that were checked
   double median_px = 0;       // median |U_ij + U_jm - U_im| of the used (snapped) shifts
   double max_px = 0;
-  // Triangles whose error with the chosen candidates before snapping is close
-  // to a non-zero lattice vector (hops that snapping repaired).
+  // Triangles whose error with the chosen candidates before correction the
+  // hop test calls a hop (hops that the correction repaired).
   int lattice_vector_count = 0;
 };
 
@@ -138,7 +145,7 @@ struct SolverReport {
   int inlier_pairs = 0;
   double consistency_rms_px = 0;           // RMS residual over inlier pairs
   double rejected_pair_fraction = 0;       // rejected / measured
-  int pairs_snapped = 0;                   // inlier pairs corrected by a lattice vector
+  int pairs_snapped = 0;                   // inlier pairs corrected by a hop
   int pairs_not_brightest = 0;             // pairs using a candidate other than [0]
   int reselections = 0;                    // candidate choices changed during this Solve
   double inlier_threshold_px = 0;          // final threshold
@@ -146,7 +153,6 @@ struct SolverReport {
   CycleStatistics cycles;
   int iterations = 0;
   int cg_iterations = 0;                   // total PCG sweeps
-  int frames_moved_by_lattice = 0;         // frames moved back by a lattice vector
   bool converged = false;
   // This Solve() applied a background full re-solve (frames 0..n-1 of its
   // snapshot), and how many frames that snapshot held.
@@ -162,7 +168,7 @@ class ConsistencySolver {
     Shift used_j_from_i;      // chosen candidate + snap correction
     double weight = 0;        // final IRLS weight in [0, 1]
     bool inlier = false;
-    bool snapped = false;     // corrected by a lattice vector
+    bool snapped = false;     // corrected by a hop (HopTest::Hop)
     int snap_na = 0, snap_nb = 0;
     double residual_px = 0;   // |s_j - s_i - used_j_from_i|, NaN when missing
   };
@@ -183,9 +189,10 @@ class ConsistencySolver {
   // Replaces the measurement of pair (m.i, m.j) (e.g. refined or coarse
   // results). Throws std::invalid_argument unless m.i < m.j < num_frames().
   void UpdatePair(const PairMeasurement& m);
-  // Enables (or with std::nullopt disables) unit-cell hop snapping.
-  void SetLattice(std::optional<Lattice> lattice);
-  const std::optional<Lattice>& lattice() const { return lattice_; }
+  // Enables (or with std::nullopt disables) the correction of unit-cell
+  // hops: the lattice tracker's hop test (LatticeTracker::hop_test()).
+  void SetHopTest(std::optional<HopTest> hop_test);
+  const std::optional<HopTest>& hop_test() const { return hop_test_; }
 
   // Re-solves all shifts: warm-started from the previous solution for frames
   // already placed, unless from_scratch (then triangle scores for all pairs
@@ -230,7 +237,7 @@ class ConsistencySolver {
     PairState state;
     double work_weight = 0;      // IRLS weight of the current iteration
     double triangle_score = -1;  // < 0: not computed yet
-    int triangle_na = 0, triangle_nb = 0;  // hop seen in the triangles
+    Shift triangle_hop;          // hop seen in the triangles (zero: none)
   };
   // Frame j's stored pairs with earlier frames, ascending i. Immutable once
   // shared, so a background solve can read a snapshot without locks.
@@ -257,9 +264,6 @@ class ConsistencySolver {
   // Weighted least squares (Pair::work_weight) by Jacobi-PCG over the stored
   // pairs, warm-started from shifts_.
   void SolveLinear();
-  // Moves frames whose inlier pairs mostly snap by one lattice vector back by
-  // that vector; returns the number of frames moved.
-  int MoveDisplacedFrames();
   CycleStatistics EvaluateCycles() const;
   SolverReport SolveGlobal(bool from_scratch);
   // Places frame k against the fixed earlier frames; returns iterations.
@@ -267,7 +271,7 @@ class ConsistencySolver {
   void RecomputeTotals();
   // Adds the pairs of one frame (with earlier frames) to the totals.
   void AddToTotals(int frame);
-  SolverReport MakeReport(int iterations, bool converged, int reselections, int frames_moved) const;
+  SolverReport MakeReport(int iterations, bool converged, int reselections) const;
   void StartBackground();
   // Adopts a finished background solve; returns the frames it covered (0: none).
   int AdoptBackground();
@@ -275,8 +279,8 @@ class ConsistencySolver {
   bool Cancelled() const { return cancel_ != nullptr && cancel_->load(std::memory_order_relaxed); }
 
   SolverOptions options_;
-  std::optional<Lattice> lattice_;
-  std::uint64_t generation_ = 0;  // bumped by UpdatePair and SetLattice
+  std::optional<HopTest> hop_test_;
+  std::uint64_t generation_ = 0;  // bumped by UpdatePair and SetHopTest
   int num_frames_ = 0;
   int placed_frames_ = 0;       // frames with a solved (warm-start) shift
   double last_floor_px_ = 0;    // threshold floor of the last Solve()

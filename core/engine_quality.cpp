@@ -55,7 +55,6 @@ EngineQuality AssessEngineQuality(const EngineQualityInputs& m) {
     q.lattice.reciprocal_cycles_per_px = *m.reciprocal_peaks;
   }
   q.frames_moved_by_lattice_offset = m.offsets->frames_moved;
-  q.frames_moved_by_solver = m.solve->frames_moved_by_lattice;
   q.frames_decided_by_coarse = m.offsets->frames_decided_by_coarse;
   q.stage_jumps = static_cast<int>(m.offsets->jumps.size());
   for (const StageJumpRecord& jump : m.offsets->jumps) {

@@ -12,7 +12,7 @@
 // so it may run on any thread, one call per thread).
 //
 //   LatticeEstimate est = EstimateLattice(average.view(), {});
-//   if (est.found) solver.SetLattice(est.lattice);
+//   if (est.found) solver.SetHopTest(HopTest(est.lattice, HopTolerances{}));
 
 #include <string>
 #include <vector>
@@ -23,9 +23,10 @@
 namespace livealign {
 
 // The hop tolerances, as fractions of the shortest lattice spacing: the one
-// set every hop test uses (the solver's triangle pre-correction, pair
-// snapping and frame moves, the lattice offsets' continuity test, the
-// temporal check's spikes), exposed as EngineOptions::hop_tolerance and
+// set every hop decision uses (through the lattice tracker's HopTest,
+// core/hop_test.hpp: the solver's triangle pre-correction and pair
+// correction, the lattice offsets' continuity and coarse tests, the temporal
+// check's spikes), exposed as EngineOptions::hop_tolerance and
 // coarse_hop_tolerance. A residual within `hop` of a non-zero lattice vector
 // is a unit-cell hop; below half a spacing no two translates are that close.
 struct HopTolerances {

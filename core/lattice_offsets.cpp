@@ -5,6 +5,7 @@
 #include <deque>
 #include <limits>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <utility>
 
@@ -47,18 +48,17 @@ double SecondNearestDistance(const Lattice& lattice, Shift v, const LatticeVecto
 bool CoarseVote(int k, const Shift& candidate_k, const std::vector<Shift>& pinned,
                 const std::vector<bool>& pinned_ok,
                 const std::vector<std::vector<const CoarsePairEvidence*>>& by_frame,
-                const Lattice& lattice, const LatticeOffsetOptions& options, Shift* correction) {
-  const double spacing = lattice.ShortestSpacing();
+                const HopTest& hops, const LatticeOffsetOptions& options, Shift* correction) {
   std::map<std::pair<int, int>, int> votes;
   std::map<std::pair<int, int>, Shift> vectors;
   for (const CoarsePairEvidence* pair : by_frame[k]) {
     if (pair->height < options.min_coarse_height || !pinned_ok[pair->i]) continue;
     const Shift error = (candidate_k - pinned[pair->i]) - pair->j_from_i;
-    const LatticeVector nearest = lattice.NearestLatticeVector(error);
-    if ((error - nearest.vector).Norm() > options.coarse_tolerance * spacing) continue;
-    const auto key = std::make_pair(nearest.na, nearest.nb);
+    const std::optional<LatticeVector> site = hops.CoarseSite(error);
+    if (!site) continue;
+    const auto key = std::make_pair(site->na, site->nb);
     ++votes[key];
-    vectors[key] = nearest.vector;
+    vectors[key] = site->vector;
   }
   int best_votes = 0, total = 0;
   std::pair<int, int> best{0, 0};
@@ -114,7 +114,7 @@ void PlaceFlaggedFrames(const std::vector<Shift>& solver_shifts, const std::vect
 }  // namespace
 
 LatticeOffsetReport ResolveLatticeOffsets(const std::vector<Shift>& solver_shifts,
-                                          const std::vector<bool>& flagged, const Lattice& lattice,
+                                          const std::vector<bool>& flagged, const HopTest& hops,
                                           const std::vector<CoarsePairEvidence>& coarse,
                                           const LatticeOffsetOptions& options,
                                           const std::vector<double>& timestamps_s) {
@@ -140,6 +140,7 @@ LatticeOffsetReport ResolveLatticeOffsets(const std::vector<Shift>& solver_shift
     }
     by_frame[pair.j].push_back(&pair);
   }
+  const Lattice& lattice = hops.lattice();
   const double spacing = lattice.ShortestSpacing();
   LatticeOffsetReport report;
   report.offsets.assign(n, Shift{});
@@ -186,11 +187,11 @@ LatticeOffsetReport ResolveLatticeOffsets(const std::vector<Shift>& solver_shift
     // put those frames a lattice vector off.)
     Shift coarse_correction;
     const bool coarse_clear =
-        CoarseVote(k, pinned[k], pinned, pinned_ok, by_frame, lattice, options, &coarse_correction);
+        CoarseVote(k, pinned[k], pinned, pinned_ok, by_frame, hops, options, &coarse_correction);
     if (coarse_clear) ++report.frames_decided_by_coarse;
     Shift correction;
     bool jump = false;
-    if (deviation.Norm() > options.continuity_tolerance * spacing) {
+    if (!hops.WithinHop(deviation)) {
       const LatticeVector nearest = lattice.NearestLatticeVector(deviation);
       const double residual = (deviation - nearest.vector).Norm();
       bool after_gap = false;
@@ -201,8 +202,8 @@ LatticeOffsetReport ResolveLatticeOffsets(const std::vector<Shift>& solver_shift
       const bool clear_site_after_gap =
           after_gap && residual <= kGapMaxResidual * spacing &&
           residual <= kGapClarity * SecondNearestDistance(lattice, deviation, nearest);
-      if (residual <= options.continuity_tolerance * spacing) {
-        correction = nearest.vector.Inverse();  // a hop against smooth drift
+      if (const std::optional<LatticeVector> hop = hops.Hop(deviation)) {
+        correction = hop->vector.Inverse();  // a hop against smooth drift
       } else if (coarse_clear) {
         correction = coarse_correction;
         report.jumps.push_back({k, deviation + correction, true});

@@ -18,6 +18,7 @@
 
 #include <vector>
 
+#include "core/hop_test.hpp"
 #include "core/lattice.hpp"
 #include "core/shift.hpp"
 
@@ -35,12 +36,11 @@ struct CoarsePairEvidence {
   double height = 0;
 };
 
+// The tolerances are the hop test's (core/hop_test.hpp): a deviation from
+// the temporal prediction within HopTest::hop_px() is smooth drift, one the
+// hop test calls a hop is a unit-cell hop, and a coarse pair pins an offset
+// when HopTest::CoarseSite() accepts its residual.
 struct LatticeOffsetOptions {
-  // A deviation from the temporal prediction within this fraction of the
-  // shortest lattice spacing is smooth drift.
-  double continuity_tolerance = HopTolerances{}.hop;
-  // A coarse pair pins an offset when its residual is within this fraction.
-  double coarse_tolerance = HopTolerances{}.coarse;
   // Coarse peaks below this normalised height are too weak to trust.
   double min_coarse_height = 0.5;
   // Coarse pairs that must agree on the lattice vector before it is applied.
@@ -64,6 +64,7 @@ struct LatticeOffsetReport {
   std::vector<StageJumpRecord> jumps;
 };
 
+// `hops`: the lattice tracker's hop test (its lattice and tolerances).
 // Requires: flagged.size() == solver_shifts.size(); coarse pairs index frames
 // within range; timestamps_s empty or of the same size. A flagged frame gets
 // the lattice vector that puts it nearest the interpolation of its unflagged
@@ -75,7 +76,7 @@ struct LatticeOffsetReport {
 // index): frames lost on the way leave gaps whose drift a per-frame
 // prediction would take for a hop or a jump.
 LatticeOffsetReport ResolveLatticeOffsets(const std::vector<Shift>& solver_shifts,
-                                          const std::vector<bool>& flagged, const Lattice& lattice,
+                                          const std::vector<bool>& flagged, const HopTest& hops,
                                           const std::vector<CoarsePairEvidence>& coarse,
                                           const LatticeOffsetOptions& options = {},
                                           const std::vector<double>& timestamps_s = {});

@@ -43,6 +43,7 @@ LatticeEstimate LatticeTracker::EstimateFrom(FrameView average, bool average_usa
 bool LatticeTracker::Apply(const LatticeEstimate& estimate) {
   if (!enabled_ || !estimate.found) return false;
   lattice_ = estimate.lattice;
+  hop_test_.emplace(estimate.lattice, tolerances_);
   reciprocal_peaks_.clear();
   for (const ReciprocalPeak& peak : estimate.peaks) {
     if (peak.indexed) reciprocal_peaks_.push_back(Shift{peak.fx, peak.fy});
@@ -55,11 +56,8 @@ void LatticeTracker::AddCoarseEvidence(const std::vector<CoarsePairEvidence>& ev
 }
 
 void LatticeTracker::Resolve(const SolverReport& solve, const std::vector<double>& timestamps_s) {
-  if (lattice_) {
-    LatticeOffsetOptions options;
-    options.continuity_tolerance = tolerances_.hop;
-    options.coarse_tolerance = tolerances_.coarse;
-    offsets_ = ResolveLatticeOffsets(solve.shifts, solve.flagged, *lattice_, coarse_, options, timestamps_s);
+  if (hop_test_) {
+    offsets_ = ResolveLatticeOffsets(solve.shifts, solve.flagged, *hop_test_, coarse_, {}, timestamps_s);
   } else {
     offsets_ = LatticeOffsetReport{};
     offsets_.offsets.assign(solve.shifts.size(), Shift{});

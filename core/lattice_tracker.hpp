@@ -5,6 +5,12 @@
 //  - the lattice estimate (from each raw frame until found, then from the
 //    running average at 8 frames and every fourfold growth, and at the end);
 //  - the coarse (Bragg-free) pair evidence;
+//  - the hop test (core/hop_test.hpp): the one set of hop tolerances
+//    (EngineOptions::hop_tolerance, coarse_hop_tolerance) applied to the
+//    current lattice. The tracker hands it to the consistency solver as the
+//    solver's only notion of the lattice (hopped pairs are corrected there),
+//    and applies it itself in the offsets' continuity and coarse tests and
+//    the temporal check;
 //  - each frame's lattice offset (core/lattice_offsets.hpp): published
 //    pairwise shift = solver shift + offset;
 //  - stage-jump detection: a deviation from smooth drift that is not a
@@ -20,6 +26,7 @@
 
 #include "core/consistency_solver.hpp"
 #include "core/frame.hpp"
+#include "core/hop_test.hpp"
 #include "core/lattice.hpp"
 #include "core/lattice_offsets.hpp"
 #include "core/shift.hpp"
@@ -60,6 +67,9 @@ class LatticeTracker {
   void CheckTemporal(const std::vector<Shift>& shifts, const std::vector<double>& timestamps_s);
 
   const std::optional<Lattice>& lattice() const { return lattice_; }
+  // The hop test of the current lattice (none before one is found); give it
+  // to the solver whenever Estimate() or Apply() returned true.
+  const std::optional<HopTest>& hop_test() const { return hop_test_; }
   const std::vector<Shift>& reciprocal_peaks() const { return reciprocal_peaks_; }
   const LatticeOffsetReport& offsets() const { return offsets_; }
   const TemporalCheckReport& temporal() const { return temporal_; }
@@ -68,6 +78,7 @@ class LatticeTracker {
   bool enabled_;
   HopTolerances tolerances_;
   std::optional<Lattice> lattice_;
+  std::optional<HopTest> hop_test_;
   std::vector<Shift> reciprocal_peaks_;  // indexed Bragg peaks, cycles/px
   int next_estimate_;
   std::vector<CoarsePairEvidence> coarse_;

@@ -50,7 +50,6 @@ SolverOptions ToSolverOptions(const EngineOptions& o) {
   SolverOptions s;
   s.min_threshold_px = o.inlier_floor_px;
   s.max_iterations = o.solver_max_iterations;
-  s.snap_tolerance = o.hop_tolerance;
   return s;
 }
 
@@ -234,7 +233,7 @@ void RegistrationEngine::Impl::UpdateLattice(FrameView newest) {
   const AverageImage average = averager.Average();
   const bool usable =
       average.best_covered.rows() >= 64 && average.best_covered.cols() >= 64 && frames.size() > 1;
-  if (lattice_tracker.Estimate(average.best, usable, newest)) solver.SetLattice(lattice_tracker.lattice());
+  if (lattice_tracker.Estimate(average.best, usable, newest)) solver.SetHopTest(lattice_tracker.hop_test());
 }
 
 void RegistrationEngine::Impl::StartLatticeReestimate(int k) {
@@ -258,7 +257,7 @@ bool RegistrationEngine::Impl::AdoptLatticeReestimate(int k, bool now) {
   const LatticeEstimate estimate = pending_lattice->estimate.get();
   pending_lattice.reset();
   if (!lattice_tracker.Apply(estimate)) return false;
-  solver.SetLattice(lattice_tracker.lattice());
+  solver.SetHopTest(lattice_tracker.hop_test());
   return true;
 }
 

@@ -72,9 +72,6 @@ struct EngineQuality {
   // continuity, or coarse evidence across a stage jump) is a non-zero
   // lattice vector.
   int frames_moved_by_lattice_offset = 0;
-  // Frames the last solve moved back by a lattice vector because most of
-  // their pairs snapped by the same one (the solver's hop rounds).
-  int frames_moved_by_solver = 0;
   // Frames with clear coarse (Bragg-free) evidence: it decides the lattice
   // offset across a stage jump, and most frames having it makes the absolute
   // offset observable.

@@ -49,13 +49,6 @@ TEST_CASE("a consistent series is valid and its verdict says so", "[core][engine
   CHECK_THAT(q.drift_rate_px_per_s->x, Catch::Matchers::WithinAbs(0.4, 1e-9));
   CHECK_FALSE(q.drift_rate_A_per_s.has_value());
   CHECK_FALSE(q.lattice.found);
-  CHECK(q.frames_moved_by_solver == 0);
-}
-
-TEST_CASE("the frames the solver's hop rounds moved are reported", "[core][engine_quality]") {
-  State s(6);
-  s.solve.frames_moved_by_lattice = 2;
-  CHECK(s.Assess().frames_moved_by_solver == 2);
 }
 
 TEST_CASE("too many flagged frames, a poor consistency or a lattice spike make it not valid",

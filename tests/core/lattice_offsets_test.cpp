@@ -8,6 +8,7 @@ namespace {
 using Catch::Matchers::WithinAbs;
 
 const Lattice kLattice = Lattice::Reduced(Shift{16, 0}, Shift{0, 16});
+const HopTest kHops(kLattice, HopTolerances{});
 
 std::vector<Shift> SmoothDrift(int n) {
   std::vector<Shift> s(n);
@@ -21,7 +22,7 @@ TEST_CASE("a run of hopped frames is moved back by temporal continuity", "[core]
   for (int k = 10; k < 15; ++k) solved[k] += Shift{0, -16};  // a hopped run
   solved[22] += Shift{16, 16};                                // a single hopped frame
   const LatticeOffsetReport report =
-      ResolveLatticeOffsets(solved, std::vector<bool>(30, false), kLattice, {});
+      ResolveLatticeOffsets(solved, std::vector<bool>(30, false), kHops, {});
   CHECK(report.frames_moved == 6);
   CHECK(report.jumps.empty());
   for (int k = 0; k < 30; ++k) {
@@ -42,13 +43,13 @@ TEST_CASE("frames lost on the way are gaps in time, not hops or jumps", "[core][
   std::vector<Shift> truth(n);
   for (int k = 0; k < n; ++k) truth[k] = Shift{4.0 * times[k], -1.0 * times[k]};
   const std::vector<bool> unflagged(n, false);
-  const LatticeOffsetReport in_time = ResolveLatticeOffsets(truth, unflagged, kLattice, {}, {}, times);
+  const LatticeOffsetReport in_time = ResolveLatticeOffsets(truth, unflagged, kHops, {}, {}, times);
   CHECK(in_time.frames_moved == 0);
   CHECK(in_time.jumps.empty());
   // Per frame index, the same series seems to hop or jump at each gap.
-  const LatticeOffsetReport per_index = ResolveLatticeOffsets(truth, unflagged, kLattice, {});
+  const LatticeOffsetReport per_index = ResolveLatticeOffsets(truth, unflagged, kHops, {});
   CHECK(per_index.frames_moved + static_cast<int>(per_index.jumps.size()) > 0);
-  CHECK_THROWS_AS(ResolveLatticeOffsets(truth, unflagged, kLattice, {}, {}, std::vector<double>(3)),
+  CHECK_THROWS_AS(ResolveLatticeOffsets(truth, unflagged, kHops, {}, {}, std::vector<double>(3)),
                   std::invalid_argument);
 }
 
@@ -82,7 +83,7 @@ TEST_CASE("after a long gap a frame a lattice vector off is put back on the clea
   std::vector<Shift> solved = g.truth;
   for (int k = 20; k < n; ++k) solved[k] += Shift{-16, 16};
   const LatticeOffsetReport report =
-      ResolveLatticeOffsets(solved, std::vector<bool>(n, false), kLattice, {}, {}, g.times);
+      ResolveLatticeOffsets(solved, std::vector<bool>(n, false), kHops, {}, {}, g.times);
   CHECK(report.jumps.empty());
   for (int k = 0; k < n; ++k) {
     CAPTURE(k);
@@ -99,7 +100,7 @@ TEST_CASE("after a long gap a deviation halfway between lattice sites is a stage
   std::vector<Shift> solved = g.truth;
   for (int k = 20; k < n; ++k) solved[k] += Shift{-16, 0};
   const LatticeOffsetReport report =
-      ResolveLatticeOffsets(solved, std::vector<bool>(n, false), kLattice, {}, {}, g.times);
+      ResolveLatticeOffsets(solved, std::vector<bool>(n, false), kHops, {}, {}, g.times);
   REQUIRE(report.jumps.size() == 1);
   CHECK(report.jumps[0].frame == 20);
   CHECK_FALSE(report.jumps[0].lattice_offset_observable);
@@ -113,7 +114,7 @@ TEST_CASE("a real stage jump without coarse evidence is reported as not observab
   std::vector<Shift> solved = truth;
   for (int k = 12; k < 20; ++k) solved[k] += Shift{-16, 0};
   const LatticeOffsetReport report =
-      ResolveLatticeOffsets(solved, std::vector<bool>(20, false), kLattice, {});
+      ResolveLatticeOffsets(solved, std::vector<bool>(20, false), kHops, {});
   REQUIRE(report.jumps.size() == 1);
   CHECK(report.jumps[0].frame == 12);
   CHECK_FALSE(report.jumps[0].lattice_offset_observable);
@@ -134,7 +135,7 @@ TEST_CASE("clear coarse evidence pins the lattice offset across a stage jump",
     }
   }
   const LatticeOffsetReport report =
-      ResolveLatticeOffsets(solved, std::vector<bool>(20, false), kLattice, coarse);
+      ResolveLatticeOffsets(solved, std::vector<bool>(20, false), kHops, coarse);
   REQUIRE(report.jumps.size() == 1);
   CHECK(report.jumps[0].lattice_offset_observable);
   CHECK(report.frames_decided_by_coarse > 0);
@@ -149,7 +150,7 @@ TEST_CASE("weak coarse peaks are ignored", "[core][lattice_offsets]") {
   std::vector<CoarsePairEvidence> coarse;
   for (int k = 1; k < 10; ++k) coarse.push_back({k - 1, k, Shift{16, 0}, 0.2});  // wrong but weak
   const LatticeOffsetReport report =
-      ResolveLatticeOffsets(truth, std::vector<bool>(10, false), kLattice, coarse);
+      ResolveLatticeOffsets(truth, std::vector<bool>(10, false), kHops, coarse);
   CHECK(report.frames_moved == 0);
   CHECK(report.frames_decided_by_coarse == 0);
 }
@@ -167,7 +168,7 @@ TEST_CASE("clear coarse evidence for a wrong lattice vector does not override sm
     }
   }
   const LatticeOffsetReport report =
-      ResolveLatticeOffsets(truth, std::vector<bool>(30, false), kLattice, coarse);
+      ResolveLatticeOffsets(truth, std::vector<bool>(30, false), kHops, coarse);
   CHECK(report.frames_moved == 0);
   CHECK(report.jumps.empty());
   // The evidence was clear on every other frame: the offset is observable.
@@ -192,7 +193,7 @@ TEST_CASE("flagged frames where a hopped run begins are placed near their neighb
     const double t = (k - 9) / 3.0;
     solved[k] = solved[9] * (1 - t) + solved[12] * t;
   }
-  const LatticeOffsetReport report = ResolveLatticeOffsets(solved, flagged, kLattice, {});
+  const LatticeOffsetReport report = ResolveLatticeOffsets(solved, flagged, kHops, {});
   CHECK(report.jumps.empty());
   for (int k = 0; k < n; ++k) {
     CAPTURE(k);
@@ -206,9 +207,9 @@ TEST_CASE("flagged frames where a hopped run begins are placed near their neighb
 }
 
 TEST_CASE("mismatched inputs are refused", "[core][lattice_offsets]") {
-  CHECK_THROWS_AS(ResolveLatticeOffsets(SmoothDrift(3), std::vector<bool>(2), kLattice, {}),
+  CHECK_THROWS_AS(ResolveLatticeOffsets(SmoothDrift(3), std::vector<bool>(2), kHops, {}),
                   std::invalid_argument);
-  CHECK_THROWS_AS(ResolveLatticeOffsets(SmoothDrift(3), std::vector<bool>(3), kLattice,
+  CHECK_THROWS_AS(ResolveLatticeOffsets(SmoothDrift(3), std::vector<bool>(3), kHops,
                                         {CoarsePairEvidence{2, 1, Shift{}, 0.8}}),
                   std::invalid_argument);
 }

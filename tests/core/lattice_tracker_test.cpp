@@ -28,6 +28,11 @@ TEST_CASE("the lattice is estimated from the first raw frames, then on a growing
   REQUIRE(tracker.Estimate(frame.view(), /*average_usable=*/false, frame.view()));
   REQUIRE(tracker.lattice().has_value());
   CHECK_THAT(tracker.lattice()->ShortestSpacing(), WithinAbs(sim.lattice_spacing_px, 0.5));
+  // The hop test the tracker hands the solver is the found lattice with the
+  // tracker's tolerances.
+  REQUIRE(tracker.hop_test().has_value());
+  CHECK_THAT(tracker.hop_test()->hop_px(),
+             WithinAbs(tracker.tolerances().hop * tracker.lattice()->ShortestSpacing(), 1e-9));
   CHECK_FALSE(tracker.reciprocal_peaks().empty());
   tracker.MarkEstimated(0);
   CHECK_FALSE(tracker.EstimateDue(1));  // found: next at 8 frames
