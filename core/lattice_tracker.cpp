@@ -70,9 +70,7 @@ Shift LatticeTracker::offset(int i) const {
 
 void LatticeTracker::CheckTemporal(const std::vector<Shift>& shifts,
                                    const std::vector<double>& timestamps_s) {
-  TemporalCheckOptions options;
-  options.lattice_tolerance = tolerances_.hop;
-  temporal_ = TemporalCheck(shifts, timestamps_s, lattice_, options);
+  temporal_ = TemporalCheck(shifts, timestamps_s, hop_test_);
 }
 
 }  // namespace livealign

@@ -21,14 +21,13 @@ bool TemporalCheckOptions::Check(std::string* error) const {
     if (error) *error = message;
     return false;
   };
-  if (!(lattice_tolerance > 0 && lattice_tolerance < 0.5)) return fail("lattice_tolerance must be in (0, 0.5)");
   if (!(spike_threshold_px > 0)) return fail("spike_threshold_px must be > 0");
   return true;
 }
 
 TemporalCheckReport TemporalCheck(const std::vector<Shift>& shifts,
                                   const std::vector<double>& timestamps,
-                                  const std::optional<Lattice>& lattice,
+                                  const std::optional<HopTest>& hops,
                                   const TemporalCheckOptions& options) {
   std::string error;
   if (!options.Check(&error)) throw std::invalid_argument("TemporalCheck: " + error);
@@ -55,7 +54,6 @@ TemporalCheckReport TemporalCheck(const std::vector<Shift>& shifts,
     vy.push_back((shifts[k].y - shifts[k - 1].y) / dt);
   }
   const Shift velocity{Median(vx), Median(vy)};
-  const double lattice_tol = lattice ? options.lattice_tolerance * lattice->ShortestSpacing() : 0.0;
 
   for (int k = 1; k + 1 < n; ++k) {
     const double t = (time(k) - time(k - 1)) / (time(k + 1) - time(k - 1));
@@ -68,11 +66,11 @@ TemporalCheckReport TemporalCheck(const std::vector<Shift>& shifts,
     TemporalSpike spike;
     spike.frame = k;
     spike.deviation = deviation;
-    if (lattice) {
-      spike.lattice_vector = lattice->NearestLatticeVector(deviation);
-      spike.is_lattice_vector = !spike.lattice_vector.IsZero() &&
-                                (deviation - spike.lattice_vector.vector).Norm() < lattice_tol;
-      if (!spike.is_lattice_vector) continue;
+    if (hops) {
+      const std::optional<LatticeVector> hop = hops->Hop(deviation);
+      if (!hop) continue;
+      spike.lattice_vector = *hop;
+      spike.is_lattice_vector = true;
     } else if (deviation.Norm() <= options.spike_threshold_px) {
       continue;
     }

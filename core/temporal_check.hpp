@@ -12,15 +12,15 @@
 #include <string>
 #include <vector>
 
+#include "core/hop_test.hpp"
 #include "core/lattice.hpp"
 #include "core/shift.hpp"
 
 namespace livealign {
 
+// With a lattice, a deviation counts as a lattice vector when the lattice
+// tracker's hop test calls it a hop (core/hop_test.hpp).
 struct TemporalCheckOptions {
-  // A deviation counts as a lattice vector when it is within this fraction of
-  // the shortest spacing of a non-zero lattice vector (the hop tolerance).
-  double lattice_tolerance = HopTolerances{}.hop;
   // Without a lattice: deviations (spikes) larger than this are reported.
   double spike_threshold_px = 3.0;
 
@@ -31,7 +31,7 @@ struct TemporalSpike {
   int frame = 0;
   Shift deviation;           // s_k minus its interpolation from the neighbours
   bool is_lattice_vector = false;
-  LatticeVector lattice_vector;  // nearest one, when a lattice was given
+  LatticeVector lattice_vector;  // the hop, when is_lattice_vector
 };
 
 struct TemporalCheckReport {
@@ -44,7 +44,7 @@ struct TemporalCheckReport {
 // than 3 frames give an empty report.
 TemporalCheckReport TemporalCheck(const std::vector<Shift>& shifts,
                                   const std::vector<double>& timestamps,
-                                  const std::optional<Lattice>& lattice,
+                                  const std::optional<HopTest>& hops,
                                   const TemporalCheckOptions& options = {});
 
 }  // namespace livealign
