@@ -434,35 +434,55 @@ namespace {
 
 // The mean and counts of canvas a (+ b) over `rect` into *mean and *counts
 // (rect-shaped, buffers reused when the shape fits), and, when asked, the
-// per-canvas counts. The mean is that of MeanOfSums over the sum a + b.
+// per-canvas counts. Straight from the tiles, one pass: on a long drift the
+// mosaic is ~1000^2 pixels and staging it in fresh arrays cost more than the
+// arithmetic. The mean is MeanOfSums' of the sum a + b.
 void MeanOver(const AverageImage::Rect& rect, const TiledCanvas& a, const TiledCanvas* b,
               Frame* mean, Frame* counts, std::vector<int>* counts_a, std::vector<int>* counts_b) {
   const Shape shape{rect.rows(), rect.cols()};
   if (mean->shape() != shape) *mean = Frame(shape);
   if (counts->shape() != shape) *counts = Frame(shape);
   const std::size_t n = static_cast<std::size_t>(shape.Pixels());
+  if (counts_a != nullptr) counts_a->resize(n);
+  if (counts_b != nullptr && b != nullptr) counts_b->resize(n);
   if (n == 0) return;
-  std::vector<double> sum(n);
-  std::vector<int> count(n);
-  if (counts_a == nullptr) {
-    TiledCanvas::Read(rect, a, b, sum.data(), count.data());
-  } else {
-    // Read apart, then summed exactly as Read(a, b) sums.
-    counts_a->resize(n);
-    TiledCanvas::Read(rect, a, nullptr, sum.data(), counts_a->data());
-    if (b != nullptr) {
-      std::vector<double> sum_b(n);
-      counts_b->resize(n);
-      TiledCanvas::Read(rect, *b, nullptr, sum_b.data(), counts_b->data());
-      for (std::size_t k = 0; k < n; ++k) sum[k] += sum_b[k];
-      for (std::size_t k = 0; k < n; ++k) count[k] = (*counts_a)[k] + (*counts_b)[k];
-    } else {
-      std::copy(counts_a->begin(), counts_a->end(), count.begin());
-    }
-  }
-  MeanOfSums(sum.data(), count.data(), n, mean->data());
-  float* c = counts->data();
-  for (std::size_t k = 0; k < n; ++k) c[k] = static_cast<float>(count[k]);
+  const std::size_t cols = static_cast<std::size_t>(shape.cols);
+  TiledCanvas::ForEachRowSegment(
+      rect, a, b,
+      [&](int r, int c0, int c1, const double* sa, const int* ca, const double* sb, const int* cb) {
+        const int len = c1 - c0;
+        const std::size_t to = static_cast<std::size_t>(r - rect.row0) * cols + (c0 - rect.col0);
+        float* m = mean->data() + to;
+        float* k = counts->data() + to;
+        int* out_a = counts_a != nullptr ? counts_a->data() + to : nullptr;
+        int* out_b = counts_b != nullptr && b != nullptr ? counts_b->data() + to : nullptr;
+        if (out_a != nullptr) {
+          if (ca != nullptr) std::copy(ca, ca + len, out_a); else std::fill(out_a, out_a + len, 0);
+        }
+        if (out_b != nullptr) {
+          if (cb != nullptr) std::copy(cb, cb + len, out_b); else std::fill(out_b, out_b + len, 0);
+        }
+        if (sa != nullptr && sb != nullptr) {
+          for (int c = 0; c < len; ++c) {
+            const int count = ca[c] + cb[c];
+            k[c] = static_cast<float>(count);
+            m[c] = static_cast<float>((sa[c] + sb[c]) / static_cast<double>(std::max(count, 1)));
+          }
+        } else if (sa != nullptr || sb != nullptr) {
+          const double* s = sa != nullptr ? sa : sb;
+          const int* q = sa != nullptr ? ca : cb;
+          for (int c = 0; c < len; ++c) {
+            k[c] = static_cast<float>(q[c]);
+            m[c] = static_cast<float>(s[c] / static_cast<double>(std::max(q[c], 1)));
+          }
+        } else {
+          std::fill(k, k + len, 0.0f);
+          std::fill(m, m + len, 0.0f);
+          return;
+        }
+        // As MeanOfSums: the select in its own loop keeps both vectorised.
+        for (int c = 0; c < len; ++c) m[c] = k[c] > 0 ? m[c] : 0.0f;
+      });
 }
 
 // `image` cropped to rect (image coordinates, inside it) into *out, reusing
@@ -500,7 +520,8 @@ void ShiftedAverager::MakeImageInto(const TiledCanvas& a, const TiledCanvas* b,
   CropInto(image.full, valid, &image.common);
   // Mosaic and its best-covered region.
   image.mosaic_extent = extent;
-  std::vector<int> counts_a, counts_b;
+  // Per-thread scratch: const methods may run concurrently.
+  static thread_local std::vector<int> counts_a, counts_b;
   MeanOver(extent, a, b, &image.mosaic, &image.mosaic_counts, &counts_a, &counts_b);
   AverageImage::Rect best;
   if (!extent.Empty()) {

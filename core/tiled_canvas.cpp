@@ -39,51 +39,35 @@ TiledCanvas::Tile& TiledCanvas::Touch(int tile_row, int tile_col) {
 
 void TiledCanvas::Read(const Rect& rect, const TiledCanvas& a, const TiledCanvas* b, double* sum,
                        int* count) {
-  if (rect.Empty()) return;
   const std::size_t cols = static_cast<std::size_t>(rect.cols());
-  const int tr0 = TileIndex(rect.row0), tr1 = TileIndex(rect.row1 - 1);
-  const int tc0 = TileIndex(rect.col0), tc1 = TileIndex(rect.col1 - 1);
-  for (int tr = tr0; tr <= tr1; ++tr) {
-    const int top = tr * kTileSize;
-    const int r0 = std::max(rect.row0, top), r1 = std::min(rect.row1, top + kTileSize);
-    for (int tc = tc0; tc <= tc1; ++tc) {
-      const int left = tc * kTileSize;
-      const int c0 = std::max(rect.col0, left), c1 = std::min(rect.col1, left + kTileSize);
-      const int n = c1 - c0;
-      const Tile* ta = a.Find(tr, tc);
-      const Tile* tb = b != nullptr ? b->Find(tr, tc) : nullptr;
-      for (int r = r0; r < r1; ++r) {
-        const std::size_t from = static_cast<std::size_t>(r - top) * kTileSize + (c0 - left);
-        const std::size_t to = static_cast<std::size_t>(r - rect.row0) * cols + (c0 - rect.col0);
-        if (sum != nullptr) {
-          double* out = sum + to;
-          if (ta != nullptr && tb != nullptr) {
-            const double* x = ta->sum.data() + from;
-            const double* y = tb->sum.data() + from;
-            for (int c = 0; c < n; ++c) out[c] = x[c] + y[c];
-          } else if (ta != nullptr || tb != nullptr) {
-            const double* x = (ta != nullptr ? ta : tb)->sum.data() + from;
-            std::copy(x, x + n, out);
-          } else {
-            std::fill(out, out + n, 0.0);
-          }
-        }
-        if (count != nullptr) {
-          int* out = count + to;
-          if (ta != nullptr && tb != nullptr) {
-            const int* x = ta->count.data() + from;
-            const int* y = tb->count.data() + from;
-            for (int c = 0; c < n; ++c) out[c] = x[c] + y[c];
-          } else if (ta != nullptr || tb != nullptr) {
-            const int* x = (ta != nullptr ? ta : tb)->count.data() + from;
-            std::copy(x, x + n, out);
-          } else {
-            std::fill(out, out + n, 0);
-          }
-        }
+  ForEachRowSegment(rect, a, b,
+                    [&](int r, int c0, int c1, const double* sa, const int* ca, const double* sb,
+                        const int* cb) {
+    const int n = c1 - c0;
+    const std::size_t to = static_cast<std::size_t>(r - rect.row0) * cols + (c0 - rect.col0);
+    if (sum != nullptr) {
+      double* out = sum + to;
+      if (sa != nullptr && sb != nullptr) {
+        for (int c = 0; c < n; ++c) out[c] = sa[c] + sb[c];
+      } else if (sa != nullptr || sb != nullptr) {
+        const double* x = sa != nullptr ? sa : sb;
+        std::copy(x, x + n, out);
+      } else {
+        std::fill(out, out + n, 0.0);
       }
     }
-  }
+    if (count != nullptr) {
+      int* out = count + to;
+      if (ca != nullptr && cb != nullptr) {
+        for (int c = 0; c < n; ++c) out[c] = ca[c] + cb[c];
+      } else if (ca != nullptr || cb != nullptr) {
+        const int* x = ca != nullptr ? ca : cb;
+        std::copy(x, x + n, out);
+      } else {
+        std::fill(out, out + n, 0);
+      }
+    }
+  });
 }
 
 void TiledCanvas::Add(const TiledCanvas& other) {

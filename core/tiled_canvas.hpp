@@ -55,6 +55,12 @@ class TiledCanvas {
   // Zero where neither has a tile.
   static void Read(const Rect& rect, const TiledCanvas& a, const TiledCanvas* b, double* sum,
                    int* count);
+  // Calls f(row, col0, col1, sum_a, count_a, sum_b, count_b) for every row
+  // segment of `rect` inside one tile, with a's and b's pixels at (row, col0)
+  // or null where that canvas has no tile (b null: always null). Segments
+  // come tile by tile, as ForEachRowSegment's.
+  template <typename F>
+  static void ForEachRowSegment(const Rect& rect, const TiledCanvas& a, const TiledCanvas* b, F&& f);
   // Every pixel of `other` added into this canvas (tiles allocated as needed).
   void Add(const TiledCanvas& other);
 
@@ -98,6 +104,30 @@ void TiledCanvas::ForEachRowSegment(const Rect& rect, F&& f) {
       for (int r = r0; r < r1; ++r) {
         const std::size_t at = static_cast<std::size_t>(r - top) * kTileSize + (c0 - left);
         f(r, c0, c1, tile.sum.data() + at, tile.count.data() + at);
+      }
+    }
+  }
+}
+
+template <typename F>
+void TiledCanvas::ForEachRowSegment(const Rect& rect, const TiledCanvas& a, const TiledCanvas* b,
+                                    F&& f) {
+  if (rect.Empty()) return;
+  const int tr0 = TileIndex(rect.row0), tr1 = TileIndex(rect.row1 - 1);
+  const int tc0 = TileIndex(rect.col0), tc1 = TileIndex(rect.col1 - 1);
+  for (int tr = tr0; tr <= tr1; ++tr) {
+    const int top = tr * kTileSize;
+    const int r0 = std::max(rect.row0, top), r1 = std::min(rect.row1, top + kTileSize);
+    for (int tc = tc0; tc <= tc1; ++tc) {
+      const int left = tc * kTileSize;
+      const int c0 = std::max(rect.col0, left), c1 = std::min(rect.col1, left + kTileSize);
+      const Tile* ta = a.Find(tr, tc);
+      const Tile* tb = b != nullptr ? b->Find(tr, tc) : nullptr;
+      for (int r = r0; r < r1; ++r) {
+        const std::size_t at = static_cast<std::size_t>(r - top) * kTileSize + (c0 - left);
+        f(r, c0, c1, ta != nullptr ? ta->sum.data() + at : nullptr,
+          ta != nullptr ? ta->count.data() + at : nullptr, tb != nullptr ? tb->sum.data() + at : nullptr,
+          tb != nullptr ? tb->count.data() + at : nullptr);
       }
     }
   }
