@@ -156,6 +156,26 @@ const float* HorizontalPass(FrameView src, const ResampleGeometry& g) {
   return tmp.data();
 }
 
+// The vertical pass for one output row segment of n pixels: the value of
+// each pixel from the horizontal-pass rows t0, t0 + stride, ... (one row for
+// an integer shift, four otherwise), handed to store(out[c], value). One
+// kernel for every destination (double sums, float images) so the
+// arithmetic, and therefore each pixel's value, is the same everywhere; the
+// store is inlined and the loop stays vectorised.
+template <typename Out, typename Store>
+inline void VerticalPassRow(const float* t0, std::size_t stride, const Taps& ty, int n, Out* out,
+                            Store store) {
+  if (ty.k_max == ty.k_min) {
+    for (int c = 0; c < n; ++c) store(out[c], t0[c]);
+    return;
+  }
+  const float* t1 = t0 + stride;
+  const float* t2 = t1 + stride;
+  const float* t3 = t2 + stride;
+  const float w0 = ty.w[0], w1 = ty.w[1], w2 = ty.w[2], w3 = ty.w[3];
+  for (int c = 0; c < n; ++c) store(out[c], w0 * t0[c] + w1 * t1[c] + w2 * t2[c] + w3 * t3[c]);
+}
+
 // Adds sign * (src resampled) to the dst_shape-sized sum (and count, when not
 // null); sampling as ResampleGeometry.
 void ResampleAccumulate(FrameView src, Shift shift, long add_row, long add_col, double sign,
@@ -165,27 +185,39 @@ void ResampleAccumulate(FrameView src, Shift shift, long add_row, long add_col, 
   const int out_cols = static_cast<int>(g.c1 - g.c0);
   const std::size_t dst_cols = static_cast<std::size_t>(dst_shape.cols);
   const float* tmp = HorizontalPass(src, g);
-  // Vertical pass, accumulated into the running sum.
-  const int ny_taps = g.ty.k_max - g.ty.k_min + 1;
   const int icount = sign > 0 ? 1 : -1;
+  const auto accumulate = [sign](double& o, float v) { o += sign * static_cast<double>(v); };
   for (long r = g.r0; r < g.r1; ++r) {
     const float* t0 = tmp + static_cast<std::size_t>(r - g.r0) * out_cols;
-    double* out = sum + static_cast<std::size_t>(r) * dst_cols + g.c0;
-    if (ny_taps == 1) {
-      for (int c = 0; c < out_cols; ++c) out[c] += sign * t0[c];
-    } else {
-      const float* t1 = t0 + out_cols;
-      const float* t2 = t1 + out_cols;
-      const float* t3 = t2 + out_cols;
-      const float w0 = g.ty.w[0], w1 = g.ty.w[1], w2 = g.ty.w[2], w3 = g.ty.w[3];
-      for (int c = 0; c < out_cols; ++c)
-        out[c] += sign * static_cast<double>(w0 * t0[c] + w1 * t1[c] + w2 * t2[c] + w3 * t3[c]);
-    }
+    VerticalPassRow(t0, out_cols, g.ty, out_cols, sum + static_cast<std::size_t>(r) * dst_cols + g.c0,
+                    accumulate);
     if (count != nullptr) {
       int* cnt = count + static_cast<std::size_t>(r) * dst_cols + g.c0;
       for (int c = 0; c < out_cols; ++c) cnt[c] += icount;
     }
   }
+}
+
+// The same onto a tiled canvas, clipped to `limit` (frame-0 coordinates):
+// canvas pixel p samples src at p + shift. Per pixel the very arithmetic of
+// ResampleAccumulate, so a frame added and later subtracted cancels exactly,
+// and the values do not depend on where the tile edges fall.
+void ResampleAccumulate(FrameView src, Shift shift, const AverageImage::Rect& limit, double sign,
+                        TiledCanvas* canvas) {
+  const ResampleGeometry g =
+      MakeGeometry(src, shift, limit.row0, limit.col0, Shape{limit.rows(), limit.cols()});
+  if (g.Empty()) return;
+  const int out_cols = static_cast<int>(g.c1 - g.c0);
+  const float* tmp = HorizontalPass(src, g);
+  const int icount = sign > 0 ? 1 : -1;
+  const auto accumulate = [sign](double& o, float v) { o += sign * static_cast<double>(v); };
+  const AverageImage::Rect rect{static_cast<int>(g.r0 + limit.row0), static_cast<int>(g.r1 + limit.row0),
+                                static_cast<int>(g.c0 + limit.col0), static_cast<int>(g.c1 + limit.col0)};
+  canvas->ForEachRowSegment(rect, [&](int r, int c0, int c1, double* sum, int* count) {
+    const float* t0 = tmp + static_cast<std::size_t>(r - rect.row0) * out_cols + (c0 - rect.col0);
+    VerticalPassRow(t0, out_cols, g.ty, c1 - c0, sum, accumulate);
+    for (int c = 0; c < c1 - c0; ++c) count[c] += icount;
+  });
 }
 
 // Writes src resampled into the dst_shape-sized out, 0 where the taps do not
@@ -205,20 +237,11 @@ void ResampleInto(FrameView src, Shift shift, long add_row, long add_col, Shape 
   const int out_cols = static_cast<int>(g.c1 - g.c0);
   const std::size_t dst_cols = static_cast<std::size_t>(dst_shape.cols);
   const float* tmp = HorizontalPass(src, g);
-  const int ny_taps = g.ty.k_max - g.ty.k_min + 1;
+  const auto assign = [](float& o, float v) { o = v; };
   for (long r = g.r0; r < g.r1; ++r) {
     const float* t0 = tmp + static_cast<std::size_t>(r - g.r0) * out_cols;
-    float* row = out + static_cast<std::size_t>(r) * dst_cols + g.c0;
-    if (ny_taps == 1) {
-      std::copy(t0, t0 + out_cols, row);
-    } else {
-      const float* t1 = t0 + out_cols;
-      const float* t2 = t1 + out_cols;
-      const float* t3 = t2 + out_cols;
-      const float w0 = g.ty.w[0], w1 = g.ty.w[1], w2 = g.ty.w[2], w3 = g.ty.w[3];
-      for (int c = 0; c < out_cols; ++c)
-        row[c] = w0 * t0[c] + w1 * t1[c] + w2 * t2[c] + w3 * t3[c];
-    }
+    VerticalPassRow(t0, out_cols, g.ty, out_cols, out + static_cast<std::size_t>(r) * dst_cols + g.c0,
+                    assign);
   }
 }
 
@@ -311,9 +334,8 @@ int ShiftedAverager::AddFrame(Frame frame, Shift shift, bool include) {
                      static_cast<int>(std::min(1000000000L, (limit + 1) * shape_.rows)),
                      static_cast<int>(std::max(-1000000000L, -limit * shape_.cols)),
                      static_cast<int>(std::min(1000000000L, (limit + 1) * shape_.cols))};
-    canvas_ = {};
-    // The canvas always holds frame 0's window, so `full` is a crop of it.
-    GrowCanvas({0, shape_.rows, 0, shape_.cols});
+    sums_[0] = TiledCanvas();
+    sums_[1] = TiledCanvas();
   } else if (frame.shape() != shape_) {
     throw std::invalid_argument("ShiftedAverager::AddFrame: frame shape differs from the first frame");
   }
@@ -323,8 +345,7 @@ int ShiftedAverager::AddFrame(Frame frame, Shift shift, bool include) {
   entry.shift = entry.applied_shift = shift;
   entry.include = include;
   if (include) {
-    GrowCanvas(Footprint(shift, shape_));
-    AccumulateOnCanvas(*entry.frame, shift, +1, sum_[index % 2].data(), count_[index % 2].data());
+    AccumulateOnCanvas(*entry.frame, shift, +1, &sums_[index % 2]);
     ++num_resamples_;
     entry.contributing = true;
   }
@@ -349,36 +370,6 @@ std::shared_ptr<const Frame> ShiftedAverager::frame(int i) const {
   return std::make_shared<const Frame>(std::move(read));
 }
 
-void ShiftedAverager::GrowCanvas(AverageImage::Rect footprint) {
-  footprint = Intersect(footprint, canvas_limit_);
-  if (footprint.Empty() || (!canvas_.Empty() && Contains(canvas_, footprint))) return;
-  AverageImage::Rect grown = Union(canvas_, footprint);
-  if (!canvas_.Empty()) {
-    // A margin on each side that grew, so a steady drift regrows rarely.
-    const int margin_rows = std::max(8, shape_.rows / 4), margin_cols = std::max(8, shape_.cols / 4);
-    if (grown.row0 < canvas_.row0) grown.row0 -= margin_rows;
-    if (grown.row1 > canvas_.row1) grown.row1 += margin_rows;
-    if (grown.col0 < canvas_.col0) grown.col0 -= margin_cols;
-    if (grown.col1 > canvas_.col1) grown.col1 += margin_cols;
-    grown = Intersect(grown, canvas_limit_);
-  }
-  const std::size_t n = static_cast<std::size_t>(grown.rows()) * grown.cols();
-  for (int p = 0; p < 2; ++p) {
-    std::vector<double> sum(n, 0.0);
-    std::vector<int> count(n, 0);
-    for (int r = 0; r < canvas_.rows(); ++r) {
-      const std::size_t from = static_cast<std::size_t>(r) * canvas_.cols();
-      const std::size_t to = static_cast<std::size_t>(r + canvas_.row0 - grown.row0) * grown.cols() +
-                             (canvas_.col0 - grown.col0);
-      std::copy(sum_[p].begin() + from, sum_[p].begin() + from + canvas_.cols(), sum.begin() + to);
-      std::copy(count_[p].begin() + from, count_[p].begin() + from + canvas_.cols(), count.begin() + to);
-    }
-    sum_[p] = std::move(sum);
-    count_[p] = std::move(count);
-  }
-  canvas_ = grown;
-}
-
 void ShiftedAverager::SetShift(int i, Shift shift, bool include) {
   CheckIndex(i, "ShiftedAverager::SetShift");
   if (!Finite(shift)) throw std::invalid_argument("ShiftedAverager::SetShift: non-finite shift");
@@ -391,18 +382,14 @@ void ShiftedAverager::SetShift(int i, Shift shift, bool include) {
   if (subtract || add) pixels = frame(i);
   entry.shift = shift;
   entry.include = include;
-  double* sum = sum_[i % 2].data();
-  int* count = count_[i % 2].data();
+  TiledCanvas* canvas = &sums_[i % 2];
   if (subtract) {
-    AccumulateOnCanvas(*pixels, entry.applied_shift, -1, sum, count);
+    AccumulateOnCanvas(*pixels, entry.applied_shift, -1, canvas);
     ++num_resamples_;
     entry.contributing = false;
   }
   if (add) {
-    GrowCanvas(Footprint(shift, shape_));
-    sum = sum_[i % 2].data();
-    count = count_[i % 2].data();
-    AccumulateOnCanvas(*pixels, shift, +1, sum, count);
+    AccumulateOnCanvas(*pixels, shift, +1, canvas);
     ++num_resamples_;
     entry.applied_shift = shift;
     entry.contributing = true;
@@ -427,102 +414,122 @@ bool ShiftedAverager::included(int i) const {
   return frames_[static_cast<std::size_t>(i)].include;
 }
 
-void ShiftedAverager::AccumulateOnCanvas(FrameView frame, Shift shift, double sign, double* sum,
-                                         int* count) const {
-  // Canvas pixel (r, c) is frame-0 pixel (r + row0, c + col0), which frame
-  // i shows at that position + shift.
-  ResampleAccumulate(frame, shift, canvas_.row0, canvas_.col0, sign,
-                     Shape{canvas_.rows(), canvas_.cols()}, sum, count);
+void ShiftedAverager::AccumulateOnCanvas(FrameView frame, Shift shift, double sign,
+                                         TiledCanvas* canvas) const {
+  ResampleAccumulate(frame, shift, canvas_limit_, sign, canvas);
 }
 
-AverageImage ShiftedAverager::MakeImage(const double* sum_a, const int* count_a,
-                                        const double* sum_b, const int* count_b,
+AverageImage::Rect ShiftedAverager::canvas() const {
+  return Union(sums_[0].bounds(), sums_[1].bounds());
+}
+
+AverageImage ShiftedAverager::MakeImage(const TiledCanvas& a, const TiledCanvas* b,
                                         const std::vector<Shift>& shifts) const {
   AverageImage image;
-  MakeImageInto(sum_a, count_a, sum_b, count_b, shifts, &image);
+  MakeImageInto(a, b, shifts, &image);
   return image;
 }
 
 namespace {
 
-// Crops the canvas-sized `values` to `rect` (frame-0 coordinates, inside
-// the canvas) into *out, reusing its buffer when the shape fits.
-void CropCanvas(const std::vector<float>& values, const AverageImage::Rect& canvas,
-                const AverageImage::Rect& rect, Frame* out) {
+// The mean and counts of canvas a (+ b) over `rect` into *mean and *counts
+// (rect-shaped, buffers reused when the shape fits), and, when asked, the
+// per-canvas counts. Straight from the tiles, one pass: on a long drift the
+// mosaic is ~1000^2 pixels and staging it in fresh arrays cost more than the
+// arithmetic. The mean is MeanOfSums' of the sum a + b.
+void MeanOver(const AverageImage::Rect& rect, const TiledCanvas& a, const TiledCanvas* b,
+              Frame* mean, Frame* counts, std::vector<int>* counts_a, std::vector<int>* counts_b) {
+  const Shape shape{rect.rows(), rect.cols()};
+  if (mean->shape() != shape) *mean = Frame(shape);
+  if (counts->shape() != shape) *counts = Frame(shape);
+  const std::size_t n = static_cast<std::size_t>(shape.Pixels());
+  if (counts_a != nullptr) counts_a->resize(n);
+  if (counts_b != nullptr && b != nullptr) counts_b->resize(n);
+  if (n == 0) return;
+  const std::size_t cols = static_cast<std::size_t>(shape.cols);
+  TiledCanvas::ForEachRowSegment(
+      rect, a, b,
+      [&](int r, int c0, int c1, const double* sa, const int* ca, const double* sb, const int* cb) {
+        const int len = c1 - c0;
+        const std::size_t to = static_cast<std::size_t>(r - rect.row0) * cols + (c0 - rect.col0);
+        float* m = mean->data() + to;
+        float* k = counts->data() + to;
+        int* out_a = counts_a != nullptr ? counts_a->data() + to : nullptr;
+        int* out_b = counts_b != nullptr && b != nullptr ? counts_b->data() + to : nullptr;
+        if (out_a != nullptr) {
+          if (ca != nullptr) std::copy(ca, ca + len, out_a); else std::fill(out_a, out_a + len, 0);
+        }
+        if (out_b != nullptr) {
+          if (cb != nullptr) std::copy(cb, cb + len, out_b); else std::fill(out_b, out_b + len, 0);
+        }
+        if (sa != nullptr && sb != nullptr) {
+          for (int c = 0; c < len; ++c) {
+            const int count = ca[c] + cb[c];
+            k[c] = static_cast<float>(count);
+            m[c] = static_cast<float>((sa[c] + sb[c]) / static_cast<double>(std::max(count, 1)));
+          }
+        } else if (sa != nullptr || sb != nullptr) {
+          const double* s = sa != nullptr ? sa : sb;
+          const int* q = sa != nullptr ? ca : cb;
+          for (int c = 0; c < len; ++c) {
+            k[c] = static_cast<float>(q[c]);
+            m[c] = static_cast<float>(s[c] / static_cast<double>(std::max(q[c], 1)));
+          }
+        } else {
+          std::fill(k, k + len, 0.0f);
+          std::fill(m, m + len, 0.0f);
+          return;
+        }
+        // As MeanOfSums: the select in its own loop keeps both vectorised.
+        for (int c = 0; c < len; ++c) m[c] = k[c] > 0 ? m[c] : 0.0f;
+      });
+}
+
+// `image` cropped to rect (image coordinates, inside it) into *out, reusing
+// its buffer when the shape fits.
+void CropInto(FrameView image, const AverageImage::Rect& rect, Frame* out) {
   const Shape shape{rect.rows(), rect.cols()};
   if (out->shape() != shape) *out = Frame(shape);
-  for (int r = 0; r < shape.rows; ++r) {
-    const std::size_t from = static_cast<std::size_t>(rect.row0 - canvas.row0 + r) * canvas.cols() +
-                             (rect.col0 - canvas.col0);
-    std::copy(values.begin() + from, values.begin() + from + shape.cols,
+  for (int r = 0; r < shape.rows; ++r)
+    std::copy(image.row(rect.row0 + r) + rect.col0, image.row(rect.row0 + r) + rect.col1,
               out->data() + static_cast<std::size_t>(r) * shape.cols);
-  }
+}
+
+AverageImage::Rect Moved(const AverageImage::Rect& rect, int rows, int cols) {
+  if (rect.Empty()) return {};
+  return {rect.row0 + rows, rect.row1 + rows, rect.col0 + cols, rect.col1 + cols};
 }
 
 }  // namespace
 
-void ShiftedAverager::MakeImageInto(const double* sum_a, const int* count_a,
-                                    const double* sum_b, const int* count_b,
+void ShiftedAverager::MakeImageInto(const TiledCanvas& a, const TiledCanvas* b,
                                     const std::vector<Shift>& shifts, AverageImage* out) const {
   AverageImage& image = *out;
   image.num_included = static_cast<int>(shifts.size());
-  const std::size_t n = static_cast<std::size_t>(canvas_.rows()) * canvas_.cols();
-  std::vector<float> mean(n), counts(n);
-  // As MeanOfSums, over the sum of the two parities when both are given.
-  if (sum_b != nullptr) {
-    for (std::size_t k = 0; k < n; ++k) {
-      const int c = count_a[k] + count_b[k];
-      counts[k] = static_cast<float>(c);
-      mean[k] = static_cast<float>((sum_a[k] + sum_b[k]) / static_cast<double>(std::max(c, 1)));
-    }
-  } else {
-    for (std::size_t k = 0; k < n; ++k) {
-      const int c = count_a[k];
-      counts[k] = static_cast<float>(c);
-      mean[k] = static_cast<float>(sum_a[k] / static_cast<double>(std::max(c, 1)));
-    }
-  }
-  for (std::size_t k = 0; k < n; ++k) mean[k] = counts[k] > 0 ? mean[k] : 0.0f;
-  // Frame-0 window (always inside the canvas).
+  // Frame-0 window (inside the canvas limit).
   const AverageImage::Rect window{0, shape_.rows, 0, shape_.cols};
-  CropCanvas(mean, canvas_, window, &image.full);
-  CropCanvas(counts, canvas_, window, &image.counts);
+  MeanOver(window, a, b, &image.full, &image.counts, nullptr, nullptr);
   AverageImage::Rect valid = shifts.empty() ? AverageImage::Rect{} : window;
   AverageImage::Rect extent;
   for (const Shift& s : shifts) {
     const AverageImage::Rect footprint = Footprint(s, shape_);
     valid = Intersect(valid, footprint);
-    extent = Union(extent, Intersect(footprint, canvas_));
+    extent = Union(extent, Intersect(footprint, canvas_limit_));
   }
   image.valid = valid;
-  CropCanvas(mean, canvas_, valid, &image.common);
+  CropInto(image.full, valid, &image.common);
   // Mosaic and its best-covered region.
   image.mosaic_extent = extent;
-  CropCanvas(mean, canvas_, extent, &image.mosaic);
-  CropCanvas(counts, canvas_, extent, &image.mosaic_counts);
+  // Per-thread scratch: const methods may run concurrently.
+  static thread_local std::vector<int> counts_a, counts_b;
+  MeanOver(extent, a, b, &image.mosaic, &image.mosaic_counts, &counts_a, &counts_b);
   AverageImage::Rect best;
   if (!extent.Empty()) {
-    const int rows = extent.rows(), cols = extent.cols();
-    std::vector<int> a(static_cast<std::size_t>(rows) * cols), b;
-    if (count_b != nullptr) b.resize(a.size());
-    for (int r = 0; r < rows; ++r) {
-      const std::size_t from = static_cast<std::size_t>(extent.row0 - canvas_.row0 + r) * canvas_.cols() +
-                               (extent.col0 - canvas_.col0);
-      std::copy(count_a + from, count_a + from + cols, a.begin() + static_cast<std::size_t>(r) * cols);
-      if (count_b != nullptr)
-        std::copy(count_b + from, count_b + from + cols, b.begin() + static_cast<std::size_t>(r) * cols);
-    }
-    best = BestCoveredRect(a.data(), count_b != nullptr ? b.data() : nullptr, rows, cols,
-                           options_.best_coverage_fraction);
-    if (!best.Empty()) {
-      best.row0 += extent.row0;
-      best.row1 += extent.row0;
-      best.col0 += extent.col0;
-      best.col1 += extent.col0;
-    }
+    best = BestCoveredRect(counts_a.data(), b != nullptr ? counts_b.data() : nullptr, extent.rows(),
+                           extent.cols(), options_.best_coverage_fraction);
   }
-  image.best_covered = best;
-  CropCanvas(mean, canvas_, best, &image.best);
+  image.best_covered = Moved(best, extent.row0, extent.col0);
+  CropInto(image.mosaic, best, &image.best);
 }
 
 AverageImage ShiftedAverager::Average() const {
@@ -540,7 +547,7 @@ void ShiftedAverager::Average(AverageImage* out) const {
   std::vector<Shift> shifts;
   for (const Entry& e : frames_)
     if (e.contributing) shifts.push_back(e.applied_shift);
-  MakeImageInto(sum_[0].data(), count_[0].data(), sum_[1].data(), count_[1].data(), shifts, out);
+  MakeImageInto(sums_[0], &sums_[1], shifts, out);
 }
 
 AverageImage ShiftedAverager::HalfSetAverage(int parity) const {
@@ -551,42 +558,35 @@ AverageImage ShiftedAverager::HalfSetAverage(int parity) const {
   for (int i = parity; i < num_frames(); i += 2)
     if (frames_[static_cast<std::size_t>(i)].contributing)
       shifts.push_back(frames_[static_cast<std::size_t>(i)].applied_shift);
-  return MakeImage(sum_[parity].data(), count_[parity].data(), nullptr, nullptr, shifts);
+  return MakeImage(sums_[parity], nullptr, shifts);
 }
 
 AverageImage ShiftedAverager::AverageOf(const std::vector<bool>& subset) const {
   if (subset.size() != frames_.size())
     throw std::invalid_argument("ShiftedAverager::AverageOf: subset size differs from num_frames()");
   if (frames_.empty()) return AverageImage();
-  const std::size_t n = static_cast<std::size_t>(canvas_.rows()) * canvas_.cols();
-  std::vector<double> sum(n, 0.0);
-  std::vector<int> count(n, 0);
+  TiledCanvas sums;
   std::vector<Shift> shifts;
   for (std::size_t i = 0; i < frames_.size(); ++i) {
     if (!subset[i] || !frames_[i].include) continue;
-    AccumulateOnCanvas(*frame(static_cast<int>(i)), frames_[i].shift, +1, sum.data(), count.data());
+    AccumulateOnCanvas(*frame(static_cast<int>(i)), frames_[i].shift, +1, &sums);
     shifts.push_back(frames_[i].shift);
   }
-  return MakeImage(sum.data(), count.data(), nullptr, nullptr, shifts);
+  return MakeImage(sums, nullptr, shifts);
 }
 
 AverageImage ShiftedAverager::AverageExcluding(int i) const {
   CheckIndex(i, "ShiftedAverager::AverageExcluding");
-  const std::size_t n = static_cast<std::size_t>(canvas_.rows()) * canvas_.cols();
-  std::vector<double> sum(n);
-  std::vector<int> count(n);
-  for (std::size_t k = 0; k < n; ++k) {
-    sum[k] = sum_[0][k] + sum_[1][k];
-    count[k] = count_[0][k] + count_[1][k];
-  }
+  // The sum of both parities, as Average() reads it, less frame i.
+  TiledCanvas sums = sums_[0].Clone();
+  sums.Add(sums_[1]);
   const Entry& excluded = frames_[static_cast<std::size_t>(i)];
-  if (excluded.contributing)
-    AccumulateOnCanvas(*frame(i), excluded.applied_shift, -1, sum.data(), count.data());
+  if (excluded.contributing) AccumulateOnCanvas(*frame(i), excluded.applied_shift, -1, &sums);
   std::vector<Shift> shifts;
   for (int j = 0; j < num_frames(); ++j)
     if (j != i && frames_[static_cast<std::size_t>(j)].contributing)
       shifts.push_back(frames_[static_cast<std::size_t>(j)].applied_shift);
-  return MakeImage(sum.data(), count.data(), nullptr, nullptr, shifts);
+  return MakeImage(sums, nullptr, shifts);
 }
 
 void ShiftedAverager::LeaveOneOutOver(int i, FrameView frame_i, const AverageImage::Rect& rect,
@@ -597,30 +597,13 @@ void ShiftedAverager::LeaveOneOutOver(int i, FrameView frame_i, const AverageIma
   scratch->count.resize(n);
   double* sum = scratch->sum.data();
   int* count = scratch->count.data();
-  const AverageImage::Rect inside = Intersect(rect, canvas_);
-  // Only what the copy below does not overwrite is zeroed.
-  const AverageImage::Rect kept{inside.row0 - rect.row0, inside.row1 - rect.row0,
-                                inside.col0 - rect.col0, inside.col1 - rect.col0};
-  ZeroOutside(sum, shape, kept);
-  ZeroOutside(count, shape, kept);
-  const double* sum0 = sum_[0].data();
-  const double* sum1 = sum_[1].data();
-  const int* count0 = count_[0].data();
-  const int* count1 = count_[1].data();
-  const int inside_cols = inside.cols();
-  for (int r = inside.row0; r < inside.row1; ++r) {
-    const std::size_t from = static_cast<std::size_t>(r - canvas_.row0) * canvas_.cols() +
-                             (inside.col0 - canvas_.col0);
-    const std::size_t to = static_cast<std::size_t>(r - rect.row0) * shape.cols + (inside.col0 - rect.col0);
-    for (int c = 0; c < inside_cols; ++c) sum[to + c] = sum0[from + c] + sum1[from + c];
-    for (int c = 0; c < inside_cols; ++c) count[to + c] = count0[from + c] + count1[from + c];
-  }
+  TiledCanvas::Read(rect, sums_[0], &sums_[1], sum, count);
   const Entry& excluded = frames_[static_cast<std::size_t>(i)];
   if (excluded.contributing) {
-    // Take out frame i's own contribution. Outside the canvas the sums are
-    // zero and the counts go negative, which the mean below maps to 0 exactly
-    // as an uncovered pixel, so no clipping to the canvas is needed (and the
-    // result is bit-identical to subtracting a clipped copy).
+    // Take out frame i's own contribution. Beyond the canvas limit the sums
+    // are zero and the counts go negative, which the mean below maps to 0
+    // exactly as an uncovered pixel, so no clipping is needed (and the result
+    // is bit-identical to subtracting a clipped copy).
     ResampleAccumulate(frame_i, excluded.applied_shift, rect.row0, rect.col0, -1, shape, sum, count);
   }
   if (mean->shape() != shape) *mean = Frame(shape);
@@ -664,11 +647,10 @@ std::size_t ShiftedAverager::FrameBytes() const {
   return bytes;
 }
 
-std::size_t ShiftedAverager::MemoryBytes() const {
-  std::size_t bytes = FrameBytes();
-  for (int p = 0; p < 2; ++p)
-    bytes += sum_[p].size() * sizeof(double) + count_[p].size() * sizeof(int);
-  return bytes;
+std::size_t ShiftedAverager::CanvasBytes() const {
+  return sums_[0].MemoryBytes() + sums_[1].MemoryBytes();
 }
+
+std::size_t ShiftedAverager::MemoryBytes() const { return FrameBytes() + CanvasBytes(); }
 
 }  // namespace livealign

@@ -28,13 +28,14 @@
 // the old contribution is subtracted (recomputed exactly as it was added) and
 // the new one added.
 //
-// Mosaic: the sums live on a canvas in frame-0 coordinates that grows (with a
-// margin, so growth is rare) to hold every included frame's footprint, so the
-// average covers the full extent of the series and frames that no longer
-// overlap frame 0 still contribute; the canvas is limited to
-// `max_extent_frames` frame sizes on each side of frame 0 (a footprint beyond
-// is clipped). Memory: the canvas grows with the drift extent, not with the
-// number of frames.
+// Mosaic: the sums live on a tiled canvas in frame-0 coordinates
+// (core/tiled_canvas.hpp): tiles are allocated as included frames' footprints
+// reach them and never move, so the average covers the full extent of the
+// series, frames that no longer overlap frame 0 still contribute, and a
+// drift beyond the canvas costs only the new tiles, never a copy of the
+// sums. The canvas is limited to `max_extent_frames` frame sizes on each side
+// of frame 0 (a footprint beyond is clipped). Memory: the canvas grows with
+// the area the drift covers, not with the number of frames.
 //
 // Frames: with a FrameStore the averager keeps only the `cache_frames` most
 // recently added frames in RAM and reads an older frame back from the store
@@ -60,6 +61,7 @@
 #include "core/frame.hpp"
 #include "core/frame_store.hpp"
 #include "core/shift.hpp"
+#include "core/tiled_canvas.hpp"
 
 namespace livealign {
 
@@ -166,8 +168,11 @@ class ShiftedAverager {
   std::size_t MemoryBytes() const;
   // Bytes of the frames held in RAM (the cache; every frame without a store).
   std::size_t FrameBytes() const;
-  // The canvas of the running sums, frame-0 coordinates.
-  AverageImage::Rect canvas() const { return canvas_; }
+  // Bytes of the running sums and counts (the canvas tiles).
+  std::size_t CanvasBytes() const;
+  // Bounding rectangle of the canvas tiles, frame-0 coordinates: it changes
+  // exactly when an update allocated tiles outside it.
+  AverageImage::Rect canvas() const;
 
  private:
   struct Entry {
@@ -179,18 +184,17 @@ class ShiftedAverager {
   };
 
   void CheckIndex(int i, const char* where) const;
-  // Grows the canvas to hold `footprint` (clipped to the limit).
-  void GrowCanvas(AverageImage::Rect footprint);
-  // Adds sign * (frame resampled at p + shift) to the canvas sums / counts.
-  void AccumulateOnCanvas(FrameView frame, Shift shift, double sign, double* sum, int* count) const;
+  // Adds sign * (frame resampled at p + shift) to the canvas sums / counts
+  // over its footprint clipped to the canvas limit (allocating tiles).
+  void AccumulateOnCanvas(FrameView frame, Shift shift, double sign, TiledCanvas* canvas) const;
   // Mean of every contributing frame but i over `rect` (frame-0 coords; 0
   // where none covers or outside the canvas), into *mean (rect-shaped).
   void LeaveOneOutOver(int i, FrameView frame_i, const AverageImage::Rect& rect,
                        LeaveOneOutScratch* scratch, Frame* mean) const;
-  AverageImage MakeImage(const double* sum_a, const int* count_a, const double* sum_b,
-                         const int* count_b, const std::vector<Shift>& shifts) const;
-  void MakeImageInto(const double* sum_a, const int* count_a, const double* sum_b,
-                     const int* count_b, const std::vector<Shift>& shifts,
+  // The average of canvas a (plus b when not null) for frames at `shifts`.
+  AverageImage MakeImage(const TiledCanvas& a, const TiledCanvas* b,
+                         const std::vector<Shift>& shifts) const;
+  void MakeImageInto(const TiledCanvas& a, const TiledCanvas* b, const std::vector<Shift>& shifts,
                      AverageImage* image) const;
 
   Options options_;
@@ -198,11 +202,9 @@ class ShiftedAverager {
   std::string channel_;
   Shape shape_;
   std::vector<Entry> frames_;
-  // Running sums and counts per index parity (0 even, 1 odd), on the canvas.
-  AverageImage::Rect canvas_;
+  // Running sums and counts per index parity (0 even, 1 odd).
   AverageImage::Rect canvas_limit_;
-  std::vector<double> sum_[2];
-  std::vector<int> count_[2];
+  TiledCanvas sums_[2];
   long num_resamples_ = 0;
   // Behind a pointer so the averager stays movable (vectors of averagers).
   std::unique_ptr<std::atomic<long>> num_store_reads_ = std::make_unique<std::atomic<long>>(0);

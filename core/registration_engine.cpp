@@ -122,6 +122,10 @@ struct RegistrationEngine::Impl {
     int adopt_at = 0;
   };
   std::optional<PendingLattice> pending_lattice;
+  // The average a lattice estimate reads, kept so its buffers are reused: on
+  // a long drift the mosaic is ~1000^2 pixels, and faulting in fresh pages
+  // for it at every re-estimate cost more than computing it.
+  AverageImage lattice_average;
 
   SolverReport last_solve;
   // Frame count at which the next full re-solve is due (full_resolve_every,
@@ -230,7 +234,8 @@ void RegistrationEngine::Impl::SyncAverager(double tolerance_px, int budget) {
 
 void RegistrationEngine::Impl::UpdateLattice(FrameView newest) {
   if (!options.lattice_snapping || frames.empty()) return;
-  const AverageImage average = averager.Average();
+  averager.Average(&lattice_average);
+  const AverageImage& average = lattice_average;
   const bool usable =
       average.best_covered.rows() >= 64 && average.best_covered.cols() >= 64 && frames.size() > 1;
   if (lattice_tracker.Estimate(average.best, usable, newest)) solver.SetHopTest(lattice_tracker.hop_test());
@@ -240,9 +245,10 @@ void RegistrationEngine::Impl::StartLatticeReestimate(int k) {
   if (pending_lattice || !options.lattice_snapping || frames.size() < 2) return;
   // The inputs are copies: the average and the newest frame change while the
   // estimate runs.
-  AverageImage average = averager.Average();
+  averager.Average(&lattice_average);
+  const AverageImage& average = lattice_average;
   const bool usable = average.best_covered.rows() >= 64 && average.best_covered.cols() >= 64;
-  Frame best = std::move(average.best);
+  Frame best = average.best.Clone();  // small: the best-covered region only
   std::shared_ptr<const Frame> newest = averager.frame(k);
   PendingLattice pending;
   pending.adopt_at = k + kLatticeReestimateDelayFrames;

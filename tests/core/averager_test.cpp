@@ -202,13 +202,13 @@ TEST_CASE("half-set and leave-one-out averages", "[core][averager]") {
   REQUIRE(MaxAbsDiff(loo.counts, averager.AverageOf(all_but_3).counts) == 0);
   REQUIRE(loo.valid == averager.AverageOf(all_but_3).valid);
 
-  // 7 frames of 48 x 40 floats + 2 x (double + int) running sums on the
-  // canvas (which holds every footprint).
-  const AverageImage::Rect canvas = averager.canvas();
-  const std::size_t canvas_pixels = static_cast<std::size_t>(canvas.rows()) * canvas.cols();
-  REQUIRE(canvas_pixels >= 1920u);
+  // 7 frames of 48 x 40 floats + the (double + int) running sums of both
+  // parities, in whole tiles, each parity's covering at least one footprint.
+  const std::size_t tile_bytes = TiledCanvas::kTileSize * TiledCanvas::kTileSize * (8 + 4);
   REQUIRE(averager.FrameBytes() == 7u * 1920 * 4);
-  REQUIRE(averager.MemoryBytes() == 7u * 1920 * 4 + 2u * canvas_pixels * (8 + 4));
+  REQUIRE(averager.CanvasBytes() % tile_bytes == 0);
+  REQUIRE(averager.CanvasBytes() >= 2u * 1920 * (8 + 4));
+  REQUIRE(averager.MemoryBytes() == averager.FrameBytes() + averager.CanvasBytes());
 }
 
 TEST_CASE("the leave-one-out template in a frame's coordinates is the leave-one-out mean moved by its shift",
@@ -359,6 +359,191 @@ TEST_CASE("the mosaic keeps frames the drift carried away from frame 0",
   const AverageImage::Rect canvas = averager.canvas();
   REQUIRE(canvas.cols() >= average.mosaic_extent.cols());
   REQUIRE(canvas.rows() * canvas.cols() < 14 * 64 * 64);
+}
+
+// Frames of distinct integer pixel values (row-major 1, 2, 3, ... plus an
+// offset per frame), so with integer shifts every average is an exact mean of
+// known pixels and a pixel taken from the wrong place shows.
+Frame NumberedFrame(Shape shape, int frame_index) {
+  Frame frame(shape);
+  for (int k = 0; k < shape.Pixels(); ++k)
+    frame.data()[k] = static_cast<float>(1000 * frame_index + k + 1);
+  return frame;
+}
+
+// The average of integer-shifted frames computed pixel by pixel, independent
+// of the averager's canvas: frame i covers frame-0 pixel p when p + s_i is
+// inside it, the mean is that of double sums, and nothing lies beyond
+// `limit` (the canvas limit) in the mosaic.
+struct ReferenceAverage {
+  AverageImage::Rect extent;
+  std::vector<double> sum;
+  std::vector<int> count;
+};
+ReferenceAverage Reference(Shape shape, const std::vector<Shift>& shifts,
+                           const std::vector<bool>& include, const AverageImage::Rect& limit) {
+  ReferenceAverage ref;
+  for (std::size_t i = 0; i < shifts.size(); ++i) {
+    if (!include[i]) continue;
+    const int sx = static_cast<int>(shifts[i].x), sy = static_cast<int>(shifts[i].y);
+    AverageImage::Rect fp{std::max(-sy, limit.row0), std::min(shape.rows - sy, limit.row1),
+                          std::max(-sx, limit.col0), std::min(shape.cols - sx, limit.col1)};
+    if (fp.Empty()) continue;
+    if (ref.extent.Empty()) {
+      ref.extent = fp;
+    } else {
+      ref.extent = {std::min(ref.extent.row0, fp.row0), std::max(ref.extent.row1, fp.row1),
+                    std::min(ref.extent.col0, fp.col0), std::max(ref.extent.col1, fp.col1)};
+    }
+  }
+  const std::size_t n = static_cast<std::size_t>(ref.extent.rows()) * ref.extent.cols();
+  ref.sum.assign(n, 0.0);
+  ref.count.assign(n, 0);
+  for (std::size_t i = 0; i < shifts.size(); ++i) {
+    if (!include[i]) continue;
+    const Frame frame = NumberedFrame(shape, static_cast<int>(i));
+    const int sx = static_cast<int>(shifts[i].x), sy = static_cast<int>(shifts[i].y);
+    for (int r = ref.extent.row0; r < ref.extent.row1; ++r) {
+      for (int c = ref.extent.col0; c < ref.extent.col1; ++c) {
+        const int fr = r + sy, fc = c + sx;
+        if (fr < 0 || fr >= shape.rows || fc < 0 || fc >= shape.cols) continue;
+        const std::size_t k = static_cast<std::size_t>(r - ref.extent.row0) * ref.extent.cols() +
+                              (c - ref.extent.col0);
+        ref.sum[k] += frame.at(fr, fc);
+        ++ref.count[k];
+      }
+    }
+  }
+  return ref;
+}
+
+// Bit-for-bit: the mosaic, its counts and extent, the frame-0 window.
+void RequireMatchesReference(const AverageImage& average, const ReferenceAverage& ref,
+                             Shape shape) {
+  REQUIRE(average.mosaic_extent == ref.extent);
+  int compared = 0;
+  for (int r = 0; r < ref.extent.rows(); ++r) {
+    for (int c = 0; c < ref.extent.cols(); ++c) {
+      const std::size_t k = static_cast<std::size_t>(r) * ref.extent.cols() + c;
+      const float mean =
+          ref.count[k] > 0 ? static_cast<float>(ref.sum[k] / ref.count[k]) : 0.0f;
+      CAPTURE(r + ref.extent.row0, c + ref.extent.col0);
+      REQUIRE(average.mosaic_counts.at(r, c) == static_cast<float>(ref.count[k]));
+      REQUIRE(average.mosaic.at(r, c) == mean);
+      const int fr = r + ref.extent.row0, fc = c + ref.extent.col0;
+      if (fr >= 0 && fr < shape.rows && fc >= 0 && fc < shape.cols) {
+        REQUIRE(average.full.at(fr, fc) == mean);
+        REQUIRE(average.counts.at(fr, fc) == static_cast<float>(ref.count[k]));
+        ++compared;
+      }
+    }
+  }
+  REQUIRE(compared > 0);
+}
+
+TEST_CASE("the tiled canvas grows in every direction across tile edges and keeps every pixel",
+          "[core][averager][mosaic]") {
+  // 50 x 70 frames (not a multiple of the tile) stepping out by 37 / 53 px
+  // (co-prime with the tile side), so footprints start and end at every
+  // offset within a tile; the walk goes right, down, left past frame 0 and
+  // up past it, so the canvas grows on all four sides, many times.
+  const Shape shape{50, 70};
+  std::vector<Shift> shifts{{0, 0}};
+  const Shift steps[4] = {{-53, 0}, {0, -37}, {53, 0}, {0, 37}};
+  const int legs[4] = {3, 3, 6, 6};
+  for (int leg = 0; leg < 4; ++leg)
+    for (int n = 0; n < legs[leg]; ++n) shifts.push_back(shifts.back() + steps[leg]);
+  const std::vector<bool> include(shifts.size(), true);
+  ShiftedAverager::Options options;
+  options.max_extent_frames = 8;  // never reached here
+  ShiftedAverager averager(options);
+  for (std::size_t i = 0; i < shifts.size(); ++i) {
+    averager.AddFrame(NumberedFrame(shape, static_cast<int>(i)), shifts[i]);
+    // After every growth step: the canvas covers the mosaic, which is exact.
+    const AverageImage average = averager.Average();
+    const AverageImage::Rect canvas = averager.canvas();
+    REQUIRE(canvas.row0 <= average.mosaic_extent.row0);
+    REQUIRE(canvas.row1 >= average.mosaic_extent.row1);
+    REQUIRE(canvas.col0 <= average.mosaic_extent.col0);
+    REQUIRE(canvas.col1 >= average.mosaic_extent.col1);
+    const std::vector<Shift> so_far(shifts.begin(), shifts.begin() + static_cast<long>(i) + 1);
+    RequireMatchesReference(average, Reference(shape, so_far, include, {-1000, 1000, -1000, 1000}),
+                            shape);
+  }
+  const AverageImage average = averager.Average();
+  // Left, right, above and below frame 0's window.
+  REQUIRE(average.mosaic_extent.col0 < -100);
+  REQUIRE(average.mosaic_extent.col1 > 150);
+  REQUIRE(average.mosaic_extent.row0 < -70);
+  REQUIRE(average.mosaic_extent.row1 > 100);
+  // The half sets and a leave-one-out average read the same tiles.
+  std::vector<bool> even(shifts.size()), all_but_5(shifts.size(), true);
+  for (std::size_t i = 0; i < shifts.size(); i += 2) even[i] = true;
+  all_but_5[5] = false;
+  RequireMatchesReference(averager.HalfSetAverage(0), Reference(shape, shifts, even, {-1000, 1000, -1000, 1000}),
+                          shape);
+  RequireMatchesReference(averager.AverageExcluding(5),
+                          Reference(shape, shifts, all_but_5, {-1000, 1000, -1000, 1000}), shape);
+  RequireMatchesReference(averager.AverageOf(all_but_5),
+                          Reference(shape, shifts, all_but_5, {-1000, 1000, -1000, 1000}), shape);
+}
+
+TEST_CASE("the canvas limit clips footprints on every side", "[core][averager][mosaic]") {
+  // Limit 1 frame size beyond frame 0's window: rows [-30, 60), cols [-40, 80).
+  const Shape shape{30, 40};
+  ShiftedAverager::Options options;
+  options.max_extent_frames = 1;
+  ShiftedAverager averager(options);
+  const std::vector<Shift> shifts{{0, 0}, {55, 0}, {-55, 0}, {0, 45}, {0, -45}, {500, 500}};
+  const std::vector<bool> include(shifts.size(), true);
+  for (std::size_t i = 0; i < shifts.size(); ++i)
+    averager.AddFrame(NumberedFrame(shape, static_cast<int>(i)), shifts[i]);
+  const AverageImage average = averager.Average();
+  REQUIRE(average.mosaic_extent == (AverageImage::Rect{-30, 60, -40, 80}));
+  RequireMatchesReference(average, Reference(shape, shifts, include, {-30, 60, -40, 80}), shape);
+  // The frame far beyond the limit adds nothing, not even tiles near it.
+  const AverageImage::Rect canvas = averager.canvas();
+  REQUIRE(canvas.row0 >= -30 - TiledCanvas::kTileSize);
+  REQUIRE(canvas.col1 <= 80 + TiledCanvas::kTileSize);
+}
+
+TEST_CASE("subtracting frames after the canvas grew restores exact zeros", "[core][averager][mosaic]") {
+  const Shape shape{40, 48};
+  SimulatorOptions sim;
+  sim.shape = shape;
+  SimulatedSeries series = Simulate(sim, 4, 6);
+  // Fractional shifts, frames 1-3 far from frame 0 in three directions.
+  const std::vector<Shift> shifts{{0, 0}, {-150.3, 0.6}, {0.25, 170.7}, {140.5, -90.2}};
+  ShiftedAverager averager(ShiftedAverager::Options{0.0});
+  for (int i = 0; i < 4; ++i) averager.AddFrame(series.frames[i].Clone(), shifts[i]);
+  const AverageImage::Rect grown = averager.canvas();
+  // Move each far frame back onto frame 0, then take frame 1 out entirely:
+  // the tiles they left must hold exact zeros, as a fresh averager's do.
+  averager.SetShift(1, Shift{0.4, -0.3}, false);
+  averager.SetShift(2, Shift{1.25, 0.5}, true);
+  averager.SetShift(3, Shift{-0.5, 2.0}, true);
+  REQUIRE(averager.canvas() == grown);  // tiles are never freed
+  ShiftedAverager fresh(ShiftedAverager::Options{0.0});
+  fresh.AddFrame(series.frames[0].Clone(), shifts[0]);
+  fresh.AddFrame(series.frames[1].Clone(), Shift{0.4, -0.3}, false);
+  fresh.AddFrame(series.frames[2].Clone(), Shift{1.25, 0.5});
+  fresh.AddFrame(series.frames[3].Clone(), Shift{-0.5, 2.0});
+  const AverageImage a = averager.Average(), b = fresh.Average();
+  REQUIRE(a.mosaic_extent == b.mosaic_extent);
+  REQUIRE(a.mosaic_counts.pixels() == b.mosaic_counts.pixels());
+  REQUIRE(a.valid == b.valid);
+  // Frame 0 alone where the others do not reach: exactly its pixels.
+  REQUIRE(a.full.at(39, 0) == series.frames[0].at(39, 0));
+  // Elsewhere the same sums, up to the rounding of add-then-subtract.
+  REQUIRE(MaxAbsDiff(a.mosaic, b.mosaic) < 1e-5);
+  // Re-added far away, a frame finds zeros there: the mean is its own pixels.
+  averager.SetShift(1, shifts[1], true);
+  const AverageImage c = averager.Average();
+  ShiftedAverager alone(ShiftedAverager::Options{0.0});
+  alone.AddFrame(series.frames[1].Clone(), shifts[1]);
+  const AverageImage d = alone.Average();
+  const AverageImage::Rect far = d.mosaic_extent;
+  REQUIRE(CropMosaic(c, far).pixels() == CropMosaic(d, far).pixels());
 }
 
 TEST_CASE("averager misuse is refused", "[core][averager]") {

@@ -1,0 +1,83 @@
+#include "core/tiled_canvas.hpp"
+
+#include <algorithm>
+
+namespace livealign {
+namespace {
+
+TiledCanvas::Rect Union(const TiledCanvas::Rect& a, const TiledCanvas::Rect& b) {
+  if (a.Empty()) return b;
+  if (b.Empty()) return a;
+  return {std::min(a.row0, b.row0), std::max(a.row1, b.row1), std::min(a.col0, b.col0),
+          std::max(a.col1, b.col1)};
+}
+
+}  // namespace
+
+TiledCanvas TiledCanvas::Clone() const {
+  TiledCanvas copy;
+  for (const auto& [key, tile] : tiles_) copy.tiles_.emplace(key, std::make_unique<Tile>(*tile));
+  copy.bounds_ = bounds_;
+  return copy;
+}
+
+const TiledCanvas::Tile* TiledCanvas::Find(int tile_row, int tile_col) const {
+  const auto it = tiles_.find(Key(tile_row, tile_col));
+  return it == tiles_.end() ? nullptr : it->second.get();
+}
+
+TiledCanvas::Tile& TiledCanvas::Touch(int tile_row, int tile_col) {
+  std::unique_ptr<Tile>& tile = tiles_[Key(tile_row, tile_col)];
+  if (tile == nullptr) {
+    tile = std::make_unique<Tile>();
+    const Rect area{tile_row * kTileSize, (tile_row + 1) * kTileSize, tile_col * kTileSize,
+                    (tile_col + 1) * kTileSize};
+    bounds_ = Union(bounds_, area);
+  }
+  return *tile;
+}
+
+void TiledCanvas::Read(const Rect& rect, const TiledCanvas& a, const TiledCanvas* b, double* sum,
+                       int* count) {
+  const std::size_t cols = static_cast<std::size_t>(rect.cols());
+  ForEachRowSegment(rect, a, b,
+                    [&](int r, int c0, int c1, const double* sa, const int* ca, const double* sb,
+                        const int* cb) {
+    const int n = c1 - c0;
+    const std::size_t to = static_cast<std::size_t>(r - rect.row0) * cols + (c0 - rect.col0);
+    if (sum != nullptr) {
+      double* out = sum + to;
+      if (sa != nullptr && sb != nullptr) {
+        for (int c = 0; c < n; ++c) out[c] = sa[c] + sb[c];
+      } else if (sa != nullptr || sb != nullptr) {
+        const double* x = sa != nullptr ? sa : sb;
+        std::copy(x, x + n, out);
+      } else {
+        std::fill(out, out + n, 0.0);
+      }
+    }
+    if (count != nullptr) {
+      int* out = count + to;
+      if (ca != nullptr && cb != nullptr) {
+        for (int c = 0; c < n; ++c) out[c] = ca[c] + cb[c];
+      } else if (ca != nullptr || cb != nullptr) {
+        const int* x = ca != nullptr ? ca : cb;
+        std::copy(x, x + n, out);
+      } else {
+        std::fill(out, out + n, 0);
+      }
+    }
+  });
+}
+
+void TiledCanvas::Add(const TiledCanvas& other) {
+  for (const auto& [key, from] : other.tiles_) {
+    const int tile_row = static_cast<int>(static_cast<std::uint32_t>(key >> 32));
+    const int tile_col = static_cast<int>(static_cast<std::uint32_t>(key & 0xffffffffu));
+    Tile& to = Touch(tile_row, tile_col);
+    for (std::size_t k = 0; k < kTilePixels; ++k) to.sum[k] += from->sum[k];
+    for (std::size_t k = 0; k < kTilePixels; ++k) to.count[k] += from->count[k];
+  }
+}
+
+}  // namespace livealign
