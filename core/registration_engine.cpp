@@ -131,6 +131,9 @@ struct RegistrationEngine::Impl {
   // no_overlap[j][i]: pair (i, j) was not correlated (predicted overlap below
   // min_overlap_fraction).
   std::vector<std::vector<bool>> no_overlap;
+  // Some pair so far was skipped by the overlap gate (see
+  // EngineOptions::live_refine_after_overlap_loss).
+  bool overlap_lost = false;
   // The result of the last update without its O(k^2) parts (Snapshot()).
   RegistrationResult result;
 
@@ -313,6 +316,8 @@ RegistrationResult RegistrationEngine::AddFrame(Frame frame, ResultRequest reque
                                             ToPairSearchOptions(m.options));
   report.predicted_search = found.used_prediction;
   m.lattice_tracker.AddCoarseEvidence(SearchCoarsePairs(m.correlator, m.pool, k, m.lattice_tracker.lattice()));
+  if (std::find(found.no_overlap.begin(), found.no_overlap.end(), true) != found.no_overlap.end())
+    m.overlap_lost = true;
   m.no_overlap.push_back(std::move(found.no_overlap));
   report.timings.correlate_ms = MsSince(t);
   report.timings.pairs = static_cast<int>(std::count(m.no_overlap.back().begin(), m.no_overlap.back().end(), false));
@@ -361,7 +366,7 @@ RegistrationResult RegistrationEngine::AddFrame(Frame frame, ResultRequest reque
   }
   report.timings.lattice_ms += MsSince(t);
   t = Clock::now();
-  m.RefineLive();
+  if (!m.options.live_refine_after_overlap_loss || m.overlap_lost) m.RefineLive();
   report.timings.refine_ms = MsSince(t);
   report.timings.total_ms = MsSince(start);
   return m.Conclude(report, request);
