@@ -155,6 +155,7 @@ struct RegistrationEngine::Impl {
   // `now`, at once, waiting for it); returns true when one was taken.
   bool AdoptLatticeReestimate(int k, bool now = false);
   void RefineAll();
+  void RefineNeverRefined();
   void RefineLive(int budget = -1);
   // The quality figures and verdict of the current state (once per update).
   EngineQuality AssessQuality() const;
@@ -267,6 +268,13 @@ bool RegistrationEngine::Impl::AdoptLatticeReestimate(int k, bool now) {
 
 void RegistrationEngine::Impl::RefineAll() {
   if (!precision.RefineAll(averager, PairwiseShifts(), Flags(), pool)) return;
+  PublishShifts();
+  SyncAverager(0.0);
+}
+
+void RegistrationEngine::Impl::RefineNeverRefined() {
+  const int refined = precision.RefineNeverRefined(averager, PairwiseShifts(), Flags(), pool);
+  if (refined == 0) return;
   PublishShifts();
   SyncAverager(0.0);
 }
@@ -397,13 +405,15 @@ RegistrationResult RegistrationEngine::Finish(ResultRequest request) {
   report.timings.average_ms = MsSince(t);
   t = Clock::now();
   // One Jacobi pass: a second pass (templates from refined shifts) changed
-  // the RMS error by < 0.001 px on the 40-frame benchmarks and doubled the cost.
-  // With final_refine_all off, only the frames the live schedule says are due.
-  if (m.options.final_refine_all || m.options.live_refine_per_update == 0) {
+  // the RMS error by < 0.001 px on the 40-frame benchmarks and doubled the
+  // cost. A long series refined live needs only the frames never refined
+  // (EngineOptions::final_refine_all_max_frames).
+  const bool refined_live = m.options.live_refine_per_update > 0 &&
+                            (!m.options.live_refine_after_overlap_loss || m.overlap_lost);
+  if (!refined_live || static_cast<int>(m.frames.size()) <= m.options.final_refine_all_max_frames) {
     m.RefineAll();
   } else {
-    m.RefineLive(static_cast<int>(m.frames.size()));
-    m.SyncAverager(0.0);
+    m.RefineNeverRefined();
   }
   report.timings.refine_ms = MsSince(t);
   report.timings.total_ms = MsSince(start);

@@ -307,6 +307,39 @@ TEST_CASE("live refinement held back until the overlap is lost: the offline fast
   }
 }
 
+TEST_CASE("the series end of a long series refined live refines only the frames never refined",
+          "[core][registration_engine][live_precision]") {
+  SimulatorOptions sim;
+  sim.shape = Shape{128, 128};
+  sim.dose_counts_per_px = 0.5;
+  auto run = [&](int final_refine_all_max_frames, std::vector<Shift>* last_live) {
+    EngineOptions options;
+    options.final_refine_all_max_frames = final_refine_all_max_frames;
+    Simulator microscope(sim, /*seed=*/4);
+    RegistrationEngine engine(options, sim.shape);
+    RegistrationResult live;
+    for (int k = 0; k < 30; ++k) live = engine.AddFrame(microscope.NextFrame());
+    last_live->clear();
+    for (const FrameState& f : live.frames) last_live->push_back(f.shift);
+    return engine.Finish().frames;
+  };
+  std::vector<Shift> live_short, live_long;
+  // 30 frames "long" (above 10): every frame was refined live (3 per update),
+  // so the series end keeps the live refinements exactly.
+  const std::vector<FrameState> long_series = run(10, &live_long);
+  // Default (200): the series end refines every frame once more.
+  const std::vector<FrameState> short_series = run(200, &live_short);
+  REQUIRE(long_series.size() == live_long.size());
+  int moved_long = 0, moved_short = 0;
+  for (std::size_t i = 0; i < long_series.size(); ++i) {
+    moved_long += long_series[i].shift == live_long[i] ? 0 : 1;
+    moved_short += short_series[i].shift == live_short[i] ? 0 : 1;
+  }
+  CHECK(live_long == live_short);  // the option only acts at the end
+  CHECK(moved_long == 0);
+  CHECK(moved_short > 20);
+}
+
 TEST_CASE("a lattice re-estimate runs beside the updates and is taken at a fixed later update",
           "[core][registration_engine]") {
   // 128^2 perovskite frames: the lattice is found from the first raw frame;
