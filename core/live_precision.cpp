@@ -63,6 +63,19 @@ std::vector<int> LivePrecisionSchedule::Select(int num_included,
   return chosen;
 }
 
+std::vector<int> LivePrecisionSchedule::SelectNeverRefined(int num_included,
+                                                           const std::vector<bool>& flagged) const {
+  const int n = static_cast<int>(states_.size());
+  if (static_cast<int>(flagged.size()) != n)
+    throw std::invalid_argument("LivePrecisionSchedule::SelectNeverRefined: one flag per frame needed");
+  std::vector<int> chosen;
+  if (num_included < options_.min_frames) return chosen;
+  for (int i = 1; i < n; ++i) {
+    if (!flagged[i] && states_[static_cast<std::size_t>(i)].included_at_refine == 0) chosen.push_back(i);
+  }
+  return chosen;
+}
+
 void LivePrecisionSchedule::MarkRefined(int i, int num_included, Shift pairwise) {
   if (i < 0 || i >= static_cast<int>(states_.size()))
     throw std::invalid_argument("LivePrecisionSchedule::MarkRefined: frame index out of range");

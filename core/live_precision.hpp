@@ -52,6 +52,9 @@ class LivePrecisionSchedule {
   // entry per frame.
   std::vector<int> Select(int num_included, const std::vector<Shift>& pairwise_shifts,
                           const std::vector<bool>& flagged, int budget = -1) const;
+  // Frames the series end must still refine on a long series: those never
+  // refined (except frame 0, the gauge, and flagged frames); no budget.
+  std::vector<int> SelectNeverRefined(int num_included, const std::vector<bool>& flagged) const;
   // Records that frame i was refined against a template of num_included frames
   // while its pairwise shift was `pairwise`.
   void MarkRefined(int i, int num_included, Shift pairwise);

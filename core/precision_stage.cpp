@@ -104,9 +104,27 @@ int PrecisionStage::RefineLive(const ShiftedAverager& averager, const std::vecto
   if (!enabled_ || (budget < 0 && live_per_update_ == 0)) return 0;
   Resize(n);
   schedule_.Resize(n);
+  const std::vector<int> chosen = schedule_.Select(averager.num_included(), pairwise, flagged, budget);
+  RefineChosen(averager, chosen, pairwise, flagged, pool);
+  return static_cast<int>(chosen.size());
+}
+
+int PrecisionStage::RefineNeverRefined(const ShiftedAverager& averager, const std::vector<Shift>& pairwise,
+                                       const std::vector<bool>& flagged, ThreadPool& pool) {
+  const int n = static_cast<int>(pairwise.size());
+  if (!enabled_) return 0;
+  Resize(n);
+  schedule_.Resize(n);
+  const std::vector<int> chosen = schedule_.SelectNeverRefined(averager.num_included(), flagged);
+  RefineChosen(averager, chosen, pairwise, flagged, pool);
+  return static_cast<int>(chosen.size());
+}
+
+void PrecisionStage::RefineChosen(const ShiftedAverager& averager, const std::vector<int>& chosen,
+                                  const std::vector<Shift>& pairwise, const std::vector<bool>& flagged,
+                                  ThreadPool& pool) {
+  if (chosen.empty()) return;
   const int included = averager.num_included();
-  const std::vector<int> chosen = schedule_.Select(included, pairwise, flagged, budget);
-  if (chosen.empty()) return 0;
   std::vector<Shift> result(chosen.size());
   std::vector<char> ok(chosen.size(), 0);
   pool.ParallelFor(static_cast<int>(chosen.size()), [&](int c, int worker) {
@@ -121,7 +139,6 @@ int PrecisionStage::RefineLive(const ShiftedAverager& averager, const std::vecto
     refined_ok_[i] = ok[c] != 0;
     refinement_[i] = refined_ok_[i] ? result[c] : Shift{};
   }
-  return static_cast<int>(chosen.size());
 }
 
 }  // namespace livealign

@@ -49,11 +49,19 @@ class PrecisionStage {
   // many frames were tried (0: nothing ran).
   int RefineLive(const ShiftedAverager& averager, const std::vector<Shift>& pairwise,
                  const std::vector<bool>& flagged, ThreadPool& pool, int budget = -1);
+  // The series-end step of a long series refined live: only the frames never
+  // refined (EngineOptions::final_refine_all_max_frames). Returns how many
+  // were tried.
+  int RefineNeverRefined(const ShiftedAverager& averager, const std::vector<Shift>& pairwise,
+                         const std::vector<bool>& flagged, ThreadPool& pool);
 
  private:
   // Registers frame i against its leave-one-out average; false when the
   // result is not trusted. Safe to run for distinct frames in parallel.
   bool RefineOne(const ShiftedAverager& averager, int i, Shift pairwise, int worker, Shift* refined);
+  // Refines the `chosen` frames in parallel and records them in the schedule.
+  void RefineChosen(const ShiftedAverager& averager, const std::vector<int>& chosen,
+                    const std::vector<Shift>& pairwise, const std::vector<bool>& flagged, ThreadPool& pool);
 
   bool enabled_;
   int live_per_update_;

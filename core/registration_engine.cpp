@@ -134,6 +134,9 @@ struct RegistrationEngine::Impl {
   // no_overlap[j][i]: pair (i, j) was not correlated (predicted overlap below
   // min_overlap_fraction).
   std::vector<std::vector<bool>> no_overlap;
+  // Some pair so far was skipped by the overlap gate (see
+  // EngineOptions::live_refine_after_overlap_loss).
+  bool overlap_lost = false;
   // The result of the last update without its O(k^2) parts (Snapshot()).
   RegistrationResult result;
 
@@ -155,6 +158,7 @@ struct RegistrationEngine::Impl {
   // `now`, at once, waiting for it); returns true when one was taken.
   bool AdoptLatticeReestimate(int k, bool now = false);
   void RefineAll();
+  void RefineNeverRefined();
   void RefineLive(int budget = -1);
   // The quality figures and verdict of the current state (once per update).
   EngineQuality AssessQuality() const;
@@ -273,6 +277,13 @@ void RegistrationEngine::Impl::RefineAll() {
   SyncAverager(0.0);
 }
 
+void RegistrationEngine::Impl::RefineNeverRefined() {
+  const int refined = precision.RefineNeverRefined(averager, PairwiseShifts(), Flags(), pool);
+  if (refined == 0) return;
+  PublishShifts();
+  SyncAverager(0.0);
+}
+
 void RegistrationEngine::Impl::RefineLive(int budget) {
   const int refined = precision.RefineLive(averager, PairwiseShifts(), Flags(), pool, budget);
   if (refined == 0) return;
@@ -318,6 +329,8 @@ RegistrationResult RegistrationEngine::AddFrame(Frame frame, ResultRequest reque
                                             ToPairSearchOptions(m.options));
   report.predicted_search = found.used_prediction;
   m.lattice_tracker.AddCoarseEvidence(SearchCoarsePairs(m.correlator, m.pool, k, m.lattice_tracker.lattice()));
+  if (std::find(found.no_overlap.begin(), found.no_overlap.end(), true) != found.no_overlap.end())
+    m.overlap_lost = true;
   m.no_overlap.push_back(std::move(found.no_overlap));
   report.timings.correlate_ms = MsSince(t);
   report.timings.pairs = static_cast<int>(std::count(m.no_overlap.back().begin(), m.no_overlap.back().end(), false));
@@ -366,7 +379,7 @@ RegistrationResult RegistrationEngine::AddFrame(Frame frame, ResultRequest reque
   }
   report.timings.lattice_ms += MsSince(t);
   t = Clock::now();
-  m.RefineLive();
+  if (!m.options.live_refine_after_overlap_loss || m.overlap_lost) m.RefineLive();
   report.timings.refine_ms = MsSince(t);
   report.timings.total_ms = MsSince(start);
   return m.Conclude(report, request);
@@ -397,13 +410,15 @@ RegistrationResult RegistrationEngine::Finish(ResultRequest request) {
   report.timings.average_ms = MsSince(t);
   t = Clock::now();
   // One Jacobi pass: a second pass (templates from refined shifts) changed
-  // the RMS error by < 0.001 px on the 40-frame benchmarks and doubled the cost.
-  // With final_refine_all off, only the frames the live schedule says are due.
-  if (m.options.final_refine_all || m.options.live_refine_per_update == 0) {
+  // the RMS error by < 0.001 px on the 40-frame benchmarks and doubled the
+  // cost. A long series refined live needs only the frames never refined
+  // (EngineOptions::final_refine_all_max_frames).
+  const bool refined_live = m.options.live_refine_per_update > 0 &&
+                            (!m.options.live_refine_after_overlap_loss || m.overlap_lost);
+  if (!refined_live || static_cast<int>(m.frames.size()) <= m.options.final_refine_all_max_frames) {
     m.RefineAll();
   } else {
-    m.RefineLive(static_cast<int>(m.frames.size()));
-    m.SyncAverager(0.0);
+    m.RefineNeverRefined();
   }
   report.timings.refine_ms = MsSince(t);
   report.timings.total_ms = MsSince(start);

@@ -52,11 +52,11 @@ int RunRegister(int argc, char** argv) {
   }
 
   // Offline nobody watches the live shifts, and Finish() refines every frame
-  // against the final average anyway (final_refine_all): the live precision
-  // steps would be half of register's work for the same final shifts
-  // (bench --size 512 --frames 40 --seed 11: final RMS 0.0236 px without,
-  // 0.0237 px with). An explicit --live-refine-per-update still wins.
-  if (vm["live-refine-per-update"].defaulted()) engine_options.live_refine_per_update = 0;
+  // against the final average anyway: while every pair overlaps, live
+  // refinement would be half of register's work for the same final shifts
+  // (EngineOptions::live_refine_after_overlap_loss says when it is needed).
+  // An explicit --live-refine-after-overlap-loss still wins.
+  if (vm["live-refine-after-overlap-loss"].defaulted()) engine_options.live_refine_after_overlap_loss = true;
   std::string error;
   if (!engine_options.Check(&error)) throw std::invalid_argument(error);
   const auto start = std::chrono::steady_clock::now();
