@@ -72,7 +72,8 @@ int RunLiveBench(int argc, char** argv) {
        "daemon frame-queue bound, bytes")
       ("max-queue-wait-s",
        po::value(&daemon_options.max_queue_wait_s)->default_value(daemon_options.max_queue_wait_s),
-       "daemon (sub): lose a frame that would wait longer in the queue (0 = bytes only)")
+       "daemon (sub): no accepted frame waits longer in the queue; one that waited or would wait "
+       "longer is lost (0 = bytes only; pull holds the sender back instead)")
       ("average-interval-s",
        po::value(&daemon_options.average_interval_s)->default_value(daemon_options.average_interval_s),
        "daemon average rate limit")
@@ -272,7 +273,10 @@ int RunLiveBench(int argc, char** argv) {
             << s["frames_missing"] << ", of which lost in the queue " << s["frames_lost"] << ")\n";
   if (!lost_indices.empty()) {
     std::cout << "  lost indices:";
-    for (auto i : lost_indices) std::cout << " " << i;
+    // The first ones (the JSON line has them all).
+    constexpr std::size_t kListed = 50;
+    for (std::size_t i = 0; i < lost_indices.size() && i < kListed; ++i) std::cout << " " << lost_indices[i];
+    if (lost_indices.size() > kListed) std::cout << " ... (" << lost_indices.size() << " in all)";
     std::cout << "\n";
   }
   std::cout << "  latency arrival -> drift message, ms:\n";
@@ -287,8 +291,16 @@ int RunLiveBench(int argc, char** argv) {
   std::cout << "  of which: queue wait median " << Percentile(queue_ms, 0.5) << " ms (max "
             << Percentile(queue_ms, 1.0) << "), engine AddFrame median "
             << Percentile(engine_ms, 0.5) << " ms (max " << Percentile(engine_ms, 1.0) << ")\n";
-  std::cout << "  median latency over the last 10 frames (k = " << last_k0 << ".." << last_k1
-            << "): " << Percentile(last10, 0.5) << " ms\n";
+  std::cout << "  latency of the last 10 frames (k = " << last_k0 << ".." << last_k1
+            << "): median " << Percentile(last10, 0.5) << " ms, max " << Percentile(last10, 1.0)
+            << " ms\n";
+  // The wait of an accepted frame: its arrival to the engine's start
+  // (queue_ms), which --max-queue-wait-s bounds with SUB.
+  std::cout << "  longest wait of an accepted frame in the queue " << Percentile(queue_ms, 1.0)
+            << " ms" << (pattern == "sub" && daemon_options.max_queue_wait_s > 0
+                             ? " (bound " + Text(daemon_options.max_queue_wait_s * 1000) + " ms)"
+                             : std::string(" (pull: no bound, the sender is held back)"))
+            << "\n";
   std::cout << std::setprecision(3) << "  final RMS error vs ground truth: " << rms_error
             << " px\n" << std::setprecision(1);
   std::cout << "  peak RSS (whole process: simulator, daemon, subscriber; without --out the engine holds every "
@@ -361,6 +373,8 @@ int RunLiveBench(int argc, char** argv) {
                       {"latency_ms_p90", Percentile(all, 0.9)},
                       {"latency_ms_max", Percentile(all, 1.0)},
                       {"latency_ms_median_last10", Percentile(last10, 0.5)},
+                      {"latency_ms_max_last10", Percentile(last10, 1.0)},
+                      {"queue_ms_max", Percentile(queue_ms, 1.0)},
                       {"queue_ms_median", Percentile(queue_ms, 0.5)},
                       {"engine_ms_median", Percentile(engine_ms, 0.5)},
                       {"final_rms_error_px", rms_error},
