@@ -170,8 +170,14 @@ int RunLiveBench(int argc, char** argv) {
   std::optional<Clock::time_point> first_drift;
   Clock::time_point last_drift;
   bool series_end_lost = false;
+  // PULL holds the sender back, so an overloaded series takes as long as the
+  // engine needs (minutes at 2x for 60 s): no time budget while messages
+  // keep coming, only a stall of quiet_limit ends it. SUB ends in about the
+  // sending time.
   const auto budget = std::chrono::duration<double>(frames / rate_hz * 3 + 120);
-  while (series_end.is_null() && Clock::now() - start_time < budget) {
+  const bool pull = pattern == "pull";
+  while (series_end.is_null() && (pull || Clock::now() - start_time < budget)) {
+    if (pull && Clock::now() - last_message > quiet_limit) break;
     if (Clock::now() >= next_sample) {
       rss_samples.emplace_back(std::chrono::duration<double>(Clock::now() - start_time).count(),
                                RssMiB());
