@@ -12,6 +12,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <future>
 #include <thread>
 
 #include "core/simulator.hpp"
@@ -117,6 +118,11 @@ int RunLiveBench(int argc, char** argv) {
   std::vector<Shift> truth(frames);
   std::atomic<bool> sender_ok{true};
   std::atomic<bool> sender_done{false};
+  // The sender's socket stays open until the results are in: closing it
+  // would discard what PULL back-pressure still holds in its buffers (its
+  // linger is 5 s; at 2x for 60 s hundreds of frames wait there).
+  std::promise<void> results_in;
+  const std::shared_future<void> results_in_future = results_in.get_future().share();
   double generate_ms_max = 0;
   std::atomic<double> send_s{0};  // first to last frame sent (PULL back-pressure stretches it)
   std::thread sender_thread([&] {
@@ -144,6 +150,8 @@ int RunLiveBench(int argc, char** argv) {
       }
       send_s = std::chrono::duration<double>(Clock::now() - t0).count();
       sender.SendSeriesEnd(SeriesEnd{id, frames});
+      sender_done = true;
+      results_in_future.wait();
     } catch (const std::exception& e) {
       std::cerr << "livealign bench --live: sender: " << e.what() << "\n";
       sender_ok = false;
@@ -211,6 +219,7 @@ int RunLiveBench(int argc, char** argv) {
       series_end = m->header;
     }
   }
+  results_in.set_value();
   sender_thread.join();
   const auto status = control.Request("status", std::chrono::seconds(30));
   daemon.Stop();
