@@ -72,13 +72,15 @@ struct DaemonOptions {
   // Memory stays bounded by this (plus a few frames in ZMQ's own buffers)
   // however fast frames arrive.
   std::int64_t queue_bytes = std::int64_t{512} << 20;
-  // SUB only: a frame that would wait longer than this in the queue (the
-  // frames ahead of it times the series thread's recent seconds per frame,
-  // stream/queue_wait.hpp) is lost and reported (`queue_wait`) as on a full
-  // queue. The wait is an estimate (frames ahead times the recent time per
-  // frame of the series thread), so this shortens the queue of a saturated
-  // daemon but does not guarantee the wait (docs/protocol.md, "Frames in"); 0 =
-  // the byte bound alone. PULL holds the sender back.
+  // SUB only: no frame waits longer than this in the queue before it is
+  // accepted. A frame the series thread takes after a longer wait is lost
+  // before its journal append and reported (`queue_wait`), so the wait of
+  // every accepted frame is within the bound; and a frame that would wait
+  // longer (the frames ahead of it times the series thread's recent interval
+  // between pops, stream/queue_wait.hpp) is refused at once, which keeps the
+  // queue short (docs/protocol.md, "Frames in"). 0 = the byte bound alone.
+  // PULL holds the sender back instead and loses nothing, so the bound does
+  // not apply to it.
   double max_queue_wait_s = 5.0;
   // Minimum seconds between `average` messages (each costs a full average);
   // the last frame of a series always gets one.

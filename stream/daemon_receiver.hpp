@@ -6,7 +6,8 @@
 // finds the queue full is lost, counted (frames_lost) and reported
 // (`queue_full`), and so is one that would wait longer than
 // DaemonOptions::max_queue_wait_s (`queue_wait`, judged by `queue_wait`, the
-// series thread's estimate; none when null). Series boundaries cost no bytes
+// series thread's estimate; none when null; the series thread enforces the
+// bound itself when it takes the frame). Series boundaries cost no bytes
 // and are never lost.
 //
 // Threads: Bind/Connect before Run(); Run() is the receiver thread (the only

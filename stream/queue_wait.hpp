@@ -3,31 +3,53 @@
 // before the series thread takes it, so that a SUB receiver can refuse frames
 // whose drift message would come too late to be of use (DaemonOptions::
 // max_queue_wait_s) instead of letting the wait grow to a full queue's worth.
+// It only keeps the queue short: the bound itself is enforced when a frame is
+// taken (stream/series_runner.cpp drops a frame that waited longer before
+// journaling it), so an estimate that reads low costs frames, not latency.
 //
-// The series thread records how long each frame took it (journal, engine,
-// publishing: everything between two frames of a saturated queue); the
-// estimate is the frames queued ahead times an exponential moving average of
-// those times, so that one slow update (a re-solve, a lattice re-estimate)
-// does not decide alone. Before the first frame the estimate is 0: nothing is
-// refused on a guess.
+// What a frame behind a saturated queue waits for is the interval between two
+// of the series thread's pops: the whole turn of the item ahead (journal,
+// engine, publishing, releasing its payload, the pop itself), including the
+// time other threads took the CPU from it. So the samples are the intervals
+// between consecutive pops that did not wait for an item (the queue was not
+// empty); an interval that began or ended with an idle wait says nothing about
+// the engine. The estimate is the frames queued ahead times an exponential
+// moving average of those intervals, so that one slow update (a re-solve, a
+// lattice re-estimate) does not decide alone. Before the first sample the
+// estimate is 0: nothing is refused on a guess.
 //
 // Thread-safe: one writer (the series thread), any number of readers.
 //
-//   series thread:   wait.RecordFrameSeconds(seconds);
+//   series thread:   wait.RecordPop(Clock::now(), /*queue_was_empty=*/...);
 //   receiver thread: if (wait.ExpectedWaitS(queued) > bound) refuse;
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
+#include <optional>
 
 namespace livealign {
 
 class QueueWaitEstimate {
  public:
-  // Weight of the newest frame in the moving average: about the last ten
-  // frames count.
+  using Clock = std::chrono::steady_clock;
+
+  // Weight of the newest interval in the moving average: about the last ten
+  // count.
   static constexpr double kNewestWeight = 0.1;
 
-  void RecordFrameSeconds(double seconds) {
+  // The series thread took an item at `now`; `queue_was_empty`: it had to
+  // wait for one (then the interval since the previous pop was partly idle).
+  // Series thread only.
+  void RecordPop(Clock::time_point now, bool queue_was_empty) {
+    if (previous_pop_ && !queue_was_empty) {
+      RecordIntervalSeconds(std::chrono::duration<double>(now - *previous_pop_).count());
+    }
+    previous_pop_ = now;
+  }
+
+  // One sample of the time per queued item.
+  void RecordIntervalSeconds(double seconds) {
     if (!(seconds >= 0)) return;
     const double previous = seconds_per_frame_.load(std::memory_order_relaxed);
     const double next =
@@ -38,13 +60,14 @@ class QueueWaitEstimate {
   double SecondsPerFrame() const { return seconds_per_frame_.load(std::memory_order_relaxed); }
 
   // Seconds until the series thread reaches a frame queued behind
-  // `frames_ahead` others (it waits for them and for itself).
+  // `frames_ahead` others (it waits for them and for the turn in progress).
   double ExpectedWaitS(std::size_t frames_ahead) const {
     return static_cast<double>(frames_ahead + 1) * SecondsPerFrame();
   }
 
  private:
   std::atomic<double> seconds_per_frame_{0.0};
+  std::optional<Clock::time_point> previous_pop_;  // series thread only
 };
 
 }  // namespace livealign

@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <filesystem>
+#include <iomanip>
 #include <map>
 #include <optional>
 #include <set>
@@ -14,6 +15,7 @@
 #include "adapters/frame_journal.hpp"
 #include "adapters/journal_frame_store.hpp"
 #include "adapters/result_json.hpp"
+#include "core/timestamp_check.hpp"
 #include "stream/codec.hpp"
 
 namespace livealign {
@@ -97,6 +99,8 @@ struct SeriesRunner::Impl {
     std::shared_ptr<JournalFrameStore> journal;  // shared with the engine (its frame store)
     bool resumed = false;  // continued from a journal after a restart
     std::int64_t duplicates = 0;
+    // The sender's clock, judged frame by frame (core/timestamp_check.hpp).
+    TimestampCheck time_check;
   };
   std::unique_ptr<Series> series_;
   std::set<std::string> ended_series_;  // SeriesId::ToString of finished series
@@ -108,11 +112,12 @@ struct SeriesRunner::Impl {
   void Run() {
     ResumeUnfinishedSeries();
     InboundItem item;
-    while (inbound_->Pop(&item)) {
-      // The whole turn of a frame (journal, engine, publishing, releasing its
-      // payload) is what a frame queued behind it waits for.
-      const Clock::time_point taken = Clock::now();
-      const bool is_frame = std::holds_alternative<FrameMessage>(item.message);
+    for (;;) {
+      // One consumer: a queue not empty now means this Pop does not wait, so
+      // the interval since the previous pop was all work (stream/queue_wait.hpp).
+      const bool queue_was_empty = inbound_->Size() == 0;
+      if (!inbound_->Pop(&item)) break;
+      if (queue_wait_ != nullptr) queue_wait_->RecordPop(Clock::now(), queue_was_empty);
       try {
         std::visit(
             [&](auto& m) {
@@ -134,9 +139,6 @@ struct SeriesRunner::Impl {
         publisher_->EmitEvent(Event::Error("internal_error", e.what()));
       }
       item = InboundItem{};  // release the payload now, not at the next Pop
-      if (is_frame && queue_wait_ != nullptr) {
-        queue_wait_->RecordFrameSeconds(std::chrono::duration<double>(Clock::now() - taken).count());
-      }
       if (stop_->DrainExpired()) {
         DiscardQueuedOnStop();
         break;
@@ -286,6 +288,7 @@ struct SeriesRunner::Impl {
       // stall adds tens of ms), and the engine predicts drift in time.
       header.timestamp_s = std::nan("");
     }
+    header.timestamp_s = PlausibleTime(f, header.timestamp_s);
     Frame frame = ConvertToFloat(item.payload.data(), item.payload.size(), f.dtype, f.shape, header);
     item.payload = zmq::message_t();  // the raw bytes are no longer needed
     // Several detectors: every channel's frame, in the series' order.
@@ -316,6 +319,48 @@ struct SeriesRunner::Impl {
                 /*replaying=*/false);
   }
 
+  // A sender time that is not plausible (not after the last, or an interval
+  // far from the recent ones: a clock that jumped or runs backwards) becomes
+  // unknown for that frame, so that the engine's drift prediction in time is
+  // not misled; every such frame is counted (`implausible_timestamp`), the
+  // first of a series is reported.
+  double PlausibleTime(const FrameMessage& f, double time_s) {
+    Series& s = *series_;
+    const std::size_t before = s.time_check.implausible();
+    const double judged = s.time_check.Judge(f.index, time_s);
+    if (s.time_check.implausible() == before) return judged;
+    CountError("implausible_timestamp");
+    if (before == 0) {
+      std::ostringstream message;
+      message << "frame " << f.index << ": time " << std::setprecision(9) << time_s
+              << " s is not plausible after the earlier frames' (not increasing, or an "
+                 "interval far from the recent ones); its time is taken as unknown, and so "
+                 "is every later implausible one (counted, not reported again)";
+      publisher_->EmitEvent(
+          Event::Warning("implausible_timestamp", message.str(), f.series, f.index));
+    }
+    return judged;
+  }
+
+  // SUB: a frame taken after waiting longer than max_queue_wait_s since it
+  // was received is lost here, before its journal append, so that every
+  // accepted frame waited within the bound (the receiver's admission estimate
+  // only keeps the queue short). Counted and reported as the receiver's
+  // `queue_wait` losses are; the next accepted frame reports the gap. PULL
+  // holds the sender back instead and loses nothing.
+  bool WaitedTooLong(const FrameMessage& f, Clock::time_point arrival) {
+    if (options_.source_pattern == "pull" || !(options_.max_queue_wait_s > 0)) return false;
+    const double waited_s = std::chrono::duration<double>(Clock::now() - arrival).count();
+    if (waited_s <= options_.max_queue_wait_s) return false;
+    counters_->Add(&DaemonCounts::frames_lost, 1, "queue_wait");
+    std::ostringstream message;
+    message << "frame " << f.index << " lost: the engine is behind and it waited "
+            << std::setprecision(2) << waited_s << " s in the queue (bound "
+            << options_.max_queue_wait_s << " s)";
+    publisher_->EmitEvent(Event::Error("queue_wait", message.str(), f.series, f.index));
+    return true;
+  }
+
   // Appends a validated frame to the journal (it is accepted once there),
   // registers it and publishes the results. `replaying`: the frame comes from
   // the journal of a resumed series (not appended again, results published
@@ -324,6 +369,7 @@ struct SeriesRunner::Impl {
   // the series' order (empty for one channel; `frame` is the registered one).
   bool AcceptFrame(const FrameMessage& f, Frame frame, std::vector<Frame> channel_frames,
                    Clock::time_point arrival, bool replaying) {
+    if (!replaying && WaitedTooLong(f, arrival)) return false;
     Series& s = *series_;
     const frame_id_t expected_next = s.last_index == kInvalidFrameId ? 0 : s.last_index + 1;
     if (f.index > expected_next) ReportGap(f, expected_next);

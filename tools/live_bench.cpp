@@ -12,6 +12,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <future>
 #include <thread>
 
 #include "core/simulator.hpp"
@@ -72,7 +73,8 @@ int RunLiveBench(int argc, char** argv) {
        "daemon frame-queue bound, bytes")
       ("max-queue-wait-s",
        po::value(&daemon_options.max_queue_wait_s)->default_value(daemon_options.max_queue_wait_s),
-       "daemon (sub): lose a frame that would wait longer in the queue (0 = bytes only)")
+       "daemon (sub): no accepted frame waits longer in the queue; one that waited or would wait "
+       "longer is lost (0 = bytes only; pull holds the sender back instead)")
       ("average-interval-s",
        po::value(&daemon_options.average_interval_s)->default_value(daemon_options.average_interval_s),
        "daemon average rate limit")
@@ -116,6 +118,11 @@ int RunLiveBench(int argc, char** argv) {
   std::vector<Shift> truth(frames);
   std::atomic<bool> sender_ok{true};
   std::atomic<bool> sender_done{false};
+  // The sender's socket stays open until the results are in: closing it
+  // would discard what PULL back-pressure still holds in its buffers (its
+  // linger is 5 s; at 2x for 60 s hundreds of frames wait there).
+  std::promise<void> results_in;
+  const std::shared_future<void> results_in_future = results_in.get_future().share();
   double generate_ms_max = 0;
   std::atomic<double> send_s{0};  // first to last frame sent (PULL back-pressure stretches it)
   std::thread sender_thread([&] {
@@ -143,6 +150,8 @@ int RunLiveBench(int argc, char** argv) {
       }
       send_s = std::chrono::duration<double>(Clock::now() - t0).count();
       sender.SendSeriesEnd(SeriesEnd{id, frames});
+      sender_done = true;
+      results_in_future.wait();
     } catch (const std::exception& e) {
       std::cerr << "livealign bench --live: sender: " << e.what() << "\n";
       sender_ok = false;
@@ -169,8 +178,14 @@ int RunLiveBench(int argc, char** argv) {
   std::optional<Clock::time_point> first_drift;
   Clock::time_point last_drift;
   bool series_end_lost = false;
+  // PULL holds the sender back, so an overloaded series takes as long as the
+  // engine needs (minutes at 2x for 60 s): no time budget while messages
+  // keep coming, only a stall of quiet_limit ends it. SUB ends in about the
+  // sending time.
   const auto budget = std::chrono::duration<double>(frames / rate_hz * 3 + 120);
-  while (series_end.is_null() && Clock::now() - start_time < budget) {
+  const bool pull = pattern == "pull";
+  while (series_end.is_null() && (pull || Clock::now() - start_time < budget)) {
+    if (pull && Clock::now() - last_message > quiet_limit) break;
     if (Clock::now() >= next_sample) {
       rss_samples.emplace_back(std::chrono::duration<double>(Clock::now() - start_time).count(),
                                RssMiB());
@@ -204,6 +219,7 @@ int RunLiveBench(int argc, char** argv) {
       series_end = m->header;
     }
   }
+  results_in.set_value();
   sender_thread.join();
   const auto status = control.Request("status", std::chrono::seconds(30));
   daemon.Stop();
@@ -272,7 +288,10 @@ int RunLiveBench(int argc, char** argv) {
             << s["frames_missing"] << ", of which lost in the queue " << s["frames_lost"] << ")\n";
   if (!lost_indices.empty()) {
     std::cout << "  lost indices:";
-    for (auto i : lost_indices) std::cout << " " << i;
+    // The first ones (the JSON line has them all).
+    constexpr std::size_t kListed = 50;
+    for (std::size_t i = 0; i < lost_indices.size() && i < kListed; ++i) std::cout << " " << lost_indices[i];
+    if (lost_indices.size() > kListed) std::cout << " ... (" << lost_indices.size() << " in all)";
     std::cout << "\n";
   }
   std::cout << "  latency arrival -> drift message, ms:\n";
@@ -287,8 +306,16 @@ int RunLiveBench(int argc, char** argv) {
   std::cout << "  of which: queue wait median " << Percentile(queue_ms, 0.5) << " ms (max "
             << Percentile(queue_ms, 1.0) << "), engine AddFrame median "
             << Percentile(engine_ms, 0.5) << " ms (max " << Percentile(engine_ms, 1.0) << ")\n";
-  std::cout << "  median latency over the last 10 frames (k = " << last_k0 << ".." << last_k1
-            << "): " << Percentile(last10, 0.5) << " ms\n";
+  std::cout << "  latency of the last 10 frames (k = " << last_k0 << ".." << last_k1
+            << "): median " << Percentile(last10, 0.5) << " ms, max " << Percentile(last10, 1.0)
+            << " ms\n";
+  // The wait of an accepted frame: its arrival to the engine's start
+  // (queue_ms), which --max-queue-wait-s bounds with SUB.
+  std::cout << "  longest wait of an accepted frame in the queue " << Percentile(queue_ms, 1.0)
+            << " ms" << (pattern == "sub" && daemon_options.max_queue_wait_s > 0
+                             ? " (bound " + Text(daemon_options.max_queue_wait_s * 1000) + " ms)"
+                             : std::string(" (pull: no bound, the sender is held back)"))
+            << "\n";
   std::cout << std::setprecision(3) << "  final RMS error vs ground truth: " << rms_error
             << " px\n" << std::setprecision(1);
   std::cout << "  peak RSS (whole process: simulator, daemon, subscriber; without --out the engine holds every "
@@ -361,6 +388,8 @@ int RunLiveBench(int argc, char** argv) {
                       {"latency_ms_p90", Percentile(all, 0.9)},
                       {"latency_ms_max", Percentile(all, 1.0)},
                       {"latency_ms_median_last10", Percentile(last10, 0.5)},
+                      {"latency_ms_max_last10", Percentile(last10, 1.0)},
+                      {"queue_ms_max", Percentile(queue_ms, 1.0)},
                       {"queue_ms_median", Percentile(queue_ms, 0.5)},
                       {"engine_ms_median", Percentile(engine_ms, 0.5)},
                       {"final_rms_error_px", rms_error},

@@ -72,7 +72,9 @@ int RunServe(int argc, char** argv) {
       ("queue-bytes", po::value(&o.queue_bytes)->default_value(o.queue_bytes),
        "bound of the frame queue, bytes")
       ("max-queue-wait-s", po::value(&o.max_queue_wait_s)->default_value(o.max_queue_wait_s),
-       "sub: lose a frame that would wait longer than this in the queue (0 = the byte bound alone)")
+       "sub: no accepted frame waits longer than this in the queue; a frame that waited or would wait "
+       "longer is lost and reported (queue_wait; 0 = the byte bound alone). pull: not applied, a full "
+       "queue holds the sender back and nothing is lost")
       ("average-interval-s", po::value(&o.average_interval_s)->default_value(o.average_interval_s),
        "minimum seconds between average messages")
       ("quality-interval-s", po::value(&o.quality_interval_s)->default_value(o.quality_interval_s),

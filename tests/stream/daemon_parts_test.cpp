@@ -172,6 +172,115 @@ TEST_CASE("SeriesRunner validates, registers and ends a series from the queue al
   CHECK(sink.messages.back().topic == "series_end");
 }
 
+TEST_CASE("SeriesRunner: SUB accepts no frame that waited longer than max_queue_wait_s, PULL all",
+          "[stream][daemon_parts]") {
+  const SeriesId id = SeriesId::Str("late");
+  const Shape shape{8, 8};
+  for (const std::string pattern : {"sub", "pull"}) {
+    DYNAMIC_SECTION(pattern) {
+      DaemonOptions options = QuietOptions();
+      options.source_pattern = pattern;
+      options.max_queue_wait_s = 2.5;
+      DaemonCounters counters;
+      StopSignal stop(options.drain_timeout_s);
+      InboundQueue inbound(std::size_t{64} << 20, 0);
+      ResultPublisher publisher(&counters, false);
+      RecordingSink sink;
+      publisher.AddSink(&sink);
+      QueueWaitEstimate wait;
+      SeriesRunner runner(options, TracerFactory(), &inbound, &publisher, &counters, &stop, &wait);
+
+      // A burst the engine fell behind on: frames 2 and 3 were received 10 s
+      // before the series thread takes them (the admission estimate let them
+      // in), 0, 1 and 4 just now.
+      const auto now = std::chrono::steady_clock::now();
+      InboundItem start;
+      start.message = SeriesStart{id, shape, PixelType::kFloat32, {}, {}, 0.1, 5, {}};
+      inbound.Push(std::move(start), 0);
+      for (frame_id_t i = 0; i < 5; ++i) {
+        InboundItem item = FrameItem(id, i, shape, static_cast<float>(i), 0);
+        if (i == 2 || i == 3) item.arrival = now - std::chrono::seconds(10);
+        inbound.Push(std::move(item), 1);
+      }
+      InboundItem end;
+      end.message = SeriesEnd{id, 5};
+      inbound.Push(std::move(end), 0);
+      inbound.Close();
+      runner.Run();
+      publisher.Run();
+
+      const DaemonCounts counts = counters.Snapshot();
+      const std::vector<nlohmann::json> drifts = sink.Headers("drift");
+      REQUIRE_FALSE(drifts.empty());
+      std::vector<std::int64_t> lost;
+      for (const nlohmann::json& e : sink.Headers("event")) {
+        if (e["code"] == "queue_wait") lost.push_back(e["frame"].get<std::int64_t>());
+      }
+      if (pattern == "sub") {
+        CHECK(counts.frames_accepted == 3);
+        CHECK(counts.frames_lost == 2);
+        CHECK(counts.errors_by_code.at("queue_wait") == 2);
+        CHECK(lost == std::vector<std::int64_t>{2, 3});  // every lost index reported
+        CHECK(drifts.back()["frame_indices"] == nlohmann::json({0, 1, 4}));
+        // Every accepted frame's wait (arrival to engine) is within the bound.
+        for (const nlohmann::json& d : drifts) {
+          if (!d["final"].get<bool>()) CHECK(d["queue_ms"].get<double>() <= 2500.0);
+        }
+      } else {
+        CHECK(counts.frames_accepted == 5);
+        CHECK(counts.frames_lost == 0);
+        CHECK(lost.empty());
+        CHECK(drifts.back()["frame_indices"] == nlohmann::json({0, 1, 2, 3, 4}));
+      }
+    }
+  }
+}
+
+TEST_CASE("SeriesRunner: a sender time that runs backwards or jumps becomes unknown, reported once",
+          "[stream][daemon_parts]") {
+  const DaemonOptions options = QuietOptions();
+  DaemonCounters counters;
+  StopSignal stop(options.drain_timeout_s);
+  InboundQueue inbound(std::size_t{64} << 20, 0);
+  ResultPublisher publisher(&counters, false);
+  RecordingSink sink;
+  publisher.AddSink(&sink);
+  SeriesRunner runner(options, TracerFactory(), &inbound, &publisher, &counters, &stop);
+
+  const SeriesId id = SeriesId::Str("clock");
+  const Shape shape{8, 8};
+  // 0.1 s per frame, but frame 5 runs backwards and frame 7 jumps 100 s ahead.
+  const std::vector<double> times = {0.0, 0.1, 0.2, 0.3, 0.4, 0.35, 0.6, 100.7, 0.8};
+  for (frame_id_t i = 0; i < static_cast<frame_id_t>(times.size()); ++i) {
+    InboundItem item = FrameItem(id, i, shape, static_cast<float>(i), 0);
+    std::get<FrameMessage>(item.message).timestamp_s = times[i];
+    inbound.Push(std::move(item), 1);
+  }
+  inbound.Close();
+  runner.Run();
+  publisher.Run();
+
+  const DaemonCounts counts = counters.Snapshot();
+  CHECK(counts.frames_accepted == 9);  // the frames are registered, only their time is unknown
+  CHECK(counts.errors_by_code.at("implausible_timestamp") == 2);
+  std::vector<std::int64_t> reported;
+  for (const nlohmann::json& e : sink.Headers("event")) {
+    if (e["code"] == "implausible_timestamp") reported.push_back(e["frame"].get<std::int64_t>());
+  }
+  CHECK(reported == std::vector<std::int64_t>{5});  // the first, once
+  const std::vector<nlohmann::json> drifts = sink.Headers("drift");
+  REQUIRE_FALSE(drifts.empty());
+  const nlohmann::json& stamps = drifts.back()["timestamp_s"];
+  REQUIRE(stamps.size() == times.size());
+  for (std::size_t i = 0; i < times.size(); ++i) {
+    if (i == 5 || i == 7) {
+      CHECK(stamps[i].is_null());
+    } else {
+      CHECK(stamps[i].get<double>() == Approx(times[i]));
+    }
+  }
+}
+
 TEST_CASE("DaemonReceiver: SUB counts a frame that finds the queue full, PULL never drops one",
           "[stream][daemon_parts]") {
   const Shape shape{16, 16};
@@ -239,7 +348,7 @@ TEST_CASE("DaemonReceiver: SUB loses a frame that would wait longer than max_que
   }
   CHECK(inbound.Size() == 3);
   // One second per frame: with 3 queued a fourth would wait 4 s > 2.5 s.
-  wait.RecordFrameSeconds(1.0);
+  wait.RecordIntervalSeconds(1.0);
   auto late = frame_parts(3);
   CHECK(receiver.Handle(late));
   CHECK(inbound.Size() == 3);
