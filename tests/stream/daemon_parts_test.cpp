@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstring>
+#include <memory>
 
 #include "stream/codec.hpp"
 #include "stream/daemon_control.hpp"
@@ -122,35 +123,47 @@ TEST_CASE("ResultPublisher sends in order to its sinks and keeps the latest head
   CHECK(publisher.Latest().drift_latency_ms.has_value());  // status keeps the last latency
 }
 
+// A SeriesRunner wired to its queue, a publisher and a recording sink, as the
+// daemon wires it, without sockets or threads.
+struct SeriesRig {
+  explicit SeriesRig(DaemonOptions o = QuietOptions(), QueueWaitEstimate* wait = nullptr)
+      : options(std::move(o)), stop(options.drain_timeout_s), inbound(std::size_t{64} << 20, 0),
+        publisher(&counters, false) {
+    publisher.AddSink(&sink);
+    runner = std::make_unique<SeriesRunner>(options, TracerFactory(), &inbound, &publisher, &counters,
+                                            &stop, wait);
+  }
+  DaemonOptions options;
+  DaemonCounters counters;
+  StopSignal stop;
+  InboundQueue inbound;
+  ResultPublisher publisher;
+  RecordingSink sink;
+  std::unique_ptr<SeriesRunner> runner;  // last: destroyed first
+};
+
 TEST_CASE("SeriesRunner validates, registers and ends a series from the queue alone",
           "[stream][daemon_parts]") {
-  const DaemonOptions options = QuietOptions();
-  DaemonCounters counters;
-  StopSignal stop(options.drain_timeout_s);
-  InboundQueue inbound(std::size_t{64} << 20, 0);
-  ResultPublisher publisher(&counters, false);
-  RecordingSink sink;
-  publisher.AddSink(&sink);
-  SeriesRunner runner(options, TracerFactory(), &inbound, &publisher, &counters, &stop);
+  SeriesRig rig;
 
   const SeriesId id = SeriesId::Str("parts");
   const Shape shape{8, 8};
   InboundItem start;
   start.message = SeriesStart{id, shape, PixelType::kFloat32, {}, {}, 0.1, 5, {}};
-  inbound.Push(std::move(start), 0);
-  inbound.Push(FrameItem(id, 0, shape, 0, 0), 1);
-  inbound.Push(FrameItem(id, 2, shape, 1, 2), 1);  // 1 is missing
-  inbound.Push(FrameItem(id, 2, shape, 1, 2), 1);  // duplicate
-  inbound.Push(FrameItem(id, 1, shape, 9, 9), 1);  // out of order
-  inbound.Push(FrameItem(id, 4, shape, 3, 6), 1);  // 3 is missing
+  rig.inbound.Push(std::move(start), 0);
+  rig.inbound.Push(FrameItem(id, 0, shape, 0, 0), 1);
+  rig.inbound.Push(FrameItem(id, 2, shape, 1, 2), 1);  // 1 is missing
+  rig.inbound.Push(FrameItem(id, 2, shape, 1, 2), 1);  // duplicate
+  rig.inbound.Push(FrameItem(id, 1, shape, 9, 9), 1);  // out of order
+  rig.inbound.Push(FrameItem(id, 4, shape, 3, 6), 1);  // 3 is missing
   InboundItem end;
   end.message = SeriesEnd{id, 5};
-  inbound.Push(std::move(end), 0);
-  inbound.Close();
-  runner.Run();     // carries out the queue, then closes the publisher
-  publisher.Run();  // sends what it was given
+  rig.inbound.Push(std::move(end), 0);
+  rig.inbound.Close();
+  rig.runner->Run();     // carries out the queue, then closes the publisher
+  rig.publisher.Run();  // sends what it was given
 
-  const DaemonCounts counts = counters.Snapshot();
+  const DaemonCounts counts = rig.counters.Snapshot();
   CHECK(counts.frames_accepted == 3);
   CHECK(counts.frames_duplicate == 1);
   CHECK(counts.frames_dropped == 1);
@@ -158,18 +171,18 @@ TEST_CASE("SeriesRunner validates, registers and ends a series from the queue al
   CHECK(counts.frames_missing == 2);
   CHECK(counts.series_started == 1);
   CHECK(counts.series_completed == 1);
-  CHECK_FALSE(runner.Current().active);
+  CHECK_FALSE(rig.runner->Current().active);
 
-  const std::vector<nlohmann::json> drifts = sink.Headers("drift");
+  const std::vector<nlohmann::json> drifts = rig.sink.Headers("drift");
   REQUIRE(drifts.size() == 4);  // three frames and the final solve
   CHECK(drifts.back()["final"].get<bool>());
   CHECK(drifts.back()["frame_indices"] == nlohmann::json({0, 2, 4}));
   CHECK(drifts.back()["shift_y_px"][2].get<double>() == 6.0);
   std::vector<std::string> codes;
-  for (const nlohmann::json& e : sink.Headers("event")) codes.push_back(e["code"]);
+  for (const nlohmann::json& e : rig.sink.Headers("event")) codes.push_back(e["code"]);
   CHECK(std::count(codes.begin(), codes.end(), "frame_gap") == 2);
   CHECK(std::count(codes.begin(), codes.end(), "duplicate_frame") == 1);
-  CHECK(sink.messages.back().topic == "series_end");
+  CHECK(rig.sink.messages.back().topic == "series_end");
 }
 
 TEST_CASE("SeriesRunner: SUB accepts no frame that waited longer than max_queue_wait_s, PULL all",
@@ -181,14 +194,8 @@ TEST_CASE("SeriesRunner: SUB accepts no frame that waited longer than max_queue_
       DaemonOptions options = QuietOptions();
       options.source_pattern = pattern;
       options.max_queue_wait_s = 2.5;
-      DaemonCounters counters;
-      StopSignal stop(options.drain_timeout_s);
-      InboundQueue inbound(std::size_t{64} << 20, 0);
-      ResultPublisher publisher(&counters, false);
-      RecordingSink sink;
-      publisher.AddSink(&sink);
       QueueWaitEstimate wait;
-      SeriesRunner runner(options, TracerFactory(), &inbound, &publisher, &counters, &stop, &wait);
+      SeriesRig rig(options, &wait);
 
       // A burst the engine fell behind on: frames 2 and 3 were received 10 s
       // before the series thread takes them (the admission estimate let them
@@ -196,24 +203,24 @@ TEST_CASE("SeriesRunner: SUB accepts no frame that waited longer than max_queue_
       const auto now = std::chrono::steady_clock::now();
       InboundItem start;
       start.message = SeriesStart{id, shape, PixelType::kFloat32, {}, {}, 0.1, 5, {}};
-      inbound.Push(std::move(start), 0);
+      rig.inbound.Push(std::move(start), 0);
       for (frame_id_t i = 0; i < 5; ++i) {
         InboundItem item = FrameItem(id, i, shape, static_cast<float>(i), 0);
         if (i == 2 || i == 3) item.arrival = now - std::chrono::seconds(10);
-        inbound.Push(std::move(item), 1);
+        rig.inbound.Push(std::move(item), 1);
       }
       InboundItem end;
       end.message = SeriesEnd{id, 5};
-      inbound.Push(std::move(end), 0);
-      inbound.Close();
-      runner.Run();
-      publisher.Run();
+      rig.inbound.Push(std::move(end), 0);
+      rig.inbound.Close();
+      rig.runner->Run();
+      rig.publisher.Run();
 
-      const DaemonCounts counts = counters.Snapshot();
-      const std::vector<nlohmann::json> drifts = sink.Headers("drift");
+      const DaemonCounts counts = rig.counters.Snapshot();
+      const std::vector<nlohmann::json> drifts = rig.sink.Headers("drift");
       REQUIRE_FALSE(drifts.empty());
       std::vector<std::int64_t> lost;
-      for (const nlohmann::json& e : sink.Headers("event")) {
+      for (const nlohmann::json& e : rig.sink.Headers("event")) {
         if (e["code"] == "queue_wait") lost.push_back(e["frame"].get<std::int64_t>());
       }
       if (pattern == "sub") {
@@ -238,14 +245,7 @@ TEST_CASE("SeriesRunner: SUB accepts no frame that waited longer than max_queue_
 
 TEST_CASE("SeriesRunner: a sender time that runs backwards or jumps becomes unknown, reported once",
           "[stream][daemon_parts]") {
-  const DaemonOptions options = QuietOptions();
-  DaemonCounters counters;
-  StopSignal stop(options.drain_timeout_s);
-  InboundQueue inbound(std::size_t{64} << 20, 0);
-  ResultPublisher publisher(&counters, false);
-  RecordingSink sink;
-  publisher.AddSink(&sink);
-  SeriesRunner runner(options, TracerFactory(), &inbound, &publisher, &counters, &stop);
+  SeriesRig rig;
 
   const SeriesId id = SeriesId::Str("clock");
   const Shape shape{8, 8};
@@ -254,21 +254,21 @@ TEST_CASE("SeriesRunner: a sender time that runs backwards or jumps becomes unkn
   for (frame_id_t i = 0; i < static_cast<frame_id_t>(times.size()); ++i) {
     InboundItem item = FrameItem(id, i, shape, static_cast<float>(i), 0);
     std::get<FrameMessage>(item.message).timestamp_s = times[i];
-    inbound.Push(std::move(item), 1);
+    rig.inbound.Push(std::move(item), 1);
   }
-  inbound.Close();
-  runner.Run();
-  publisher.Run();
+  rig.inbound.Close();
+  rig.runner->Run();
+  rig.publisher.Run();
 
-  const DaemonCounts counts = counters.Snapshot();
+  const DaemonCounts counts = rig.counters.Snapshot();
   CHECK(counts.frames_accepted == 9);  // the frames are registered, only their time is unknown
   CHECK(counts.errors_by_code.at("implausible_timestamp") == 2);
   std::vector<std::int64_t> reported;
-  for (const nlohmann::json& e : sink.Headers("event")) {
+  for (const nlohmann::json& e : rig.sink.Headers("event")) {
     if (e["code"] == "implausible_timestamp") reported.push_back(e["frame"].get<std::int64_t>());
   }
   CHECK(reported == std::vector<std::int64_t>{5});  // the first, once
-  const std::vector<nlohmann::json> drifts = sink.Headers("drift");
+  const std::vector<nlohmann::json> drifts = rig.sink.Headers("drift");
   REQUIRE_FALSE(drifts.empty());
   const nlohmann::json& stamps = drifts.back()["timestamp_s"];
   REQUIRE(stamps.size() == times.size());
