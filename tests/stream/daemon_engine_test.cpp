@@ -65,6 +65,11 @@ TEST_CASE("daemon registers a simulated series against the ground truth",
   const std::string out = testing::ScratchDir("daemon_engine_" + pattern);
   DaemonOptions options = testing::LocalDaemonOptions(pattern, out);
   options.keep_frames = true;
+  // No queue-wait bound here (it has its own tests in daemon_parts_test):
+  // under the thread sanitizer this series takes minutes, SUB frames then
+  // wait longer than the default 5 s and are dropped, and the drift rate
+  // this test checks had too few frames.
+  options.max_queue_wait_s = 0;
   Daemon daemon(options);
   daemon.Start();
   ResultSubscriber subscriber(daemon.publish_endpoint());
