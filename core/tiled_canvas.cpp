@@ -37,6 +37,23 @@ TiledCanvas::Tile& TiledCanvas::Touch(int tile_row, int tile_col) {
   return *tile;
 }
 
+namespace {
+
+// out[0, n) = a + b, where a missing tile (nullptr) reads as zeros.
+template <typename T>
+void SumOrCopy(const T* a, const T* b, int n, T* out) {
+  if (a != nullptr && b != nullptr) {
+    for (int c = 0; c < n; ++c) out[c] = a[c] + b[c];
+  } else if (a != nullptr || b != nullptr) {
+    const T* x = a != nullptr ? a : b;
+    std::copy(x, x + n, out);
+  } else {
+    std::fill(out, out + n, T{0});
+  }
+}
+
+}  // namespace
+
 void TiledCanvas::Read(const Rect& rect, const TiledCanvas& a, const TiledCanvas* b, double* sum,
                        int* count) {
   const std::size_t cols = static_cast<std::size_t>(rect.cols());
@@ -45,28 +62,8 @@ void TiledCanvas::Read(const Rect& rect, const TiledCanvas& a, const TiledCanvas
                         const int* cb) {
     const int n = c1 - c0;
     const std::size_t to = static_cast<std::size_t>(r - rect.row0) * cols + (c0 - rect.col0);
-    if (sum != nullptr) {
-      double* out = sum + to;
-      if (sa != nullptr && sb != nullptr) {
-        for (int c = 0; c < n; ++c) out[c] = sa[c] + sb[c];
-      } else if (sa != nullptr || sb != nullptr) {
-        const double* x = sa != nullptr ? sa : sb;
-        std::copy(x, x + n, out);
-      } else {
-        std::fill(out, out + n, 0.0);
-      }
-    }
-    if (count != nullptr) {
-      int* out = count + to;
-      if (ca != nullptr && cb != nullptr) {
-        for (int c = 0; c < n; ++c) out[c] = ca[c] + cb[c];
-      } else if (ca != nullptr || cb != nullptr) {
-        const int* x = ca != nullptr ? ca : cb;
-        std::copy(x, x + n, out);
-      } else {
-        std::fill(out, out + n, 0);
-      }
-    }
+    if (sum != nullptr) SumOrCopy(sa, sb, n, sum + to);
+    if (count != nullptr) SumOrCopy(ca, cb, n, count + to);
   });
 }
 
