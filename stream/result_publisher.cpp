@@ -3,6 +3,22 @@
 #include <iostream>
 
 namespace livealign {
+namespace {
+
+// Messages ZeroMQ keeps queued for one subscriber that does not keep up (its
+// send high-water mark); beyond them that subscriber alone misses messages,
+// as PUB does. A count, not bytes, so it is what bounds the daemon's memory
+// under a stalled subscriber: at 10 frames/s about 26 messages leave per
+// second (drift and quality per frame, and average, frame and matrices every
+// 0.5 s), so this is some 10 s of backlog, while the largest messages are a
+// drift of O(k) frames (about 40 bytes each: 200 kB at k = 5000) and an
+// average or a frame (the image: 16 MB at 2048^2), of which some 20 fit in
+// that window. A subscriber that falls this far behind was not going to catch
+// up; drift, quality and average are full state, so the next one replaces
+// what it missed, and lost-frame events are also counted in `status`.
+constexpr int kSubscriberBacklogMessages = 256;
+
+}  // namespace
 
 void DaemonLog(const std::string& level, const std::string& line) {
   std::cerr << "livealign serve: " << level << ": " << line << std::endl;
@@ -19,7 +35,7 @@ std::string ResultPublisher::Bind(zmq::context_t& context, const std::string& en
   socket_ = zmq::socket_t(context, zmq::socket_type::pub);
   // Pending results get a moment to leave when the daemon ends.
   socket_.set(zmq::sockopt::linger, 2000);
-  socket_.set(zmq::sockopt::sndhwm, 10000);
+  socket_.set(zmq::sockopt::sndhwm, kSubscriberBacklogMessages);
   socket_.bind(endpoint);
   return socket_.get(zmq::sockopt::last_endpoint);
 }

@@ -104,10 +104,10 @@ struct ResultSubscriber::Impl {
 };
 
 ResultSubscriber::ResultSubscriber(const std::string& endpoint,
-                                   const std::vector<std::string>& topics)
+                                   const std::vector<std::string>& topics, int backlog_messages)
     : impl_(std::make_unique<Impl>()) {
   impl_->socket.set(zmq::sockopt::linger, 0);
-  impl_->socket.set(zmq::sockopt::rcvhwm, 100000);
+  impl_->socket.set(zmq::sockopt::rcvhwm, backlog_messages);
   if (topics.empty()) {
     impl_->socket.set(zmq::sockopt::subscribe, "");
   } else {

@@ -60,9 +60,12 @@ struct ReceivedMessage {
 
 class ResultSubscriber {
  public:
-  // Subscribes to every topic, or to those given.
+  // Subscribes to every topic, or to those given. `backlog_messages`: the
+  // receive high-water mark, the messages held for a reader that lags before
+  // ZeroMQ drops newer ones (large by default: tests read after the fact).
   explicit ResultSubscriber(const std::string& endpoint,
-                            const std::vector<std::string>& topics = {});
+                            const std::vector<std::string>& topics = {},
+                            int backlog_messages = 100000);
   ~ResultSubscriber();
   ResultSubscriber(const ResultSubscriber&) = delete;
   ResultSubscriber& operator=(const ResultSubscriber&) = delete;

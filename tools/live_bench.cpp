@@ -55,6 +55,7 @@ int RunLiveBench(int argc, char** argv) {
   int frames = 200, size = 512;
   double rate_hz = 10, dose = 0.3, duration_s = 0;
   std::string pattern = "pull", json_path;
+  bool stalled_subscriber = false;
   std::uint64_t seed = 3;
   DaemonOptions daemon_options;
   po::options_description options("live benchmark options");
@@ -82,7 +83,10 @@ int RunLiveBench(int argc, char** argv) {
       ("out", po::value(&daemon_options.out),
        "daemon output directory: the series is journaled there and its engine reads old frames "
        "back from the journal, as `serve --out` does (default: none, every frame kept in RAM)")
-      ("json", po::value(&json_path), "also write the JSON line to this file");
+      ("json", po::value(&json_path), "also write the JSON line to this file")
+      ("stalled-subscriber", po::bool_switch(&stalled_subscriber),
+       "also connect a subscriber to every topic that never reads: the daemon's memory then shows "
+       "what it keeps queued for a client that does not keep up");
   AddEngineOptions(&options, &daemon_options.engine);
   po::variables_map vm;
   if (!ParseCommandLine(argc, argv, options, {}, &vm, "usage: livealign bench --live [options]")) {
@@ -104,8 +108,17 @@ int RunLiveBench(int argc, char** argv) {
   Daemon daemon(daemon_options);
   daemon.Start();
   // The topics measured only: this process also hosts the daemon, and
-  // decoding the averages and matrices would take CPU from it.
-  ResultSubscriber subscriber(daemon.publish_endpoint(), {"drift", "event", "series_end"});
+  // decoding the averages and matrices would take CPU from it. The receive
+  // backlog is bounded like any client's should be: a drift message carries
+  // every frame (300 kB at k = 7000), and an unbounded backlog of them, while
+  // this thread lags behind a loaded machine, would be counted in the same
+  // process's RSS as the daemon's. Drift messages it missed are reported.
+  constexpr int kBenchBacklogMessages = 2000;
+  ResultSubscriber subscriber(daemon.publish_endpoint(), {"drift", "event", "series_end"},
+                              kBenchBacklogMessages);
+  // Never read: its backlog fills, then the daemon's queue for it.
+  std::optional<ResultSubscriber> stalled;
+  if (stalled_subscriber) stalled.emplace(daemon.publish_endpoint(), std::vector<std::string>{}, 1);
   ControlClient control(daemon.control_endpoint());
   if (!SyncSubscriber(subscriber, control, std::chrono::seconds(30))) {
     std::cerr << "livealign bench --live: subscriber never synchronised\n";
@@ -369,11 +382,17 @@ int RunLiveBench(int argc, char** argv) {
   }
   std::cout << std::setprecision(1) << " (max sampled " << rss_max << ")\n";
   std::cout << "  slowest simulated frame " << generate_ms_max << " ms (sender side)\n";
+  const std::int64_t drift_missed = registered - static_cast<std::int64_t>(latency_by_k.size());
+  std::cout << "  drift messages this bench's subscriber missed (it lagged over " << kBenchBacklogMessages
+            << " messages): " << drift_missed << (stalled ? "; with a stalled subscriber connected" : "")
+            << "\n";
 
   nlohmann::json line{{"bench", "live"},
                       {"pattern", pattern},
                       {"frames", frames},
                       {"size", size},
+                      {"stalled_subscriber", stalled_subscriber},
+                      {"drift_messages_missed", drift_missed},
                       {"rate_hz", rate_hz},
                       {"registered", registered},
                       {"lost", lost},
