@@ -7,16 +7,18 @@ namespace {
 
 // Messages ZeroMQ keeps queued for one subscriber that does not keep up (its
 // send high-water mark); beyond them that subscriber alone misses messages,
-// as PUB does. A count, not bytes, so it is what bounds the daemon's memory
-// under a stalled subscriber: at 10 frames/s about 26 messages leave per
-// second (drift and quality per frame, and average, frame and matrices every
-// 0.5 s), so this is some 10 s of backlog, while the largest messages are a
-// drift of O(k) frames (about 40 bytes each: 200 kB at k = 5000) and an
-// average or a frame (the image: 16 MB at 2048^2), of which some 20 fit in
-// that window. A subscriber that falls this far behind was not going to catch
-// up; drift, quality and average are full state, so the next one replaces
-// what it missed, and lost-frame events are also counted in `status`.
-constexpr int kSubscriberBacklogMessages = 256;
+// as PUB does. It bounds what a stalled subscriber costs the daemon: the
+// mark is a count, not bytes, so the cost is the size of the messages it
+// holds, most of it the images (average and frame, every 0.5 s). At 10
+// frames/s about 26 messages leave per second, so 1000 is some 40 s. It
+// must not be much lower: the publisher thread writes bursts (an event per
+// frame lost on a full queue, a drift and a quality per frame) faster than
+// ZeroMQ's I/O thread drains them when the two cores are busy, and at 256 a
+// healthy subscriber lost the series_end after such a burst (1 run in 40
+// under load). Drift, quality and average are full state, so the next one
+// replaces what a slow subscriber missed, and lost-frame events are also
+// counted in `status`.
+constexpr int kSubscriberBacklogMessages = 1000;
 
 }  // namespace
 
