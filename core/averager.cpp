@@ -532,6 +532,17 @@ void ShiftedAverager::MakeImageInto(const TiledCanvas& a, const TiledCanvas* b,
   CropInto(image.mosaic, best, &image.best);
 }
 
+void ShiftedAverager::MeanOverFootprint(int i, Frame* mean, Frame* counts) const {
+  CheckIndex(i, "MeanOverFootprint");
+  if (mean == nullptr) throw std::invalid_argument("ShiftedAverager::MeanOverFootprint: null output");
+  const Entry& e = frames_[static_cast<std::size_t>(i)];
+  const AverageImage::Rect rect =
+      e.contributing ? Intersect(Footprint(e.applied_shift, shape_), canvas_limit_) : AverageImage::Rect{};
+  Frame scratch_counts;
+  MeanOver(rect, sums_[0], &sums_[1], mean, counts != nullptr ? counts : &scratch_counts, nullptr,
+           nullptr);
+}
+
 AverageImage ShiftedAverager::Average() const {
   AverageImage image;
   Average(&image);

@@ -132,6 +132,14 @@ class ShiftedAverager {
   // VM, faulting in fresh pages for three new frames costs ~10x the
   // arithmetic, so a live loop should keep one AverageImage and pass it here.
   void Average(AverageImage* out) const;
+  // Mean of the included frames over frame i's footprint only (where its
+  // applied shift puts it, inside the canvas limit; 0 where none covers),
+  // into *mean, reused when its shape fits; counts into *counts when not
+  // null. O(frame pixels) however far the mosaic has grown: for work on the
+  // engine thread that needs a recent, well-covered average and not the
+  // whole mosaic (a lattice re-estimate). Empty when frame i contributes
+  // nothing.
+  void MeanOverFootprint(int i, Frame* mean, Frame* counts = nullptr) const;
   // Mean of the included frames with even (parity 0) or odd (parity 1) index:
   // the two interleaved half-set averages for the FRC. O(pixels).
   AverageImage HalfSetAverage(int parity) const;

@@ -441,6 +441,58 @@ void RequireMatchesReference(const AverageImage& average, const ReferenceAverage
   REQUIRE(compared > 0);
 }
 
+TEST_CASE("the mean over a frame's footprint is the mosaic cropped to that footprint",
+          "[core][averager][mosaic]") {
+  // The drift of the previous case: the newest frame's footprint is far from
+  // frame 0, at the far end of the mosaic.
+  SimulatorOptions options;
+  options.shape = {64, 64};
+  options.initial_velocity_px_per_frame = {9.0, 0.5};
+  options.random_acceleration_px = 0;
+  SimulatedSeries series = Simulate(options, 14, 4);
+  ShiftedAverager averager;
+  for (int i = 0; i < 14; ++i) averager.AddFrame(series.frames[i].Clone(), series.true_shifts[i]);
+  averager.SetShift(5, series.true_shifts[5], false);  // left out: covers nothing
+  const AverageImage average = averager.Average();
+  for (int i : {0, 7, 13}) {
+    Frame mean, counts;
+    averager.MeanOverFootprint(i, &mean, &counts);
+    CAPTURE(i);
+    // A whole frame less the interpolation margin.
+    REQUIRE(mean.shape().rows >= 60);
+    REQUIRE(mean.shape().cols >= 60);
+    REQUIRE(mean.shape().rows <= 64);
+    // Where it lies: frame i's content sits at p - shift in frame-0
+    // coordinates; match the footprint to the mosaic by its counts and mean.
+    const int row0 = static_cast<int>(std::ceil(-series.true_shifts[i].y)) - average.mosaic_extent.row0;
+    const int col0 = static_cast<int>(std::ceil(-series.true_shifts[i].x)) - average.mosaic_extent.col0;
+    double worst = 0;
+    bool found = false;
+    for (int dr = -2; dr <= 2 && !found; ++dr) {
+      for (int dc = -2; dc <= 2 && !found; ++dc) {
+        worst = 0;
+        for (int r = 0; r < mean.shape().rows; ++r) {
+          for (int c = 0; c < mean.shape().cols; ++c) {
+            const int mr = row0 + dr + r, mc = col0 + dc + c;
+            if (mr < 0 || mc < 0 || mr >= average.mosaic.shape().rows || mc >= average.mosaic.shape().cols) {
+              worst = 1e9;
+              continue;
+            }
+            worst = std::max({worst, double(std::fabs(mean.at(r, c) - average.mosaic.at(mr, mc))),
+                              double(std::fabs(counts.at(r, c) - average.mosaic_counts.at(mr, mc)))});
+          }
+        }
+        found = worst < 1e-4;
+      }
+    }
+    REQUIRE(found);
+  }
+  Frame left_out;
+  averager.MeanOverFootprint(5, &left_out);
+  REQUIRE(left_out.shape().Empty());
+  REQUIRE_THROWS_AS(averager.MeanOverFootprint(14, &left_out), std::invalid_argument);
+}
+
 TEST_CASE("the tiled canvas grows in every direction across tile edges and keeps every pixel",
           "[core][averager][mosaic]") {
   // 50 x 70 frames (not a multiple of the tile) stepping out by 37 / 53 px
