@@ -202,10 +202,14 @@ class FrameJournalWriter {
  private:
   FrameJournalWriter(std::string path, int fd, std::uint64_t size, const Options& options);
   std::uint64_t AppendRecord(std::string_view record);
+  // Starts (does not wait for) the disk write of what was appended since the
+  // last call, once that is a few MB.
+  void StartWriteback();
 
   std::string path_;
   int fd_ = -1;
   std::uint64_t size_ = 0;  // bytes in the file
+  std::uint64_t writeback_started_ = 0;  // bytes whose write-back to disk was started
   Options options_;
   std::string buffer_;  // physical bytes of the record being appended
 };
