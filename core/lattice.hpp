@@ -26,8 +26,9 @@ namespace livealign {
 // set every hop decision uses (through the lattice tracker's HopTest,
 // core/hop_test.hpp: the solver's triangle pre-correction and pair
 // correction, the lattice offsets' continuity and coarse tests, the temporal
-// check's spikes), exposed as EngineOptions::hop_tolerance and
-// coarse_hop_tolerance. A residual within `hop` of a non-zero lattice vector
+// check's spikes, the lattice offsets' placement after a gap), exposed as
+// EngineOptions::hop_tolerance, coarse_hop_tolerance, gap_hop_tolerance and
+// gap_clarity. A residual within `hop` of a non-zero lattice vector
 // is a unit-cell hop; below half a spacing no two translates are that close.
 struct HopTolerances {
   double hop = 0.25;
@@ -36,6 +37,14 @@ struct HopTolerances {
   // the value the crystal tests were tuned and pass with; not unified with
   // `hop`, to keep their results.)
   double coarse = 0.3;
+  // After a gap in time (frames lost on the way) the temporal prediction's
+  // error grows with the gap, so a frame is put on the lattice site nearest
+  // the prediction when that site is within `gap` of the spacing and clearly
+  // the nearest: its distance at most `gap_clarity` times the next site's.
+  // (After 40 lost frames at ~0.4 px/frame the prediction was ~5 px off,
+  // beyond `hop`, though still clearly nearer one site than any other.)
+  double gap = 0.4;
+  double gap_clarity = 0.6;
 };
 
 // One lattice vector na*a + nb*b.

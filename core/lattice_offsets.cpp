@@ -17,31 +17,10 @@ namespace {
 // frames makes that error about 1/b of a single step's noise.
 constexpr int kVelocityBaselineFrames = 8;
 
-// Over a gap in time (frames lost on the way) the prediction extrapolates the
-// velocity over many frame periods, and a drift whose velocity wanders makes
-// its error grow with the gap: after 40 lost frames at ~0.4 px/frame it was
-// ~5 px, beyond the continuity tolerance, though still clearly nearer one
-// lattice site than any other. A frame more than kGapSteps typical steps
-// after its predecessor is therefore put on the lattice site nearest the
-// prediction when that site is within kGapMaxResidual of the shortest spacing
-// and clearly the nearest (its distance at most kGapClarity times the next
-// site's); otherwise it is a stage jump as elsewhere.
+// A frame more than kGapSteps typical steps after its predecessor is "after a
+// gap": its prediction extrapolates the velocity over many frame periods, so
+// the hop test's gap tolerance (HopTest::GapSite) places it.
 constexpr double kGapSteps = 2.0;
-constexpr double kGapMaxResidual = 0.4;
-constexpr double kGapClarity = 0.6;
-
-// Distance from v to the second-nearest lattice point (the nearest is
-// `nearest`): for a reduced basis it is among the nearest's neighbours.
-double SecondNearestDistance(const Lattice& lattice, Shift v, const LatticeVector& nearest) {
-  double best = std::numeric_limits<double>::infinity();
-  for (int da = -1; da <= 1; ++da) {
-    for (int db = -1; db <= 1; ++db) {
-      if (da == 0 && db == 0) continue;
-      best = std::min(best, (v - lattice.Vector(nearest.na + da, nearest.nb + db)).Norm());
-    }
-  }
-  return best;
-}
 
 // The lattice vector that coarse evidence for frame k supports, if enough
 // clear coarse pairs (i, k) with already-pinned i agree on it.
@@ -141,7 +120,6 @@ LatticeOffsetReport ResolveLatticeOffsets(const std::vector<Shift>& solver_shift
     by_frame[pair.j].push_back(&pair);
   }
   const Lattice& lattice = hops.lattice();
-  const double spacing = lattice.ShortestSpacing();
   LatticeOffsetReport report;
   report.offsets.assign(n, Shift{});
   std::vector<Shift> pinned(n);        // solver shift + offset
@@ -192,24 +170,21 @@ LatticeOffsetReport ResolveLatticeOffsets(const std::vector<Shift>& solver_shift
     Shift correction;
     bool jump = false;
     if (!hops.WithinHop(deviation)) {
-      const LatticeVector nearest = lattice.NearestLatticeVector(deviation);
-      const double residual = (deviation - nearest.vector).Norm();
       bool after_gap = false;
       if (baseline.size() >= 2) {
         const double step = (time(previous) - time(baseline.front())) / (baseline.size() - 1);
         after_gap = time(k) - time(previous) > kGapSteps * step;
       }
-      const bool clear_site_after_gap =
-          after_gap && residual <= kGapMaxResidual * spacing &&
-          residual <= kGapClarity * SecondNearestDistance(lattice, deviation, nearest);
+      const std::optional<LatticeVector> site_after_gap =
+          after_gap ? hops.GapSite(deviation) : std::nullopt;
       if (const std::optional<LatticeVector> hop = hops.Hop(deviation)) {
         correction = hop->vector.Inverse();  // a hop against smooth drift
       } else if (coarse_clear) {
         correction = coarse_correction;
         report.jumps.push_back({k, deviation + correction, true});
         jump = true;
-      } else if (clear_site_after_gap) {
-        correction = nearest.vector.Inverse();  // drift over a gap, or a hop after one
+      } else if (site_after_gap) {
+        correction = site_after_gap->vector.Inverse();  // drift over a gap, or a hop after one
       } else {
         report.jumps.push_back({k, deviation, false});
         jump = true;

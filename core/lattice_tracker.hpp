@@ -6,7 +6,8 @@
 //    running average at 8 frames and every fourfold growth, and at the end);
 //  - the coarse (Bragg-free) pair evidence;
 //  - the hop test (core/hop_test.hpp): the one set of hop tolerances
-//    (EngineOptions::hop_tolerance, coarse_hop_tolerance) applied to the
+//    (EngineOptions::hop_tolerance, coarse_hop_tolerance, gap_hop_tolerance,
+//    gap_clarity) applied to the
 //    current lattice. The tracker hands it to the consistency solver as the
 //    solver's only notion of the lattice (hopped pairs are corrected there),
 //    and applies it itself in the offsets' continuity and coarse tests and
@@ -37,7 +38,8 @@ namespace livealign {
 class LatticeTracker {
  public:
   // enabled: EngineOptions::lattice_snapping (off: never a lattice, offsets
-  // 0); tolerances: EngineOptions::hop_tolerance and coarse_hop_tolerance.
+  // 0); tolerances: from EngineOptions (hop_tolerance, coarse_hop_tolerance,
+  // gap_hop_tolerance, gap_clarity).
   explicit LatticeTracker(bool enabled, HopTolerances tolerances = {});
   const HopTolerances& tolerances() const { return tolerances_; }
 

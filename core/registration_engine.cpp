@@ -98,7 +98,7 @@ struct RegistrationEngine::Impl {
         store(std::move(frame_store)),
         channel(std::move(frame_channel)),
         averager(AveragerOptions(o), store, channel),
-        lattice_tracker(o.lattice_snapping, HopTolerances{o.hop_tolerance, o.coarse_hop_tolerance}),
+        lattice_tracker(o.lattice_snapping, HopTolerances{o.hop_tolerance, o.coarse_hop_tolerance, o.gap_hop_tolerance, o.gap_clarity}),
         precision(s, o, pool.NumWorkers()) {
     result.quality.verdict = "no frames";
   }

@@ -59,6 +59,34 @@ TEST_CASE("the coarse test accepts any site, zero included, within the wider tol
   CHECK_FALSE(hops.CoarseSite(kLattice.Vector(1, 0) * 0.5).has_value());
 }
 
+TEST_CASE("after a gap a site within the gap tolerance is taken only when clearly the nearest",
+          "[core][hop_test]") {
+  const double spacing = kLattice.ShortestSpacing();
+  // Towards the nearest neighbouring site, the worst direction for clarity.
+  const Shift shortest = kLattice.a.Norm() <= kLattice.b.Norm() ? kLattice.a : kLattice.b;
+  REQUIRE(shortest.Norm() == Approx(spacing));
+  const Shift off = shortest * (0.35 * spacing / shortest.Norm());  // beyond hop (0.25), within gap (0.4)
+  const HopTest hops(kLattice, HopTolerances{});
+  CHECK_THAT(hops.gap_px(), Catch::Matchers::WithinAbs(0.4 * spacing, 1e-12));
+  CHECK_FALSE(hops.Hop(kLattice.Vector(0, 1) + off).has_value());
+  const auto site = hops.GapSite(kLattice.Vector(0, 1) + off);
+  REQUIRE(site.has_value());
+  CHECK(site->na == 0);
+  CHECK(site->nb == 1);
+  const auto zero = hops.GapSite(off);  // the prediction's own site, zero
+  REQUIRE(zero.has_value());
+  CHECK(zero->IsZero());
+  // Beyond the gap tolerance: no site.
+  CHECK_FALSE(hops.GapSite(off * (0.45 / 0.35)).has_value());
+  // 0.35 against 0.65 of a spacing to the next site is a ratio of 0.54:
+  // clear at the default 0.6, not at 0.5.
+  const HopTest strict(kLattice, HopTolerances{0.25, 0.3, 0.4, 0.5});
+  CHECK_FALSE(strict.GapSite(off).has_value());
+  CHECK(strict.GapSite(off * (0.3 / 0.35)).has_value());
+  CHECK_THROWS_AS(HopTest(kLattice, HopTolerances{0.25, 0.3, 0.5, 0.6}), std::invalid_argument);
+  CHECK_THROWS_AS(HopTest(kLattice, HopTolerances{0.25, 0.3, 0.4, 0.0}), std::invalid_argument);
+}
+
 TEST_CASE("the hop test reduces the basis and rejects tolerances that are not unique",
           "[core][hop_test]") {
   // A skewed basis of the same lattice gives the same test.
