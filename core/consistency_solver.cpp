@@ -176,6 +176,7 @@ void ConsistencySolver::UpdatePair(const PairMeasurement& m) {
   p = Pair{};
   p.state.residual_px = kNaN;
   ++generation_;
+  changed_from_ = std::min(changed_from_, j);
   if (j < placed_frames_ && total_pairs_ > static_cast<std::size_t>(options_.global_update_max_pairs)) {
     // Placement-only solves never revisit old pairs: classify this one now.
     const double threshold = std::max(last_floor_px_, options_.min_threshold_px);
@@ -189,6 +190,7 @@ void ConsistencySolver::UpdatePair(const PairMeasurement& m) {
 void ConsistencySolver::SetHopTest(std::optional<HopTest> hop_test) {
   hop_test_ = std::move(hop_test);
   ++generation_;
+  changed_from_ = 0;
 }
 
 namespace {
@@ -510,9 +512,16 @@ void ConsistencySolver::SolveLinear() {
 }
 
 SolverReport ConsistencySolver::Solve(bool from_scratch) {
+  // Every report says from which frame on the pair states may have changed
+  // since the previous one, and the next report starts from "none".
+  auto stamp = [this](SolverReport report, int changed_from) {
+    report.first_changed_frame = std::min(changed_from_, changed_from);
+    changed_from_ = num_frames_;
+    return report;
+  };
   if (from_scratch) {
     StopBackground();
-    return SolveGlobal(true);
+    return stamp(SolveGlobal(true), 0);
   }
   const int adopted = AdoptBackground();
   auto mark = [adopted](SolverReport report) {
@@ -521,13 +530,15 @@ SolverReport ConsistencySolver::Solve(bool from_scratch) {
     return report;
   };
   if (total_pairs_ <= static_cast<std::size_t>(options_.global_update_max_pairs) || placed_frames_ == 0) {
-    return mark(SolveGlobal(false));
+    return stamp(mark(SolveGlobal(false)), 0);
   }
-  // Placement only: the new frames against the fixed earlier ones.
+  // Placement only: the new frames against the fixed earlier ones (after an
+  // adoption, every frame's pairs may have changed).
   const double threshold = std::max(last_floor_px_, options_.min_threshold_px);
   last_cg_iterations_ = 0;
   int iterations = 0;
   const int first_new = placed_frames_;
+  const int changed_from = adopted > 0 ? 0 : first_new;
   for (int k = first_new; k < num_frames_; ++k) {
     const std::size_t size = blocks_[static_cast<std::size_t>(k)]->size();
     for (std::size_t q = 0; q < size; ++q) ScoreTriangles(k, static_cast<int>(q));
@@ -537,7 +548,8 @@ SolverReport ConsistencySolver::Solve(bool from_scratch) {
   placed_frames_ = num_frames_;
   // The earlier frames did not move: only the new pairs change the totals.
   for (int k = first_new; k < num_frames_; ++k) AddToTotals(k);
-  return mark(MakeReport(iterations, /*converged=*/iterations < options_.max_local_iterations, 0));
+  return stamp(mark(MakeReport(iterations, /*converged=*/iterations < options_.max_local_iterations, 0)),
+               changed_from);
 }
 
 SolverReport ConsistencySolver::SolveScheduled(bool full_resolve_due) {
@@ -1045,7 +1057,7 @@ CycleStatistics ConsistencySolver::EvaluateCycles() const {
 
 ShiftMatrix ConsistencySolver::Matrices() const {
   ShiftMatrix matrix = ShiftMatrix::Missing(num_frames_);
-  ForEachUsedPair(0, num_frames_, [&](int i, int j, Shift u, PairStatus status) {
+  ForEachUsedPair(0, num_frames_, [&](int i, int j, Shift u, PairStatus status, Shift /*snap*/) {
     matrix.Set(i, j, u, status);
   });
   return matrix;

@@ -158,6 +158,10 @@ struct SolverReport {
   // snapshot), and how many frames that snapshot held.
   bool adopted_background = false;
   int background_frames = 0;
+  // The first frame j whose pairs (i, j) may have a different state or
+  // measurement than at the previous report (num_frames: none): a view of the
+  // pairs that is kept up to date needs to revisit only frames from here.
+  int first_changed_frame = 0;
   std::string message;
 };
 
@@ -225,10 +229,11 @@ class ConsistencySolver {
   // candidate plus its snap, or the brightest peak of a pair never chosen;
   // status kInlier, kSnapped or kRejected (the solver never sees kNoOverlap).
   ShiftMatrix Matrices() const;
-  // Calls visit(i, j, used_j_from_i, status) for every stored pair with
-  // j in [j_begin, j_end), with the value and status Matrices() enters:
-  // O(those pairs), for views that must not build the dense matrix
-  // (core/shift_matrix_view.hpp).
+  // Calls visit(i, j, used_j_from_i, status, snap) for every stored pair
+  // with j in [j_begin, j_end), with the value and status Matrices() enters
+  // and the hop correction in it (used_j_from_i minus the chosen candidate;
+  // zero when not snapped): O(those pairs), for views that must not build the
+  // dense matrix (core/shift_matrix_view.hpp).
   template <typename Visit>
   void ForEachUsedPair(int j_begin, int j_end, Visit&& visit) const;
 
@@ -281,6 +286,7 @@ class ConsistencySolver {
   SolverOptions options_;
   std::optional<HopTest> hop_test_;
   std::uint64_t generation_ = 0;  // bumped by UpdatePair and SetHopTest
+  int changed_from_ = 0;          // SolverReport::first_changed_frame of the next report
   int num_frames_ = 0;
   int placed_frames_ = 0;       // frames with a solved (warm-start) shift
   double last_floor_px_ = 0;    // threshold floor of the last Solve()
@@ -316,7 +322,10 @@ void ConsistencySolver::ForEachUsedPair(int j_begin, int j_end, Visit&& visit) c
       const PairStatus status = !state.inlier  ? PairStatus::kRejected
                                 : state.snapped ? PairStatus::kSnapped
                                                 : PairStatus::kInlier;
-      visit(static_cast<int>(m.i), j, u, status);
+      const Shift snap = state.chosen >= 0 && state.snapped
+                             ? u - m.candidates[static_cast<std::size_t>(state.chosen)].j_from_i
+                             : Shift{};
+      visit(static_cast<int>(m.i), j, u, status, snap);
     }
   }
 }

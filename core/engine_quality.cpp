@@ -17,7 +17,7 @@ EngineQuality AssessEngineQuality(const EngineQualityInputs& m) {
   }
   q.consistency_rms_px = m.solve->consistency_rms_px;
   q.rejected_pair_fraction = m.solve->rejected_pair_fraction;
-  q.pairs_snapped = m.solve->pairs_snapped;
+  q.pairs_snapped = m.pairs_snapped;
   q.median_cycle_error_px = m.solve->cycles.median_px;
   q.max_cycle_error_px = m.solve->cycles.max_px;
   q.cycles_equal_to_lattice_vector = m.solve->cycles.lattice_vector_count;

@@ -30,6 +30,7 @@ struct EngineQualityInputs {
   const std::vector<Shift>* reciprocal_peaks = nullptr;
   const LatticeOffsetReport* offsets = nullptr;
   const TemporalCheckReport* temporal = nullptr;
+  int pairs_snapped = 0;  // in published coordinates (LatticeTracker::pairs_snapped)
   int drift_window_frames = DriftOptions{}.window_frames;  // EngineOptions::drift_window_frames
   double pixel_size_x_A = 0;     // <= 0: unknown
   double pixel_size_y_A = 0;

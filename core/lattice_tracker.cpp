@@ -1,5 +1,7 @@
 #include "core/lattice_tracker.hpp"
 
+#include <algorithm>
+
 namespace livealign {
 namespace {
 
@@ -44,6 +46,7 @@ bool LatticeTracker::Apply(const LatticeEstimate& estimate) {
   if (!enabled_ || !estimate.found) return false;
   lattice_ = estimate.lattice;
   hop_test_.emplace(estimate.lattice, tolerances_);
+  lattice_changed_ = true;
   reciprocal_peaks_.clear();
   for (const ReciprocalPeak& peak : estimate.peaks) {
     if (peak.indexed) reciprocal_peaks_.push_back(Shift{peak.fx, peak.fy});
@@ -66,6 +69,39 @@ void LatticeTracker::Resolve(const SolverReport& solve, const std::vector<double
 
 Shift LatticeTracker::offset(int i) const {
   return i < static_cast<int>(offsets_.offsets.size()) ? offsets_.offsets[i] : Shift{};
+}
+
+PairStatus LatticeTracker::PublishedStatus(int i, int j, PairStatus solver_status, Shift snap) const {
+  if (solver_status == PairStatus::kRejected || !hop_test_) return solver_status;
+  // The correction is a lattice vector (a hop plus two offsets), so half the
+  // shortest spacing separates zero from every other one.
+  const Shift correction = snap + offset(j) - offset(i);
+  return correction.Norm() > 0.5 * hop_test_->lattice().ShortestSpacing() ? PairStatus::kSnapped
+                                                                           : PairStatus::kInlier;
+}
+
+void LatticeTracker::CountSnappedPairs(const ConsistencySolver& solver, int first_changed_frame) {
+  const int n = solver.num_frames();
+  int from = lattice_changed_ ? 0 : std::clamp(first_changed_frame, 0, n);
+  // Pair (i, j) depends on the offsets of i < j: the first changed offset
+  // (or the first frame never counted) dirties every frame from it on.
+  from = std::min(from, static_cast<int>(counted_offsets_.size()));
+  for (int f = 0; f < from; ++f) {
+    if (!(offset(f) == counted_offsets_[static_cast<std::size_t>(f)])) {
+      from = f;
+      break;
+    }
+  }
+  snapped_by_frame_.resize(static_cast<std::size_t>(n), 0);
+  std::fill(snapped_by_frame_.begin() + from, snapped_by_frame_.end(), 0);
+  solver.ForEachUsedPair(from, n, [&](int i, int j, Shift /*u*/, PairStatus status, Shift snap) {
+    if (PublishedStatus(i, j, status, snap) == PairStatus::kSnapped) ++snapped_by_frame_[j];
+  });
+  pairs_snapped_ = 0;
+  for (const int count : snapped_by_frame_) pairs_snapped_ += count;
+  counted_offsets_.resize(static_cast<std::size_t>(n));
+  for (int f = 0; f < n; ++f) counted_offsets_[static_cast<std::size_t>(f)] = offset(f);
+  lattice_changed_ = false;
 }
 
 void LatticeTracker::CheckTemporal(const std::vector<Shift>& shifts,

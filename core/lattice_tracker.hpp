@@ -18,7 +18,13 @@
 //    lattice vector (LatticeOffsetReport::jumps) is the one stage-jump
 //    detector the quality reports (the pair search's peak-height test only
 //    chooses how the next pairs are searched);
-//  - the temporal check of the published shifts (lattice-vector spikes).
+//  - the temporal check of the published shifts (lattice-vector spikes);
+//  - which used pairs are snapped in published coordinates: a pair whose
+//    published value (measurement + the solver's hop correction + the two
+//    frames' offset difference) differs from its measured peak by a lattice
+//    vector. The solver's own "snapped" is relative to its modulo-lattice
+//    frame: across a stage jump a pair the solver corrects may be exactly
+//    what the published shifts say, and one it leaves may not be.
 //
 // Not synchronised: the engine thread calls it.
 
@@ -65,6 +71,19 @@ class LatticeTracker {
   void Resolve(const SolverReport& solve, const std::vector<double>& timestamps_s);
   // Frame i's lattice offset (0 before Resolve covered it).
   Shift offset(int i) const;
+  // A used pair's status in published coordinates (see the top): kRejected
+  // stays; kInlier or kSnapped by whether the pair's published correction,
+  // snap + offset(j) - offset(i), is a non-zero lattice vector. `snap` is the
+  // solver's hop correction (ConsistencySolver::ForEachUsedPair).
+  PairStatus PublishedStatus(int i, int j, PairStatus solver_status, Shift snap) const;
+  // Brings pairs_snapped() up to date after Resolve(): revisits the pairs of
+  // the frames from the first whose pair states changed (the solve's
+  // SolverReport::first_changed_frame) or whose offset changed, all of them
+  // after a new lattice. O(those pairs): an incremental update touches the
+  // new frame's.
+  void CountSnappedPairs(const ConsistencySolver& solver, int first_changed_frame);
+  // Used pairs snapped in published coordinates (PublishedStatus).
+  int pairs_snapped() const { return pairs_snapped_; }
   // Checks the published shifts for lattice-vector spikes.
   void CheckTemporal(const std::vector<Shift>& shifts, const std::vector<double>& timestamps_s);
 
@@ -86,6 +105,12 @@ class LatticeTracker {
   std::vector<CoarsePairEvidence> coarse_;
   LatticeOffsetReport offsets_;
   TemporalCheckReport temporal_;
+  // CountSnappedPairs' state: per frame j, its pairs (i, j) snapped; the
+  // offsets and whether a new lattice came since they were counted.
+  std::vector<int> snapped_by_frame_;
+  std::vector<Shift> counted_offsets_;
+  bool lattice_changed_ = false;
+  int pairs_snapped_ = 0;
 };
 
 }  // namespace livealign

@@ -180,6 +180,7 @@ void RegistrationEngine::Impl::ResolveLattice() {
   for (std::size_t i = 0; i < frames.size(); ++i) times[i] = frames[i].timestamp_s;
   if (times.size() != last_solve.shifts.size()) times.clear();
   lattice_tracker.Resolve(last_solve, times);
+  lattice_tracker.CountSnappedPairs(solver, last_solve.first_changed_frame);
 }
 
 std::vector<Shift> RegistrationEngine::Impl::PairwiseShifts() const {
@@ -467,6 +468,7 @@ EngineQuality RegistrationEngine::Impl::AssessQuality() const {
   in.reciprocal_peaks = &lattice_tracker.reciprocal_peaks();
   in.offsets = &lattice_tracker.offsets();
   in.temporal = &lattice_tracker.temporal();
+  in.pairs_snapped = lattice_tracker.pairs_snapped();
   in.drift_window_frames = options.drift_window_frames;
   in.pixel_size_x_A = options.pixel_size_x_A;
   in.pixel_size_y_A = options.pixel_size_y_A;
@@ -476,21 +478,16 @@ EngineQuality RegistrationEngine::Impl::AssessQuality() const {
 AverageImage RegistrationEngine::Average() const { return impl_->averager.Average(); }
 
 ShiftMatrix RegistrationEngine::Impl::BuildShiftMatrix() const {
-  ShiftMatrix matrix = solver.Matrices();
   // The solver's pair values live in its modulo-lattice frame; the published
   // shifts add each frame's lattice offset, so entry (i, j) moves by
-  // offset_j - offset_i (as in BuildPairs()) to read s_j - s_i.
-  const std::vector<Shift>& lattice_offsets = lattice_tracker.offsets().offsets;
-  const int k = matrix.k;
-  for (int i = 0; i < k; ++i) {
-    for (int j = 0; j < k; ++j) {
-      const bool offset_known = i < static_cast<int>(lattice_offsets.size()) &&
-                                j < static_cast<int>(lattice_offsets.size());
-      const Shift offset = offset_known ? lattice_offsets[j] - lattice_offsets[i] : Shift{};
-      matrix.x[matrix.index(i, j)] += offset.x;
-      matrix.y[matrix.index(i, j)] += offset.y;
-    }
-  }
+  // offset_j - offset_i (as in BuildPairs()) to read s_j - s_i, and its
+  // status is judged there (LatticeTracker::PublishedStatus).
+  const int k = solver.num_frames();
+  ShiftMatrix matrix = ShiftMatrix::Missing(k);
+  solver.ForEachUsedPair(0, k, [&](int i, int j, Shift u, PairStatus status, Shift snap) {
+    matrix.Set(i, j, u + lattice_tracker.offset(j) - lattice_tracker.offset(i),
+               lattice_tracker.PublishedStatus(i, j, status, snap));
+  });
   for (int j = 1; j < k; ++j) {
     for (int i = 0; i < j; ++i) {
       if (no_overlap[j][i]) matrix.SetStatus(i, j, PairStatus::kNoOverlap);
@@ -502,12 +499,10 @@ ShiftMatrix RegistrationEngine::Impl::BuildShiftMatrix() const {
 ShiftMatrixView RegistrationEngine::Impl::BuildShiftMatrixView(ShiftMatrixViewBuilder builder) const {
   // The same entries as BuildShiftMatrix(), pair by pair: only the frames
   // whose pairs can land in the view are visited.
-  const std::vector<Shift>& lattice_offsets = lattice_tracker.offsets().offsets;
-  const int known = static_cast<int>(lattice_offsets.size());
   for (const auto& [first, end] : builder.LaterFrameRanges()) {
-    solver.ForEachUsedPair(first, end, [&](int i, int j, Shift u, PairStatus status) {
-      const Shift offset = j < known ? lattice_offsets[j] - lattice_offsets[i] : Shift{};
-      builder.Add(i, j, u + offset, status);
+    solver.ForEachUsedPair(first, end, [&](int i, int j, Shift u, PairStatus status, Shift snap) {
+      builder.Add(i, j, u + lattice_tracker.offset(j) - lattice_tracker.offset(i),
+                  lattice_tracker.PublishedStatus(i, j, status, snap));
     });
   }
   return builder.Finish([this](int i, int j) { return static_cast<bool>(no_overlap[j][i]); });
@@ -526,15 +521,20 @@ std::vector<PairRecord> RegistrationEngine::Impl::BuildPairs() const {
       r.i = i;
       r.j = j;
       r.has_peak = !measurement.candidates.empty();
-      if (r.has_peak) r.brightest_j_from_i = measurement.candidates.front().j_from_i;
+      if (r.has_peak) {
+        r.brightest_j_from_i = measurement.candidates.front().j_from_i;
+        r.measured_j_from_i =
+            state.chosen >= 0 ? measurement.candidates[static_cast<std::size_t>(state.chosen)].j_from_i
+                              : r.brightest_j_from_i;
+      }
       // The solver's pair value lives in its modulo-lattice frame; moving the
       // two frames by their lattice offsets moves the pair value with them.
       r.used_j_from_i = state.used_j_from_i + lattice_tracker.offset(j) - lattice_tracker.offset(i);
+      const Shift snap = state.chosen >= 0 && state.snapped ? state.used_j_from_i - r.measured_j_from_i : Shift{};
       r.status = no_overlap[j][i] ? PairStatus::kNoOverlap
                  : !r.has_peak    ? PairStatus::kMissing
-                 : !state.inlier  ? PairStatus::kRejected
-                 : state.snapped  ? PairStatus::kSnapped
-                                  : PairStatus::kInlier;
+                 : lattice_tracker.PublishedStatus(
+                       i, j, !state.inlier ? PairStatus::kRejected : PairStatus::kInlier, snap);
       records.push_back(r);
     }
   }

@@ -101,7 +101,12 @@ struct PairRecord {
   int j = 0;
   bool has_peak = false;
   Shift brightest_j_from_i;  // the correlation's highest peak
-  Shift used_j_from_i;       // the candidate (and lattice snap) the solver used
+  // The candidate the solver chose, as measured (the brightest when none
+  // was chosen), and the value used in final coordinates: the candidate plus
+  // the solver's hop correction plus the two frames' lattice offset
+  // difference. kSnapped means these two differ by a lattice vector.
+  Shift measured_j_from_i;
+  Shift used_j_from_i;
   // kNoOverlap: not correlated, the frames' predicted overlap was below
   // EngineOptions::min_overlap_fraction (has_peak is then false).
   PairStatus status = PairStatus::kMissing;

@@ -2,9 +2,11 @@
 // says what the data could and could not prove.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
+#include "core/lattice.hpp"
 #include "core/registration_engine.hpp"
 #include "core/shift_errors.hpp"
 #include "core/simulator.hpp"
@@ -127,6 +129,49 @@ TEST_CASE("a stage jump of 1.5 lattice spacings is recovered when non-periodic c
   // The published pair values are in the published coordinates too.
   CHECK(run.final_wrong == 0);
   CHECK(run.quality.valid);
+}
+
+TEST_CASE("across a stage jump a pair is snapped when its published value is not its measured peak",
+          "[core][crystal]") {
+  // The solver corrects hops relative to its modulo-lattice frame; after the
+  // jump the lattice offsets move the frames, so a pair the solver snapped
+  // may be published exactly as measured, and one it left may be moved by a
+  // lattice vector. The status and the count follow the published values.
+  SimulatorOptions sim;
+  sim.dose_counts_per_px = 1.0;
+  sim.jumps.push_back({15, Shift{1.5 * 16 * 0.8, 1.5 * 16 * 0.6}});
+  Simulator microscope(sim, 7);
+  // Searched without the prediction window, the solver's modulo-lattice
+  // solution differs from the published shifts by lattice offsets on most
+  // frames (as in tests/stream/codec_matrices_test.cpp).
+  EngineOptions options;
+  options.predicted_search = false;
+  RegistrationEngine engine(options, sim.shape);
+  // Past the solver's global_update_max_pairs (2000 pairs: frame 64) updates
+  // only place the new frame, and the count is kept up incrementally: after
+  // every update it equals a count of the published statuses.
+  const int frames = 80;
+  for (int k = 0; k < frames; ++k) {
+    const RegistrationResult live = engine.AddFrame(microscope.NextFrame(), ResultRequest::Pairs());
+    const auto snapped = std::count_if(live.pairs->begin(), live.pairs->end(),
+                                       [](const PairRecord& p) { return p.status == PairStatus::kSnapped; });
+    CAPTURE(k);
+    REQUIRE(live.quality.pairs_snapped == snapped);
+  }
+  const RegistrationResult result = engine.Finish(ResultRequest::Pairs());
+  REQUIRE(result.quality.lattice.found);
+  const double spacing = Lattice::Reduced(result.quality.lattice.a_px, result.quality.lattice.b_px).ShortestSpacing();
+  // The case the test is about: frames moved by non-zero lattice offsets.
+  REQUIRE(result.quality.frames_moved_by_lattice_offset > 0);
+  int snapped = 0;
+  for (const PairRecord& p : *result.pairs) {
+    if (!p.inlier()) continue;
+    CAPTURE(p.i, p.j, p.measured_j_from_i.x, p.measured_j_from_i.y, p.used_j_from_i.x, p.used_j_from_i.y);
+    const bool moved = (p.used_j_from_i - p.measured_j_from_i).Norm() > 0.5 * spacing;
+    CHECK((p.status == PairStatus::kSnapped) == moved);
+    if (p.status == PairStatus::kSnapped) ++snapped;
+  }
+  CHECK(result.quality.pairs_snapped == snapped);
 }
 
 TEST_CASE("a stage jump on a perfect lattice is reported as not observable, not guessed",
