@@ -37,11 +37,15 @@ class BoundedQueue {
   BoundedQueue& operator=(const BoundedQueue&) = delete;
 
   // Waits for room; false (item dropped) once the queue is closed or stopped.
-  bool Push(T item, std::size_t bytes) {
+  // `max_items_ahead` tightens the bound for this push alone: it also waits
+  // until at most that many items are queued ahead of it (a bound in time
+  // that the caller has turned into items; an empty queue always has room).
+  bool Push(T item, std::size_t bytes, std::size_t max_items_ahead = static_cast<std::size_t>(-1)) {
     std::unique_lock<std::mutex> lock(mutex_);
-    if (running_ && !HasRoomUnlocked(bytes)) {
+    auto room = [&] { return HasRoomUnlocked(bytes) && items_.size() <= max_items_ahead; };
+    if (running_ && !room()) {
       ++waiting_producers_;
-      not_full_.wait(lock, [&] { return !running_ || HasRoomUnlocked(bytes); });
+      not_full_.wait(lock, [&] { return !running_ || room(); });
       --waiting_producers_;
     }
     if (!running_) return false;

@@ -78,9 +78,9 @@ struct DaemonOptions {
   // every accepted frame is within the bound; and a frame that would wait
   // longer (the frames ahead of it times the series thread's recent interval
   // between pops, stream/queue_wait.hpp) is refused at once, which keeps the
-  // queue short (docs/protocol.md, "Frames in"). 0 = the byte bound alone.
-  // PULL holds the sender back instead and loses nothing, so the bound does
-  // not apply to it.
+  // queue short (docs/protocol.md, "Frames in"). PULL loses nothing: the
+  // receiver stops reading (and the sender is held back) while a new frame
+  // would wait longer. 0 = the byte bound alone.
   double max_queue_wait_s = 5.0;
   // Minimum seconds between `average` messages (each costs a full average);
   // the last frame of a series always gets one.

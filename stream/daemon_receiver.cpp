@@ -125,7 +125,19 @@ bool DaemonReceiver::Handle(std::vector<zmq::message_t>& parts) {
   const frame_id_t index = is_frame ? std::get<FrameMessage>(decoded).index : kInvalidFrameId;
   std::visit([&](auto&& m) { item.message = std::move(m); }, decoded);
   // Series boundaries cost no bytes, so they always fit and are never lost.
-  if (pull_ || !is_frame) return inbound_->Push(std::move(item), bytes);
+  if (!is_frame) return inbound_->Push(std::move(item), bytes);
+  if (pull_) {
+    // Back-pressure by bytes and by time: the frame is queued once it would
+    // wait at most max_queue_wait_s (the frames ahead of it times the time
+    // per frame); until then the socket is not read, and the sender's send
+    // blocks. So a frame accepted in an overload is at most that old.
+    std::size_t max_ahead = static_cast<std::size_t>(-1);
+    const double seconds_per_frame = queue_wait_ != nullptr ? queue_wait_->SecondsPerFrame() : 0.0;
+    if (options_.max_queue_wait_s > 0 && seconds_per_frame > 0) {
+      max_ahead = QueueWaitEstimate::FramesAheadWithin(options_.max_queue_wait_s, seconds_per_frame);
+    }
+    return inbound_->Push(std::move(item), bytes, max_ahead);
+  }
   if (queue_wait_ != nullptr && options_.max_queue_wait_s > 0) {
     const double wait_s = queue_wait_->ExpectedWaitS(inbound_->Size());
     if (wait_s > options_.max_queue_wait_s) {

@@ -2,7 +2,9 @@
 // The daemon's receiving part: owns the source socket (SUB or PULL), decodes
 // each message's header and checks its part sizes (no pixel is touched) and
 // queues it for the series thread. It never waits on computation: with PULL
-// a full queue holds the sender back (back-pressure); with SUB a frame that
+// a full queue, or one a new frame would wait longer in than
+// DaemonOptions::max_queue_wait_s (by `queue_wait`'s estimate), holds the
+// sender back (back-pressure); with SUB a frame that
 // finds the queue full is lost, counted (frames_lost) and reported
 // (`queue_full`), and so is one that would wait longer than
 // DaemonOptions::max_queue_wait_s (`queue_wait`, judged by `queue_wait`, the

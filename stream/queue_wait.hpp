@@ -2,10 +2,14 @@
 // QueueWaitEstimate: how long a frame entering the inbound queue would wait
 // before the series thread takes it, so that a SUB receiver can refuse frames
 // whose drift message would come too late to be of use (DaemonOptions::
-// max_queue_wait_s) instead of letting the wait grow to a full queue's worth.
-// It only keeps the queue short: the bound itself is enforced when a frame is
-// taken (stream/series_runner.cpp drops a frame that waited longer before
-// journaling it), so an estimate that reads low costs frames, not latency.
+// max_queue_wait_s) instead of letting the wait grow to a full queue's worth,
+// and a PULL receiver holds the sender back until a frame would wait no
+// longer than that.
+// With SUB it only keeps the queue short: the bound itself is enforced when a
+// frame is taken (stream/series_runner.cpp drops a frame that waited longer
+// before journaling it), so an estimate that reads low costs frames, not
+// latency. With PULL nothing is dropped, and the bound holds as well as the
+// estimate does.
 //
 // What a frame behind a saturated queue waits for is the interval between two
 // of the series thread's pops: the whole turn of the item ahead (journal,
@@ -25,6 +29,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <optional>
 
@@ -63,6 +68,16 @@ class QueueWaitEstimate {
   // `frames_ahead` others (it waits for them and for the turn in progress).
   double ExpectedWaitS(std::size_t frames_ahead) const {
     return static_cast<double>(frames_ahead + 1) * SecondsPerFrame();
+  }
+
+  // The most frames that may be queued ahead of a new one for it to wait at
+  // most `bound_s` at `seconds_per_frame` (the inverse of ExpectedWaitS; 0
+  // when even one turn is longer: the frame then waits for an empty queue).
+  static std::size_t FramesAheadWithin(double bound_s, double seconds_per_frame) {
+    const double frames = std::floor(bound_s / seconds_per_frame) - 1;
+    if (!(frames > 0)) return 0;
+    if (frames > 1e9) return static_cast<std::size_t>(1e9);
+    return static_cast<std::size_t>(frames);
   }
 
  private:

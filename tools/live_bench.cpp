@@ -80,8 +80,8 @@ int RunLiveBench(int argc, char** argv) {
        "daemon frame-queue bound, bytes")
       ("max-queue-wait-s",
        po::value(&daemon_options.max_queue_wait_s)->default_value(daemon_options.max_queue_wait_s),
-       "daemon (sub): no accepted frame waits longer in the queue; one that waited or would wait "
-       "longer is lost (0 = bytes only; pull holds the sender back instead)")
+       "daemon: no accepted frame waits longer in the queue; sub: one that waited or would wait "
+       "longer is lost; pull: the sender is held back while one would (0 = bytes only)")
       ("average-interval-s",
        po::value(&daemon_options.average_interval_s)->default_value(daemon_options.average_interval_s),
        "daemon average rate limit")
@@ -336,11 +336,14 @@ int RunLiveBench(int argc, char** argv) {
             << "): median " << Percentile(last10, 0.5) << " ms, max " << Percentile(last10, 1.0)
             << " ms\n";
   // The wait of an accepted frame: its arrival to the engine's start
-  // (queue_ms), which --max-queue-wait-s bounds with SUB.
+  // (queue_ms), which --max-queue-wait-s bounds (SUB by dropping, PULL by
+  // holding the sender back, as well as the daemon's estimate of the wait).
   std::cout << "  longest wait of an accepted frame in the queue " << Percentile(queue_ms, 1.0)
-            << " ms" << (pattern == "sub" && daemon_options.max_queue_wait_s > 0
-                             ? " (bound " + Text(daemon_options.max_queue_wait_s * 1000) + " ms)"
-                             : std::string(" (pull: no bound, the sender is held back)"))
+            << " ms"
+            << (daemon_options.max_queue_wait_s > 0
+                    ? " (bound " + Text(daemon_options.max_queue_wait_s * 1000) + " ms" +
+                          (pattern == "pull" ? ", held by back-pressure on the estimate)" : ")")
+                    : std::string(" (no bound in time: bytes only)"))
             << "\n";
   std::cout << std::setprecision(3) << "  " << (error_from_final ? "final" : "latest live (no final drift came)")
             << " RMS error vs ground truth (mean offset removed): " << rms_error << " px\n"

@@ -73,8 +73,8 @@ int RunServe(int argc, char** argv) {
        "bound of the frame queue, bytes")
       ("max-queue-wait-s", po::value(&o.max_queue_wait_s)->default_value(o.max_queue_wait_s),
        "sub: no accepted frame waits longer than this in the queue; a frame that waited or would wait "
-       "longer is lost and reported (queue_wait; 0 = the byte bound alone). pull: not applied, a full "
-       "queue holds the sender back and nothing is lost")
+       "longer is lost and reported (queue_wait). pull: the sender is held back while a frame would "
+       "wait longer, nothing is lost (0 = the byte bound alone)")
       ("average-interval-s", po::value(&o.average_interval_s)->default_value(o.average_interval_s),
        "minimum seconds between average messages")
       ("quality-interval-s", po::value(&o.quality_interval_s)->default_value(o.quality_interval_s),

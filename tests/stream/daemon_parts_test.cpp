@@ -1,12 +1,16 @@
 // The daemon's parts on their own, without sockets or threads: the control
 // token check, the publisher's order and latest headers, the series part's
 // validation and counts, and the receiver's loss accounting. Each part is
-// driven by calling the function its thread would call.
+// driven by calling the function its thread would call (one test runs the
+// receiver on a thread of its own, to show it blocked).
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <memory>
+#include <thread>
 
 #include "stream/codec.hpp"
 #include "stream/daemon_control.hpp"
@@ -371,6 +375,53 @@ TEST_CASE("DaemonReceiver: SUB loses a frame that would wait longer than max_que
   }
   CHECK(inbound.Size() == 7);
   CHECK(counters.Snapshot().frames_lost == 1);
+}
+
+TEST_CASE("DaemonReceiver: PULL holds a frame back while it would wait longer than max_queue_wait_s",
+          "[stream][daemon_parts]") {
+  const Shape shape{16, 16};
+  const SeriesId id = SeriesId::Int(1);
+  const std::vector<float> pixels = TracerPixels(shape, 0, 0);
+  auto frame_parts = [&](frame_id_t index) { return FrameParts(id, index, shape, pixels); };
+  DaemonOptions options = QuietOptions();
+  options.source_pattern = "pull";
+  options.max_queue_wait_s = 2.5;
+  DaemonCounters counters;
+  StopSignal stop(options.drain_timeout_s);
+  InboundQueue inbound(std::size_t{64} << 20, 0);  // bytes are no bound here
+  ResultPublisher publisher(&counters, false);
+  QueueWaitEstimate wait;
+  DaemonReceiver receiver(options, &inbound, &publisher, &counters, &stop, &wait);
+
+  // One second per frame: a frame may have one queued ahead (2 s), not two.
+  wait.RecordIntervalSeconds(1.0);
+  for (frame_id_t i = 0; i < 2; ++i) {
+    auto parts = frame_parts(i);
+    CHECK(receiver.Handle(parts));
+  }
+  CHECK(inbound.Size() == 2);
+  std::atomic<int> handled{-1};  // -1 while Handle has not returned
+  std::thread receiver_thread([&] {
+    auto third = frame_parts(2);
+    handled = receiver.Handle(third) ? 1 : 0;
+  });
+  // Observed without sleeping: the receiver is blocked in the queue's Push.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (inbound.WaitingProducers() < 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  CHECK(inbound.WaitingProducers() == 1);
+  CHECK(handled.load() == -1);
+  CHECK(inbound.Size() == 2);
+  // The series thread takes one: the frame fits the bound and goes in.
+  InboundItem item;
+  REQUIRE(inbound.Pop(&item));
+  receiver_thread.join();
+  CHECK(handled.load() == 1);
+  CHECK(inbound.Size() == 2);
+  const DaemonCounts counts = counters.Snapshot();
+  CHECK(counts.frames_lost == 0);
+  CHECK(counts.frames_received == 3);
 }
 
 TEST_CASE("the page's requests: only matrices_window, and at most a few unanswered at a time",
