@@ -199,8 +199,14 @@ int RunLiveBench(int argc, char** argv) {
   const Clock::time_point start_time = Clock::now();
   // Overloaded SUB can drop the series_end itself: once the sender is done and
   // nothing arrived for this long, the series is counted from `status`.
+  // Once the last frame's drift came, the quiet is the final solve and
+  // precision stage over the whole series (tens of seconds at k = 7000), so
+  // the wait for series_end is longer then.
   const auto quiet_limit = std::chrono::seconds(15);
+  const auto finish_limit = std::chrono::seconds(600);
+  bool last_frame_registered = false;
   Clock::time_point last_message = start_time;
+  auto quiet = [&] { return Clock::now() - last_message > (last_frame_registered ? finish_limit : quiet_limit); };
   // The span of the live drift messages: registered frames over it is the
   // rate the daemon achieved (its sustainable rate when it was saturated).
   std::optional<Clock::time_point> first_drift;
@@ -213,7 +219,7 @@ int RunLiveBench(int argc, char** argv) {
   const auto budget = std::chrono::duration<double>(frames / rate_hz * 3 + 120);
   const bool pull = pattern == "pull";
   while (series_end.is_null() && (pull || Clock::now() - start_time < budget)) {
-    if (pull && Clock::now() - last_message > quiet_limit) break;
+    if (pull && quiet()) break;
     if (Clock::now() >= next_sample) {
       rss_samples.emplace_back(std::chrono::duration<double>(Clock::now() - start_time).count(),
                                RssMiB());
@@ -222,7 +228,7 @@ int RunLiveBench(int argc, char** argv) {
     auto m = subscriber.Receive(std::chrono::milliseconds(500));
     if (!m || !m->header.is_object()) {
       if (!sender_ok) break;
-      if (sender_done && Clock::now() - last_message > quiet_limit) {
+      if (sender_done && quiet()) {
         series_end_lost = true;
         break;
       }
@@ -233,7 +239,9 @@ int RunLiveBench(int argc, char** argv) {
       if (m->header.value("final", false)) {
         final_drift = m->header;
       } else {
-        latency_by_k[m->header["n_frames"].get<int>()] = m->header["latency_ms"].get<double>();
+        const int n_frames = m->header["n_frames"].get<int>();
+        latency_by_k[n_frames] = m->header["latency_ms"].get<double>();
+        if (n_frames == frames) last_frame_registered = true;
         if (!first_drift) first_drift = Clock::now();
         last_drift = Clock::now();
         queue_ms.push_back(m->header.value("queue_ms", 0.0));
