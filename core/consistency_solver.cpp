@@ -76,6 +76,7 @@ bool SolverOptions::Check(std::string* error) const {
   if (max_triangle_partners < 1) return fail("max_triangle_partners must be >= 1");
   if (global_update_max_pairs < 0) return fail("global_update_max_pairs must be >= 0");
   if (max_local_iterations < 1) return fail("max_local_iterations must be >= 1");
+  if (catch_up_frames_per_solve < 1) return fail("catch_up_frames_per_solve must be >= 1");
   return true;
 }
 
@@ -538,7 +539,8 @@ SolverReport ConsistencySolver::Solve(bool from_scratch) {
   last_cg_iterations_ = 0;
   int iterations = 0;
   const int first_new = placed_frames_;
-  const int changed_from = adopted > 0 ? 0 : first_new;
+  const int first_caught_up = CatchUp(threshold);
+  const int changed_from = adopted > 0 ? 0 : std::min(first_new, first_caught_up);
   for (int k = first_new; k < num_frames_; ++k) {
     const std::size_t size = blocks_[static_cast<std::size_t>(k)]->size();
     for (std::size_t q = 0; q < size; ++q) ScoreTriangles(k, static_cast<int>(q));
@@ -633,6 +635,40 @@ void ConsistencySolver::RecomputeTotals() {
   for (std::size_t j = 1; j < blocks_.size(); ++j) AddToTotals(static_cast<int>(j));
 }
 
+int ConsistencySolver::CatchUp(double threshold) {
+  const int first = catch_up_next_ < catch_up_end_ ? catch_up_next_ : num_frames_;
+  for (int done = 0; done < options_.catch_up_frames_per_solve && catch_up_next_ < catch_up_end_; ++done) {
+    const int k = catch_up_next_++;
+    RemoveFromTotals(k);
+    WarmStart(k);
+    PlaceFrame(k, threshold);
+    AddToTotals(k);
+  }
+  return first;
+}
+
+void ConsistencySolver::RemoveFromTotals(int frame) {
+  const std::size_t j = static_cast<std::size_t>(frame);
+  const Block& block = *blocks_[j];
+  const std::vector<Pair>& states = states_[j];
+  for (std::size_t q = 0; q < block.size(); ++q) {
+    if (block[q].candidates.empty()) continue;
+    const PairState& state = states[q].state;
+    const std::size_t i = static_cast<std::size_t>(block[q].i);
+    --totals_.measured;
+    if (state.chosen > 0) --totals_.not_brightest;
+    if (!state.inlier) continue;
+    --totals_.inlier;
+    if (state.snapped) --totals_.snapped;
+    const double r2 = state.residual_px * state.residual_px;
+    totals_.sum_sq -= r2;
+    frame_sum_sq_[i] -= r2;
+    frame_sum_sq_[j] -= r2;
+    --frame_inliers_[i];
+    --frame_inliers_[j];
+  }
+}
+
 void ConsistencySolver::AddToTotals(int frame) {
   const std::size_t j = static_cast<std::size_t>(frame);
   const Block& block = *blocks_[j];
@@ -665,7 +701,8 @@ SolverReport ConsistencySolver::MakeReport(int iterations, bool converged, int r
   report.frame_inlier_pairs = frame_inliers_;
   for (int k = 0; k < n; ++k) {
     const int count = frame_inliers_[static_cast<std::size_t>(k)];
-    if (count > 0) report.frame_residual_px[static_cast<std::size_t>(k)] = std::sqrt(frame_sum_sq_[static_cast<std::size_t>(k)] / count);
+    // (max: RemoveFromTotals' subtractions may leave a rounding below 0.)
+    if (count > 0) report.frame_residual_px[static_cast<std::size_t>(k)] = std::sqrt(std::max(0.0, frame_sum_sq_[static_cast<std::size_t>(k)]) / count);
     if (flagged_[static_cast<std::size_t>(k)]) ++report.flagged_frames;
   }
   report.measured_pairs = totals_.measured;
@@ -673,7 +710,7 @@ SolverReport ConsistencySolver::MakeReport(int iterations, bool converged, int r
   report.pairs_snapped = totals_.snapped;
   report.pairs_not_brightest = totals_.not_brightest;
   report.reselections = reselections;
-  report.consistency_rms_px = totals_.inlier > 0 ? std::sqrt(totals_.sum_sq / totals_.inlier) : 0.0;
+  report.consistency_rms_px = totals_.inlier > 0 ? std::sqrt(std::max(0.0, totals_.sum_sq) / totals_.inlier) : 0.0;
   report.rejected_pair_fraction =
       totals_.measured > 0 ? static_cast<double>(totals_.measured - totals_.inlier) / totals_.measured : 0.0;
   report.inlier_threshold_px = last_threshold_px_;
@@ -742,21 +779,20 @@ int ConsistencySolver::AdoptBackground() {
   last_sigma_px_ = done->last_sigma_px_;
   last_cycles_ = done->last_cycles_;
   // The snapshot's totals cover its own pairs (blocks 0..frames-1); the
-  // frames placed since are placed again against the new solution and add
-  // their pairs. Frames not yet placed add theirs when the caller places
-  // them. So adoption costs O(frames + pairs of the frames added meanwhile),
-  // not a pass over every pair.
+  // frames placed since add their pairs. Frames not yet placed add theirs
+  // when the caller places them. So adoption costs O(frames + pairs of the
+  // frames added meanwhile), not a pass over every pair.
   totals_ = done->totals_;
   std::copy(done->frame_inliers_.begin(), done->frame_inliers_.end(), frame_inliers_.begin());
   std::copy(done->frame_sum_sq_.begin(), done->frame_sum_sq_.end(), frame_sum_sq_.begin());
   std::fill(frame_inliers_.begin() + frames, frame_inliers_.end(), 0);
   std::fill(frame_sum_sq_.begin() + frames, frame_sum_sq_.end(), 0.0);
-  const double threshold = std::max(last_floor_px_, options_.min_threshold_px);
-  for (int k = frames; k < placed_frames_; ++k) {
-    WarmStart(k);
-    PlaceFrame(k, threshold);
-    AddToTotals(k);
-  }
+  // The frames placed since keep their shifts for now (counted as they
+  // are) and are re-placed against the new solution a few per update
+  // (CatchUp), so adoption costs no more than an update or so.
+  for (int k = frames; k < placed_frames_; ++k) AddToTotals(k);
+  catch_up_next_ = frames;
+  catch_up_end_ = placed_frames_;
   return frames;
 }
 
@@ -769,6 +805,7 @@ SolverReport ConsistencySolver::SolveGlobal(bool from_scratch) {
     return report;
   }
   last_cg_iterations_ = 0;
+  catch_up_next_ = catch_up_end_ = 0;  // every frame is solved here
   // Flat index of pair q of frame j: offset[j] + q.
   std::vector<std::size_t> offset(static_cast<std::size_t>(n) + 1, 0);
   for (int j = 0; j < n; ++j) offset[static_cast<std::size_t>(j) + 1] = offset[static_cast<std::size_t>(j)] + blocks_[static_cast<std::size_t>(j)]->size();

@@ -80,9 +80,19 @@ PairStatus LatticeTracker::PublishedStatus(int i, int j, PairStatus solver_statu
                                                                            : PairStatus::kInlier;
 }
 
-void LatticeTracker::CountSnappedPairs(const ConsistencySolver& solver, int first_changed_frame) {
+void LatticeTracker::CountSnappedPairs(const ConsistencySolver& solver, const SolverReport& solve) {
   const int n = solver.num_frames();
-  int from = lattice_changed_ ? 0 : std::clamp(first_changed_frame, 0, n);
+  const bool all_offsets_zero =
+      std::all_of(offsets_.offsets.begin(), offsets_.offsets.end(), [](Shift o) { return o == Shift{}; });
+  if (all_offsets_zero) {
+    // snap + 0 is a non-zero lattice vector exactly when the solver snapped.
+    pairs_snapped_ = solve.pairs_snapped;
+    snapped_by_frame_.clear();  // the next count with offsets starts over
+    counted_offsets_.clear();
+    lattice_changed_ = false;
+    return;
+  }
+  int from = lattice_changed_ ? 0 : std::clamp(solve.first_changed_frame, 0, n);
   // Pair (i, j) depends on the offsets of i < j: the first changed offset
   // (or the first frame never counted) dirties every frame from it on.
   from = std::min(from, static_cast<int>(counted_offsets_.size()));

@@ -76,12 +76,13 @@ class LatticeTracker {
   // snap + offset(j) - offset(i), is a non-zero lattice vector. `snap` is the
   // solver's hop correction (ConsistencySolver::ForEachUsedPair).
   PairStatus PublishedStatus(int i, int j, PairStatus solver_status, Shift snap) const;
-  // Brings pairs_snapped() up to date after Resolve(): revisits the pairs of
-  // the frames from the first whose pair states changed (the solve's
-  // SolverReport::first_changed_frame) or whose offset changed, all of them
-  // after a new lattice. O(those pairs): an incremental update touches the
-  // new frame's.
-  void CountSnappedPairs(const ConsistencySolver& solver, int first_changed_frame);
+  // Brings pairs_snapped() up to date after Resolve() with `solve`: while
+  // every offset is zero the published statuses are the solver's, and its
+  // count is taken (O(frames)); otherwise revisits the pairs of the frames
+  // from the first whose pair states changed (SolverReport::
+  // first_changed_frame) or whose offset changed, all of them after a new
+  // lattice. O(those pairs): an incremental update touches the new frame's.
+  void CountSnappedPairs(const ConsistencySolver& solver, const SolverReport& solve);
   // Used pairs snapped in published coordinates (PublishedStatus).
   int pairs_snapped() const { return pairs_snapped_; }
   // Checks the published shifts for lattice-vector spikes.

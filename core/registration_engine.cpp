@@ -180,7 +180,7 @@ void RegistrationEngine::Impl::ResolveLattice() {
   for (std::size_t i = 0; i < frames.size(); ++i) times[i] = frames[i].timestamp_s;
   if (times.size() != last_solve.shifts.size()) times.clear();
   lattice_tracker.Resolve(last_solve, times);
-  lattice_tracker.CountSnappedPairs(solver, last_solve.first_changed_frame);
+  lattice_tracker.CountSnappedPairs(solver, last_solve);
 }
 
 std::vector<Shift> RegistrationEngine::Impl::PairwiseShifts() const {
