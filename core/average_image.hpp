@@ -37,8 +37,10 @@ struct AverageImage {
   Frame mosaic_counts;  // number of frames covering each pixel
   // Where image quality is measured (core/coverage_region.hpp): the largest
   // rectangle covered by at least a fraction of the highest count (and by
-  // both FRC half sets); frame-0 coordinates, inside mosaic_extent. Non-empty
-  // whenever a frame is included.
+  // both FRC half sets), shrunk about its centre to sides whose prime factors
+  // are 2, 3, 5 and 7 (FftFriendlySizeAtMost: each analysis of it is an FFT);
+  // frame-0 coordinates, inside mosaic_extent. Non-empty whenever a frame is
+  // included.
   Rect best_covered;
   Frame best;  // `mosaic` cropped to best_covered
 };

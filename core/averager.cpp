@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/coverage_region.hpp"
+#include "core/fft.hpp"
 
 namespace livealign {
 namespace {
@@ -527,6 +528,15 @@ void ShiftedAverager::MakeImageInto(const TiledCanvas& a, const TiledCanvas* b,
   if (!extent.Empty()) {
     best = BestCoveredRect(counts_a.data(), b != nullptr ? counts_b.data() : nullptr, extent.rows(),
                            extent.cols(), options_.best_coverage_fraction);
+  }
+  // Shrunk (centred) to FFT-friendly sides: every analysis of it (the FRC,
+  // the information transfer, the lattice estimate) is a 2-D FFT of it.
+  if (!best.Empty()) {
+    const int rows = FftFriendlySizeAtMost(best.rows()), cols = FftFriendlySizeAtMost(best.cols());
+    best.row0 += (best.rows() - rows) / 2;
+    best.row1 = best.row0 + rows;
+    best.col0 += (best.cols() - cols) / 2;
+    best.col1 = best.col0 + cols;
   }
   image.best_covered = Moved(best, extent.row0, extent.col0);
   CropInto(image.mosaic, best, &image.best);

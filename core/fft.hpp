@@ -2,8 +2,9 @@
 // Single-precision 2-D real FFTs (FFTW) behind a move-only RAII class, so FFTW
 // never appears in core's public headers.
 //
-// A RealFft2d owns one forward (r2c) and one inverse (c2r) plan for a shape,
-// plus the two aligned buffers they run on. It is NOT thread-safe: give each
+// A RealFft2d owns the two aligned buffers a forward (r2c) and an inverse
+// (c2r) transform of a shape run on; the plans are made once per shape for the
+// process and shared by every instance. It is NOT thread-safe: give each
 // worker thread its own instance (planning is serialised internally by a global
 // lock, as FFTW requires; execution then runs concurrently).
 //
@@ -25,6 +26,12 @@
 namespace livealign {
 
 using cfloat = std::complex<float>;
+
+// The largest n' <= n whose prime factors are all 2, 3, 5 or 7 (n >= 1):
+// FFTW plans and runs such sizes fastest, while a size with a large prime
+// factor (a mosaic region of 506 = 2 * 11 * 23 rows, say) costs several times
+// more to plan and to transform.
+int FftFriendlySizeAtMost(int n);
 
 class RealFft2d {
  public:
