@@ -1,4 +1,4 @@
-// Issue 4: crystals. No unit-cell hops in the final shifts, and a verdict that
+// Crystals: no unit-cell hops in the final shifts, and a verdict that
 // says what the data could and could not prove.
 #include <catch2/catch.hpp>
 

@@ -1,4 +1,4 @@
-// Issue 5/6 through the daemon with the real RegistrationEngine: the shift
+// Quality figures through the daemon with the real RegistrationEngine: the shift
 // matrices, the latest raw frame, the image-quality figures in `quality`, and
 // the stop-when-good events, over TCP on 127.0.0.1.
 #include "stream/daemon.hpp"
