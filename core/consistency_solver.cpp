@@ -639,7 +639,7 @@ int ConsistencySolver::CatchUp(double threshold) {
   const int first = catch_up_next_ < catch_up_end_ ? catch_up_next_ : num_frames_;
   for (int done = 0; done < options_.catch_up_frames_per_solve && catch_up_next_ < catch_up_end_; ++done) {
     const int k = catch_up_next_++;
-    RemoveFromTotals(k);
+    AddToTotals(k, -1);
     WarmStart(k);
     PlaceFrame(k, threshold);
     AddToTotals(k);
@@ -647,29 +647,7 @@ int ConsistencySolver::CatchUp(double threshold) {
   return first;
 }
 
-void ConsistencySolver::RemoveFromTotals(int frame) {
-  const std::size_t j = static_cast<std::size_t>(frame);
-  const Block& block = *blocks_[j];
-  const std::vector<Pair>& states = states_[j];
-  for (std::size_t q = 0; q < block.size(); ++q) {
-    if (block[q].candidates.empty()) continue;
-    const PairState& state = states[q].state;
-    const std::size_t i = static_cast<std::size_t>(block[q].i);
-    --totals_.measured;
-    if (state.chosen > 0) --totals_.not_brightest;
-    if (!state.inlier) continue;
-    --totals_.inlier;
-    if (state.snapped) --totals_.snapped;
-    const double r2 = state.residual_px * state.residual_px;
-    totals_.sum_sq -= r2;
-    frame_sum_sq_[i] -= r2;
-    frame_sum_sq_[j] -= r2;
-    --frame_inliers_[i];
-    --frame_inliers_[j];
-  }
-}
-
-void ConsistencySolver::AddToTotals(int frame) {
+void ConsistencySolver::AddToTotals(int frame, int sign) {
   const std::size_t j = static_cast<std::size_t>(frame);
   const Block& block = *blocks_[j];
   std::vector<Pair>& states = states_[j];
@@ -677,18 +655,19 @@ void ConsistencySolver::AddToTotals(int frame) {
     if (block[q].candidates.empty()) continue;
     PairState& state = states[q].state;
     const std::size_t i = static_cast<std::size_t>(block[q].i);
-    ++totals_.measured;
-    if (state.chosen > 0) ++totals_.not_brightest;
-    if (state.chosen >= 0) state.residual_px = Length(shifts_[j] - shifts_[i] - state.used_j_from_i);
+    totals_.measured += sign;
+    if (state.chosen > 0) totals_.not_brightest += sign;
+    // Taking away uses the residual that was added, not today's.
+    if (sign > 0 && state.chosen >= 0) state.residual_px = Length(shifts_[j] - shifts_[i] - state.used_j_from_i);
     if (!state.inlier) continue;
-    ++totals_.inlier;
-    if (state.snapped) ++totals_.snapped;
-    const double r2 = state.residual_px * state.residual_px;
+    totals_.inlier += sign;
+    if (state.snapped) totals_.snapped += sign;
+    const double r2 = sign * state.residual_px * state.residual_px;
     totals_.sum_sq += r2;
     frame_sum_sq_[i] += r2;
     frame_sum_sq_[j] += r2;
-    ++frame_inliers_[i];
-    ++frame_inliers_[j];
+    frame_inliers_[i] += sign;
+    frame_inliers_[j] += sign;
   }
 }
 
@@ -701,7 +680,7 @@ SolverReport ConsistencySolver::MakeReport(int iterations, bool converged, int r
   report.frame_inlier_pairs = frame_inliers_;
   for (int k = 0; k < n; ++k) {
     const int count = frame_inliers_[static_cast<std::size_t>(k)];
-    // (max: RemoveFromTotals' subtractions may leave a rounding below 0.)
+    // (max: AddToTotals' subtractions may leave a rounding below 0.)
     if (count > 0) report.frame_residual_px[static_cast<std::size_t>(k)] = std::sqrt(std::max(0.0, frame_sum_sq_[static_cast<std::size_t>(k)]) / count);
     if (flagged_[static_cast<std::size_t>(k)]) ++report.flagged_frames;
   }

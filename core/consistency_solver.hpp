@@ -182,6 +182,13 @@ class ConsistencySolver {
     int snap_na = 0, snap_nb = 0;
     double residual_px = 0;   // |s_j - s_i - used_j_from_i|, NaN when missing
   };
+  // The hop correction in a pair's used value: used_j_from_i minus the
+  // chosen candidate (zero when not snapped or never chosen).
+  static Shift SnapCorrection(const PairMeasurement& m, const PairState& state) {
+    return state.chosen >= 0 && state.snapped
+               ? state.used_j_from_i - m.candidates[static_cast<std::size_t>(state.chosen)].j_from_i
+               : Shift{};
+  }
 
   // Throws std::invalid_argument when options.Check() fails.
   explicit ConsistencySolver(const SolverOptions& options);
@@ -237,9 +244,8 @@ class ConsistencySolver {
   ShiftMatrix Matrices() const;
   // Calls visit(i, j, used_j_from_i, status, snap) for every stored pair
   // with j in [j_begin, j_end), with the value and status Matrices() enters
-  // and the hop correction in it (used_j_from_i minus the chosen candidate;
-  // zero when not snapped): O(those pairs), for views that must not build the
-  // dense matrix (core/shift_matrix_view.hpp).
+  // and the hop correction in it (SnapCorrection): O(those pairs), for views
+  // that must not build the dense matrix (core/shift_matrix_view.hpp).
   template <typename Visit>
   void ForEachUsedPair(int j_begin, int j_end, Visit&& visit) const;
 
@@ -280,10 +286,10 @@ class ConsistencySolver {
   // Places frame k against the fixed earlier frames; returns iterations.
   int PlaceFrame(int k, double threshold_px);
   void RecomputeTotals();
-  // Adds the pairs of one frame (with earlier frames) to the totals, or takes
-  // away what AddToTotals added (their states must not have changed since).
-  void AddToTotals(int frame);
-  void RemoveFromTotals(int frame);
+  // Adds the pairs of one frame (with earlier frames) to the totals, their
+  // residuals recomputed from the current shifts; sign -1 takes away what the
+  // last add counted (the pair states must not have changed since).
+  void AddToTotals(int frame, int sign = 1);
   // Re-places up to catch_up_frames_per_solve of the frames an adoption left
   // placed against the old solution; returns the first re-placed (or
   // num_frames_ when none).
@@ -338,10 +344,7 @@ void ConsistencySolver::ForEachUsedPair(int j_begin, int j_end, Visit&& visit) c
       const PairStatus status = !state.inlier  ? PairStatus::kRejected
                                 : state.snapped ? PairStatus::kSnapped
                                                 : PairStatus::kInlier;
-      const Shift snap = state.chosen >= 0 && state.snapped
-                             ? u - m.candidates[static_cast<std::size_t>(state.chosen)].j_from_i
-                             : Shift{};
-      visit(static_cast<int>(m.i), j, u, status, snap);
+      visit(static_cast<int>(m.i), j, u, status, SnapCorrection(m, state));
     }
   }
 }

@@ -104,8 +104,8 @@ void LatticeTracker::CountSnappedPairs(const ConsistencySolver& solver, const So
   }
   snapped_by_frame_.resize(static_cast<std::size_t>(n), 0);
   std::fill(snapped_by_frame_.begin() + from, snapped_by_frame_.end(), 0);
-  solver.ForEachUsedPair(from, n, [&](int i, int j, Shift /*u*/, PairStatus status, Shift snap) {
-    if (PublishedStatus(i, j, status, snap) == PairStatus::kSnapped) ++snapped_by_frame_[j];
+  ForEachPublishedPair(solver, from, n, [&](int /*i*/, int j, Shift /*j_from_i*/, PairStatus status) {
+    if (status == PairStatus::kSnapped) ++snapped_by_frame_[j];
   });
   pairs_snapped_ = 0;
   for (const int count : snapped_by_frame_) pairs_snapped_ += count;

@@ -76,6 +76,16 @@ class LatticeTracker {
   // snap + offset(j) - offset(i), is a non-zero lattice vector. `snap` is the
   // solver's hop correction (ConsistencySolver::ForEachUsedPair).
   PairStatus PublishedStatus(int i, int j, PairStatus solver_status, Shift snap) const;
+  // Calls visit(i, j, j_from_i, status) for the solver's used pairs with j in
+  // [j_begin, j_end) (ConsistencySolver::ForEachUsedPair) in published
+  // coordinates: the value moved by offset(j) - offset(i), the status
+  // PublishedStatus().
+  template <typename Visit>
+  void ForEachPublishedPair(const ConsistencySolver& solver, int j_begin, int j_end, Visit&& visit) const {
+    solver.ForEachUsedPair(j_begin, j_end, [&](int i, int j, Shift u, PairStatus status, Shift snap) {
+      visit(i, j, u + offset(j) - offset(i), PublishedStatus(i, j, status, snap));
+    });
+  }
   // Brings pairs_snapped() up to date after Resolve() with `solve`: while
   // every offset is zero the published statuses are the solver's, and its
   // count is taken (O(frames)); otherwise revisits the pairs of the frames

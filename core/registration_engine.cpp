@@ -484,9 +484,8 @@ ShiftMatrix RegistrationEngine::Impl::BuildShiftMatrix() const {
   // status is judged there (LatticeTracker::PublishedStatus).
   const int k = solver.num_frames();
   ShiftMatrix matrix = ShiftMatrix::Missing(k);
-  solver.ForEachUsedPair(0, k, [&](int i, int j, Shift u, PairStatus status, Shift snap) {
-    matrix.Set(i, j, u + lattice_tracker.offset(j) - lattice_tracker.offset(i),
-               lattice_tracker.PublishedStatus(i, j, status, snap));
+  lattice_tracker.ForEachPublishedPair(solver, 0, k, [&](int i, int j, Shift j_from_i, PairStatus status) {
+    matrix.Set(i, j, j_from_i, status);
   });
   for (int j = 1; j < k; ++j) {
     for (int i = 0; i < j; ++i) {
@@ -500,9 +499,8 @@ ShiftMatrixView RegistrationEngine::Impl::BuildShiftMatrixView(ShiftMatrixViewBu
   // The same entries as BuildShiftMatrix(), pair by pair: only the frames
   // whose pairs can land in the view are visited.
   for (const auto& [first, end] : builder.LaterFrameRanges()) {
-    solver.ForEachUsedPair(first, end, [&](int i, int j, Shift u, PairStatus status, Shift snap) {
-      builder.Add(i, j, u + lattice_tracker.offset(j) - lattice_tracker.offset(i),
-                  lattice_tracker.PublishedStatus(i, j, status, snap));
+    lattice_tracker.ForEachPublishedPair(solver, first, end, [&](int i, int j, Shift j_from_i, PairStatus status) {
+      builder.Add(i, j, j_from_i, status);
     });
   }
   return builder.Finish([this](int i, int j) { return static_cast<bool>(no_overlap[j][i]); });
@@ -530,7 +528,7 @@ std::vector<PairRecord> RegistrationEngine::Impl::BuildPairs() const {
       // The solver's pair value lives in its modulo-lattice frame; moving the
       // two frames by their lattice offsets moves the pair value with them.
       r.used_j_from_i = state.used_j_from_i + lattice_tracker.offset(j) - lattice_tracker.offset(i);
-      const Shift snap = state.chosen >= 0 && state.snapped ? state.used_j_from_i - r.measured_j_from_i : Shift{};
+      const Shift snap = ConsistencySolver::SnapCorrection(measurement, state);
       r.status = no_overlap[j][i] ? PairStatus::kNoOverlap
                  : !r.has_peak    ? PairStatus::kMissing
                  : lattice_tracker.PublishedStatus(
