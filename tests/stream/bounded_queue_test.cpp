@@ -8,6 +8,8 @@
 #include <thread>
 #include <vector>
 
+#include "stream_test_util.hpp"
+
 namespace livealign {
 namespace {
 
@@ -50,17 +52,7 @@ TEST_CASE("bounded queue TryPush refuses when full by bytes or items", "[stream]
   }
 }
 
-// Waits (bounded) until `n` producers are blocked inside Push: the proof
-// that a Push waited, observed without sleeping.
-template <typename T>
-bool WaitForBlockedProducers(const BoundedQueue<T>& queue, std::size_t n) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (queue.WaitingProducers() < n) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
+using testing::WaitForBlockedProducers;
 
 TEST_CASE("bounded queue Push waits for room and resumes after a Pop", "[stream][bounded_queue]") {
   BoundedQueue<int> queue(10, 0);

@@ -329,21 +329,41 @@ TEST_CASE("DaemonReceiver: SUB counts a frame that finds the queue full, PULL ne
   }
 }
 
+// A receiver whose queue is bounded in time alone (max_queue_wait_s 2.5 s,
+// bytes no bound), with the wait estimate the test sets; `options` may be
+// changed afterwards (the receiver reads them live).
+struct WaitBoundRig {
+  explicit WaitBoundRig(const std::string& pattern) : options(Options(pattern)) {}
+  static DaemonOptions Options(const std::string& pattern) {
+    DaemonOptions o = QuietOptions();
+    o.source_pattern = pattern;
+    o.max_queue_wait_s = 2.5;
+    return o;
+  }
+  std::vector<zmq::message_t> Parts(frame_id_t index) const {
+    return FrameParts(SeriesId::Int(1), index, shape, pixels);
+  }
+
+  const Shape shape{16, 16};
+  const std::vector<float> pixels = TracerPixels(shape, 0, 0);
+  DaemonOptions options;
+  DaemonCounters counters;
+  StopSignal stop{options.drain_timeout_s};
+  InboundQueue inbound{std::size_t{64} << 20, 0};
+  ResultPublisher publisher{&counters, false};
+  QueueWaitEstimate wait;
+  DaemonReceiver receiver{options, &inbound, &publisher, &counters, &stop, &wait};
+};
+
 TEST_CASE("DaemonReceiver: SUB loses a frame that would wait longer than max_queue_wait_s",
           "[stream][daemon_parts]") {
-  const Shape shape{16, 16};
-  const SeriesId id = SeriesId::Int(1);
-  const std::vector<float> pixels = TracerPixels(shape, 0, 0);
-  auto frame_parts = [&](frame_id_t index) { return FrameParts(id, index, shape, pixels); };
-  DaemonOptions options = QuietOptions();
-  options.source_pattern = "sub";
-  options.max_queue_wait_s = 2.5;
-  DaemonCounters counters;
-  StopSignal stop(options.drain_timeout_s);
-  InboundQueue inbound(std::size_t{64} << 20, 0);  // bytes are no bound here
-  ResultPublisher publisher(&counters, false);
-  QueueWaitEstimate wait;
-  DaemonReceiver receiver(options, &inbound, &publisher, &counters, &stop, &wait);
+  WaitBoundRig rig("sub");
+  DaemonOptions& options = rig.options;
+  DaemonCounters& counters = rig.counters;
+  InboundQueue& inbound = rig.inbound;
+  QueueWaitEstimate& wait = rig.wait;
+  DaemonReceiver& receiver = rig.receiver;
+  auto frame_parts = [&](frame_id_t index) { return rig.Parts(index); };
 
   // No frame timed yet: nothing is refused on a guess.
   for (frame_id_t i = 0; i < 3; ++i) {
@@ -379,19 +399,12 @@ TEST_CASE("DaemonReceiver: SUB loses a frame that would wait longer than max_que
 
 TEST_CASE("DaemonReceiver: PULL holds a frame back while it would wait longer than max_queue_wait_s",
           "[stream][daemon_parts]") {
-  const Shape shape{16, 16};
-  const SeriesId id = SeriesId::Int(1);
-  const std::vector<float> pixels = TracerPixels(shape, 0, 0);
-  auto frame_parts = [&](frame_id_t index) { return FrameParts(id, index, shape, pixels); };
-  DaemonOptions options = QuietOptions();
-  options.source_pattern = "pull";
-  options.max_queue_wait_s = 2.5;
-  DaemonCounters counters;
-  StopSignal stop(options.drain_timeout_s);
-  InboundQueue inbound(std::size_t{64} << 20, 0);  // bytes are no bound here
-  ResultPublisher publisher(&counters, false);
-  QueueWaitEstimate wait;
-  DaemonReceiver receiver(options, &inbound, &publisher, &counters, &stop, &wait);
+  WaitBoundRig rig("pull");
+  DaemonCounters& counters = rig.counters;
+  InboundQueue& inbound = rig.inbound;
+  QueueWaitEstimate& wait = rig.wait;
+  DaemonReceiver& receiver = rig.receiver;
+  auto frame_parts = [&](frame_id_t index) { return rig.Parts(index); };
 
   // One second per frame: a frame may have one queued ahead (2 s), not two.
   wait.RecordIntervalSeconds(1.0);
@@ -406,11 +419,7 @@ TEST_CASE("DaemonReceiver: PULL holds a frame back while it would wait longer th
     handled = receiver.Handle(third) ? 1 : 0;
   });
   // Observed without sleeping: the receiver is blocked in the queue's Push.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (inbound.WaitingProducers() < 1 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::yield();
-  }
-  CHECK(inbound.WaitingProducers() == 1);
+  CHECK(testing::WaitForBlockedProducers(inbound, 1));
   CHECK(handled.load() == -1);
   CHECK(inbound.Size() == 2);
   // The series thread takes one: the frame fits the bound and goes in.

@@ -8,13 +8,28 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include "stream/bounded_queue.hpp"
 
 #include "stream/daemon.hpp"
 #include "stream/live_engine.hpp"
 #include "stream/stream_clients.hpp"
 
 namespace livealign::testing {
+
+// Waits (bounded) until `n` producers are blocked inside Push: the proof
+// that a Push waited, observed without sleeping.
+template <typename T>
+bool WaitForBlockedProducers(const BoundedQueue<T>& queue, std::size_t n) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (queue.WaitingProducers() < n) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
 
 // Generous: loaded 2-core machines. Under a sanitizer the engine runs 5-20x
 // slower (TSan most), so a frame can take longer than 20 s to come out.
