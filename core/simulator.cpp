@@ -71,6 +71,12 @@ constexpr double kInversionMaxLambda = 12.0;
 
 }  // namespace
 
+Shift SimulatorOptions::DefaultDriftAt(double px_per_frame) {
+  if (!(px_per_frame >= 0)) throw std::invalid_argument("drift speed must be >= 0 px per frame");
+  const Shift direction = SimulatorOptions{}.initial_velocity_px_per_frame;
+  return direction * (px_per_frame / direction.Norm());
+}
+
 bool SimulatorOptions::Check(std::string* error) const {
   std::ostringstream why;
   if (shape.rows < 8 || shape.cols < 8) why << "shape must be at least 8 x 8; ";

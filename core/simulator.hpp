@@ -93,6 +93,9 @@ struct SimulatorOptions {
   // ---- Drift (the three models add up) ----
   // Linear drift: the starting velocity, px per frame.
   Shift initial_velocity_px_per_frame{0.35, -0.2};
+  // The default velocity's direction at `px_per_frame` (the benchmarks'
+  // --drift-px-per-frame). Throws std::invalid_argument unless >= 0.
+  static Shift DefaultDriftAt(double px_per_frame);
   // Smooth random walk: each frame the velocity gains a Gaussian acceleration
   // of this standard deviation (px/frame^2, per axis) and relaxes towards the
   // initial velocity by `velocity_relaxation` (0 = free random walk in

@@ -200,8 +200,7 @@ int RunBench(int argc, char** argv) {
   EngineOptions engine_options;
   int size = 512, num_frames = 100, seed = 1;
   double dose = 0.2;
-  const Shift default_velocity = SimulatorOptions{}.initial_velocity_px_per_frame;
-  double drift_px_per_frame = default_velocity.Norm();
+  double drift_px_per_frame = SimulatorOptions{}.initial_velocity_px_per_frame.Norm();
   std::string specimen = "perovskite";
   po::options_description options("options");
   options.add_options()
@@ -240,7 +239,7 @@ int RunBench(int argc, char** argv) {
   sim.shape = Shape{size, size};
   sim.dose_counts_per_px = dose;
   if (!(drift_px_per_frame >= 0)) throw std::invalid_argument("--drift-px-per-frame must be >= 0");
-  sim.initial_velocity_px_per_frame = default_velocity * (drift_px_per_frame / default_velocity.Norm());
+  sim.initial_velocity_px_per_frame = SimulatorOptions::DefaultDriftAt(drift_px_per_frame);
   if (specimen == "hexagonal") sim.lattice = SpecimenLattice::kHexagonal;
   else if (specimen == "square") sim.lattice = SpecimenLattice::kSquare;
   else if (specimen != "perovskite") throw std::invalid_argument("unknown specimen " + specimen);

@@ -56,8 +56,7 @@ int RunLiveBench(int argc, char** argv) {
   double rate_hz = 10, dose = 0.3, duration_s = 0;
   std::string pattern = "pull", json_path;
   bool stalled_subscriber = false;
-  const Shift default_velocity = SimulatorOptions{}.initial_velocity_px_per_frame;
-  double drift_px_per_frame = default_velocity.Norm();
+  double drift_px_per_frame = SimulatorOptions{}.initial_velocity_px_per_frame.Norm();
   std::uint64_t seed = 3;
   DaemonOptions daemon_options;
   po::options_description options("live benchmark options");
@@ -138,7 +137,7 @@ int RunLiveBench(int argc, char** argv) {
     std::cerr << "livealign bench --live: --drift-px-per-frame must be >= 0\n";
     return 2;
   }
-  sim.initial_velocity_px_per_frame = default_velocity * (drift_px_per_frame / default_velocity.Norm());
+  sim.initial_velocity_px_per_frame = SimulatorOptions::DefaultDriftAt(drift_px_per_frame);
   std::vector<Shift> truth(frames);
   std::atomic<bool> sender_ok{true};
   std::atomic<bool> sender_done{false};
