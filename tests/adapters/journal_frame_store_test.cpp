@@ -84,27 +84,37 @@ TEST_CASE("JournalFrameStore serves concurrent Get calls while appending",
   options.cache_bytes = 3 * 4096;  // small: most reads go to the file
   auto store = JournalFrameStore::Create(path, TestSeries(shape), options);
   for (frame_id_t i = 0; i < 20; ++i) store->Put(i, "", TestFrame(shape, i), 0);
+  // The writer starts only once every reader has finished a round, and each reader goes on
+  // until the writer is done, so reads overlap appends however the threads are scheduled.
   std::atomic<bool> writing{true};
-  std::vector<int> mismatches(4, 0), reads(4, 0);
+  std::atomic<int> readers_started{0};
+  std::vector<int> mismatches(4, 0), reads(4, 0), reads_after_writes(4, 0);
   std::vector<std::thread> readers;
   for (int t = 0; t < 4; ++t) {
     readers.emplace_back([&, t] {
-      for (int round = 0; round < 30 || writing.load(); ++round) {
+      bool done = false;
+      for (int round = 0; !done; ++round) {
+        done = !writing.load();  // this round reads everything the writer wrote
         const frame_id_t n = store->Count();
         for (frame_id_t i = (t * 7) % n; i < n; i += 3) {
           const Frame f = store->Get(i);
           if (f.pixels() != TestFrame(shape, i).pixels()) ++mismatches[t];
           ++reads[t];
+          if (i >= 20) ++reads_after_writes[t];
         }
+        if (round == 0) ++readers_started;
       }
     });
   }
+  while (readers_started.load() < 4) std::this_thread::yield();
   for (frame_id_t i = 20; i < 120; ++i) store->Put(i, "", TestFrame(shape, i), 0);
   writing = false;
   for (std::thread& t : readers) t.join();
   for (int t = 0; t < 4; ++t) {
     REQUIRE(mismatches[t] == 0);
-    REQUIRE(reads[t] > 100);
+    // The last round saw all 120 frames: at least the appended ones from its start on.
+    REQUIRE(reads_after_writes[t] >= (120 - 20) / 3);
+    REQUIRE(reads[t] > reads_after_writes[t]);  // and it had read the first 20 before
   }
   REQUIRE(store->Count() == 120);
 }
