@@ -511,18 +511,20 @@ void ShiftedAverager::MakeImageInto(const TiledCanvas& a, const TiledCanvas* b,
   const AverageImage::Rect window{0, shape_.rows, 0, shape_.cols};
   MeanOver(window, a, b, &image.full, &image.counts, nullptr, nullptr);
   AverageImage::Rect valid = shifts.empty() ? AverageImage::Rect{} : window;
-  AverageImage::Rect extent;
-  for (const Shift& s : shifts) {
-    const AverageImage::Rect footprint = Footprint(s, shape_);
-    valid = Intersect(valid, footprint);
-    extent = Union(extent, Intersect(footprint, canvas_limit_));
-  }
+  for (const Shift& s : shifts) valid = Intersect(valid, Footprint(s, shape_));
   image.valid = valid;
   CropInto(image.full, valid, &image.common);
-  // Mosaic and its best-covered region.
+  MosaicInto(a, b, shifts, out);
+}
+
+void ShiftedAverager::MosaicInto(const TiledCanvas& a, const TiledCanvas* b,
+                                 const std::vector<Shift>& shifts, AverageImage* out) const {
+  AverageImage& image = *out;
+  const AverageImage::Rect extent = MosaicExtent(shifts);
   image.mosaic_extent = extent;
-  // Per-thread scratch: const methods may run concurrently.
-  static thread_local std::vector<int> counts_a, counts_b;
+  // Scratch of this call only: kept per thread, two mosaic-sized count
+  // arrays stayed resident in every thread that had ever averaged.
+  std::vector<int> counts_a, counts_b;
   MeanOver(extent, a, b, &image.mosaic, &image.mosaic_counts, &counts_a, &counts_b);
   AverageImage::Rect best;
   if (!extent.Empty()) {
@@ -540,6 +542,39 @@ void ShiftedAverager::MakeImageInto(const TiledCanvas& a, const TiledCanvas* b,
   }
   image.best_covered = Moved(best, extent.row0, extent.col0);
   CropInto(image.mosaic, best, &image.best);
+}
+
+std::vector<Shift> ShiftedAverager::ContributingShifts(int first, int step) const {
+  std::vector<Shift> shifts;
+  for (int i = first; i < num_frames(); i += step)
+    if (frames_[static_cast<std::size_t>(i)].contributing)
+      shifts.push_back(frames_[static_cast<std::size_t>(i)].applied_shift);
+  return shifts;
+}
+
+AverageImage::Rect ShiftedAverager::MosaicExtent(const std::vector<Shift>& shifts) const {
+  AverageImage::Rect extent;
+  for (const Shift& s : shifts) extent = Union(extent, Intersect(Footprint(s, shape_), canvas_limit_));
+  return extent;
+}
+
+AverageImage::Rect ShiftedAverager::BestCoveredMean(Frame* best) const {
+  if (best == nullptr) throw std::invalid_argument("ShiftedAverager::BestCoveredMean: null output");
+  AverageImage image;
+  MosaicInto(sums_[0], &sums_[1], ContributingShifts(0, 1), &image);
+  *best = std::move(image.best);
+  return image.best_covered;
+}
+
+bool ShiftedAverager::HalfSetMeanOver(int parity, const AverageImage::Rect& rect, Frame* mean) const {
+  if (parity != 0 && parity != 1)
+    throw std::invalid_argument("ShiftedAverager::HalfSetMeanOver: parity must be 0 or 1");
+  if (mean == nullptr) throw std::invalid_argument("ShiftedAverager::HalfSetMeanOver: null output");
+  const std::vector<Shift> shifts = ContributingShifts(parity, 2);
+  if (shifts.empty() || !Contains(MosaicExtent(shifts), rect)) return false;
+  Frame counts;
+  MeanOver(rect, sums_[parity], nullptr, mean, &counts, nullptr, nullptr);
+  return true;
 }
 
 void ShiftedAverager::MeanOverFootprint(int i, Frame* mean, Frame* counts) const {
@@ -565,21 +600,14 @@ void ShiftedAverager::Average(AverageImage* out) const {
     *out = AverageImage();
     return;
   }
-  std::vector<Shift> shifts;
-  for (const Entry& e : frames_)
-    if (e.contributing) shifts.push_back(e.applied_shift);
-  MakeImageInto(sums_[0], &sums_[1], shifts, out);
+  MakeImageInto(sums_[0], &sums_[1], ContributingShifts(0, 1), out);
 }
 
 AverageImage ShiftedAverager::HalfSetAverage(int parity) const {
   if (parity != 0 && parity != 1)
     throw std::invalid_argument("ShiftedAverager::HalfSetAverage: parity must be 0 or 1");
   if (frames_.empty()) return AverageImage();
-  std::vector<Shift> shifts;
-  for (int i = parity; i < num_frames(); i += 2)
-    if (frames_[static_cast<std::size_t>(i)].contributing)
-      shifts.push_back(frames_[static_cast<std::size_t>(i)].applied_shift);
-  return MakeImage(sums_[parity], nullptr, shifts);
+  return MakeImage(sums_[parity], nullptr, ContributingShifts(parity, 2));
 }
 
 AverageImage ShiftedAverager::AverageOf(const std::vector<bool>& subset) const {

@@ -143,6 +143,17 @@ class ShiftedAverager {
   // Mean of the included frames with even (parity 0) or odd (parity 1) index:
   // the two interleaved half-set averages for the FRC. O(pixels).
   AverageImage HalfSetAverage(int parity) const;
+  // Average()'s best-covered region (returned) and its mean there (*best,
+  // as AverageImage::best) alone: the frame-0 window and the mosaic planes are
+  // not kept, so an analysis of the region (image quality, the lattice
+  // estimate) holds the mosaic's counts for a moment and not six planes
+  // (100 MB at 2048^2). Empty, and *best 0 x 0, when no frame is included.
+  AverageImage::Rect BestCoveredMean(Frame* best) const;
+  // HalfSetAverage(parity)'s mosaic over `rect` (frame-0 coordinates) into
+  // *mean, rect-shaped: what an FRC of the best-covered region reads, without
+  // the half set's whole mosaic. False, *mean untouched, when the half set
+  // includes no frame or its mosaic does not contain rect.
+  bool HalfSetMeanOver(int parity, const AverageImage::Rect& rect, Frame* mean) const;
   // Mean of frames with subset[i] && included(i), recomputed from scratch at
   // their current shifts. Requires subset.size() == num_frames().
   AverageImage AverageOf(const std::vector<bool>& subset) const;
@@ -204,6 +215,14 @@ class ShiftedAverager {
                          const std::vector<Shift>& shifts) const;
   void MakeImageInto(const TiledCanvas& a, const TiledCanvas* b, const std::vector<Shift>& shifts,
                      AverageImage* image) const;
+  // The mosaic part of MakeImageInto: image->mosaic_extent, mosaic,
+  // mosaic_counts, best_covered and best.
+  void MosaicInto(const TiledCanvas& a, const TiledCanvas* b, const std::vector<Shift>& shifts,
+                  AverageImage* image) const;
+  // Applied shifts of the contributing frames first, first + step, ...
+  std::vector<Shift> ContributingShifts(int first, int step) const;
+  // Union of the footprints at `shifts`, inside the canvas limit.
+  AverageImage::Rect MosaicExtent(const std::vector<Shift>& shifts) const;
 
   Options options_;
   std::shared_ptr<const FrameStore> store_;

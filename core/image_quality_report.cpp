@@ -16,11 +16,6 @@ std::optional<double> ToA(std::optional<double> f_cycles_per_px, const EngineOpt
   return RingFrequencyToA(*f_cycles_per_px, PixelSizeA{o.pixel_size_y_A, o.pixel_size_x_A}).mean_A;
 }
 
-bool Inside(const AverageImage::Rect& outer, const AverageImage::Rect& inner) {
-  return inner.row0 >= outer.row0 && inner.row1 <= outer.row1 && inner.col0 >= outer.col0 &&
-         inner.col1 <= outer.col1;
-}
-
 using Clock = std::chrono::steady_clock;
 
 }  // namespace
@@ -43,8 +38,10 @@ ImageQualityReport AssessImageQuality(const ShiftedAverager& averager,
   // The three spectral figures are independent: computed in parallel.
   // On the mosaic's best-covered region (core/coverage_region.hpp), so the
   // figures stay defined when the drift has carried the view off frame 0.
-  const AverageImage full = averager.Average();
-  const AverageImage::Rect& region = full.best_covered;
+  // Region-sized buffers only (the region, the two half-set means over it):
+  // at the series end this runs beside everything the series holds.
+  Frame best;
+  const AverageImage::Rect region = averager.BestCoveredMean(&best);
   const bool have_region = region.rows() >= 32 && region.cols() >= 32;
   std::optional<FrcReport> frc;
   InformationTransferReport average_transfer, single_transfer;
@@ -52,14 +49,12 @@ ImageQualityReport AssessImageQuality(const ShiftedAverager& averager,
     if (task == 0 && have_region && num_frames >= 2) {
       // Resolution: FRC of the even/odd half-set averages over the
       // best-covered region (both halves cover every pixel of it).
-      const AverageImage even = averager.HalfSetAverage(0);
-      const AverageImage odd = averager.HalfSetAverage(1);
-      if (even.num_included > 0 && odd.num_included > 0 && Inside(even.mosaic_extent, region) &&
-          Inside(odd.mosaic_extent, region)) {
-        frc = FourierRingCorrelation(CropMosaic(even, region), CropMosaic(odd, region));
+      Frame even, odd;
+      if (averager.HalfSetMeanOver(0, region, &even) && averager.HalfSetMeanOver(1, region, &odd)) {
+        frc = FourierRingCorrelation(even, odd);
       }
     } else if (task == 1 && have_region) {
-      average_transfer = InformationTransfer(full.best);
+      average_transfer = InformationTransfer(best);
     } else if (task == 2 && num_frames > 0) {
       // Information transfer of one frame (the latest), for comparison.
       single_transfer = InformationTransfer(*averager.frame(num_frames - 1));

@@ -122,11 +122,6 @@ struct RegistrationEngine::Impl {
     int adopt_at = 0;
   };
   std::optional<PendingLattice> pending_lattice;
-  // The average a lattice estimate reads, kept so its buffers are reused: on
-  // a long drift the mosaic is ~1000^2 pixels, and faulting in fresh pages
-  // for it at every re-estimate cost more than computing it.
-  AverageImage lattice_average;
-
   SolverReport last_solve;
   // Frame count at which the next full re-solve is due (full_resolve_every,
   // full_resolve_growth).
@@ -239,11 +234,14 @@ void RegistrationEngine::Impl::SyncAverager(double tolerance_px, int budget) {
 
 void RegistrationEngine::Impl::UpdateLattice(FrameView newest) {
   if (!options.lattice_snapping || frames.empty()) return;
-  averager.Average(&lattice_average);
-  const AverageImage& average = lattice_average;
-  const bool usable =
-      average.best_covered.rows() >= 64 && average.best_covered.cols() >= 64 && frames.size() > 1;
-  if (lattice_tracker.Estimate(average.best, usable, newest)) solver.SetHopTest(lattice_tracker.hop_test());
+  // Only the best-covered mean, not a whole AverageImage (six planes of at
+  // least a frame each, 100 MB at 2048^2), and not kept: this runs for the
+  // first frames, at geometrically spaced k without a lattice, and at Finish
+  // (re-estimates of a known lattice read the newest footprint instead).
+  Frame best;
+  const AverageImage::Rect best_covered = averager.BestCoveredMean(&best);
+  const bool usable = best_covered.rows() >= 64 && best_covered.cols() >= 64 && frames.size() > 1;
+  if (lattice_tracker.Estimate(best, usable, newest)) solver.SetHopTest(lattice_tracker.hop_test());
 }
 
 void RegistrationEngine::Impl::StartLatticeReestimate(int k) {

@@ -493,6 +493,53 @@ TEST_CASE("the mean over a frame's footprint is the mosaic cropped to that footp
   REQUIRE_THROWS_AS(averager.MeanOverFootprint(14, &left_out), std::invalid_argument);
 }
 
+TEST_CASE("the best-covered mean and the half-set means over a region are what the whole averages hold there",
+          "[core][averager][mosaic]") {
+  // The drifting series of the previous cases: the best-covered region lies
+  // away from frame 0, and some regions are outside one half set's mosaic.
+  SimulatorOptions options;
+  options.shape = {64, 64};
+  options.initial_velocity_px_per_frame = {9.0, 0.5};
+  options.random_acceleration_px = 0;
+  SimulatedSeries series = Simulate(options, 14, 4);
+  ShiftedAverager averager;
+  Frame best;
+  REQUIRE(averager.BestCoveredMean(&best).Empty());  // nothing included yet
+  REQUIRE(best.shape().Empty());
+  for (int i = 0; i < 14; ++i) averager.AddFrame(series.frames[i].Clone(), series.true_shifts[i]);
+  averager.SetShift(13, series.true_shifts[13], false);  // the odd half set ends at frame 11
+
+  const AverageImage average = averager.Average();
+  const AverageImage::Rect region = averager.BestCoveredMean(&best);
+  REQUIRE(region == average.best_covered);
+  REQUIRE(region.rows() >= 32);
+  REQUIRE(MaxAbsDiff(best, average.best) == 0);
+
+  for (int parity : {0, 1}) {
+    CAPTURE(parity);
+    const AverageImage half = averager.HalfSetAverage(parity);
+    Frame mean;
+    REQUIRE(averager.HalfSetMeanOver(parity, region, &mean));
+    REQUIRE(MaxAbsDiff(mean, CropMosaic(half, region)) == 0);
+    // A region reaching past the half set's mosaic is refused, and *mean kept.
+    AverageImage::Rect beyond = half.mosaic_extent;
+    beyond.col1 += 1;
+    Frame untouched(Shape{2, 2});
+    REQUIRE_FALSE(averager.HalfSetMeanOver(parity, beyond, &untouched));
+    REQUIRE(untouched.shape() == (Shape{2, 2}));
+  }
+  // Frame 12 (even) reaches further than frame 11 (odd): the even mosaic's
+  // far end is outside the odd one.
+  const AverageImage even = averager.HalfSetAverage(0), odd = averager.HalfSetAverage(1);
+  REQUIRE(even.mosaic_extent.col0 < odd.mosaic_extent.col0);
+  AverageImage::Rect far_end = even.mosaic_extent;
+  far_end.col1 = far_end.col0 + 4;
+  Frame mean;
+  REQUIRE(averager.HalfSetMeanOver(0, far_end, &mean));
+  REQUIRE_FALSE(averager.HalfSetMeanOver(1, far_end, &mean));
+  REQUIRE_THROWS_AS(averager.HalfSetMeanOver(2, region, &mean), std::invalid_argument);
+}
+
 TEST_CASE("the tiled canvas grows in every direction across tile edges and keeps every pixel",
           "[core][averager][mosaic]") {
   // 50 x 70 frames (not a multiple of the tile) stepping out by 37 / 53 px
