@@ -486,6 +486,22 @@ void MeanOver(const AverageImage::Rect& rect, const TiledCanvas& a, const TiledC
       });
 }
 
+// The per-canvas counts of a and b over `rect` (rect-sized, row-major).
+void CountsOver(const AverageImage::Rect& rect, const TiledCanvas& a, const TiledCanvas& b,
+                std::vector<int>* counts_a, std::vector<int>* counts_b) {
+  const std::size_t n = static_cast<std::size_t>(rect.rows()) * static_cast<std::size_t>(rect.cols());
+  counts_a->assign(n, 0);
+  counts_b->assign(n, 0);
+  if (n == 0) return;
+  const std::size_t cols = static_cast<std::size_t>(rect.cols());
+  TiledCanvas::ForEachRowSegment(
+      rect, a, &b, [&](int r, int c0, int c1, const double*, const int* ca, const double*, const int* cb) {
+        const std::size_t to = static_cast<std::size_t>(r - rect.row0) * cols + (c0 - rect.col0);
+        if (ca != nullptr) std::copy(ca, ca + (c1 - c0), counts_a->data() + to);
+        if (cb != nullptr) std::copy(cb, cb + (c1 - c0), counts_b->data() + to);
+      });
+}
+
 // `image` cropped to rect (image coordinates, inside it) into *out, reusing
 // its buffer when the shape fits.
 void CropInto(FrameView image, const AverageImage::Rect& rect, Frame* out) {
@@ -526,11 +542,16 @@ void ShiftedAverager::MosaicInto(const TiledCanvas& a, const TiledCanvas* b,
   // arrays stayed resident in every thread that had ever averaged.
   std::vector<int> counts_a, counts_b;
   MeanOver(extent, a, b, &image.mosaic, &image.mosaic_counts, &counts_a, &counts_b);
-  AverageImage::Rect best;
-  if (!extent.Empty()) {
-    best = BestCoveredRect(counts_a.data(), b != nullptr ? counts_b.data() : nullptr, extent.rows(),
-                           extent.cols(), options_.best_coverage_fraction);
-  }
+  image.best_covered = BestCoveredIn(extent, counts_a, b != nullptr ? &counts_b : nullptr);
+  CropInto(image.mosaic, Moved(image.best_covered, -extent.row0, -extent.col0), &image.best);
+}
+
+AverageImage::Rect ShiftedAverager::BestCoveredIn(const AverageImage::Rect& extent,
+                                                  const std::vector<int>& counts_a,
+                                                  const std::vector<int>* counts_b) const {
+  if (extent.Empty()) return {};
+  AverageImage::Rect best = BestCoveredRect(counts_a.data(), counts_b != nullptr ? counts_b->data() : nullptr,
+                                            extent.rows(), extent.cols(), options_.best_coverage_fraction);
   // Shrunk (centred) to FFT-friendly sides: every analysis of it (the FRC,
   // the information transfer, the lattice estimate) is a 2-D FFT of it.
   if (!best.Empty()) {
@@ -540,8 +561,7 @@ void ShiftedAverager::MosaicInto(const TiledCanvas& a, const TiledCanvas* b,
     best.col0 += (best.cols() - cols) / 2;
     best.col1 = best.col0 + cols;
   }
-  image.best_covered = Moved(best, extent.row0, extent.col0);
-  CropInto(image.mosaic, best, &image.best);
+  return Moved(best, extent.row0, extent.col0);
 }
 
 std::vector<Shift> ShiftedAverager::ContributingShifts(int first, int step) const {
@@ -560,10 +580,18 @@ AverageImage::Rect ShiftedAverager::MosaicExtent(const std::vector<Shift>& shift
 
 AverageImage::Rect ShiftedAverager::BestCoveredMean(Frame* best) const {
   if (best == nullptr) throw std::invalid_argument("ShiftedAverager::BestCoveredMean: null output");
-  AverageImage image;
-  MosaicInto(sums_[0], &sums_[1], ContributingShifts(0, 1), &image);
-  *best = std::move(image.best);
-  return image.best_covered;
+  // The per-half-set counts over the mosaic decide the region; the mean is
+  // then computed over the region alone.
+  const AverageImage::Rect extent = MosaicExtent(ContributingShifts(0, 1));
+  std::vector<int> counts_a, counts_b;
+  CountsOver(extent, sums_[0], sums_[1], &counts_a, &counts_b);
+  const AverageImage::Rect region = BestCoveredIn(extent, counts_a, &counts_b);
+  // Released before the mean is allocated: the peak holds one of them, not both.
+  counts_a = {};
+  counts_b = {};
+  Frame counts;
+  MeanOver(region, sums_[0], &sums_[1], best, &counts, nullptr, nullptr);
+  return region;
 }
 
 bool ShiftedAverager::HalfSetMeanOver(int parity, const AverageImage::Rect& rect, Frame* mean) const {

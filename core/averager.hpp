@@ -219,6 +219,10 @@ class ShiftedAverager {
   // mosaic_counts, best_covered and best.
   void MosaicInto(const TiledCanvas& a, const TiledCanvas* b, const std::vector<Shift>& shifts,
                   AverageImage* image) const;
+  // The best-covered region (AverageImage::best_covered, frame-0
+  // coordinates) of a mosaic with these per-half-set counts over `extent`.
+  AverageImage::Rect BestCoveredIn(const AverageImage::Rect& extent, const std::vector<int>& counts_a,
+                                   const std::vector<int>* counts_b) const;
   // Applied shifts of the contributing frames first, first + step, ...
   std::vector<Shift> ContributingShifts(int first, int step) const;
   // Union of the footprints at `shifts`, inside the canvas limit.
