@@ -107,7 +107,7 @@ void ZeroOutside(T* data, Shape shape, const AverageImage::Rect& keep) {
   }
 }
 
-// The sampling geometry of ResampleAccumulate / ResampleInto: destination
+// The sampling geometry of ResampleAccumulate: destination
 // pixel (r, c) samples src at (r + shift.y + add_row, c + shift.x + add_col);
 // rows [r0, r1) and columns [c0, c1) have all their taps inside src. The taps
 // come from `shift` alone, so the same shift gives bit-identical weights
@@ -219,31 +219,6 @@ void ResampleAccumulate(FrameView src, Shift shift, const AverageImage::Rect& li
     VerticalPassRow(t0, out_cols, g.ty, c1 - c0, sum, accumulate);
     for (int c = 0; c < c1 - c0; ++c) count[c] += icount;
   });
-}
-
-// Writes src resampled into the dst_shape-sized out, 0 where the taps do not
-// all fall inside src; sampling as ResampleGeometry. The same values as one
-// ResampleAccumulate into zeroed sums keeping the covered pixels, without the
-// double sums and counts.
-void ResampleInto(FrameView src, Shift shift, long add_row, long add_col, Shape dst_shape,
-                  float* out) {
-  const ResampleGeometry g = MakeGeometry(src, shift, add_row, add_col, dst_shape);
-  if (g.Empty()) {
-    ZeroOutside(out, dst_shape, AverageImage::Rect{});
-    return;
-  }
-  ZeroOutside(out, dst_shape,
-              AverageImage::Rect{static_cast<int>(g.r0), static_cast<int>(g.r1),
-                                 static_cast<int>(g.c0), static_cast<int>(g.c1)});
-  const int out_cols = static_cast<int>(g.c1 - g.c0);
-  const std::size_t dst_cols = static_cast<std::size_t>(dst_shape.cols);
-  const float* tmp = HorizontalPass(src, g);
-  const auto assign = [](float& o, float v) { o = v; };
-  for (long r = g.r0; r < g.r1; ++r) {
-    const float* t0 = tmp + static_cast<std::size_t>(r - g.r0) * out_cols;
-    VerticalPassRow(t0, out_cols, g.ty, out_cols, out + static_cast<std::size_t>(r) * dst_cols + g.c0,
-                    assign);
-  }
 }
 
 bool Finite(Shift s) { return std::isfinite(s.x) && std::isfinite(s.y); }
@@ -692,29 +667,27 @@ void ShiftedAverager::LeaveOneOutMean(int i, LeaveOneOutScratch* scratch, Frame*
   LeaveOneOutOver(i, *frame(i), AverageImage::Rect{0, shape_.rows, 0, shape_.cols}, scratch, out);
 }
 
-void ShiftedAverager::LeaveOneOutMeanInFrame(int i, LeaveOneOutScratch* scratch,
-                                             Frame* mean_scratch, Frame* out) const {
+Shift ShiftedAverager::LeaveOneOutMeanInFrame(int i, LeaveOneOutScratch* scratch, Frame* out) const {
   CheckIndex(i, "ShiftedAverager::LeaveOneOutMeanInFrame");
-  LeaveOneOutMeanInFrame(i, *frame(i), scratch, mean_scratch, out);
+  return LeaveOneOutMeanInFrame(i, *frame(i), scratch, out);
 }
 
-void ShiftedAverager::LeaveOneOutMeanInFrame(int i, const Frame& frame_i,
-                                             LeaveOneOutScratch* scratch, Frame* mean_scratch,
-                                             Frame* out) const {
+Shift ShiftedAverager::LeaveOneOutMeanInFrame(int i, const Frame& frame_i,
+                                              LeaveOneOutScratch* scratch, Frame* out) const {
   CheckIndex(i, "ShiftedAverager::LeaveOneOutMeanInFrame");
   if (frame_i.shape() != shape_)
     throw std::invalid_argument("ShiftedAverager::LeaveOneOutMeanInFrame: frame shape differs");
-  // Frame i's pixel q shows frame-0 pixel q - s_i: the mean is needed over
-  // frame i's footprint plus the interpolation taps (two pixels each side).
+  // Frame i's pixel q shows frame-0 pixel q - s_i: with s_i rounded to
+  // whole pixels, output pixel q is the mean at frame-0 pixel q - whole, the
+  // region's pixel q, so the mean is computed over that region alone.
   const Shift applied = frames_[static_cast<std::size_t>(i)].applied_shift;
-  const long top = static_cast<long>(std::floor(-ClampShift(applied.y))) - 2;
-  const long left = static_cast<long>(std::floor(-ClampShift(applied.x))) - 2;
-  const AverageImage::Rect rect{static_cast<int>(top), static_cast<int>(top + shape_.rows + 5),
-                                static_cast<int>(left), static_cast<int>(left + shape_.cols + 5)};
-  LeaveOneOutOver(i, frame_i, rect, scratch, mean_scratch);
-  // Output pixel q samples the mean at q - s_i - (rect origin).
-  if (out->shape() != shape_) *out = Frame(shape_);
-  ResampleInto(*mean_scratch, applied.Inverse(), -rect.row0, -rect.col0, shape_, out->data());
+  const Shift whole{std::round(ClampShift(applied.x)), std::round(ClampShift(applied.y))};
+  const long top = static_cast<long>(-whole.y);
+  const long left = static_cast<long>(-whole.x);
+  const AverageImage::Rect rect{static_cast<int>(top), static_cast<int>(top + shape_.rows),
+                                static_cast<int>(left), static_cast<int>(left + shape_.cols)};
+  LeaveOneOutOver(i, frame_i, rect, scratch, out);
+  return whole;
 }
 
 std::size_t ShiftedAverager::FrameBytes() const {

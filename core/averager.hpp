@@ -173,15 +173,18 @@ class ShiftedAverager {
   // counts, crop or allocation after the first call. Safe to call
   // concurrently from several threads with distinct scratch and out.
   void LeaveOneOutMean(int i, LeaveOneOutScratch* scratch, Frame* out) const;
-  // The same mean, resampled into frame i's own coordinates (moved by frame
-  // i's applied shift), so that registering frame i against it measures only
-  // the small residual of its shift: no moving-window bias, small search.
+  // The same mean moved into frame i's own coordinates by whole pixels: by
+  // frame i's applied shift rounded, which is returned. Registering frame i
+  // against it measures a residual of at most half a pixel per axis (small
+  // moving-window bias, small search). Whole pixels because a fractional move
+  // interpolates the template, and the bicubic kernel's phase error (about
+  // -0.002 px at 1/16 cycles/px and -0.01 px at 1/8, varying with the
+  // fraction) would enter every refined shift as a per-frame bias.
   // Requires: frame i's shift is finite.
-  void LeaveOneOutMeanInFrame(int i, LeaveOneOutScratch* scratch, Frame* mean_scratch,
-                              Frame* out) const;
+  Shift LeaveOneOutMeanInFrame(int i, LeaveOneOutScratch* scratch, Frame* out) const;
   // The same with frame i's pixels already at hand (no read-back).
-  void LeaveOneOutMeanInFrame(int i, const Frame& frame_i, LeaveOneOutScratch* scratch,
-                              Frame* mean_scratch, Frame* out) const;
+  Shift LeaveOneOutMeanInFrame(int i, const Frame& frame_i, LeaveOneOutScratch* scratch,
+                               Frame* out) const;
 
   // Bytes of pixel data held (cached frames, sums, counts).
   std::size_t MemoryBytes() const;

@@ -61,15 +61,16 @@ bool PrecisionStage::RefineOne(const ShiftedAverager& averager, int i, Shift pai
                                Shift* refined) {
   WorkerScratch& scratch = scratch_[worker];
   TemplateRegistrar& registrar = registrars_[worker];
-  // The template is moved into frame i's coordinates, so the registration
-  // measures only the residual of frame i's current shift.
+  // The template is moved into frame i's coordinates by whole pixels, so the
+  // registration measures only the fractional rest of frame i's current
+  // shift (and its error), with the template never interpolated.
   const std::shared_ptr<const Frame> frame_i = averager.frame(i);
-  averager.LeaveOneOutMeanInFrame(i, *frame_i, &scratch.leave_one_out, &scratch.mean,
-                                  &scratch.template_image);
+  const Shift whole =
+      averager.LeaveOneOutMeanInFrame(i, *frame_i, &scratch.leave_one_out, &scratch.template_image);
   TemplateRegistrationReport report;
   registrar.SetTemplate(scratch.template_image);
-  const Shift residual = registrar.Register(*frame_i, Shift{0, 0}, &report);
-  const Shift s = averager.applied_shift(i) + residual;
+  const Shift residual = registrar.Register(*frame_i, averager.applied_shift(i) - whole, &report);
+  const Shift s = whole + residual;
   if (!report.peak_in_window || !report.converged || (s - pairwise).Norm() >= kMaxRefinementStepPx)
     return false;
   *refined = s;

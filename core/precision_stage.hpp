@@ -68,7 +68,6 @@ class PrecisionStage {
   std::vector<TemplateRegistrar> registrars_;  // one per worker: own FFT scratch
   struct WorkerScratch {
     ShiftedAverager::LeaveOneOutScratch leave_one_out;
-    Frame mean;
     Frame template_image;
   };
   std::vector<WorkerScratch> scratch_;  // one per worker

@@ -211,11 +211,10 @@ TEST_CASE("half-set and leave-one-out averages", "[core][averager]") {
   REQUIRE(averager.MemoryBytes() == averager.FrameBytes() + averager.CanvasBytes());
 }
 
-TEST_CASE("the leave-one-out template in a frame's coordinates is the leave-one-out mean moved by its shift",
+TEST_CASE("the leave-one-out template in a frame's coordinates is the leave-one-out mean moved by its rounded shift",
           "[core][averager]") {
-  // Integer shifts: the resampling is a pure translation, so frame i's pixel q
-  // holds the leave-one-out mean at frame-0 pixel q - s_i, and 0 where that
-  // mean's taps leave the canvas.
+  // Frame i's pixel q holds the leave-one-out mean at frame-0 pixel q - s_i
+  // (s_i rounded), and 0 where no other frame covers it.
   SimulatorOptions options;
   options.shape = {40, 48};
   SimulatedSeries series = Simulate(options, 5, 3);
@@ -225,8 +224,9 @@ TEST_CASE("the leave-one-out template in a frame's coordinates is the leave-one-
   const int i = 2;
   const AverageImage loo = averager.AverageExcluding(i);
   ShiftedAverager::LeaveOneOutScratch scratch;
-  Frame mean, in_frame;
-  averager.LeaveOneOutMeanInFrame(i, &scratch, &mean, &in_frame);
+  Frame in_frame;
+  const Shift whole = averager.LeaveOneOutMeanInFrame(i, &scratch, &in_frame);
+  REQUIRE(whole == shifts[i]);
   REQUIRE(in_frame.shape() == options.shape);
   int compared = 0;
   for (int r = 0; r < options.shape.rows; ++r) {
@@ -239,6 +239,13 @@ TEST_CASE("the leave-one-out template in a frame's coordinates is the leave-one-
     }
   }
   REQUIRE(compared > options.shape.Pixels() / 2);
+
+  // A fractional shift moves the template by the rounded shift only (never
+  // interpolated): the same pixels, and the whole-pixel move is returned.
+  averager.SetShift(i, shifts[i] + Shift{0.3, -0.4}, true);
+  Frame fractional;
+  REQUIRE(averager.LeaveOneOutMeanInFrame(i, &scratch, &fractional) == shifts[i]);
+  REQUIRE(fractional.pixels() == in_frame.pixels());
 }
 
 TEST_CASE("with a frame store only recent frames stay in RAM and old ones are read back",
@@ -287,10 +294,10 @@ TEST_CASE("with a frame store only recent frames stay in RAM and old ones are re
 
   // The precision stage's template of an old frame reads it back once.
   ShiftedAverager::LeaveOneOutScratch scratch;
-  Frame mean, in_frame_cached, in_frame_all;
-  cached.LeaveOneOutMeanInFrame(0, &scratch, &mean, &in_frame_cached);
+  Frame in_frame_cached, in_frame_all;
+  cached.LeaveOneOutMeanInFrame(0, &scratch, &in_frame_cached);
   REQUIRE(store->gets() == 3);
-  all.LeaveOneOutMeanInFrame(0, &scratch, &mean, &in_frame_all);
+  all.LeaveOneOutMeanInFrame(0, &scratch, &in_frame_all);
   REQUIRE(in_frame_cached.pixels() == in_frame_all.pixels());
   REQUIRE(cached.frame(0)->pixels() == series.frames[0].pixels());
   REQUIRE(store->gets() == 4);
