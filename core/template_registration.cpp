@@ -126,11 +126,15 @@ Shift TemplateRegistrar::Register(FrameView frame, Shift initial_guess,
   if (!(norm > 0)) norm = 1.0;
 
   // The pixel-grid correlation over the search window and its neighbours.
-  const double radius = options_.search_radius_px;
-  const int y0 = static_cast<int>(std::ceil(initial_guess.y - radius));
-  const int y1 = static_cast<int>(std::floor(initial_guess.y + radius));
-  const int x0 = static_cast<int>(std::ceil(initial_guess.x - radius));
-  const int x1 = static_cast<int>(std::floor(initial_guess.x + radius));
+  // The window holds the pixels whose cell (+-1/2) can hold a peak within
+  // the radius of the guess: the pixels closer than radius + 1/2. For a whole
+  // guess these are the pixels within the radius; a fractional guess gets
+  // the pixel beyond it that a peak near the window's edge rounds to.
+  const double reach = options_.search_radius_px + 0.5;
+  const int y0 = static_cast<int>(std::floor(initial_guess.y - reach)) + 1;
+  const int y1 = static_cast<int>(std::ceil(initial_guess.y + reach)) - 1;
+  const int x0 = static_cast<int>(std::floor(initial_guess.x - reach)) + 1;
+  const int x1 = static_cast<int>(std::ceil(initial_guess.x + reach)) - 1;
   const int guess_y = static_cast<int>(std::lround(initial_guess.y));
   const int guess_x = static_cast<int>(std::lround(initial_guess.x));
   // The window's neighbours too, and the rounded guess's (the fallback

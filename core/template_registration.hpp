@@ -12,7 +12,8 @@
 // (RealFft2d::ForwardColumns). The correlation on the pixel grid is summed
 // directly from the band over the search window (core/correlation_patch.hpp;
 // a zero-padded full-size inverse FFT for a wide window); the highest local
-// maximum within +-search_radius_px (per axis) of the initial guess is refined
+// maximum among the pixels whose cell can hold a peak within
+// +-search_radius_px (per axis) of the initial guess is refined
 // by Newton iterations on the analytic band-limited correlation
 // (MaximizeBandCorrelation in core/correlator.hpp).
 //

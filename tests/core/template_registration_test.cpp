@@ -158,6 +158,26 @@ TEST_CASE("the search radius keeps registration on the guessed lattice translate
   REQUIRE((hopped - hop).Norm() < 1.0);
 }
 
+TEST_CASE("a peak within the search radius of a fractional guess is found when its nearest pixel is beyond it",
+          "[core][template_registration]") {
+  // The precision stage's radius, 1.5 px. The peak at y = 1.9 is 1.45 px from
+  // the guess 0.45, but its nearest pixel (2) is 1.55 px away: a window of
+  // the pixels within the radius (-1..1) held no local maximum.
+  const Shape shape{256, 256};
+  const std::vector<Blob> blobs = RandomBlobs(shape, 260, 5);
+  const Frame templ = Render(shape, blobs, {0, 0});
+  const Shift truth{0.1, 1.9};
+  const Frame frame = Render(shape, blobs, truth);
+  TemplateRegistrationOptions options;
+  options.search_radius_px = 1.5;
+  TemplateRegistrationReport report;
+  const Shift s = RegisterToTemplate(frame.view(), templ.view(), Shift{0.1, 0.45}, options, &report);
+  CAPTURE(s);
+  REQUIRE(report.peak_in_window);
+  REQUIRE_THAT(s.x, WithinAbs(truth.x, 0.02));
+  REQUIRE_THAT(s.y, WithinAbs(truth.y, 0.02));
+}
+
 TEST_CASE("the band-grid registration agrees for a summed and an FFT-computed pixel map",
           "[core][template_registration]") {
   // The precision stage's weight: W = 0 beyond 0.25 cycles/px, so the product
