@@ -29,6 +29,16 @@ SimulatedSeries SmoothSeries(int num_frames, Shape shape = {96, 128}) {
   return Simulate(options, num_frames, 21);
 }
 
+// 14 frames of 64^2 drifting 9 px/frame along x: from frame 8 on a frame no
+// longer overlaps frame 0, and the region every frame covers is empty.
+SimulatedSeries DriftingAwaySeries() {
+  SimulatorOptions options;
+  options.shape = {64, 64};
+  options.initial_velocity_px_per_frame = {9.0, 0.5};
+  options.random_acceleration_px = 0;
+  return Simulate(options, 14, 4);
+}
+
 double MaxAbsDiff(FrameView a, FrameView b) {
   double worst = 0;
   for (int r = 0; r < a.rows(); ++r)
@@ -324,13 +334,7 @@ TEST_CASE("a frame the store cannot return leaves the averager unchanged",
 
 TEST_CASE("the mosaic keeps frames the drift carried away from frame 0",
           "[core][averager][mosaic]") {
-  // 64^2 frames drifting 9 px/frame along x: from frame 8 on a frame no
-  // longer overlaps frame 0, and the region every frame covers is empty.
-  SimulatorOptions options;
-  options.shape = {64, 64};
-  options.initial_velocity_px_per_frame = {9.0, 0.5};
-  options.random_acceleration_px = 0;
-  SimulatedSeries series = Simulate(options, 14, 4);
+  const SimulatedSeries series = DriftingAwaySeries();
   ShiftedAverager averager;
   for (int i = 0; i < 14; ++i) averager.AddFrame(series.frames[i].Clone(), series.true_shifts[i]);
   const AverageImage average = averager.Average();
@@ -450,13 +454,9 @@ void RequireMatchesReference(const AverageImage& average, const ReferenceAverage
 
 TEST_CASE("the mean over a frame's footprint is the mosaic cropped to that footprint",
           "[core][averager][mosaic]") {
-  // The drift of the previous case: the newest frame's footprint is far from
-  // frame 0, at the far end of the mosaic.
-  SimulatorOptions options;
-  options.shape = {64, 64};
-  options.initial_velocity_px_per_frame = {9.0, 0.5};
-  options.random_acceleration_px = 0;
-  SimulatedSeries series = Simulate(options, 14, 4);
+  // The newest frame's footprint is far from frame 0, at the far end of the
+  // mosaic.
+  const SimulatedSeries series = DriftingAwaySeries();
   ShiftedAverager averager;
   for (int i = 0; i < 14; ++i) averager.AddFrame(series.frames[i].Clone(), series.true_shifts[i]);
   averager.SetShift(5, series.true_shifts[5], false);  // left out: covers nothing
@@ -502,13 +502,9 @@ TEST_CASE("the mean over a frame's footprint is the mosaic cropped to that footp
 
 TEST_CASE("the best-covered mean and the half-set means over a region are what the whole averages hold there",
           "[core][averager][mosaic]") {
-  // The drifting series of the previous cases: the best-covered region lies
-  // away from frame 0, and some regions are outside one half set's mosaic.
-  SimulatorOptions options;
-  options.shape = {64, 64};
-  options.initial_velocity_px_per_frame = {9.0, 0.5};
-  options.random_acceleration_px = 0;
-  SimulatedSeries series = Simulate(options, 14, 4);
+  // The best-covered region lies away from frame 0, and some regions are
+  // outside one half set's mosaic.
+  const SimulatedSeries series = DriftingAwaySeries();
   ShiftedAverager averager;
   Frame best;
   REQUIRE(averager.BestCoveredMean(&best).Empty());  // nothing included yet
