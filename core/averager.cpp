@@ -682,10 +682,8 @@ Shift ShiftedAverager::LeaveOneOutMeanInFrame(int i, const Frame& frame_i,
   // region's pixel q, so the mean is computed over that region alone.
   const Shift applied = frames_[static_cast<std::size_t>(i)].applied_shift;
   const Shift whole{std::round(ClampShift(applied.x)), std::round(ClampShift(applied.y))};
-  const long top = static_cast<long>(-whole.y);
-  const long left = static_cast<long>(-whole.x);
-  const AverageImage::Rect rect{static_cast<int>(top), static_cast<int>(top + shape_.rows),
-                                static_cast<int>(left), static_cast<int>(left + shape_.cols)};
+  const int top = static_cast<int>(-whole.y), left = static_cast<int>(-whole.x);
+  const AverageImage::Rect rect{top, top + shape_.rows, left, left + shape_.cols};
   LeaveOneOutOver(i, frame_i, rect, scratch, out);
   return whole;
 }

@@ -14,11 +14,16 @@ struct Series {
   std::vector<Shift> truth;
 };
 
-// n simulated frames in an averager at their true shifts (frame 0 = 0).
-void Fill(int n, Series* s) {
+// 128^2 frames at 2 counts/px.
+SimulatorOptions SmallFrames() {
   SimulatorOptions sim;
   sim.shape = Shape{128, 128};
   sim.dose_counts_per_px = 2.0;
+  return sim;
+}
+
+// n simulated frames in an averager at their true shifts (frame 0 = 0).
+void Fill(int n, Series* s, const SimulatorOptions& sim = SmallFrames()) {
   Simulator microscope(sim, 9);
   for (int k = 0; k < n; ++k) {
     Frame frame = microscope.NextFrame();
@@ -65,20 +70,14 @@ TEST_CASE("a frame at a fractional shift is refined without the template's inter
   sim.poisson_noise = false;
   sim.random_acceleration_px = 0;
   sim.initial_velocity_px_per_frame = Shift{0.25, 0.0};
-  Simulator microscope(sim, 9);
   const int n = 12;
-  ShiftedAverager averager;
-  std::vector<Shift> truth;
-  for (int k = 0; k < n; ++k) {
-    Frame frame = microscope.NextFrame();
-    truth.push_back(microscope.TrueShift(k) - microscope.TrueShift(0));
-    averager.AddFrame(std::move(frame), truth.back());
-  }
-  PrecisionStage stage(Shape{256, 256}, EngineOptions{}, 1);
+  Series s;
+  Fill(n, &s, sim);
+  PrecisionStage stage(sim.shape, EngineOptions{}, 1);
   ThreadPool pool(1);
-  REQUIRE(stage.RefineAll(averager, truth, std::vector<bool>(n, false), pool));
+  REQUIRE(stage.RefineAll(s.averager, s.truth, std::vector<bool>(n, false), pool));
   double worst = 0;
-  for (int k = 0; k < n; ++k) worst = std::max(worst, (stage.Published(k, truth[k]) - truth[k]).Norm());
+  for (int k = 0; k < n; ++k) worst = std::max(worst, (stage.Published(k, s.truth[k]) - s.truth[k]).Norm());
   CAPTURE(worst);
   CHECK(worst < 2e-3);
 }
