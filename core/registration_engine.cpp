@@ -319,9 +319,11 @@ RegistrationResult RegistrationEngine::AddFrame(Frame frame, ResultRequest reque
   report.index = k;
 
   // Into the store first: a failed Put leaves the engine unchanged.
-  m.store->Put(k, m.channel, frame.view(), frame.header().timestamp_s);
-
   auto t = Clock::now();
+  m.store->Put(k, m.channel, frame.view(), frame.header().timestamp_s);
+  report.timings.store_ms = MsSince(t);
+
+  t = Clock::now();
   m.correlator.AddFrame(frame.view());
   report.timings.preprocess_ms = MsSince(t);
 

@@ -113,7 +113,7 @@ nlohmann::json PrintSlowestUpdates(const std::vector<UpdateReport>& updates,
   std::partial_sort(order.begin(), order.begin() + shown, order.end(),
                     [&](int a, int b) { return ratio(a) > ratio(b); });
   std::printf("slowest updates against the median of their k bucket (ms):\n");
-  std::printf("%6s %8s %7s | %7s %9s %7s %7s %7s %7s | %s\n", "k", "total", "x med", "fft", "correlate",
+  std::printf("%6s %8s %7s | %7s %7s %9s %7s %7s %7s %7s | %s\n", "k", "total", "x med", "store", "fft", "correlate",
               "solve", "lattice", "average", "refine", "events");
   nlohmann::json list = nlohmann::json::array();
   for (int r = 0; r < shown; ++r) {
@@ -127,11 +127,11 @@ nlohmann::json PrintSlowestUpdates(const std::vector<UpdateReport>& updates,
     }
     if (u.lattice_estimated) events += "lattice estimate; ";
     if (u.mosaic_grown) events += "mosaic canvas grown; ";
-    std::printf("%6d %8.2f %7.2f | %7.2f %9.2f %7.2f %7.2f %7.2f %7.2f | %s\n", k, t.total_ms, ratio(k),
-                t.preprocess_ms, t.correlate_ms, t.solve_ms, t.lattice_ms, t.average_ms, t.refine_ms,
+    std::printf("%6d %8.2f %7.2f | %7.2f %7.2f %9.2f %7.2f %7.2f %7.2f %7.2f | %s\n", k, t.total_ms, ratio(k),
+                t.store_ms, t.preprocess_ms, t.correlate_ms, t.solve_ms, t.lattice_ms, t.average_ms, t.refine_ms,
                 events.c_str());
     list.push_back({{"k", k}, {"total_ms", t.total_ms}, {"to_bucket_median", ratio(k)},
-                    {"preprocess_ms", t.preprocess_ms}, {"correlate_ms", t.correlate_ms},
+                    {"store_ms", t.store_ms}, {"preprocess_ms", t.preprocess_ms}, {"correlate_ms", t.correlate_ms},
                     {"solve_ms", t.solve_ms}, {"lattice_ms", t.lattice_ms}, {"average_ms", t.average_ms},
                     {"refine_ms", t.refine_ms}, {"full_resolve", u.full_resolve},
                     {"background_resolve_frames", u.background_resolve_frames},

@@ -27,16 +27,22 @@ void PrintUsage(std::ostream& os) {
 }
 // Frames are megabytes each and arrive continuously, and page faults are slow
 // on the virtual machines this runs on (measured: reading a 40 x 512^2 stack
-// took 150 ms, of which 130 ms were 10,000 page faults). glibc can back its
-// heap with transparent huge pages (THP is in "madvise" mode here) and keep
-// large blocks on the heap instead of mmap/munmap per frame, which brought
-// the same read to 6-70 ms with ~700 faults. Those tunables are read at
-// process start only, so main() sets them and re-executes itself once.
+// took 150 ms, of which 130 ms were 10,000 page faults). glibc's default
+// mmap/munmap of every block above 128 KiB faults a frame's pages afresh on
+// each allocation; a high mmap threshold keeps large blocks on the heap, where
+// freed frames are reused without faults. Transparent huge pages for the heap
+// (glibc.malloc.hugetlb=1) cut the faults of `register` 40 x 512^2 further
+// (9,200 against 32,900) but not its time (0.32 s against 0.34 s median of 6
+// runs), and each first touch of a 2 MiB page stalled the thread 6.7 ms here:
+// a 256^2 series whose store grows by a frame per update then had one update
+// in seven 3.5x its median, against 2.5x at most with 4 KiB pages and the same
+// median. Live latency wins, so the heap keeps 4 KiB pages. The tunables are
+// read at process start only, so main() sets them and re-executes itself once.
 // LIVEALIGN_NO_REEXEC=1 skips this (e.g. under valgrind); an explicit
 // GLIBC_TUNABLES is respected as it is.
 void ReexecWithMallocTunables(char** argv) {
   if (std::getenv("GLIBC_TUNABLES") || std::getenv("LIVEALIGN_NO_REEXEC")) return;
-  if (setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=1073741824",
+  if (setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=1073741824",
              1) != 0) {
     return;
   }
