@@ -116,7 +116,7 @@ struct PairRecord {
 // Wall time of each stage of one update; the stages do not overlap, so they
 // add up to total_ms but for the bookkeeping between them.
 struct StageTimings {
-  double store_ms = 0;       // FrameStore::Put (a journal append on disk)
+  double store_ms = 0;       // FrameStore::Put: a journal append, or a copy into RAM
   double preprocess_ms = 0;  // window + FFT + crop of the new frame
   double correlate_ms = 0;   // all new pairs, and the coarse (Bragg-free) pairs
   double solve_ms = 0;       // consistency solver, with adopting a background re-solve
