@@ -336,6 +336,15 @@ std::size_t PreadFully(int fd, std::uint64_t offset, std::size_t n, char* out) {
 
 }  // namespace
 
+void DropJournalPages(int fd, std::uint64_t offset, std::uint64_t end) {
+#ifdef POSIX_FADV_DONTNEED
+  if (end > offset) {
+    ::posix_fadvise(fd, static_cast<off_t>(offset), static_cast<off_t>(end - offset),
+                    POSIX_FADV_DONTNEED);
+  }
+#endif
+}
+
 std::uint32_t Crc32c(const void* data, std::size_t size, std::uint32_t crc) {
   const auto* p = static_cast<const unsigned char*>(data);
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -429,9 +438,18 @@ std::string JournalScan::Summary() const {
 JournalScan ScanFrameJournal(const std::string& path) {
   std::uint64_t size = 0;
   const int fd = OpenForReading(path, &size);
+  // The scan reads the whole journal once; what it has passed is dropped
+  // from the page cache as it goes (DropJournalPages says why).
+  constexpr std::uint64_t kDropChunkBytes = std::uint64_t{8} << 20;
+  std::uint64_t dropped = 0;
   JournalScan scan =
-      Scanner([fd](std::uint64_t offset, std::size_t n,
-                   char* out) { return PreadFully(fd, offset, n, out); },
+      Scanner([fd, &dropped](std::uint64_t offset, std::size_t n, char* out) {
+        if (offset >= dropped + kDropChunkBytes) {
+          DropJournalPages(fd, dropped, offset);
+          dropped = offset;
+        }
+        return PreadFully(fd, offset, n, out);
+      },
               size)
           .Run();
   ::close(fd);
@@ -476,7 +494,8 @@ bool FrameJournalFinished(const std::string& path) {
   return false;
 }
 
-JournalFrame ReadJournalFrameAt(int fd, std::uint64_t offset, const std::string& path) {
+JournalFrame ReadJournalFrameAt(int fd, std::uint64_t offset, const std::string& path,
+                                std::uint64_t* end) {
   auto fail = [&](const std::string& problem) -> FileError {
     return FileError(path, "frame record at offset " + std::to_string(offset) + ": " + problem);
   };
@@ -521,6 +540,7 @@ JournalFrame ReadJournalFrameAt(int fd, std::uint64_t offset, const std::string&
     first = false;
     if (type == kFull || type == kLast) break;
   }
+  if (end != nullptr) *end = pos;
   JournalFrame frame;
   std::string reason;
   if (!DecodeFrameEntry(record, &frame.entry, &reason)) throw fail(reason);
@@ -555,6 +575,7 @@ FrameJournalWriter::FrameJournalWriter(FrameJournalWriter&& other) noexcept
       fd_(std::exchange(other.fd_, -1)),
       size_(other.size_),
       writeback_started_(other.writeback_started_),
+      dropped_until_(other.dropped_until_),
       options_(other.options_),
       buffer_(std::move(other.buffer_)) {}
 
@@ -565,6 +586,7 @@ FrameJournalWriter& FrameJournalWriter::operator=(FrameJournalWriter&& other) no
     fd_ = std::exchange(other.fd_, -1);
     size_ = other.size_;
     writeback_started_ = other.writeback_started_;
+    dropped_until_ = other.dropped_until_;
     options_ = other.options_;
     buffer_ = std::move(other.buffer_);
   }
@@ -657,10 +679,22 @@ void FrameJournalWriter::StartWriteback() {
   // wait for the disk) and advisory: a failure changes nothing about what
   // the journal holds.
   constexpr std::uint64_t kWritebackChunkBytes = std::uint64_t{4} << 20;
-  if (options_.sync || size_ - writeback_started_ < kWritebackChunkBytes) return;
-  ::sync_file_range(fd_, static_cast<off64_t>(writeback_started_),
-                    static_cast<off64_t>(size_ - writeback_started_), SYNC_FILE_RANGE_WRITE);
-  writeback_started_ = size_;
+  if (!options_.sync && size_ - writeback_started_ >= kWritebackChunkBytes) {
+    ::sync_file_range(fd_, static_cast<off64_t>(writeback_started_),
+                      static_cast<off64_t>(size_ - writeback_started_), SYNC_FILE_RANGE_WRITE);
+    writeback_started_ = size_;
+  }
+  // What lies a window behind was handed to the disk a window ago: the wait
+  // is for its write to end (immediate unless the disk is slower than the
+  // frames), after which its pages are clean and can be dropped.
+  const std::uint64_t window = options_.page_cache_bytes;
+  if (window == 0 || size_ < window || size_ - window < dropped_until_ + kWritebackChunkBytes) return;
+  const std::uint64_t keep_from = size_ - window;
+  ::sync_file_range(fd_, static_cast<off64_t>(dropped_until_),
+                    static_cast<off64_t>(keep_from - dropped_until_),
+                    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+  DropJournalPages(fd_, dropped_until_, keep_from);
+  dropped_until_ = keep_from;
 #endif
 }
 

@@ -35,6 +35,7 @@ JournalFrameStore::JournalFrameStore(std::string path, JournalSeries series,
       options_(options),
       read_fd_(read_fd),
       writer_(std::move(writer)) {
+  journal_end_ = writer_.bytes();
   for (const JournalFrameEntry& entry : recovered_.frames) {
     // A key recorded twice (a journal written by something else) keeps the
     // first record, as Put would have.
@@ -83,6 +84,7 @@ bool JournalFrameStore::Append(const JournalFrameEntry& entry, FrameView frame) 
   stored.shape = frame.shape();
   stored.offset = writer_.AppendFrame(stored, frame);
   std::lock_guard<std::mutex> lock(mutex_);
+  journal_end_ = writer_.bytes();
   index_.emplace(Key(stored.channel, stored.index), std::move(stored));
   return true;
 }
@@ -105,8 +107,10 @@ std::uint64_t JournalFrameStore::journal_bytes() const {
 Frame JournalFrameStore::Get(frame_id_t index, const std::string& channel) const {
   const Key key(channel, index);
   std::uint64_t offset = 0;
+  std::uint64_t journal_end = 0;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    journal_end = journal_end_;
     auto cached = cache_pos_.find(key);
     if (cached != cache_pos_.end()) {
       cache_.splice(cache_.begin(), cache_, cached->second);
@@ -120,7 +124,12 @@ Frame JournalFrameStore::Get(frame_id_t index, const std::string& channel) const
     offset = it->second.offset;
   }
   // Read outside the lock: several threads read at once.
-  auto frame = std::make_shared<const JournalFrame>(ReadJournalFrameAt(read_fd_, offset, path_));
+  std::uint64_t end = 0;
+  auto frame = std::make_shared<const JournalFrame>(ReadJournalFrameAt(read_fd_, offset, path_, &end));
+  // A frame older than the writer's page-cache window is read from disk;
+  // its pages are dropped again, as the writer drops the window's tail.
+  const std::uint64_t window = options_.journal.page_cache_bytes;
+  if (window > 0 && end + window <= journal_end) DropJournalPages(read_fd_, offset, end);
   Frame result = frame->ToFrame();
   const std::size_t bytes = FrameBytes(*frame);
   if (bytes <= options_.cache_bytes) {

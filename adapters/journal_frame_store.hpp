@@ -94,6 +94,7 @@ class JournalFrameStore final : public FrameStore {
 
   mutable std::mutex mutex_;  // guards everything below
   std::map<Key, JournalFrameEntry> index_;
+  std::uint64_t journal_end_ = 0;  // journal bytes after the last append
   // Most recently used first; cache_pos_ finds a key's element.
   mutable std::list<std::pair<Key, std::shared_ptr<const JournalFrame>>> cache_;
   mutable std::map<Key, decltype(cache_)::iterator> cache_pos_;

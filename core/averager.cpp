@@ -177,32 +177,11 @@ inline void VerticalPassRow(const float* t0, std::size_t stride, const Taps& ty,
   for (int c = 0; c < n; ++c) store(out[c], w0 * t0[c] + w1 * t1[c] + w2 * t2[c] + w3 * t3[c]);
 }
 
-// Adds sign * (src resampled) to the dst_shape-sized sum (and count, when not
-// null); sampling as ResampleGeometry.
-void ResampleAccumulate(FrameView src, Shift shift, long add_row, long add_col, double sign,
-                        Shape dst_shape, double* sum, int* count) {
-  const ResampleGeometry g = MakeGeometry(src, shift, add_row, add_col, dst_shape);
-  if (g.Empty()) return;
-  const int out_cols = static_cast<int>(g.c1 - g.c0);
-  const std::size_t dst_cols = static_cast<std::size_t>(dst_shape.cols);
-  const float* tmp = HorizontalPass(src, g);
-  const int icount = sign > 0 ? 1 : -1;
-  const auto accumulate = [sign](double& o, float v) { o += sign * static_cast<double>(v); };
-  for (long r = g.r0; r < g.r1; ++r) {
-    const float* t0 = tmp + static_cast<std::size_t>(r - g.r0) * out_cols;
-    VerticalPassRow(t0, out_cols, g.ty, out_cols, sum + static_cast<std::size_t>(r) * dst_cols + g.c0,
-                    accumulate);
-    if (count != nullptr) {
-      int* cnt = count + static_cast<std::size_t>(r) * dst_cols + g.c0;
-      for (int c = 0; c < out_cols; ++c) cnt[c] += icount;
-    }
-  }
-}
-
-// The same onto a tiled canvas, clipped to `limit` (frame-0 coordinates):
-// canvas pixel p samples src at p + shift. Per pixel the very arithmetic of
-// ResampleAccumulate, so a frame added and later subtracted cancels exactly,
-// and the values do not depend on where the tile edges fall.
+// Adds sign * (src resampled) onto a tiled canvas, clipped to `limit`
+// (frame-0 coordinates): canvas pixel p samples src at p + shift (sampling
+// as ResampleGeometry). Per pixel the same arithmetic whatever the sign
+// (LeaveOneOutOver repeats it), so a frame added and later subtracted
+// cancels exactly, and the values do not depend on where the tile edges fall.
 void ResampleAccumulate(FrameView src, Shift shift, const AverageImage::Rect& limit, double sign,
                         TiledCanvas* canvas) {
   const ResampleGeometry g =
@@ -644,22 +623,48 @@ AverageImage ShiftedAverager::AverageExcluding(int i) const {
 void ShiftedAverager::LeaveOneOutOver(int i, FrameView frame_i, const AverageImage::Rect& rect,
                                       LeaveOneOutScratch* scratch, Frame* mean) const {
   const Shape shape{rect.rows(), rect.cols()};
-  const std::size_t n = static_cast<std::size_t>(shape.Pixels());
-  scratch->sum.resize(n);
-  scratch->count.resize(n);
+  if (mean->shape() != shape) *mean = Frame(shape);
+  if (shape.Empty()) return;
+  const std::size_t cols = static_cast<std::size_t>(shape.cols);
+  // Strip by strip: a strip's sums and counts stay in cache from the read
+  // through the subtraction to the mean. Over whole-rect arrays these were
+  // three passes over 12 bytes a pixel, most of a 2048^2 refinement's
+  // template.
+  constexpr int kStripRows = 16;
+  scratch->sum.resize(kStripRows * cols);
+  scratch->count.resize(kStripRows * cols);
   double* sum = scratch->sum.data();
   int* count = scratch->count.data();
-  TiledCanvas::Read(rect, sums_[0], &sums_[1], sum, count);
+  // Frame i's own contribution is taken out: the very arithmetic of the
+  // canvas's ResampleAccumulate with sign -1. Beyond the canvas limit the sums are
+  // zero and the counts go negative, which the mean maps to 0 exactly as an
+  // uncovered pixel, so no clipping is needed (and the result is
+  // bit-identical to subtracting a clipped copy).
   const Entry& excluded = frames_[static_cast<std::size_t>(i)];
+  ResampleGeometry g;
+  const float* resampled = nullptr;
   if (excluded.contributing) {
-    // Take out frame i's own contribution. Beyond the canvas limit the sums
-    // are zero and the counts go negative, which the mean below maps to 0
-    // exactly as an uncovered pixel, so no clipping is needed (and the result
-    // is bit-identical to subtracting a clipped copy).
-    ResampleAccumulate(frame_i, excluded.applied_shift, rect.row0, rect.col0, -1, shape, sum, count);
+    g = MakeGeometry(frame_i, excluded.applied_shift, rect.row0, rect.col0, shape);
+    if (!g.Empty()) resampled = HorizontalPass(frame_i, g);
   }
-  if (mean->shape() != shape) *mean = Frame(shape);
-  MeanOfSums(sum, count, n, mean->data());
+  const int out_cols = static_cast<int>(g.c1 - g.c0);
+  const auto subtract = [](double& o, float v) { o += -1.0 * static_cast<double>(v); };
+  for (int s0 = 0; s0 < shape.rows; s0 += kStripRows) {
+    const int s1 = std::min(shape.rows, s0 + kStripRows);
+    const AverageImage::Rect strip{rect.row0 + s0, rect.row0 + s1, rect.col0, rect.col1};
+    TiledCanvas::Read(strip, sums_[0], &sums_[1], sum, count);
+    if (resampled != nullptr) {
+      for (long r = std::max<long>(s0, g.r0); r < std::min<long>(s1, g.r1); ++r) {
+        const std::size_t row = static_cast<std::size_t>(r - s0) * cols;
+        VerticalPassRow(resampled + static_cast<std::size_t>(r - g.r0) * out_cols, out_cols, g.ty,
+                        out_cols, sum + row + g.c0, subtract);
+        int* cnt = count + row + g.c0;
+        for (int c = 0; c < out_cols; ++c) cnt[c] -= 1;
+      }
+    }
+    MeanOfSums(sum, count, static_cast<std::size_t>(s1 - s0) * cols,
+               mean->data() + static_cast<std::size_t>(s0) * cols);
+  }
 }
 
 void ShiftedAverager::LeaveOneOutMean(int i, LeaveOneOutScratch* scratch, Frame* out) const {

@@ -1,5 +1,7 @@
 #include "core/precision_stage.hpp"
 
+#include <algorithm>
+
 namespace livealign {
 namespace {
 
@@ -36,13 +38,17 @@ PrecisionStage::PrecisionStage(Shape shape, const EngineOptions& o, int workers)
   template_options.weight.type = FourierWeightType::kGaussian;
   template_options.weight.sigma_cycles_per_px = kTemplateWeightSigma;
   template_options.weight.cutoff_cycles_per_px = kTemplateWeightCutoff;
-  // The template sits in the frame's own coordinates (RefineOne), so the
+  // The template sits in the frame's own coordinates (Refine), so the
   // residual is a small fraction of a pixel: a small search and no
   // moving-window re-registration are needed.
   template_options.search_radius_px = kMaxRefinementStepPx;
   template_options.overlap_iterations = 0;
   for (int w = 0; w < workers; ++w) registrars_.emplace_back(shape, template_options);
   scratch_.resize(workers);
+  // A live update's budget in one batch; more frames (the series end) in
+  // batches that give each worker two templates and two frames.
+  const int batch = std::max({3, live_per_update_, 2 * workers});
+  for (int b = 0; b < batch; ++b) jobs_.push_back(std::make_unique<Job>());
 }
 
 void PrecisionStage::Resize(int n) {
@@ -57,24 +63,65 @@ Shift PrecisionStage::Published(int i, Shift pairwise) const {
   return use_refined ? refinement_[i] : pairwise;
 }
 
-bool PrecisionStage::RefineOne(const ShiftedAverager& averager, int i, Shift pairwise, int worker,
-                               Shift* refined) {
-  WorkerScratch& scratch = scratch_[worker];
-  TemplateRegistrar& registrar = registrars_[worker];
-  // The template is moved into frame i's coordinates by whole pixels, so the
-  // registration measures only the fractional rest of frame i's current
-  // shift (and its error), with the template never interpolated.
-  const std::shared_ptr<const Frame> frame_i = averager.frame(i);
-  const Shift whole =
-      averager.LeaveOneOutMeanInFrame(i, *frame_i, &scratch.leave_one_out, &scratch.template_image);
-  TemplateRegistrationReport report;
-  registrar.SetTemplate(scratch.template_image);
-  const Shift residual = registrar.Register(*frame_i, averager.applied_shift(i) - whole, &report);
-  const Shift s = whole + residual;
-  if (!report.peak_in_window || !report.converged || (s - pairwise).Norm() >= kMaxRefinementStepPx)
-    return false;
-  *refined = s;
-  return true;
+std::shared_ptr<const Frame> PrecisionStage::Pixels(const ShiftedAverager& averager,
+                                                   Job* job) const {
+  std::lock_guard<std::mutex> lock(job->mutex);
+  if (job->pixels == nullptr) job->pixels = averager.frame(job->frame);
+  return job->pixels;
+}
+
+void PrecisionStage::Refine(const ShiftedAverager& averager, const std::vector<int>& frames,
+                            const std::vector<Shift>& pairwise, ThreadPool& pool,
+                            std::vector<char>* ok, std::vector<Shift>* refined) {
+  ok->assign(frames.size(), 0);
+  refined->assign(frames.size(), Shift{});
+  const std::size_t batch = jobs_.size();
+  for (std::size_t first = 0; first < frames.size(); first += batch) {
+    const int m = static_cast<int>(std::min(batch, frames.size() - first));
+    for (int c = 0; c < m; ++c) {
+      Job& job = *jobs_[static_cast<std::size_t>(c)];
+      job.frame = frames[first + static_cast<std::size_t>(c)];
+      job.pairwise = pairwise[static_cast<std::size_t>(job.frame)];
+      job.pixels.reset();
+      job.ok = false;
+    }
+    // The two spectra of every job, templates (the longer tasks) first.
+    pool.ParallelFor(2 * m, [&](int task, int worker) {
+      const bool is_template = task < m;
+      Job& job = *jobs_[static_cast<std::size_t>(is_template ? task : task - m)];
+      const std::shared_ptr<const Frame> pixels = Pixels(averager, &job);
+      TemplateRegistrar& registrar = registrars_[static_cast<std::size_t>(worker)];
+      if (!is_template) {
+        registrar.ComputeSpectrum(*pixels, &job.frame_spectrum);
+        return;
+      }
+      // The template is moved into the frame's coordinates by whole pixels,
+      // so the registration measures only the fractional rest of the frame's
+      // current shift (and its error), with the template never interpolated.
+      WorkerScratch& scratch = scratch_[static_cast<std::size_t>(worker)];
+      job.whole = averager.LeaveOneOutMeanInFrame(job.frame, *pixels, &scratch.leave_one_out,
+                                                  &scratch.template_image);
+      registrar.ComputeSpectrum(scratch.template_image, &job.template_spectrum);
+    });
+    pool.ParallelFor(m, [&](int c, int worker) {
+      Job& job = *jobs_[static_cast<std::size_t>(c)];
+      TemplateRegistrationReport report;
+      // No overlap-window passes (see the constructor), so the template's
+      // pixels are not needed.
+      const Shift residual = registrars_[static_cast<std::size_t>(worker)].RegisterSpectra(
+          job.template_spectrum, FrameView(), job.frame_spectrum, *job.pixels,
+          averager.applied_shift(job.frame) - job.whole, &report);
+      job.refined = job.whole + residual;
+      job.ok = report.peak_in_window && report.converged &&
+               (job.refined - job.pairwise).Norm() < kMaxRefinementStepPx;
+    });
+    for (int c = 0; c < m; ++c) {
+      Job& job = *jobs_[static_cast<std::size_t>(c)];
+      (*ok)[first + static_cast<std::size_t>(c)] = job.ok ? 1 : 0;
+      (*refined)[first + static_cast<std::size_t>(c)] = job.refined;
+      job.pixels.reset();  // the frame's memory is the store's cache's again
+    }
+  }
 }
 
 bool PrecisionStage::RefineAll(const ShiftedAverager& averager, const std::vector<Shift>& pairwise,
@@ -82,11 +129,18 @@ bool PrecisionStage::RefineAll(const ShiftedAverager& averager, const std::vecto
   const int n = static_cast<int>(pairwise.size());
   if (!enabled_ || n < 3) return false;
   Resize(n);
+  std::vector<int> frames;
+  for (int i = 0; i < n; ++i)
+    if (!flagged[static_cast<std::size_t>(i)]) frames.push_back(i);
+  std::vector<char> frame_ok;
+  std::vector<Shift> frame_result;
+  Refine(averager, frames, pairwise, pool, &frame_ok, &frame_result);
   std::vector<Shift> result(n);
   std::vector<char> ok(n, 0);
-  pool.ParallelFor(n, [&](int i, int worker) {
-    ok[i] = !flagged[i] && RefineOne(averager, i, pairwise[i], worker, &result[i]) ? 1 : 0;
-  });
+  for (std::size_t c = 0; c < frames.size(); ++c) {
+    ok[static_cast<std::size_t>(frames[c])] = frame_ok[c];
+    result[static_cast<std::size_t>(frames[c])] = frame_result[c];
+  }
   // Gauge: frame 0 stays at (0, 0) exactly.
   const Shift origin = ok[0] ? result[0] - pairwise[0] : Shift{};
   const int included = averager.num_included();
@@ -126,19 +180,23 @@ void PrecisionStage::RefineChosen(const ShiftedAverager& averager, const std::ve
                                   ThreadPool& pool) {
   if (chosen.empty()) return;
   const int included = averager.num_included();
-  std::vector<Shift> result(chosen.size());
-  std::vector<char> ok(chosen.size(), 0);
-  pool.ParallelFor(static_cast<int>(chosen.size()), [&](int c, int worker) {
-    const int i = chosen[c];
-    ok[c] = !flagged[i] && RefineOne(averager, i, pairwise[i], worker, &result[c]) ? 1 : 0;
-  });
-  for (std::size_t c = 0; c < chosen.size(); ++c) {
-    const int i = chosen[c];
+  std::vector<int> frames;
+  for (int i : chosen)
+    if (!flagged[static_cast<std::size_t>(i)]) frames.push_back(i);
+  std::vector<char> frame_ok;
+  std::vector<Shift> frame_result;
+  Refine(averager, frames, pairwise, pool, &frame_ok, &frame_result);
+  for (int i : chosen) {
     // Tried either way: a frame the template cannot place waits for the
     // next growth step instead of taking every update's budget.
     schedule_.MarkRefined(i, included, pairwise[i]);
-    refined_ok_[i] = ok[c] != 0;
-    refinement_[i] = refined_ok_[i] ? result[c] : Shift{};
+    refined_ok_[i] = false;
+    refinement_[i] = Shift{};
+  }
+  for (std::size_t c = 0; c < frames.size(); ++c) {
+    const int i = frames[c];
+    refined_ok_[i] = frame_ok[c] != 0;
+    refinement_[i] = refined_ok_[i] ? frame_result[c] : Shift{};
   }
 }
 

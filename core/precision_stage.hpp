@@ -11,8 +11,14 @@
 // published until the frame is refined again.
 //
 // Not synchronised: the engine thread calls it; refinements run on the given
-// pool, one registrar and scratch per worker.
+// pool, one registrar and scratch per worker. A refinement is three tasks:
+// the leave-one-out template's spectrum, the frame's spectrum (the two
+// forward FFTs, on different workers), then the registration from both. So
+// a live update's three refinements keep two workers busy to the end (six
+// spectra) instead of leaving one idle while the other does the third.
 
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "core/averager.hpp"
@@ -56,10 +62,24 @@ class PrecisionStage {
                          const std::vector<bool>& flagged, ThreadPool& pool);
 
  private:
-  // Registers frame i against its leave-one-out average; false when the
-  // result is not trusted. Safe to run for distinct frames in parallel.
-  bool RefineOne(const ShiftedAverager& averager, int i, Shift pairwise, int worker, Shift* refined);
-  // Refines the `chosen` frames in parallel and records them in the schedule.
+  // One frame's refinement in flight.
+  struct Job {
+    int frame = -1;
+    Shift pairwise;
+    std::mutex mutex;                     // guards pixels
+    std::shared_ptr<const Frame> pixels;  // read once, by whichever task needs it first
+    Shift whole;                          // the template's whole-pixel move
+    BandSpectrum template_spectrum, frame_spectrum;
+    bool ok = false;
+    Shift refined;
+  };
+  std::shared_ptr<const Frame> Pixels(const ShiftedAverager& averager, Job* job) const;
+  // Refines frames[0..n) (with their pairwise shifts) into *ok / *refined,
+  // in batches of jobs_. Safe only on the engine thread; tasks on the pool.
+  void Refine(const ShiftedAverager& averager, const std::vector<int>& frames,
+              const std::vector<Shift>& pairwise, ThreadPool& pool, std::vector<char>* ok,
+              std::vector<Shift>* refined);
+  // Refines the `chosen` frames and records them in the schedule.
   void RefineChosen(const ShiftedAverager& averager, const std::vector<int>& chosen,
                     const std::vector<Shift>& pairwise, const std::vector<bool>& flagged, ThreadPool& pool);
 
@@ -71,6 +91,7 @@ class PrecisionStage {
     Frame template_image;
   };
   std::vector<WorkerScratch> scratch_;  // one per worker
+  std::vector<std::unique_ptr<Job>> jobs_;  // a batch; spectra reused across batches
   // The shift measured against the leave-one-out average (absolute, frame-0
   // gauge), and whether it is trusted.
   std::vector<Shift> refinement_;

@@ -62,7 +62,6 @@ TemplateRegistrar::TemplateRegistrar(Shape shape, const TemplateRegistrationOpti
           static_cast<float>(weight.At(static_cast<double>(c) / shape.cols, ky));
     }
   }
-  template_spectrum_.resize(weight_.size());
   product_.resize(weight_.size());
 }
 
@@ -90,16 +89,23 @@ void TemplateRegistrar::SetTemplate(FrameView template_image) {
   if (options_.window != WindowType::kNone && options_.overlap_iterations > 0) {
     template_pixels_.assign(template_image.data(), template_image.data() + shape_.Pixels());
   }
-  preprocessor_.Apply(template_image, fft_.real());
+  ComputeSpectrum(template_image, &template_spectrum_);
+  has_template_ = true;
+}
+
+void TemplateRegistrar::ComputeSpectrum(FrameView image, BandSpectrum* out) {
+  if (image.shape() != shape_) {
+    throw std::invalid_argument("TemplateRegistrar::ComputeSpectrum: shape does not match");
+  }
+  preprocessor_.Apply(image, fft_.real());
   fft_.ForwardColumns(band_.cols / 2 + 1);
-  BandOfSpectrum(&template_spectrum_);
+  BandOfSpectrum(&out->values);
   const int band_cols = band_.cols / 2 + 1;
   double energy = 0;
-  for (std::size_t k = 0; k < template_spectrum_.size(); ++k) {
-    energy += (k % band_cols == 0 ? 1.0 : 2.0) * weight_[k] * std::norm(template_spectrum_[k]);
+  for (std::size_t k = 0; k < out->values.size(); ++k) {
+    energy += (k % band_cols == 0 ? 1.0 : 2.0) * weight_[k] * std::norm(out->values[k]);
   }
-  template_energy_ = energy;
-  has_template_ = true;
+  out->energy = energy;
 }
 
 Shift TemplateRegistrar::Register(FrameView frame, Shift initial_guess,
@@ -108,21 +114,37 @@ Shift TemplateRegistrar::Register(FrameView frame, Shift initial_guess,
   if (frame.shape() != shape_) {
     throw std::invalid_argument("TemplateRegistrar::Register: shape does not match");
   }
+  ComputeSpectrum(frame, &frame_spectrum_);
+  const FrameView template_view(template_pixels_.empty() ? nullptr : template_pixels_.data(),
+                                template_pixels_.empty() ? Shape{} : shape_);
+  return RegisterSpectra(template_spectrum_, template_view, frame_spectrum_, frame, initial_guess,
+                         report);
+}
+
+Shift TemplateRegistrar::RegisterSpectra(const BandSpectrum& template_spectrum,
+                                         FrameView template_image,
+                                         const BandSpectrum& frame_spectrum, FrameView frame,
+                                         Shift initial_guess, TemplateRegistrationReport* report) {
+  if (template_spectrum.values.size() != weight_.size() ||
+      frame_spectrum.values.size() != weight_.size()) {
+    throw std::invalid_argument("TemplateRegistrar::RegisterSpectra: spectrum of another band");
+  }
+  // With no window there is no moving-window bias, and the overlap "window"
+  // would be a hard-edged box (not band-limited): no passes, no images read.
+  const int passes = options_.window == WindowType::kNone ? 0 : options_.overlap_iterations;
+  if (passes > 0 && (template_image.shape() != shape_ || frame.shape() != shape_)) {
+    throw std::invalid_argument("TemplateRegistrar::RegisterSpectra: shape does not match");
+  }
   TemplateRegistrationReport local;
   TemplateRegistrationReport& rep = report ? *report : local;
   rep = {};
 
-  preprocessor_.Apply(frame, fft_.real());
-  fft_.ForwardColumns(band_.cols / 2 + 1);
-  BandOfSpectrum(&frame_spectrum_);
-  const int band_cols = band_.cols / 2 + 1;
-  double frame_energy = 0;
-  const cfloat* f = frame_spectrum_.data();
+  const cfloat* f = frame_spectrum.values.data();
+  const cfloat* t = template_spectrum.values.data();
   for (std::size_t k = 0; k < product_.size(); ++k) {
-    frame_energy += (k % band_cols == 0 ? 1.0 : 2.0) * weight_[k] * std::norm(f[k]);
-    product_[k] = weight_[k] * std::conj(template_spectrum_[k]) * f[k];
+    product_[k] = weight_[k] * std::conj(t[k]) * f[k];
   }
-  double norm = std::sqrt(frame_energy * template_energy_);
+  double norm = std::sqrt(frame_spectrum.energy * template_spectrum.energy);
   if (!(norm > 0)) norm = 1.0;
 
   // The pixel-grid correlation over the search window and its neighbours.
@@ -183,11 +205,8 @@ Shift TemplateRegistrar::Register(FrameView frame, Shift initial_guess,
   rep.converged = peak.converged;
   rep.iterations = peak.iterations;
   rep.height = peak.value / norm;
-  // With no window there is no moving-window bias, and the overlap "window"
-  // would be a hard-edged box (not band-limited): skip the passes.
-  const int passes = options_.window == WindowType::kNone ? 0 : options_.overlap_iterations;
   for (int pass = 0; pass < passes; ++pass) {
-    const BandPeak refined = OverlapPass(frame, s);
+    const BandPeak refined = OverlapPass(template_image, frame, s);
     const double moved = (refined.position - s).Norm();
     s = refined.position;
     rep.converged = refined.converged;
@@ -225,7 +244,7 @@ std::function<double(int, int)> TemplateRegistrar::PixelCorrelation(int y0, int 
   };
 }
 
-BandPeak TemplateRegistrar::OverlapPass(FrameView frame, Shift s) {
+BandPeak TemplateRegistrar::OverlapPass(FrameView template_image, FrameView frame, Shift s) {
   const WindowType type = options_.window;
   const double alpha = options_.tukey_alpha;
   auto fill = [&](int n, double shift, std::vector<float>* on_frame, std::vector<float>* on_template) {
@@ -240,14 +259,13 @@ BandPeak TemplateRegistrar::OverlapPass(FrameView frame, Shift s) {
   fill(shape_.rows, s.y, &frame_rows_, &template_rows_);
   fill(shape_.cols, s.x, &frame_cols_, &template_cols_);
 
-  const FrameView template_view(template_pixels_.data(), shape_);
-  ApplySeparableWindow(template_view, template_rows_.data(), template_cols_.data(), fft_.real());
+  ApplySeparableWindow(template_image, template_rows_.data(), template_cols_.data(), fft_.real());
   fft_.ForwardColumns(band_.cols / 2 + 1);
   BandOfSpectrum(&overlap_template_spectrum_);
   ApplySeparableWindow(frame, frame_rows_.data(), frame_cols_.data(), fft_.real());
   fft_.ForwardColumns(band_.cols / 2 + 1);
-  BandOfSpectrum(&frame_spectrum_);
-  const cfloat* f = frame_spectrum_.data();
+  BandOfSpectrum(&overlap_frame_spectrum_);
+  const cfloat* f = overlap_frame_spectrum_.data();
   for (std::size_t k = 0; k < product_.size(); ++k) {
     product_[k] = weight_[k] * std::conj(overlap_template_spectrum_[k]) * f[k];
   }

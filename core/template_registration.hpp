@@ -42,6 +42,14 @@
 //     TemplateRegistrationReport report;
 //     Shift s = registrar.Register(f.view(), predicted[f], &report);
 //   }
+//
+// The two spectra may also be computed apart, on different threads (by
+// registrars of the same shape and options), and registered afterwards:
+//
+//   BandSpectrum t, f;
+//   registrar_a.ComputeSpectrum(average.view(), &t);   // thread A
+//   registrar_b.ComputeSpectrum(frame.view(), &f);     // thread B
+//   Shift s = registrar_a.RegisterSpectra(t, average.view(), f, frame.view(), guess, &report);
 
 #include <complex>
 #include <functional>
@@ -96,6 +104,13 @@ struct TemplateRegistrationReport {
   double height = 0;
 };
 
+// An image's pre-processed spectrum on a registrar's band grid, and its
+// weighted energy (the normalisation of TemplateRegistrationReport::height).
+struct BandSpectrum {
+  std::vector<std::complex<float>> values;  // band half spectrum, row-major
+  double energy = 0;
+};
+
 class TemplateRegistrar {
  public:
   // Throws std::invalid_argument for an empty shape or !options.Check().
@@ -113,6 +128,17 @@ class TemplateRegistrar {
   // Throws std::invalid_argument on a shape mismatch or when no template is set.
   Shift Register(FrameView frame, Shift initial_guess, TemplateRegistrationReport* report);
 
+  // The steps of SetTemplate + Register apart. ComputeSpectrum pre-processes
+  // and transforms one image (template or frame alike: both get the same
+  // window). RegisterSpectra registers a frame against a template from their
+  // spectra, which may come from another registrar of the same shape and
+  // options; the images themselves are read by the overlap-window passes
+  // only. Both throw std::invalid_argument on a shape mismatch.
+  void ComputeSpectrum(FrameView image, BandSpectrum* out);
+  Shift RegisterSpectra(const BandSpectrum& template_spectrum, FrameView template_image,
+                        const BandSpectrum& frame_spectrum, FrameView frame, Shift initial_guess,
+                        TemplateRegistrationReport* report);
+
   Shape shape() const { return shape_; }
   // The band grid the cross-power spectrum is kept on (shape() when the
   // weight has no band limit).
@@ -120,7 +146,7 @@ class TemplateRegistrar {
 
  private:
   // One overlap-window pass around the estimate s; returns the new estimate.
-  BandPeak OverlapPass(FrameView frame, Shift s);
+  BandPeak OverlapPass(FrameView template_image, FrameView frame, Shift s);
   // The band rows/columns of fft_'s spectrum, into *out (band half spectrum).
   void BandOfSpectrum(std::vector<std::complex<float>>* out);
   // The pixel-grid correlation of product_ over [y0, y1] x [x0, x1]; the
@@ -135,12 +161,12 @@ class TemplateRegistrar {
   std::vector<float> weight_;  // W on the band half spectrum (Nyquist rows/cols 0)
   RealFft2d fft_;
   std::vector<float> template_pixels_;  // kept for the overlap-window passes
-  std::vector<std::complex<float>> template_spectrum_;  // band half spectrum
-  std::vector<std::complex<float>> frame_spectrum_;     // band half spectrum
+  BandSpectrum template_spectrum_;
+  BandSpectrum frame_spectrum_;
+  std::vector<std::complex<float>> overlap_frame_spectrum_;
   std::vector<std::complex<float>> overlap_template_spectrum_;
   CorrelationPatch patch_;
   std::vector<float> frame_rows_, frame_cols_, template_rows_, template_cols_;  // overlap windows
-  double template_energy_ = 0;
   std::vector<std::complex<float>> product_;
   std::vector<std::complex<float>> ex_scratch_;
   bool has_template_ = false;
