@@ -300,7 +300,7 @@ int ShiftedAverager::AddFrame(Frame frame, Shift shift, bool include) {
   entry.shift = entry.applied_shift = shift;
   entry.include = include;
   if (include) {
-    AccumulateOnCanvas(*entry.frame, shift, +1, &sums_[index % 2]);
+    AccumulateOnCanvas(*entry.frame, shift, +1, &sums_[index % 2], pool_);
     ++num_resamples_;
     entry.contributing = true;
   }
@@ -339,12 +339,12 @@ void ShiftedAverager::SetShift(int i, Shift shift, bool include) {
   entry.include = include;
   TiledCanvas* canvas = &sums_[i % 2];
   if (subtract) {
-    AccumulateOnCanvas(*pixels, entry.applied_shift, -1, canvas);
+    AccumulateOnCanvas(*pixels, entry.applied_shift, -1, canvas, pool_);
     ++num_resamples_;
     entry.contributing = false;
   }
   if (add) {
-    AccumulateOnCanvas(*pixels, shift, +1, canvas);
+    AccumulateOnCanvas(*pixels, shift, +1, canvas, pool_);
     ++num_resamples_;
     entry.applied_shift = shift;
     entry.contributing = true;
@@ -370,8 +370,33 @@ bool ShiftedAverager::included(int i) const {
 }
 
 void ShiftedAverager::AccumulateOnCanvas(FrameView frame, Shift shift, double sign,
-                                         TiledCanvas* canvas) const {
-  ResampleAccumulate(frame, shift, canvas_limit_, sign, canvas);
+                                         TiledCanvas* canvas, ThreadPool* pool) const {
+  constexpr int kTile = TiledCanvas::kTileSize;
+  if (pool == nullptr || pool->NumWorkers() < 2 || frame.rows() < 4 * kTile) {
+    ResampleAccumulate(frame, shift, canvas_limit_, sign, canvas);
+    return;
+  }
+  // The rows the frame covers, cut into bands of whole tile rows, one band
+  // per task: each tile is written by one worker, and each band's pixels get
+  // the very arithmetic of one call over the whole limit (the taps come from
+  // the shift alone).
+  const ResampleGeometry g = MakeGeometry(frame, shift, canvas_limit_.row0, canvas_limit_.col0,
+                                          Shape{canvas_limit_.rows(), canvas_limit_.cols()});
+  if (g.Empty()) return;
+  const AverageImage::Rect covered{static_cast<int>(g.r0 + canvas_limit_.row0),
+                                   static_cast<int>(g.r1 + canvas_limit_.row0),
+                                   static_cast<int>(g.c0 + canvas_limit_.col0),
+                                   static_cast<int>(g.c1 + canvas_limit_.col0)};
+  canvas->Reserve(covered);
+  const auto tile_floor = [](int v) { return v >= 0 ? v / kTile : -((-v + kTile - 1) / kTile); };
+  const int first_tile = tile_floor(covered.row0), tiles = tile_floor(covered.row1 - 1) - first_tile + 1;
+  const int bands = std::min(tiles, 2 * pool->NumWorkers());
+  pool->ParallelFor(bands, [&](int b, int /*worker*/) {
+    AverageImage::Rect band = canvas_limit_;
+    band.row0 = std::max(covered.row0, (first_tile + b * tiles / bands) * kTile);
+    band.row1 = std::min(covered.row1, (first_tile + (b + 1) * tiles / bands) * kTile);
+    ResampleAccumulate(frame, shift, band, sign, canvas);
+  });
 }
 
 AverageImage::Rect ShiftedAverager::canvas() const {

@@ -61,6 +61,7 @@
 #include "core/frame.hpp"
 #include "core/frame_store.hpp"
 #include "core/shift.hpp"
+#include "core/thread_pool.hpp"
 #include "core/tiled_canvas.hpp"
 
 namespace livealign {
@@ -97,6 +98,12 @@ class ShiftedAverager {
   // frame i is read back as store->Get(i, channel).
   explicit ShiftedAverager(Options options, std::shared_ptr<const FrameStore> store = nullptr,
                            std::string channel = "");
+
+  // AddFrame and SetShift then resample onto the canvas by bands of rows on
+  // the pool's workers (null: on the calling thread). The pool must outlive
+  // this use, and those methods must then not be called from a task of the
+  // same pool (ParallelFor does not nest).
+  void SetThreadPool(ThreadPool* pool) { pool_ = pool; }
 
   // Adds frame (index = number of frames added before), returns its index.
   // The first frame fixes the shape. Throws std::invalid_argument on a shape
@@ -207,8 +214,10 @@ class ShiftedAverager {
 
   void CheckIndex(int i, const char* where) const;
   // Adds sign * (frame resampled at p + shift) to the canvas sums / counts
-  // over its footprint clipped to the canvas limit (allocating tiles).
-  void AccumulateOnCanvas(FrameView frame, Shift shift, double sign, TiledCanvas* canvas) const;
+  // over its footprint clipped to the canvas limit (allocating tiles), by
+  // bands of rows on the pool's workers when one is given.
+  void AccumulateOnCanvas(FrameView frame, Shift shift, double sign, TiledCanvas* canvas,
+                          ThreadPool* pool = nullptr) const;
   // Mean of every contributing frame but i over `rect` (frame-0 coords; 0
   // where none covers or outside the canvas), into *mean (rect-shaped).
   void LeaveOneOutOver(int i, FrameView frame_i, const AverageImage::Rect& rect,
@@ -240,6 +249,7 @@ class ShiftedAverager {
   AverageImage::Rect canvas_limit_;
   TiledCanvas sums_[2];
   long num_resamples_ = 0;
+  ThreadPool* pool_ = nullptr;
   // Behind a pointer so the averager stays movable (vectors of averagers).
   std::unique_ptr<std::atomic<long>> num_store_reads_ = std::make_unique<std::atomic<long>>(0);
 };

@@ -100,6 +100,7 @@ struct RegistrationEngine::Impl {
         averager(AveragerOptions(o), store, channel),
         lattice_tracker(o.lattice_snapping, HopTolerances{o.hop_tolerance, o.coarse_hop_tolerance, o.gap_hop_tolerance, o.gap_clarity}),
         precision(s, o, pool.NumWorkers()) {
+    averager.SetThreadPool(&pool);
     result.quality.verdict = "no frames";
   }
 

@@ -27,6 +27,10 @@ const TiledCanvas::Tile* TiledCanvas::Find(int tile_row, int tile_col) const {
 }
 
 TiledCanvas::Tile& TiledCanvas::Touch(int tile_row, int tile_col) {
+  // find before operator[]: a lookup only reads the map, so threads writing
+  // disjoint reserved tiles never race on it.
+  const auto found = tiles_.find(Key(tile_row, tile_col));
+  if (found != tiles_.end()) return *found->second;
   std::unique_ptr<Tile>& tile = tiles_[Key(tile_row, tile_col)];
   if (tile == nullptr) {
     tile = std::make_unique<Tile>();
@@ -35,6 +39,12 @@ TiledCanvas::Tile& TiledCanvas::Touch(int tile_row, int tile_col) {
     bounds_ = Union(bounds_, area);
   }
   return *tile;
+}
+
+void TiledCanvas::Reserve(const Rect& rect) {
+  if (rect.Empty()) return;
+  for (int tr = TileIndex(rect.row0); tr <= TileIndex(rect.row1 - 1); ++tr)
+    for (int tc = TileIndex(rect.col0); tc <= TileIndex(rect.col1 - 1); ++tc) Touch(tr, tc);
 }
 
 namespace {

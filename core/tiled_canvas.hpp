@@ -49,6 +49,11 @@ class TiledCanvas {
   template <typename F>
   void ForEachRowSegment(const Rect& rect, F&& f);
 
+  // Allocates every tile `rect` touches. ForEachRowSegment over a reserved
+  // rectangle allocates nothing, so calls on disjoint bands of whole tile
+  // rows of it may run on different threads at once.
+  void Reserve(const Rect& rect);
+
   // Writes the canvas over `rect` into rect-shaped row-major arrays (either
   // may be null): a's sums and counts, plus b's when b is not null (the sum
   // a + b in that order, so a two-layer read equals adding the two reads).
@@ -83,6 +88,7 @@ class TiledCanvas {
            static_cast<std::uint32_t>(tile_col);
   }
   const Tile* Find(int tile_row, int tile_col) const;
+  // Find, allocating the tile when missing (only then is the map written).
   Tile& Touch(int tile_row, int tile_col);
 
   std::unordered_map<std::uint64_t, std::unique_ptr<Tile>> tiles_;
