@@ -155,7 +155,8 @@ struct RegistrationEngine::Impl {
   bool AdoptLatticeReestimate(int k, bool now = false);
   void RefineAll();
   void RefineNeverRefined();
-  void RefineLive(int budget = -1);
+  // Returns the frames refined.
+  int RefineLive(int budget = -1);
   // The quality figures and verdict of the current state (once per update).
   EngineQuality AssessQuality() const;
   // Stores the result of an update in `result`; returns it with the parts
@@ -287,12 +288,13 @@ void RegistrationEngine::Impl::RefineNeverRefined() {
   SyncAverager(0.0);
 }
 
-void RegistrationEngine::Impl::RefineLive(int budget) {
+int RegistrationEngine::Impl::RefineLive(int budget) {
   const int refined = precision.RefineLive(averager, PairwiseShifts(), Flags(), pool, budget);
-  if (refined == 0) return;
+  if (refined == 0) return 0;
   PublishShifts();
   // The refined frames move in the average too (old ones are read back).
   SyncAverager(kLiveResampleTolerancePx, refined);
+  return refined;
 }
 
 RegistrationEngine::RegistrationEngine(const EngineOptions& options, Shape frame_shape,
@@ -384,7 +386,12 @@ RegistrationResult RegistrationEngine::AddFrame(Frame frame, ResultRequest reque
   }
   report.timings.lattice_ms += MsSince(t);
   t = Clock::now();
-  if (!m.options.live_refine_after_overlap_loss || m.overlap_lost) m.RefineLive();
+  if (!m.options.live_refine_after_overlap_loss || m.overlap_lost) {
+    const bool long_series = static_cast<int>(m.frames.size()) > m.options.live_refine_long_after_frames;
+    report.refined_frames = m.RefineLive(
+        long_series ? std::min(m.options.live_refine_per_update, m.options.live_refine_per_update_long)
+                    : -1);
+  }
   report.timings.refine_ms = MsSince(t);
   report.timings.total_ms = MsSince(start);
   return m.Conclude(report, request);

@@ -140,6 +140,10 @@ struct UpdateReport {
   int background_resolve_frames = 0;
   // This update re-estimated the lattice (from the average or the raw frame).
   bool lattice_estimated = false;
+  // Frames the precision stage refined live in this update (its budget:
+  // EngineOptions::live_refine_per_update, or live_refine_per_update_long
+  // on a series longer than live_refine_long_after_frames).
+  int refined_frames = 0;
   // The average's mosaic canvas grew in this update (its running sums were
   // reallocated and copied: O(canvas), the cost of average_ms then).
   bool mosaic_grown = false;

@@ -255,6 +255,30 @@ TEST_CASE("a series that drifts further than a frame width is placed through its
   CHECK(no_overlap < n * (n - 1) / 2);
 }
 
+TEST_CASE("a long series refines live_refine_per_update_long frames per update",
+          "[core][registration_engine][long_series]") {
+  SimulatorOptions sim;
+  sim.shape = Shape{128, 128};
+  sim.dose_counts_per_px = 0.5;
+  Simulator microscope(sim, 5);
+  EngineOptions options;
+  options.live_refine_per_update = 3;
+  options.live_refine_per_update_long = 1;
+  options.live_refine_long_after_frames = 10;
+  RegistrationEngine engine(options, sim.shape);
+  int most_short = 0, most_long = 0;
+  for (int k = 0; k < 24; ++k) {
+    const UpdateReport report = engine.AddFrame(microscope.NextFrame()).update;
+    // The series has k + 1 frames after this update.
+    int& most = k + 1 > options.live_refine_long_after_frames ? most_long : most_short;
+    most = std::max(most, report.refined_frames);
+  }
+  // Growth refreshes keep more than one frame due per update, so each budget
+  // is used up to its bound.
+  CHECK(most_short == 3);
+  CHECK(most_long == 1);
+}
+
 // Final shifts of a simulated series registered with `options`.
 std::vector<FrameState> FinalFrames(const SimulatorOptions& sim, int n, std::uint64_t seed,
                                     const EngineOptions& options, std::vector<Shift>* truth) {
