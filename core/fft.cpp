@@ -100,6 +100,13 @@ void RealFft2d::Forward() { fftwf_execute_dft_r2c(impl_->forward, impl_->real, i
 void RealFft2d::Inverse() { fftwf_execute_dft_c2r(impl_->inverse, impl_->spectrum, impl_->real); }
 
 void RealFft2d::ForwardColumns(int columns) {
+  PlanForwardColumns(columns);
+  Impl& m = *impl_;
+  fftwf_execute_dft_r2c(m.rows_forward, m.real, m.spectrum);
+  fftwf_execute_dft(m.columns_forward, m.spectrum, m.spectrum);
+}
+
+void RealFft2d::PlanForwardColumns(int columns) {
   Impl& m = *impl_;
   if (columns < 1 || columns > spectrum_cols())
     throw std::invalid_argument("RealFft2d::ForwardColumns: column count out of range");
@@ -117,8 +124,6 @@ void RealFft2d::ForwardColumns(int columns) {
     });
     m.columns = columns;
   }
-  fftwf_execute_dft_r2c(m.rows_forward, m.real, m.spectrum);
-  fftwf_execute_dft(m.columns_forward, m.spectrum, m.spectrum);
 }
 
 }  // namespace livealign

@@ -61,6 +61,8 @@ class RealFft2d {
   // The first call for a column count plans it (the planner lock, once).
   // Requires: 1 <= columns <= spectrum_cols(); real() is preserved.
   void ForwardColumns(int columns);
+  // Plans ForwardColumns(columns) now, so that its first call does not.
+  void PlanForwardColumns(int columns);
 
  private:
   struct Impl;

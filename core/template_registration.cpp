@@ -63,6 +63,9 @@ TemplateRegistrar::TemplateRegistrar(Shape shape, const TemplateRegistrationOpti
     }
   }
   product_.resize(weight_.size());
+  // Planned now: a plan made in the first registration would stall it
+  // (a live update's refinement) on the planner.
+  fft_.PlanForwardColumns(band_.cols / 2 + 1);
 }
 
 // The spectrum comes from ForwardColumns: only the band's columns are

@@ -88,6 +88,30 @@ ShiftErrors ErrorsAgainstTruth(const std::vector<FrameState>& frames, const std:
   return CompareShifts(estimated, truth, flagged);
 }
 
+// What the machine took from the process during an update, for telling a
+// slow stage from a stalled one.
+struct UpdateInterference {
+  double steal_ms = 0;   // the hypervisor ran other guests (all vCPUs, /proc/stat)
+  long preemptions = 0;  // involuntary context switches of this process's threads
+};
+
+// Cumulative steal time of all CPUs, ms (0 where /proc/stat has none).
+double StealMs() {
+  std::ifstream stat("/proc/stat");
+  std::string cpu;
+  double fields[8] = {};
+  stat >> cpu;
+  for (double& f : fields) stat >> f;
+  if (!stat || cpu != "cpu") return 0;
+  return fields[7] * 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+long Preemptions() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_nivcsw;
+}
+
 // Updates listed as the slowest, with their stage breakdown.
 constexpr int kSlowestUpdatesShown = 8;
 
@@ -96,7 +120,9 @@ constexpr int kSlowestUpdatesShown = 8;
 // stages and what it did beyond the usual (adopted a background re-solve,
 // re-estimated the lattice), so a spike can be attributed to a stage.
 nlohmann::json PrintSlowestUpdates(const std::vector<UpdateReport>& updates,
-                                   const std::vector<double>& update_ms, const std::vector<int>& milestones) {
+                                   const std::vector<double>& update_ms,
+                                   const std::vector<UpdateInterference>& interference,
+                                   const std::vector<int>& milestones) {
   const int n = static_cast<int>(updates.size());
   std::vector<double> bucket_median(n, 0);
   int lo = 0;
@@ -113,8 +139,8 @@ nlohmann::json PrintSlowestUpdates(const std::vector<UpdateReport>& updates,
   std::partial_sort(order.begin(), order.begin() + shown, order.end(),
                     [&](int a, int b) { return ratio(a) > ratio(b); });
   std::printf("slowest updates against the median of their k bucket (ms):\n");
-  std::printf("%6s %8s %7s | %7s %7s %9s %7s %7s %7s %7s | %s\n", "k", "total", "x med", "store", "fft", "correlate",
-              "solve", "lattice", "average", "refine", "events");
+  std::printf("%6s %8s %7s | %7s %7s %9s %7s %7s %7s %7s | %6s %7s | %s\n", "k", "total", "x med", "store", "fft",
+              "correlate", "solve", "lattice", "average", "refine", "steal", "preempt", "events");
   nlohmann::json list = nlohmann::json::array();
   for (int r = 0; r < shown; ++r) {
     const int k = order[r];
@@ -127,15 +153,17 @@ nlohmann::json PrintSlowestUpdates(const std::vector<UpdateReport>& updates,
     }
     if (u.lattice_estimated) events += "lattice estimate; ";
     if (u.mosaic_grown) events += "mosaic canvas grown; ";
-    std::printf("%6d %8.2f %7.2f | %7.2f %7.2f %9.2f %7.2f %7.2f %7.2f %7.2f | %s\n", k, t.total_ms, ratio(k),
-                t.store_ms, t.preprocess_ms, t.correlate_ms, t.solve_ms, t.lattice_ms, t.average_ms, t.refine_ms,
-                events.c_str());
+    const UpdateInterference& x = interference[static_cast<std::size_t>(k)];
+    std::printf("%6d %8.2f %7.2f | %7.2f %7.2f %9.2f %7.2f %7.2f %7.2f %7.2f | %6.0f %7ld | %s\n", k, t.total_ms,
+                ratio(k), t.store_ms, t.preprocess_ms, t.correlate_ms, t.solve_ms, t.lattice_ms, t.average_ms,
+                t.refine_ms, x.steal_ms, x.preemptions, events.c_str());
     list.push_back({{"k", k}, {"total_ms", t.total_ms}, {"to_bucket_median", ratio(k)},
                     {"store_ms", t.store_ms}, {"preprocess_ms", t.preprocess_ms}, {"correlate_ms", t.correlate_ms},
                     {"solve_ms", t.solve_ms}, {"lattice_ms", t.lattice_ms}, {"average_ms", t.average_ms},
                     {"refine_ms", t.refine_ms}, {"full_resolve", u.full_resolve},
                     {"background_resolve_frames", u.background_resolve_frames},
-                    {"lattice_estimated", u.lattice_estimated}, {"mosaic_grown", u.mosaic_grown}});
+                    {"lattice_estimated", u.lattice_estimated}, {"mosaic_grown", u.mosaic_grown},
+                    {"steal_ms", x.steal_ms}, {"preemptions", x.preemptions}});
   }
   return list;
 }
@@ -268,6 +296,7 @@ int RunBench(int argc, char** argv) {
       refine_ms(num_frames), average_ms(num_frames), rss_mib(num_frames);
   std::vector<int> pairs_per_frame(num_frames);
   std::vector<UpdateReport> updates(num_frames);  // every update, for the slowest-updates list
+  std::vector<UpdateInterference> interference(num_frames);
   std::vector<Shift> truth(num_frames);
   std::vector<Frame> saved;
   const bool save_stack = vm.count("save-stack") > 0;
@@ -298,7 +327,10 @@ int RunBench(int argc, char** argv) {
     truth[k] = microscope.TrueShift(wire);
     wire_of[k] = wire;
     if (save_stack) saved.push_back(frame.Clone());
+    const double steal_before = StealMs();
+    const long preemptions_before = Preemptions();
     live = engine.AddFrame(std::move(frame));
+    interference[k] = {StealMs() - steal_before, Preemptions() - preemptions_before};
     const UpdateReport& report = live.update;
     updates[k] = report;
     update_ms[k] = report.timings.total_ms;
@@ -426,7 +458,7 @@ int RunBench(int argc, char** argv) {
                      {"fft_floor_ms", floor_ms}, {"ratio_to_fft_floor", s.median / floor_ms}});
     lo = k;
   }
-  const nlohmann::json slowest = PrintSlowestUpdates(updates, update_ms, milestones);
+  const nlohmann::json slowest = PrintSlowestUpdates(updates, update_ms, interference, milestones);
   const double pairs_per_s = total_correlate_ms > 0 ? total_pairs / (total_correlate_ms / 1000) : 0;
   const double cache_mib = engine.cache_bytes() / 1048576.0;
   const double frames_mib = engine.frame_bytes() / 1048576.0;
