@@ -17,7 +17,8 @@
 // Cost: with growth g a frame is refreshed about log(k)/log(1 + g) times over
 // k frames, i.e. about 1/ln(1 + g) refreshes per update in the steady state
 // (2.5 for g = 0.5) plus the newest frame, so per_update = 3 about keeps up;
-// a backlog is worked off stalest first.
+// a backlog is worked off stalest first (the engine's budget on a long
+// series is smaller: EngineOptions::live_refine_per_update_long).
 //
 // Growth refreshes go on however large the template already is. Its noise
 // alone would not need them beyond a few hundred frames (the error variance
