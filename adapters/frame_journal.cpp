@@ -10,6 +10,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <utility>
@@ -529,11 +530,14 @@ JournalFrame ReadJournalFrameAt(int fd, std::uint64_t offset, const std::string&
   // in one pread: the disk gets one request instead of two per 32 KiB block,
   // and nothing past the record is asked for (the store reads without the
   // kernel's read-ahead, see JournalFrameStore).
-  std::string span;
+  // Not a std::string: its resize would zero 16 MB only for pread to
+  // overwrite them.
+  std::unique_ptr<char[]> span;
+  std::size_t span_size = 0;
   std::uint64_t span_begin = 0;
   auto read = [&](std::uint64_t at, std::size_t n, char* out) {
-    if (at >= span_begin && at + n <= span_begin + span.size()) {
-      std::memcpy(out, span.data() + (at - span_begin), n);
+    if (at >= span_begin && at + n <= span_begin + span_size) {
+      std::memcpy(out, span.get() + (at - span_begin), n);
       return n;
     }
     return PreadFully(fd, at, n, out);
@@ -575,10 +579,11 @@ JournalFrame ReadJournalFrameAt(int fd, std::uint64_t offset, const std::string&
         record.reserve(bytes);
         if (bytes > length) {
           span_begin = pos + kJournalHeaderBytes + length;
-          span.resize(static_cast<std::size_t>(RecordEnd(span_begin, bytes - length) - span_begin));
+          span_size = static_cast<std::size_t>(RecordEnd(span_begin, bytes - length) - span_begin);
+          span.reset(new char[span_size]);
           // A short read (a torn or lying record) leaves the per-fragment
           // reads to find what is wrong.
-          if (PreadFully(fd, span_begin, span.size(), &span[0]) != span.size()) span.clear();
+          if (PreadFully(fd, span_begin, span_size, span.get()) != span_size) span_size = 0;
         }
       }
     }

@@ -388,8 +388,8 @@ void ShiftedAverager::AccumulateOnCanvas(FrameView frame, Shift shift, double si
                                    static_cast<int>(g.c0 + canvas_limit_.col0),
                                    static_cast<int>(g.c1 + canvas_limit_.col0)};
   canvas->Reserve(covered);
-  const auto tile_floor = [](int v) { return v >= 0 ? v / kTile : -((-v + kTile - 1) / kTile); };
-  const int first_tile = tile_floor(covered.row0), tiles = tile_floor(covered.row1 - 1) - first_tile + 1;
+  const int first_tile = TiledCanvas::TileIndex(covered.row0);
+  const int tiles = TiledCanvas::TileIndex(covered.row1 - 1) - first_tile + 1;
   const int bands = std::min(tiles, 2 * pool->NumWorkers());
   pool->ParallelFor(bands, [&](int b, int /*worker*/) {
     AverageImage::Rect band = canvas_limit_;

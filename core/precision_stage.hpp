@@ -14,7 +14,7 @@
 // pool, one registrar and scratch per worker. A refinement is three tasks:
 // the leave-one-out template's spectrum, the frame's spectrum (the two
 // forward FFTs, on different workers), then the registration from both. So
-// a live update's three refinements keep two workers busy to the end (six
+// an update's three refinements keep two workers busy to the end (six
 // spectra) instead of leaving one idle while the other does the third.
 
 #include <memory>

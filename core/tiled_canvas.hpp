@@ -36,6 +36,9 @@ class TiledCanvas {
   // and a row segment 64 doubles long.
   static constexpr int kTileSize = 64;
 
+  // The tile row (column) holding pixel row (column) v: floor(v / kTileSize).
+  static int TileIndex(int v) { return v >= 0 ? v / kTileSize : -((-v + kTileSize - 1) / kTileSize); }
+
   TiledCanvas() = default;
   TiledCanvas(TiledCanvas&&) = default;
   TiledCanvas& operator=(TiledCanvas&&) = default;
@@ -82,7 +85,6 @@ class TiledCanvas {
   static constexpr std::size_t kTilePixels = static_cast<std::size_t>(kTileSize) * kTileSize;
   static constexpr std::size_t kTileBytes = kTilePixels * (sizeof(double) + sizeof(int));
 
-  static int TileIndex(int v) { return v >= 0 ? v / kTileSize : -((-v + kTileSize - 1) / kTileSize); }
   static std::uint64_t Key(int tile_row, int tile_col) {
     return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(tile_row)) << 32) |
            static_cast<std::uint32_t>(tile_col);
