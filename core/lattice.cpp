@@ -137,8 +137,14 @@ LatticeEstimate EstimateLattice(FrameView image, const LatticeEstimateOptions& o
   if (image.data() == nullptr || image.rows() < 16 || image.cols() < 16) {
     throw std::invalid_argument("EstimateLattice: image must be at least 16 x 16");
   }
-  const int rows = image.rows();
-  const int cols = image.cols();
+  // The spectrum of a centred crop to the largest FFT-friendly size
+  // (FftFriendlySizeAtMost): a lattice does not depend on where it is cut, and the
+  // best-covered region of a mosaic often has a prime side, which FFTW
+  // transforms several times slower (509^2: 15 ms against 6 ms at 512^2).
+  const int rows = FftFriendlySizeAtMost(image.rows());
+  const int cols = FftFriendlySizeAtMost(image.cols());
+  const int row0 = (image.rows() - rows) / 2;
+  const int col0 = (image.cols() - cols) / 2;
   const int half_cols = cols / 2 + 1;
   LatticeEstimate estimate;
 
@@ -147,24 +153,24 @@ LatticeEstimate EstimateLattice(FrameView image, const LatticeEstimateOptions& o
   double sum = 0;
   std::int64_t finite = 0;
   for (int r = 0; r < rows; ++r) {
+    const float* row = image.row(row0 + r) + col0;
     for (int c = 0; c < cols; ++c) {
-      const float v = image.at(r, c);
-      if (std::isfinite(v)) {
-        sum += v;
+      if (std::isfinite(row[c])) {
+        sum += row[c];
         ++finite;
       }
     }
   }
   const double mean = finite > 0 ? sum / static_cast<double>(finite) : 0.0;
-  RealFft2d fft(image.shape());
+  RealFft2d fft(Shape{rows, cols});
   std::vector<double> window_x(cols), window_y(rows);
   for (int c = 0; c < cols; ++c) window_x[c] = 0.5 - 0.5 * std::cos(2 * M_PI * c / cols);
   for (int r = 0; r < rows; ++r) window_y[r] = 0.5 - 0.5 * std::cos(2 * M_PI * r / rows);
   for (int r = 0; r < rows; ++r) {
+    const float* row = image.row(row0 + r) + col0;
+    float* out = fft.real() + static_cast<std::size_t>(r) * cols;
     for (int c = 0; c < cols; ++c) {
-      const float v = image.at(r, c);
-      fft.real()[static_cast<std::size_t>(r) * cols + c] =
-          std::isfinite(v) ? static_cast<float>((v - mean) * window_y[r] * window_x[c]) : 0.0f;
+      out[c] = std::isfinite(row[c]) ? static_cast<float>((row[c] - mean) * window_y[r] * window_x[c]) : 0.0f;
     }
   }
   fft.Forward();
@@ -193,7 +199,7 @@ LatticeEstimate EstimateLattice(FrameView image, const LatticeEstimateOptions& o
   // `register`'s instructions.
   std::vector<double> radius(half_power.size());
   std::vector<int> ring_index(half_power.size());
-  std::vector<std::vector<double>> ring_values(num_rings);
+  std::vector<std::size_t> ring_start(static_cast<std::size_t>(num_rings) + 1, 0);
   for (int r = 0; r < rows; ++r) {
     const int ky = SignedFrequency(r, rows);
     const double fy = static_cast<double>(ky) / rows;
@@ -203,20 +209,32 @@ LatticeEstimate EstimateLattice(FrameView image, const LatticeEstimateOptions& o
       const double rho = std::sqrt(fx * fx + fy * fy) * short_side;
       radius[i] = rho;
       ring_index[i] = static_cast<int>(rho + 0.5);  // rho >= 0: lround
-      ring_values[ring_index[i]].push_back(half_power[i]);
+      ++ring_start[static_cast<std::size_t>(ring_index[i]) + 1];
     }
+  }
+  // The powers grouped by ring (a counting sort), so that the rings r - d ..
+  // r + d pooled below are one contiguous range.
+  for (int ring = 0; ring < num_rings; ++ring) ring_start[ring + 1] += ring_start[ring];
+  std::vector<double> by_ring(half_power.size());
+  {
+    std::vector<std::size_t> next(ring_start.begin(), ring_start.end() - 1);
+    for (std::size_t i = 0; i < half_power.size(); ++i) by_ring[next[ring_index[i]]++] = half_power[i];
   }
   // Mean background per ring from the median (robust to the few Bragg pixels);
   // pooled with neighbouring rings when a ring is small (near the centre).
   std::vector<double> background(num_rings, 0.0);
   const double floor_power = 1e-12 * max_power;
+  std::vector<double> values;
   for (int ring = 0; ring < num_rings; ++ring) {
-    std::vector<double> values = ring_values[ring];
-    for (int d = 1; values.size() < 32 && d < num_rings; ++d) {
-      if (ring - d >= 0) values.insert(values.end(), ring_values[ring - d].begin(), ring_values[ring - d].end());
-      if (ring + d < num_rings) values.insert(values.end(), ring_values[ring + d].begin(), ring_values[ring + d].end());
-    }
-    if (values.empty()) continue;
+    auto pooled = [&](int d) {
+      return ring_start[std::min(num_rings, ring + d + 1)] - ring_start[std::max(0, ring - d)];
+    };
+    int d = 0;
+    while (pooled(d) < 32 && d + 1 < num_rings) ++d;
+    const std::size_t first = ring_start[std::max(0, ring - d)];
+    if (pooled(d) == 0) continue;
+    values.assign(by_ring.begin() + static_cast<std::ptrdiff_t>(first),
+                  by_ring.begin() + static_cast<std::ptrdiff_t>(first + pooled(d)));
     auto middle = values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2);
     std::nth_element(values.begin(), middle, values.end());
     background[ring] = std::max(*middle / std::log(2.0), floor_power);

@@ -110,6 +110,20 @@ TEST_CASE("EstimateLattice recovers rotated lattices on a non-square frame", "[c
   REQUIRE(indexed == estimate.indexed_peaks);
 }
 
+TEST_CASE("EstimateLattice recovers the lattice of a region with prime sides (via its FFT-friendly crop)",
+          "[core][lattice]") {
+  // 197 and 251 are prime: a mosaic's best-covered region can be any size.
+  const Shape shape{197, 251};
+  const Shift a = Rotated(9.5, 12.0), b = Rotated(9.5, 72.0);
+  const Lattice want = Lattice::Reduced(a, b);
+  const Frame image = LatticeImage(shape, a, b, {1.7, 4.2}, 1.4, 0.3, 13);
+  const LatticeEstimate estimate = EstimateLattice(image.view(), {});
+  CAPTURE(estimate.message, estimate.indexed_peaks);
+  REQUIRE(estimate.found);
+  RequireSameLattice(estimate.lattice, want, 0.01);
+  REQUIRE(estimate.indexed_peaks >= 6);
+}
+
 TEST_CASE("EstimateLattice finds no lattice in white noise or in isolated blobs", "[core][lattice]") {
   const Shape shape{160, 224};
   Frame image(shape);
