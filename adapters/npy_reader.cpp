@@ -407,33 +407,68 @@ void ReadNpySidecarPixelSize(const std::string& npy_path, FrameStack* stack) {
   stack->pixel_size_A = PositivePixelSize(*it, sidecar);
 }
 
-FrameStack ReadNpy(const std::string& path) {
-  const NpyHeader header = ReadNpyHeader(path);
+struct NpyFrameReader::Impl {
+  std::string path;
+  NpyHeader header;
+  FrameStack calibration;
+  FilePtr file;
+  std::vector<unsigned char> buffer;  // one frame of file bytes (not used for <f4)
+  int next = 0;
+};
+
+NpyFrameReader::NpyFrameReader(const std::string& path) : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.path = path;
+  m.header = ReadNpyHeader(path);
   std::uint64_t file_size = 0;
-  FilePtr file = OpenForReading(path, &file_size);
-  if (file_size != header.data_offset + header.data_bytes) {
+  m.file = OpenForReading(path, &file_size);
+  if (file_size != m.header.data_offset + m.header.data_bytes) {
     throw FileError(path, "file changed while reading (size " + std::to_string(file_size) + ")");
   }
-  if (std::fseek(file.get(), static_cast<long>(header.data_offset), SEEK_SET) != 0) {
+  if (std::fseek(m.file.get(), static_cast<long>(m.header.data_offset), SEEK_SET) != 0) {
     throw FileError(path, "cannot seek to the pixel data");
   }
+  m.calibration.source = path;
+  ReadNpySidecarPixelSize(path, &m.calibration);
+}
+
+NpyFrameReader::~NpyFrameReader() = default;
+NpyFrameReader::NpyFrameReader(NpyFrameReader&&) noexcept = default;
+NpyFrameReader& NpyFrameReader::operator=(NpyFrameReader&&) noexcept = default;
+
+const NpyHeader& NpyFrameReader::header() const { return impl_->header; }
+const FrameStack& NpyFrameReader::calibration() const { return impl_->calibration; }
+
+std::optional<Frame> NpyFrameReader::Next() {
+  Impl& m = *impl_;
+  if (m.next >= m.header.frame_count()) return std::nullopt;
+  const Shape shape = m.header.frame_shape();
+  const std::size_t item_size = PixelTypeSize(m.header.type);
+  const std::size_t frame_items = static_cast<std::size_t>(shape.Pixels());
+  FrameHeader frame_header;
+  frame_header.index = m.next;
+  if (m.header.type == PixelType::kFloat32 && !m.header.big_endian) {
+    // Already the frame's layout: straight into its pixels, no second copy.
+    Frame frame(shape, frame_header);
+    ReadExactly(m.file.get(), m.path, frame.data(), frame_items * item_size, "pixel data");
+    ++m.next;
+    return frame;
+  }
+  m.buffer.resize(frame_items * item_size);
+  ReadExactly(m.file.get(), m.path, m.buffer.data(), m.buffer.size(), "pixel data");
+  if (m.header.big_endian) ByteSwapInPlace(m.buffer.data(), frame_items, item_size);
+  ++m.next;
+  return ConvertToFloat(m.buffer.data(), m.buffer.size(), m.header.type, shape, frame_header);
+}
+
+FrameStack ReadNpy(const std::string& path) {
+  NpyFrameReader reader(path);
   FrameStack stack;
   stack.source = path;
-  const Shape shape = header.frame_shape();
-  const std::size_t item_size = PixelTypeSize(header.type);
-  const std::size_t frame_items = static_cast<std::size_t>(shape.Pixels());
-  std::vector<unsigned char> buffer(frame_items * item_size);
-  const int frame_count = header.frame_count();
-  stack.frames.reserve(static_cast<std::size_t>(frame_count));
-  for (int f = 0; f < frame_count; ++f) {
-    ReadExactly(file.get(), path, buffer.data(), buffer.size(), "pixel data");
-    if (header.big_endian) ByteSwapInPlace(buffer.data(), frame_items, item_size);
-    FrameHeader frame_header;
-    frame_header.index = f;
-    stack.frames.push_back(
-        ConvertToFloat(buffer.data(), buffer.size(), header.type, shape, frame_header));
-  }
-  ReadNpySidecarPixelSize(path, &stack);
+  stack.pixel_size_A = reader.calibration().pixel_size_A;
+  stack.pixel_size_y_A = reader.calibration().pixel_size_y_A;
+  stack.frames.reserve(static_cast<std::size_t>(reader.header().frame_count()));
+  while (std::optional<Frame> frame = reader.Next()) stack.frames.push_back(std::move(*frame));
   return stack;
 }
 

@@ -21,6 +21,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,6 +58,29 @@ NpyHeader ReadNpyHeader(const std::string& path);
 // Throws FileError as ReadNpyHeader, and when the sidecar is invalid (see
 // above).
 FrameStack ReadNpy(const std::string& path);
+
+// Reads a series one frame at a time, so that a consumer can start on frame 0
+// while the rest is still read: what ReadNpy returns, in pieces. Not
+// synchronised (one thread reads).
+class NpyFrameReader {
+ public:
+  // Opens `path` and reads its header and sidecar; throws FileError as ReadNpy.
+  explicit NpyFrameReader(const std::string& path);
+  ~NpyFrameReader();
+  NpyFrameReader(NpyFrameReader&&) noexcept;
+  NpyFrameReader& operator=(NpyFrameReader&&) noexcept;
+
+  const NpyHeader& header() const;
+  // The calibration and source, as a FrameStack with no frames.
+  const FrameStack& calibration() const;
+  // The next frame as float32, or std::nullopt after the last one. Throws
+  // FileError when the file ends early.
+  std::optional<Frame> Next();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // Several detectors: reads a 4-D array with a channel axis, channel_axis 1 for
 // (frames, channels, rows, cols) or 0 for (channels, frames, rows, cols), and

@@ -3,6 +3,8 @@
 // .npy (adapters/npy_reader.hpp) or .tif/.tiff (adapters/tiff_io.hpp).
 // Throws FileError for an unknown extension or a bad file.
 
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,5 +18,31 @@ FrameStack ReadFrameStack(const std::string& path);
 // (adapters/npy_reader.hpp ReadNpyChannels; .npy only), or, with
 // channel_axis < 0, the one stack ReadFrameStack reads. Throws FileError.
 std::vector<FrameStack> ReadChannelStacks(const std::string& path, int channel_axis);
+
+// One stack's frames one at a time, so that registration starts on frame 0
+// while the rest is still read: an .npy file is streamed (NpyFrameReader), a
+// TIFF is read whole on opening, an in-memory stack is handed out. Not
+// synchronised (one thread reads).
+class StackFrameReader {
+ public:
+  // Throws FileError as ReadFrameStack (for .npy: when opening, and from Next
+  // when the file ends early).
+  explicit StackFrameReader(const std::string& path);
+  explicit StackFrameReader(FrameStack stack);
+  ~StackFrameReader();
+  StackFrameReader(StackFrameReader&&) noexcept;
+  StackFrameReader& operator=(StackFrameReader&&) noexcept;
+
+  // The calibration and source, as a FrameStack with no frames.
+  const FrameStack& calibration() const;
+  int frame_count() const;
+  Shape frame_shape() const;
+  // The next frame, or std::nullopt after the last.
+  std::optional<Frame> Next();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace livealign

@@ -387,15 +387,6 @@ Shift CorrectWindowBias(const BandPeak& peak, Shift g) {
 
 // ---------------------------------------------------------------------------
 
-struct Correlator::CachedFrame {
-  std::vector<cfloat> band;    // sqrt(W) F, band half spectrum (empty when stored as half)
-  double energy = 0;           // sum over the full band of W |F|^{2p}
-  std::vector<cfloat> coarse;  // unweighted coarse band half spectrum
-  // band_fp16: the band as half floats (re, im interleaved) of band / scale.
-  std::vector<std::uint16_t> band_half;
-  float band_scale = 1;
-};
-
 namespace {
 
 // IEEE 754 binary16 conversions (round to nearest even), with the F16C
@@ -546,10 +537,11 @@ Correlator::Correlator(const CorrelatorOptions& options, Shape frame_shape, int 
 
 Correlator::~Correlator() = default;
 
-int Correlator::AddFrame(FrameView frame) {
+std::unique_ptr<const Correlator::CachedFrame> Correlator::Prepare(FrameView frame) const {
   if (frame.shape() != frame_shape_) {
-    throw std::invalid_argument("Correlator::AddFrame: frame shape does not match");
+    throw std::invalid_argument("Correlator::Prepare: frame shape does not match");
   }
+  std::lock_guard<std::mutex> prepare_lock(prepare_mutex_);
   preprocessor_.Apply(frame, forward_fft_->real());
   // Only the columns the two crops below read are transformed.
   forward_fft_->ForwardColumns(std::max(band_.cols, coarse_band_.cols) / 2 + 1);
@@ -583,11 +575,17 @@ int Correlator::AddFrame(FrameView frame) {
   CropSpectrum(forward_fft_->spectrum(), frame_shape_, coarse_band_, nullptr,
                cached->coarse.data());
   if (options_.band_fp16) std::vector<cfloat>().swap(cached->band);
+  return cached;
+}
 
+int Correlator::Add(std::unique_ptr<const CachedFrame> bands) {
+  if (bands == nullptr) throw std::invalid_argument("Correlator::Add: no bands");
   std::unique_lock<std::shared_mutex> lock(frames_mutex_);
-  frames_.push_back(std::move(cached));
+  frames_.push_back(std::move(bands));
   return static_cast<int>(frames_.size()) - 1;
 }
+
+int Correlator::AddFrame(FrameView frame) { return Add(Prepare(frame)); }
 
 const Correlator::CachedFrame& Correlator::Slot(int index) const {
   std::shared_lock<std::shared_mutex> lock(frames_mutex_);

@@ -57,7 +57,9 @@
 
 #include <complex>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
@@ -170,9 +172,27 @@ class Correlator {
   Correlator(const Correlator&) = delete;
   Correlator& operator=(const Correlator&) = delete;
 
-  // Pre-processes, transforms, weights, crops and caches `frame`; returns its
-  // slot index (0, 1, 2, ... in call order). Throws std::invalid_argument on a
-  // shape mismatch. The frame is not referenced after the call returns.
+  // A frame's cached bands: what AddFrame keeps of it, computed from its
+  // pixels alone.
+  struct CachedFrame {
+    std::vector<std::complex<float>> band;    // sqrt(W) F, band half spectrum (empty when stored as half)
+    double energy = 0;                        // sum over the full band of W |F|^{2p}
+    std::vector<std::complex<float>> coarse;  // unweighted coarse band half spectrum
+    // band_fp16: the band as half floats (re, im interleaved) of band / scale.
+    std::vector<std::uint16_t> band_half;
+    float band_scale = 1;
+  };
+
+  // Pre-processes, transforms, weights and crops `frame` into its bands.
+  // Thread-safe against every other member (one Prepare runs at a time), so a
+  // reader can prepare frame k + 1 while frame k's pairs are correlated.
+  // Throws std::invalid_argument on a shape mismatch. The frame is not
+  // referenced after the call returns.
+  std::unique_ptr<const CachedFrame> Prepare(FrameView frame) const;
+  // Caches prepared bands in the next slot; returns its index (0, 1, 2, ... in
+  // call order). Throws std::invalid_argument for null bands.
+  int Add(std::unique_ptr<const CachedFrame> bands);
+  // Add(Prepare(frame)).
   int AddFrame(FrameView frame);
 
   // Correlates slots i and j (convention i < j; any two valid slots work, i == j
@@ -225,7 +245,6 @@ class Correlator {
   const CorrelatorOptions& options() const { return options_; }
 
  private:
-  struct CachedFrame;
   struct Worker;
 
   const CachedFrame& Slot(int index) const;  // throws for a bad index
@@ -249,7 +268,8 @@ class Correlator {
   std::vector<int> row_extent_;         // per band row: columns that may be non-zero
   Shift max_shift_;                     // search half-width per axis, pixels
 
-  std::unique_ptr<RealFft2d> forward_fft_;  // full-size, used by AddFrame only
+  mutable std::mutex prepare_mutex_;         // one Prepare at a time: it owns forward_fft_
+  std::unique_ptr<RealFft2d> forward_fft_;  // full-size, used by Prepare only
 
   mutable std::shared_mutex frames_mutex_;  // guards the frames_ vector (not the bands)
   std::vector<std::unique_ptr<const CachedFrame>> frames_;

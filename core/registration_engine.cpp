@@ -308,14 +308,45 @@ RegistrationEngine::RegistrationEngine(const EngineOptions& options, Shape frame
 
 RegistrationEngine::~RegistrationEngine() = default;
 
-RegistrationResult RegistrationEngine::AddFrame(Frame frame, ResultRequest request) {
-  Impl& m = *impl_;
+struct PreparedFrame::Bands {
+  const Correlator* correlator = nullptr;  // the engine's, to refuse another engine's frame
+  std::unique_ptr<const Correlator::CachedFrame> cached;
+};
+
+PreparedFrame::PreparedFrame() = default;
+PreparedFrame::~PreparedFrame() = default;
+PreparedFrame::PreparedFrame(PreparedFrame&&) noexcept = default;
+PreparedFrame& PreparedFrame::operator=(PreparedFrame&&) noexcept = default;
+
+PreparedFrame RegistrationEngine::PrepareFrame(Frame frame) const {
+  const Impl& m = *impl_;
+  const auto start = Clock::now();
   if (frame.shape() != m.shape) {
     throw std::invalid_argument("RegistrationEngine::AddFrame: frame shape does not match the series");
   }
   if (CountNonFinite(frame) > 0) {
     throw std::invalid_argument("RegistrationEngine::AddFrame: frame has NaN or Inf pixels");
   }
+  PreparedFrame prepared;
+  prepared.bands_ = std::make_unique<PreparedFrame::Bands>();
+  prepared.bands_->correlator = &m.correlator;
+  prepared.bands_->cached = m.correlator.Prepare(frame.view());
+  prepared.frame_ = std::move(frame);
+  prepared.prepare_ms_ = MsSince(start);
+  return prepared;
+}
+
+RegistrationResult RegistrationEngine::AddFrame(Frame frame, ResultRequest request) {
+  return AddFrame(PrepareFrame(std::move(frame)), request);
+}
+
+RegistrationResult RegistrationEngine::AddFrame(PreparedFrame prepared, ResultRequest request) {
+  Impl& m = *impl_;
+  if (prepared.bands_ == nullptr || prepared.bands_->correlator != &m.correlator ||
+      prepared.bands_->cached == nullptr) {
+    throw std::invalid_argument("RegistrationEngine::AddFrame: frame not prepared by this engine");
+  }
+  Frame frame = std::move(prepared.frame_);
   const auto start = Clock::now();
   UpdateReport report;
   const int k = static_cast<int>(m.frames.size());
@@ -326,9 +357,9 @@ RegistrationResult RegistrationEngine::AddFrame(Frame frame, ResultRequest reque
   m.store->Put(k, m.channel, frame.view(), frame.header().timestamp_s);
   report.timings.store_ms = MsSince(t);
 
-  t = Clock::now();
-  m.correlator.AddFrame(frame.view());
-  report.timings.preprocess_ms = MsSince(t);
+  // Prepared beforehand, maybe on another thread; still counted in total_ms.
+  report.timings.preprocess_ms = prepared.prepare_ms_;
+  m.correlator.Add(std::move(prepared.bands_->cached));
 
   t = Clock::now();
   NewFramePairs found = SearchNewFramePairs(m.correlator, m.pool, m.shape, m.frames,
@@ -393,7 +424,7 @@ RegistrationResult RegistrationEngine::AddFrame(Frame frame, ResultRequest reque
                     : -1);
   }
   report.timings.refine_ms = MsSince(t);
-  report.timings.total_ms = MsSince(start);
+  report.timings.total_ms = report.timings.preprocess_ms + MsSince(start);
   return m.Conclude(report, request);
 }
 

@@ -11,7 +11,11 @@
 // core/image_quality_report for ImageQuality().
 //
 // Thread-safety: not synchronised. One thread calls AddFrame/Finish and reads
-// results; the engine uses its own worker pool internally.
+// results; the engine uses its own worker pool internally. The exceptions:
+// PrepareFrame, which another thread may call meanwhile (a reader preparing
+// frame k + 1 while frame k is added), and Average(), which only reads the
+// average's sums and may run beside the other const members (the outputs
+// writer encodes the average while ImageQuality() runs).
 //
 //   RegistrationEngine engine(options, Shape{512, 512});
 //   for (Frame& f : frames) engine.AddFrame(std::move(f));   // each returns a result
@@ -50,6 +54,26 @@
 
 namespace livealign {
 
+// A frame checked and transformed for RegistrationEngine::AddFrame: the work
+// that depends on its pixels alone (RegistrationEngine::PrepareFrame).
+class PreparedFrame {
+ public:
+  PreparedFrame();
+  ~PreparedFrame();
+  PreparedFrame(PreparedFrame&&) noexcept;
+  PreparedFrame& operator=(PreparedFrame&&) noexcept;
+
+  const Frame& frame() const { return frame_; }
+  double prepare_ms() const { return prepare_ms_; }
+
+ private:
+  friend class RegistrationEngine;
+  struct Bands;
+  Frame frame_;
+  std::unique_ptr<Bands> bands_;
+  double prepare_ms_ = 0;
+};
+
 class RegistrationEngine {
  public:
   // Throws std::invalid_argument when options.Check() fails, the shape is
@@ -68,6 +92,13 @@ class RegistrationEngine {
   // non-finite pixels, and what the store's Put throws; the engine is then
   // unchanged.
   RegistrationResult AddFrame(Frame frame, ResultRequest request = {});
+  // The same, for a frame prepared by this engine's PrepareFrame; throws
+  // std::invalid_argument for one prepared by another engine or moved from.
+  RegistrationResult AddFrame(PreparedFrame frame, ResultRequest request = {});
+  // Checks `frame` and computes its correlation bands, without touching the
+  // series: thread-safe against every other member. Throws
+  // std::invalid_argument on a shape mismatch or non-finite pixels.
+  PreparedFrame PrepareFrame(Frame frame) const;
 
   // Full re-solve from scratch and the precision pass over every frame; call
   // at the end of a series (AddFrame may still follow).

@@ -114,7 +114,9 @@ struct PairRecord {
 };
 
 // Wall time of each stage of one update; the stages do not overlap, so they
-// add up to total_ms but for the bookkeeping between them.
+// add up to total_ms but for the bookkeeping between them. preprocess_ms is
+// RegistrationEngine::PrepareFrame's, which may have run on another thread
+// before the update (overlapping the previous one).
 struct StageTimings {
   double store_ms = 0;       // FrameStore::Put: a journal append, or a copy into RAM
   double preprocess_ms = 0;  // window + FFT + crop of the new frame

@@ -7,7 +7,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -384,4 +386,48 @@ TEST_CASE("npy channel reader splits a 4-D stack along either leading axis", "[a
 }
 
 }  // namespace
+
+TEST_CASE("npy frame reader streams the frames ReadNpy reads, and stops cleanly",
+          "[adapters][npy]") {
+  const std::string dir = testing::ScratchDir("npy_frame_reader");
+  for (bool big_endian : {false, true}) {
+    CAPTURE(big_endian);
+    // <f4 is read straight into the frame, >f4 through the byte-swap buffer.
+    const std::string path = dir + (big_endian ? "/be.npy" : "/le.npy");
+    WriteFile(path, NpyBytes(Dict(big_endian ? ">f4" : "<f4", "(3, 4, 5)"),
+                             Elements<float>(60, big_endian)));
+    const FrameStack whole = ReadNpy(path);
+    NpyFrameReader reader(path);
+    CHECK(reader.header().frame_count() == 3);
+    CHECK(reader.calibration().source == path);
+    CHECK(reader.calibration().frames.empty());
+    for (int f = 0; f < 3; ++f) {
+      std::optional<Frame> frame = reader.Next();
+      REQUIRE(frame);
+      CHECK(frame->header().index == f);
+      CHECK(frame->pixels() == whole.frames[f].pixels());
+    }
+    CHECK_FALSE(reader.Next());
+    CHECK_FALSE(reader.Next());
+  }
+}
+
+TEST_CASE("npy frame reader: a file cut short while streaming is a FileError after the whole frames",
+          "[adapters][npy]") {
+  const std::string dir = testing::ScratchDir("npy_frame_reader_cut");
+  const std::string path = dir + "/cut.npy";
+  WriteFile(path, NpyBytes(Dict("<f4", "(3, 4, 5)"), Elements<float>(60, false)));
+  NpyFrameReader reader(path);
+  // Another process truncates the file in the middle of frame 1.
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 30 * sizeof(float));
+  REQUIRE(reader.Next());
+  try {
+    reader.Next();
+    FAIL("no FileError for the cut frame");
+  } catch (const FileError& e) {
+    CHECK(e.path() == path);
+    CHECK_THAT(std::string(e.what()), Contains("truncated"));
+  }
+}
+
 }  // namespace livealign

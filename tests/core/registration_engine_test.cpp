@@ -4,8 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
+#include <vector>
 
 #include "core/consistency_solver.hpp"
+#include "core/read_ahead.hpp"
 #include "core/shift_errors.hpp"
 #include "core/simulator.hpp"
 
@@ -103,6 +106,56 @@ TEST_CASE("a frame of the wrong shape or with NaN is refused and leaves the engi
   CHECK(engine.num_frames() == 1);
   engine.AddFrame(microscope.NextFrame());
   CHECK(engine.num_frames() == 2);
+}
+
+TEST_CASE("frames prepared on another thread while the engine adds give the same registration",
+          "[core][registration_engine]") {
+  SimulatorOptions sim;
+  sim.shape = Shape{128, 128};
+  sim.dose_counts_per_px = 2.0;
+  Simulator microscope(sim, 6);
+  std::vector<Frame> frames;
+  for (int k = 0; k < 8; ++k) frames.push_back(microscope.NextFrame());
+
+  RegistrationEngine inline_engine(EngineOptions{}, sim.shape);
+  for (const Frame& f : frames) inline_engine.AddFrame(f.Clone());
+  const RegistrationResult expected = inline_engine.Finish();
+
+  RegistrationEngine engine(EngineOptions{}, sim.shape);
+  std::size_t next = 0;
+  ReadAhead<PreparedFrame> prepared([&]() -> std::optional<PreparedFrame> {
+    if (next == frames.size()) return std::nullopt;
+    return engine.PrepareFrame(frames[next++].Clone());
+  }, /*depth=*/2);
+  while (std::optional<PreparedFrame> frame = prepared.Next()) {
+    CHECK(frame->prepare_ms() > 0);
+    const RegistrationResult live = engine.AddFrame(std::move(*frame));
+    CHECK(live.update.timings.total_ms >= live.update.timings.preprocess_ms);
+  }
+  const RegistrationResult result = engine.Finish();
+  REQUIRE(result.num_frames() == expected.num_frames());
+  for (int i = 0; i < result.num_frames(); ++i) {
+    CAPTURE(i);
+    CHECK(result.frames[i].shift == expected.frames[i].shift);
+  }
+}
+
+TEST_CASE("PrepareFrame refuses what AddFrame refuses; a frame prepared elsewhere is refused",
+          "[core][registration_engine]") {
+  SimulatorOptions sim;
+  sim.shape = Shape{64, 64};
+  Simulator microscope(sim, 7);
+  RegistrationEngine engine(EngineOptions{}, sim.shape);
+  RegistrationEngine other(EngineOptions{}, sim.shape);
+  CHECK_THROWS_AS(engine.PrepareFrame(Frame(Shape{64, 32})), std::invalid_argument);
+  Frame with_inf = microscope.NextFrame();
+  with_inf.at(1, 2) = INFINITY;
+  CHECK_THROWS_AS(engine.PrepareFrame(std::move(with_inf)), std::invalid_argument);
+  CHECK_THROWS_AS(engine.AddFrame(other.PrepareFrame(microscope.NextFrame())), std::invalid_argument);
+  CHECK_THROWS_AS(engine.AddFrame(PreparedFrame()), std::invalid_argument);
+  CHECK(engine.num_frames() == 0);
+  engine.AddFrame(engine.PrepareFrame(microscope.NextFrame()));
+  CHECK(engine.num_frames() == 1);
 }
 
 TEST_CASE("every update returns one result; Snapshot repeats it with the parts asked for",
