@@ -97,8 +97,8 @@ RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
   const std::optional<double> pixel_size_A = PixelSize(engine.options());
 
   // The shift-matrix figure (rendering and PNG encoding, the largest of these
-  // files) is written on a second thread while this one writes the rest.
-  // (An exception here leaves the future's destructor to wait for it.)
+  // files) is written on a thread of its own while this one writes the rest.
+  // (An exception here leaves the futures' destructors to wait for them.)
   const std::string matrix_path = (base / "shift_matrix.png").string();
   std::future<void> shift_matrix_written;
   if (result.shift_matrix && result.shift_matrix->k > 0) {
@@ -114,18 +114,21 @@ RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
     });
   }
 
+  // So is the average (assembling it, TIFF and PNG encoding), while this one
+  // computes the report's image quality: both only read the engine.
+  std::future<std::vector<std::string>> averages_written =
+      std::async(std::launch::async, [&dir, &engine, &pixel_size_A] {
+        return WriteAverageFiles(dir, "average", engine.Average(), pixel_size_A, /*png=*/true);
+      });
+
   std::vector<ShiftCsvRow> rows;
   for (const FrameState& f : result.frames) {
     rows.push_back({f.index, f.shift.x, f.shift.y, f.residual_px, f.flagged});
   }
   WriteShiftsCsv(path("shifts.csv"), rows);
 
-  for (std::string& written :
-       WriteAverageFiles(dir, "average", engine.Average(), pixel_size_A, /*png=*/true)) {
-    outputs.written.push_back(std::move(written));
-  }
-
   nlohmann::json report = BuildReport(engine, result, extra, image_quality);
+  for (std::string& written : averages_written.get()) outputs.written.push_back(std::move(written));
   if (shift_matrix_written.valid()) {
     shift_matrix_written.get();  // rethrows the writer thread's exception, if any
     outputs.written.push_back(matrix_path);
