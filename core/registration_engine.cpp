@@ -322,10 +322,10 @@ PreparedFrame RegistrationEngine::PrepareFrame(Frame frame) const {
   const Impl& m = *impl_;
   const auto start = Clock::now();
   if (frame.shape() != m.shape) {
-    throw std::invalid_argument("RegistrationEngine::AddFrame: frame shape does not match the series");
+    throw std::invalid_argument("RegistrationEngine::PrepareFrame: frame shape does not match the series");
   }
   if (CountNonFinite(frame) > 0) {
-    throw std::invalid_argument("RegistrationEngine::AddFrame: frame has NaN or Inf pixels");
+    throw std::invalid_argument("RegistrationEngine::PrepareFrame: frame has NaN or Inf pixels");
   }
   PreparedFrame prepared;
   prepared.bands_ = std::make_unique<PreparedFrame::Bands>();
