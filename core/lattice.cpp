@@ -40,6 +40,8 @@ class PowerSpectrum {
     ky = ((ky % rows_) + rows_) % rows_;
     return half_[static_cast<std::size_t>(ky) * half_cols_ + kx];
   }
+  // The stored half plane: element r * (cols / 2 + 1) + kx.
+  const std::vector<double>& half() const { return half_; }
 
  private:
   int rows_, cols_, half_cols_;
@@ -233,11 +235,22 @@ LatticeEstimate EstimateLattice(FrameView image, const LatticeEstimateOptions& o
     while (pooled(d) < 32 && d + 1 < num_rings) ++d;
     const std::size_t first = ring_start[std::max(0, ring - d)];
     if (pooled(d) == 0) continue;
-    values.assign(by_ring.begin() + static_cast<std::ptrdiff_t>(first),
-                  by_ring.begin() + static_cast<std::ptrdiff_t>(first + pooled(d)));
-    auto middle = values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2);
-    std::nth_element(values.begin(), middle, values.end());
-    background[ring] = std::max(*middle / std::log(2.0), floor_power);
+    const auto begin = by_ring.begin() + static_cast<std::ptrdiff_t>(first);
+    const auto end = begin + static_cast<std::ptrdiff_t>(pooled(d));
+    double median = 0;
+    if (d == 0) {
+      // A ring on its own (all but the few innermost): its slice is reordered
+      // in place, which leaves every ring's values where pooling finds them.
+      const auto middle = begin + (end - begin) / 2;
+      std::nth_element(begin, middle, end);
+      median = *middle;
+    } else {
+      values.assign(begin, end);
+      const auto middle = values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2);
+      std::nth_element(values.begin(), middle, values.end());
+      median = *middle;
+    }
+    background[ring] = std::max(median / std::log(2.0), floor_power);
   }
   const PowerSpectrum power(rows, cols, std::move(half_power));
 
@@ -251,9 +264,10 @@ LatticeEstimate EstimateLattice(FrameView image, const LatticeEstimateOptions& o
       if (self_mirrored_column && ky <= 0) continue;
       const std::size_t i = static_cast<std::size_t>(r) * half_cols + kx;
       if (radius[i] < options.min_cycles_per_frame) continue;
-      const double p = power.at(ky, kx);
-      const double significance = p / background[ring_index[i]];
-      if (significance < options.min_significance) continue;
+      const double p = power.half()[i];
+      const double ring_background = background[ring_index[i]];
+      if (p < options.min_significance * ring_background) continue;  // most bins: no division
+      const double significance = p / ring_background;
       bool is_max = true;
       for (int dy = -1; dy <= 1 && is_max; ++dy) {
         for (int dx = -1; dx <= 1; ++dx) {
