@@ -7,6 +7,8 @@
 #include <iomanip>
 #include <iostream>
 #include <optional>
+#include <stdexcept>
+#include <string>
 
 #include "adapters/stack_reader.hpp"
 #include "adapters/registration_outputs.hpp"
@@ -92,7 +94,12 @@ int RunRegister(int argc, char** argv) {
       [&]() -> std::optional<PreparedFrame> {
         std::optional<Frame> frame = reader->Next();
         if (!frame) return std::nullopt;
-        return engine.PrepareFrame(std::move(*frame));
+        const int index = frame->header().index;
+        try {
+          return engine.PrepareFrame(std::move(*frame));
+        } catch (const std::invalid_argument& e) {
+          throw std::invalid_argument(input + ": frame " + std::to_string(index) + ": " + e.what());
+        }
       },
       /*depth=*/2);
   double add_ms = 0;

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "adapters/csv_writer.hpp"
 #include "adapters/json_report.hpp"
@@ -123,6 +124,19 @@ TEST_CASE("register reports a corrupt or missing input in one line and exits non
   run = Run(dir + "/bad.npy --out " + dir + "/out --weight sinc", dir);
   CHECK(run.exit_code != 0);
   CHECK(run.output.find("weight") != std::string::npos);
+
+  // Found while streaming (frames are read and prepared ahead of the engine):
+  // a frame with NaN pixels after four good ones.
+  SimulatorOptions sim;
+  sim.shape = Shape{64, 64};
+  std::vector<Frame> frames = Simulate(sim, 6, 3).frames;
+  frames[4].at(10, 20) = std::nanf("");
+  WriteNpy(dir + "/nan.npy", frames);
+  run = Run(dir + "/nan.npy --out " + dir + "/out", dir);
+  CHECK(run.exit_code != 0);
+  CHECK(run.output.find("nan.npy: frame 4: ") != std::string::npos);
+  CHECK(run.output.find("NaN") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir + "/out/report.json"));
 }
 
 TEST_CASE("the real drifting SrTiO3 series registers consistently", "[tools][register][real]") {
