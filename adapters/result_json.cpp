@@ -17,6 +17,14 @@ nlohmann::json ShiftJson(const std::optional<Shift>& shift) {
   return shift ? ShiftJson(*shift) : nlohmann::json();
 }
 
+nlohmann::json StageTimingsJson(const StageTimings& t) {
+  return {{"store_ms", t.store_ms},         {"preprocess_ms", t.preprocess_ms},
+          {"correlate_ms", t.correlate_ms}, {"solve_ms", t.solve_ms},
+          {"lattice_ms", t.lattice_ms},     {"average_ms", t.average_ms},
+          {"refine_ms", t.refine_ms},       {"total_ms", t.total_ms},
+          {"pairs", t.pairs}};
+}
+
 nlohmann::json OptionsJson(const EngineOptions& options) {
   nlohmann::json json = nlohmann::json::object();
   for (const EngineOptionInfo& option : EngineOptionTable()) {

@@ -25,6 +25,10 @@ namespace livealign {
 nlohmann::json ShiftJson(const Shift& shift);
 nlohmann::json ShiftJson(const std::optional<Shift>& shift);
 
+// Each stage's wall time in ms under its StageTimings field name
+// (store_ms, preprocess_ms, ... total_ms) and the pair count `pairs`.
+nlohmann::json StageTimingsJson(const StageTimings& timings);
+
 // Every engine option under its field name (the report's `parameters`),
 // from the option table.
 nlohmann::json OptionsJson(const EngineOptions& options);

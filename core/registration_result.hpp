@@ -127,6 +127,20 @@ struct StageTimings {
   double refine_ms = 0;      // precision stage
   double total_ms = 0;
   int pairs = 0;             // pairs with a peak in this update (the overlap gate skips others)
+
+  // Stage by stage, for totals over updates.
+  StageTimings& operator+=(const StageTimings& o) {
+    store_ms += o.store_ms;
+    preprocess_ms += o.preprocess_ms;
+    correlate_ms += o.correlate_ms;
+    solve_ms += o.solve_ms;
+    lattice_ms += o.lattice_ms;
+    average_ms += o.average_ms;
+    refine_ms += o.refine_ms;
+    total_ms += o.total_ms;
+    pairs += o.pairs;
+    return *this;
+  }
 };
 
 struct UpdateReport {

@@ -12,6 +12,7 @@
 
 #include "adapters/stack_reader.hpp"
 #include "adapters/registration_outputs.hpp"
+#include "adapters/result_json.hpp"
 #include "core/channel_averages.hpp"
 #include "core/read_ahead.hpp"
 #include "core/registration_engine.hpp"
@@ -102,7 +103,8 @@ int RunRegister(int argc, char** argv) {
         }
       },
       /*depth=*/2);
-  double add_ms = 0;
+  // Each stage's time summed over the updates (StageTimings).
+  StageTimings add_stages;
   // The other channels are averaged with the registration channel's shifts,
   // followed as they are revised, exactly as the daemon does.
   std::vector<std::string> other_names;
@@ -114,7 +116,7 @@ int RunRegister(int argc, char** argv) {
     std::optional<PreparedFrame> frame = prepared.Next();
     if (!frame) break;
     const RegistrationResult live = engine.AddFrame(std::move(*frame));
-    add_ms += live.update.timings.total_ms;
+    add_stages += live.update.timings;
     if (other_names.empty()) continue;
     std::vector<Frame> frames;
     for (std::size_t c = 0; c < stacks.size(); ++c) {
@@ -133,8 +135,10 @@ int RunRegister(int argc, char** argv) {
   nlohmann::json extra;
   extra["input"] = input;
   extra["timings_ms"] = {{"open", open_ms},
-                         {"add_frames", add_ms},
+                         {"add_frames", add_stages.total_ms},
+                         {"add_frames_stages", StageTimingsJson(add_stages)},
                          {"finish", result.update.timings.total_ms},
+                         {"finish_stages", StageTimingsJson(result.update.timings)},
                          {"register_total", register_ms}};
   std::vector<std::string> channel_files;
   if (!channels.names.empty()) {
