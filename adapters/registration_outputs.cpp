@@ -37,7 +37,8 @@ nlohmann::json BuildReport(const RegistrationEngine& engine, const RegistrationR
       {"quality", EngineQualityJson(result.quality, o.pixel_size_x_A, o.pixel_size_y_A)},
       {"image_quality", std::move(image_quality_json)},
       {"frames", FrameColumnsJson(result.frames)},
-      {"memory", {{"cache_bytes", engine.cache_bytes()}, {"frame_bytes", engine.frame_bytes()}}}};
+      {"memory", {{"cache_bytes", engine.cache_bytes()}, {"frame_bytes", engine.frame_bytes()},
+                  {"precision_spectra_bytes", engine.precision_spectra_bytes()}}}};
   for (auto it = extra.begin(); it != extra.end(); ++it) report[it.key()] = it.value();
   return report;
 }

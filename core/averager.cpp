@@ -280,6 +280,12 @@ void ShiftedAverager::CheckIndex(int i, const char* where) const {
 }
 
 int ShiftedAverager::AddFrame(Frame frame, Shift shift, bool include) {
+  return AddFrame(std::make_shared<const Frame>(std::move(frame)), shift, include);
+}
+
+int ShiftedAverager::AddFrame(std::shared_ptr<const Frame> shared, Shift shift, bool include) {
+  if (shared == nullptr) throw std::invalid_argument("ShiftedAverager::AddFrame: no frame");
+  const Frame& frame = *shared;
   if (frame.shape().Empty()) throw std::invalid_argument("ShiftedAverager::AddFrame: empty frame");
   if (!Finite(shift)) throw std::invalid_argument("ShiftedAverager::AddFrame: non-finite shift");
   if (frames_.empty()) {
@@ -296,7 +302,7 @@ int ShiftedAverager::AddFrame(Frame frame, Shift shift, bool include) {
   }
   const int index = num_frames();
   Entry entry;
-  entry.frame = std::make_shared<const Frame>(std::move(frame));
+  entry.frame = std::move(shared);
   entry.shift = entry.applied_shift = shift;
   entry.include = include;
   if (include) {
@@ -317,12 +323,12 @@ std::shared_ptr<const Frame> ShiftedAverager::frame(int i) const {
   CheckIndex(i, "ShiftedAverager::frame");
   const Entry& entry = frames_[static_cast<std::size_t>(i)];
   if (entry.frame != nullptr) return entry.frame;
-  Frame read = store_->Get(i, channel_);
-  if (read.shape() != shape_)
+  std::shared_ptr<const Frame> read = store_->GetShared(i, channel_);
+  if (read == nullptr || read->shape() != shape_)
     throw std::runtime_error("ShiftedAverager: frame " + std::to_string(i) +
                              " read back from the store has a different shape");
   ++*num_store_reads_;
-  return std::make_shared<const Frame>(std::move(read));
+  return read;
 }
 
 void ShiftedAverager::SetShift(int i, Shift shift, bool include) {

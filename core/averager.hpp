@@ -109,6 +109,9 @@ class ShiftedAverager {
   // The first frame fixes the shape. Throws std::invalid_argument on a shape
   // mismatch, an empty frame or a non-finite shift.
   int AddFrame(Frame frame, Shift shift, bool include = true);
+  // The same for a frame shared with its store (FrameStore::PutShared), so
+  // that RAM holds it once; it must not change while the averager holds it.
+  int AddFrame(std::shared_ptr<const Frame> frame, Shift shift, bool include = true);
 
   // Updates frame i's shift and include flag (see the class comment for when
   // it re-resamples). Throws std::invalid_argument for a bad index or a

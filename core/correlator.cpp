@@ -538,13 +538,23 @@ Correlator::Correlator(const CorrelatorOptions& options, Shape frame_shape, int 
 Correlator::~Correlator() = default;
 
 std::unique_ptr<const Correlator::CachedFrame> Correlator::Prepare(FrameView frame) const {
+  return Prepare(frame, nullptr);
+}
+
+std::unique_ptr<const Correlator::CachedFrame> Correlator::Prepare(FrameView frame,
+                                                                  const SpectrumTap* tap) const {
   if (frame.shape() != frame_shape_) {
     throw std::invalid_argument("Correlator::Prepare: frame shape does not match");
   }
+  const int own_columns = std::max(band_.cols, coarse_band_.cols) / 2 + 1;
+  if (tap != nullptr && !(tap->columns >= 1 && tap->columns <= forward_fft_->spectrum_cols())) {
+    throw std::invalid_argument("Correlator::Prepare: tap column count out of range");
+  }
   std::lock_guard<std::mutex> prepare_lock(prepare_mutex_);
   preprocessor_.Apply(frame, forward_fft_->real());
-  // Only the columns the two crops below read are transformed.
-  forward_fft_->ForwardColumns(std::max(band_.cols, coarse_band_.cols) / 2 + 1);
+  // Only the columns the two crops below (and a tap) read are transformed.
+  forward_fft_->ForwardColumns(tap != nullptr ? std::max(own_columns, tap->columns) : own_columns);
+  if (tap != nullptr && tap->read) tap->read(forward_fft_->spectrum(), forward_fft_->spectrum_cols());
 
   auto cached = std::make_unique<CachedFrame>();
   const int band_cols = band_.cols / 2 + 1;

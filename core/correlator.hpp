@@ -58,6 +58,7 @@
 #include <complex>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -189,6 +190,16 @@ class Correlator {
   // Throws std::invalid_argument on a shape mismatch. The frame is not
   // referenced after the call returns.
   std::unique_ptr<const CachedFrame> Prepare(FrameView frame) const;
+  // Another reader of the frame's pre-processed spectrum (the correlator's
+  // window, RealFft2d layout): spectrum columns 0 .. columns - 1 are
+  // transformed, and `read(spectrum, spectrum_cols)` is called with them
+  // during Prepare. Why: the precision stage's frame spectrum needs the same
+  // window and row transforms, so it costs only the extra columns.
+  struct SpectrumTap {
+    int columns = 0;
+    std::function<void(const std::complex<float>* spectrum, int spectrum_cols)> read;
+  };
+  std::unique_ptr<const CachedFrame> Prepare(FrameView frame, const SpectrumTap* tap) const;
   // Caches prepared bands in the next slot; returns its index (0, 1, 2, ... in
   // call order). Throws std::invalid_argument for null bands.
   int Add(std::unique_ptr<const CachedFrame> bands);

@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -43,6 +44,17 @@ class FrameStore {
   // timestamp, shape) set. Throws std::out_of_range when there is none and
   // std::runtime_error when it cannot be read back.
   virtual Frame Get(frame_id_t index, const std::string& channel = "") const = 0;
+  // Put and Get for a frame held by shared pointer: Put(frame's view, its
+  // timestamp) and Get wrapped, unless the store can keep and hand out the
+  // pointer itself (MemoryFrameStore), which saves a copy of every frame.
+  virtual void PutShared(frame_id_t index, const std::string& channel,
+                         std::shared_ptr<const Frame> frame) {
+    Put(index, channel, frame->view(), frame->header().timestamp_s);
+  }
+  virtual std::shared_ptr<const Frame> GetShared(frame_id_t index,
+                                                 const std::string& channel = "") const {
+    return std::make_shared<const Frame>(Get(index, channel));
+  }
 
   // Number of distinct indices stored for `channel`.
   virtual frame_id_t Count(const std::string& channel = "") const = 0;
@@ -66,17 +78,31 @@ class MemoryFrameStore final : public FrameStore {
     header.shape = frame.shape();
     std::vector<float> pixels(frame.data(), frame.data() + frame.shape().Pixels());
     bytes_ += pixels.size() * sizeof(float);
-    frames_.emplace(key, Frame(frame.shape(), std::move(pixels), header));
+    frames_.emplace(key, std::make_shared<const Frame>(frame.shape(), std::move(pixels), header));
+  }
+
+  // Keeps the pointer itself when the frame's header already names `index`
+  // (the frame is immutable behind it); otherwise a copy with that index.
+  void PutShared(frame_id_t index, const std::string& channel,
+                 std::shared_ptr<const Frame> frame) override {
+    if (frame->header().index != index) {
+      Put(index, channel, frame->view(), frame->header().timestamp_s);
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto key = std::make_pair(channel, index);
+    if (frames_.count(key)) return;
+    bytes_ += frame->pixels().size() * sizeof(float);
+    frames_.emplace(key, std::move(frame));
   }
 
   Frame Get(frame_id_t index, const std::string& channel = "") const override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = frames_.find(std::make_pair(channel, index));
-    if (it == frames_.end()) {
-      throw std::out_of_range("MemoryFrameStore: no frame " + std::to_string(index) +
-                              (channel.empty() ? "" : " of channel " + channel));
-    }
-    return it->second.Clone();
+    return Find(index, channel)->Clone();
+  }
+
+  std::shared_ptr<const Frame> GetShared(frame_id_t index,
+                                         const std::string& channel = "") const override {
+    return Find(index, channel);
   }
 
   frame_id_t Count(const std::string& channel = "") const override {
@@ -92,8 +118,18 @@ class MemoryFrameStore final : public FrameStore {
   }
 
  private:
+  std::shared_ptr<const Frame> Find(frame_id_t index, const std::string& channel) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = frames_.find(std::make_pair(channel, index));
+    if (it == frames_.end()) {
+      throw std::out_of_range("MemoryFrameStore: no frame " + std::to_string(index) +
+                              (channel.empty() ? "" : " of channel " + channel));
+    }
+    return it->second;
+  }
+
   mutable std::mutex mutex_;  // guards frames_ and bytes_
-  std::map<std::pair<std::string, frame_id_t>, Frame> frames_;
+  std::map<std::pair<std::string, frame_id_t>, std::shared_ptr<const Frame>> frames_;
   std::size_t bytes_ = 0;
 };
 

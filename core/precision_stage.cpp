@@ -59,6 +59,37 @@ PrecisionStage::PrecisionStage(Shape shape, const EngineOptions& o, int workers)
     jobs_.back()->frame_spectrum.values.assign(band_size, {});
   }
   for (WorkerScratch& scratch : scratch_) scratch.template_image = Frame(shape);
+  const std::size_t spectrum_bytes = band_size * sizeof(std::complex<float>);
+  const double budget_bytes = o.precision_spectra_cache_mib * 1024.0 * 1024.0;
+  max_frame_spectra_ = enabled_ ? static_cast<int>(std::min(budget_bytes / spectrum_bytes, 1e9)) : 0;
+}
+
+bool PrecisionStage::WantsFrameSpectrum() const {
+  return kept_frame_spectra_.load(std::memory_order_relaxed) < max_frame_spectra_;
+}
+
+int PrecisionStage::FrameSpectrumColumns() const { return registrars_.front().spectrum_columns(); }
+
+BandSpectrum PrecisionStage::FrameSpectrumFrom(const std::complex<float>* spectrum,
+                                               int spectrum_cols) const {
+  BandSpectrum out;
+  registrars_.front().BandFromSpectrum(spectrum, spectrum_cols, &out);
+  return out;
+}
+
+void PrecisionStage::AddFrameSpectrum(int i, std::unique_ptr<const BandSpectrum> spectrum) {
+  if (spectrum == nullptr || !WantsFrameSpectrum() || i < 0) return;
+  if (static_cast<int>(frame_spectra_.size()) <= i) frame_spectra_.resize(static_cast<std::size_t>(i) + 1);
+  if (frame_spectra_[static_cast<std::size_t>(i)] != nullptr) return;
+  frame_spectra_[static_cast<std::size_t>(i)] = std::move(spectrum);
+  kept_frame_spectra_.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::size_t PrecisionStage::FrameSpectraBytes() const {
+  std::size_t bytes = 0;
+  for (const auto& s : frame_spectra_)
+    if (s != nullptr) bytes += s->values.size() * sizeof(std::complex<float>);
+  return bytes;
 }
 
 void PrecisionStage::Resize(int n) {
@@ -94,15 +125,22 @@ void PrecisionStage::Refine(const ShiftedAverager& averager, const std::vector<i
       job.pairwise = pairwise[static_cast<std::size_t>(job.frame)];
       job.pixels.reset();
       job.ok = false;
+      const std::size_t f = static_cast<std::size_t>(job.frame);
+      job.frame_spectrum_used = f < frame_spectra_.size() ? frame_spectra_[f].get() : nullptr;
     }
-    // The two spectra of every job, templates (the longer tasks) first.
-    pool.ParallelFor(2 * m, [&](int task, int worker) {
+    // The two spectra of every job, templates (the longer tasks) first; a
+    // kept frame spectrum is not computed again.
+    std::vector<int> frame_tasks;
+    for (int c = 0; c < m; ++c)
+      if (jobs_[static_cast<std::size_t>(c)]->frame_spectrum_used == nullptr) frame_tasks.push_back(c);
+    pool.ParallelFor(m + static_cast<int>(frame_tasks.size()), [&](int task, int worker) {
       const bool is_template = task < m;
-      Job& job = *jobs_[static_cast<std::size_t>(is_template ? task : task - m)];
+      Job& job = *jobs_[static_cast<std::size_t>(is_template ? task : frame_tasks[static_cast<std::size_t>(task - m)])];
       const std::shared_ptr<const Frame> pixels = Pixels(averager, &job);
       TemplateRegistrar& registrar = registrars_[static_cast<std::size_t>(worker)];
       if (!is_template) {
         registrar.ComputeSpectrum(*pixels, &job.frame_spectrum);
+        job.frame_spectrum_used = &job.frame_spectrum;
         return;
       }
       // The template is moved into the frame's coordinates by whole pixels,
@@ -119,7 +157,7 @@ void PrecisionStage::Refine(const ShiftedAverager& averager, const std::vector<i
       // No overlap-window passes (see the constructor), so the template's
       // pixels are not needed.
       const Shift residual = registrars_[static_cast<std::size_t>(worker)].RegisterSpectra(
-          job.template_spectrum, FrameView(), job.frame_spectrum, *job.pixels,
+          job.template_spectrum, FrameView(), *job.frame_spectrum_used, *job.pixels,
           averager.applied_shift(job.frame) - job.whole, &report);
       job.refined = job.whole + residual;
       job.ok = report.peak_in_window && report.converged &&

@@ -17,6 +17,8 @@
 // an update's three refinements keep two workers busy to the end (six
 // spectra) instead of leaving one idle while the other does the third.
 
+#include <atomic>
+#include <complex>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -38,6 +40,26 @@ class PrecisionStage {
   static double MaxStepPx();
 
   PrecisionStage(Shape shape, const EngineOptions& options, int workers);
+
+  // Frame spectra kept from the frames' pre-processing. A frame's spectrum
+  // on the precision band does not depend on its shift, so the refinements
+  // (the series end's, above all) need transform only the templates. They
+  // are kept for the series' first frames, up to
+  // EngineOptions::precision_spectra_cache_mib, and the other frames are
+  // transformed when refined, as before.
+  //
+  // True while the store has room for another frame's spectrum: then the
+  // frame's pre-processing should tap its spectrum (Correlator::SpectrumTap
+  // with FrameSpectrumColumns()) into FrameSpectrumFrom. Safe on any thread.
+  bool WantsFrameSpectrum() const;
+  int FrameSpectrumColumns() const;
+  // The precision band of a frame's pre-processed spectrum (RealFft2d
+  // layout, the correlator's window, which is this stage's). Any thread.
+  BandSpectrum FrameSpectrumFrom(const std::complex<float>* spectrum, int spectrum_cols) const;
+  // Keeps frame i's spectrum (i = the frames added so far) while there is
+  // room, else drops it; engine thread only.
+  void AddFrameSpectrum(int i, std::unique_ptr<const BandSpectrum> spectrum);
+  std::size_t FrameSpectraBytes() const;
 
   // The series now has n frames; new ones have no refinement yet.
   void Resize(int n);
@@ -70,6 +92,9 @@ class PrecisionStage {
     std::shared_ptr<const Frame> pixels;  // read once, by whichever task needs it first
     Shift whole;                          // the template's whole-pixel move
     BandSpectrum template_spectrum, frame_spectrum;
+    // The frame's spectrum the registration uses: a kept one, or
+    // &frame_spectrum once computed.
+    const BandSpectrum* frame_spectrum_used = nullptr;
     bool ok = false;
     Shift refined;
   };
@@ -92,6 +117,11 @@ class PrecisionStage {
   };
   std::vector<WorkerScratch> scratch_;  // one per worker
   std::vector<std::unique_ptr<Job>> jobs_;  // a batch; spectra reused across batches
+  // Kept frame spectra by frame index (null: not kept); at most
+  // max_frame_spectra_ of them, the series' first.
+  std::vector<std::unique_ptr<const BandSpectrum>> frame_spectra_;
+  int max_frame_spectra_ = 0;
+  std::atomic<int> kept_frame_spectra_{0};
   // The shift measured against the leave-one-out average (absolute, frame-0
   // gauge), and whether it is trusted.
   std::vector<Shift> refinement_;

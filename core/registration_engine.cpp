@@ -311,6 +311,9 @@ RegistrationEngine::~RegistrationEngine() = default;
 struct PreparedFrame::Bands {
   const Correlator* correlator = nullptr;  // the engine's, to refuse another engine's frame
   std::unique_ptr<const Correlator::CachedFrame> cached;
+  // The precision stage's frame spectrum, tapped from the same transform
+  // while the stage keeps them (PrecisionStage::WantsFrameSpectrum).
+  std::unique_ptr<const BandSpectrum> precision_spectrum;
 };
 
 PreparedFrame::PreparedFrame() = default;
@@ -330,7 +333,19 @@ PreparedFrame RegistrationEngine::PrepareFrame(Frame frame) const {
   PreparedFrame prepared;
   prepared.bands_ = std::make_unique<PreparedFrame::Bands>();
   prepared.bands_->correlator = &m.correlator;
-  prepared.bands_->cached = m.correlator.Prepare(frame.view());
+  if (m.precision.WantsFrameSpectrum()) {
+    // The correlator's window is the precision stage's (both from
+    // EngineOptions::window and tukey_alpha), so one transform serves both.
+    Correlator::SpectrumTap tap;
+    tap.columns = m.precision.FrameSpectrumColumns();
+    tap.read = [&](const std::complex<float>* spectrum, int spectrum_cols) {
+      prepared.bands_->precision_spectrum =
+          std::make_unique<const BandSpectrum>(m.precision.FrameSpectrumFrom(spectrum, spectrum_cols));
+    };
+    prepared.bands_->cached = m.correlator.Prepare(frame.view(), &tap);
+  } else {
+    prepared.bands_->cached = m.correlator.Prepare(frame.view());
+  }
   prepared.frame_ = std::move(frame);
   prepared.prepare_ms_ = MsSince(start);
   return prepared;
@@ -346,20 +361,26 @@ RegistrationResult RegistrationEngine::AddFrame(PreparedFrame prepared, ResultRe
       prepared.bands_->cached == nullptr) {
     throw std::invalid_argument("RegistrationEngine::AddFrame: frame not prepared by this engine");
   }
-  Frame frame = std::move(prepared.frame_);
   const auto start = Clock::now();
   UpdateReport report;
   const int k = static_cast<int>(m.frames.size());
   report.index = k;
+  // One immutable frame for the store and the averager's cache (a store in
+  // RAM keeps this pointer instead of a copy), its header naming its place
+  // in the series.
+  prepared.frame_.mutable_header().index = k;
+  const std::shared_ptr<const Frame> shared_frame = std::make_shared<const Frame>(std::move(prepared.frame_));
+  const Frame& frame = *shared_frame;
 
   // Into the store first: a failed Put leaves the engine unchanged.
   auto t = Clock::now();
-  m.store->Put(k, m.channel, frame.view(), frame.header().timestamp_s);
+  m.store->PutShared(k, m.channel, shared_frame);
   report.timings.store_ms = MsSince(t);
 
   // Prepared beforehand, maybe on another thread; still counted in total_ms.
   report.timings.preprocess_ms = prepared.prepare_ms_;
   m.correlator.Add(std::move(prepared.bands_->cached));
+  m.precision.AddFrameSpectrum(k, std::move(prepared.bands_->precision_spectrum));
 
   t = Clock::now();
   NewFramePairs found = SearchNewFramePairs(m.correlator, m.pool, m.shape, m.frames,
@@ -397,7 +418,7 @@ RegistrationResult RegistrationEngine::AddFrame(PreparedFrame prepared, ResultRe
 
   t = Clock::now();
   const AverageImage::Rect canvas_before = m.averager.canvas();
-  m.averager.AddFrame(std::move(frame), m.frames.back().shift, !m.frames.back().flagged);
+  m.averager.AddFrame(shared_frame, m.frames.back().shift, !m.frames.back().flagged);
   m.SyncAverager(kLiveResampleTolerancePx, kLiveResampleBudget);
   const AverageImage::Rect canvas_after = m.averager.canvas();
   report.mosaic_grown = k > 0 && !(canvas_after == canvas_before);
@@ -602,5 +623,8 @@ std::size_t RegistrationEngine::mosaic_bytes() const {
   return impl_->averager.MemoryBytes() - impl_->averager.FrameBytes();
 }
 std::size_t RegistrationEngine::store_bytes() const { return impl_->store->bytes_in_memory(); }
+std::size_t RegistrationEngine::precision_spectra_bytes() const {
+  return impl_->precision.FrameSpectraBytes();
+}
 
 }  // namespace livealign

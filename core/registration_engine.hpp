@@ -125,11 +125,14 @@ class RegistrationEngine {
 
   // Bytes of cached band spectra; of frames kept in RAM by the averager (its
   // bounded cache); of the average's running sums (the mosaic canvas); and
-  // what the frame store holds in RAM (all frames for a MemoryFrameStore).
+  // what the frame store holds in RAM (all frames for a MemoryFrameStore);
+  // of the precision stage's kept frame spectra (bounded by
+  // EngineOptions::precision_spectra_cache_mib).
   std::size_t cache_bytes() const;
   std::size_t frame_bytes() const;
   std::size_t mosaic_bytes() const;
   std::size_t store_bytes() const;
+  std::size_t precision_spectra_bytes() const;
 
  private:
   struct Impl;

@@ -70,11 +70,10 @@ TemplateRegistrar::TemplateRegistrar(Shape shape, const TemplateRegistrationOpti
 
 // The spectrum comes from ForwardColumns: only the band's columns are
 // transformed, which is all BandOfSpectrum reads.
-void TemplateRegistrar::BandOfSpectrum(std::vector<std::complex<float>>* out) {
+void TemplateRegistrar::BandOfSpectrum(const cfloat* spectrum, int cols,
+                                       std::vector<std::complex<float>>* out) const {
   const int band_cols = band_.cols / 2 + 1;
-  const int cols = fft_.spectrum_cols();
   out->resize(weight_.size());
-  const cfloat* spectrum = fft_.spectrum();
   for (int r = 0; r < band_.rows; ++r) {
     const cfloat* from = spectrum + static_cast<std::size_t>(band_rows_[static_cast<std::size_t>(r)]) * cols;
     std::copy(from, from + band_cols, out->data() + static_cast<std::size_t>(r) * band_cols);
@@ -102,11 +101,25 @@ void TemplateRegistrar::ComputeSpectrum(FrameView image, BandSpectrum* out) {
   }
   preprocessor_.Apply(image, fft_.real());
   fft_.ForwardColumns(band_.cols / 2 + 1);
-  BandOfSpectrum(&out->values);
+  BandFromSpectrum(fft_.spectrum(), fft_.spectrum_cols(), out);
+}
+
+void TemplateRegistrar::BandFromSpectrum(const cfloat* spectrum, int spectrum_cols,
+                                         BandSpectrum* out) const {
+  if (spectrum_cols != shape_.cols / 2 + 1) {
+    throw std::invalid_argument("TemplateRegistrar::BandFromSpectrum: spectrum of another shape");
+  }
+  BandOfSpectrum(spectrum, spectrum_cols, &out->values);
   const int band_cols = band_.cols / 2 + 1;
+  // Columns > 0 count twice (the Hermitian-complete band).
   double energy = 0;
-  for (std::size_t k = 0; k < out->values.size(); ++k) {
-    energy += (k % band_cols == 0 ? 1.0 : 2.0) * weight_[k] * std::norm(out->values[k]);
+  for (int r = 0; r < band_.rows; ++r) {
+    const std::size_t row = static_cast<std::size_t>(r) * band_cols;
+    const float* w = weight_.data() + row;
+    const cfloat* v = out->values.data() + row;
+    double sum = 0;
+    for (int c = 1; c < band_cols; ++c) sum += double{w[c] * std::norm(v[c])};
+    energy += 2 * sum + double{w[0] * std::norm(v[0])};
   }
   out->energy = energy;
 }
@@ -264,10 +277,10 @@ BandPeak TemplateRegistrar::OverlapPass(FrameView template_image, FrameView fram
 
   ApplySeparableWindow(template_image, template_rows_.data(), template_cols_.data(), fft_.real());
   fft_.ForwardColumns(band_.cols / 2 + 1);
-  BandOfSpectrum(&overlap_template_spectrum_);
+  BandOfSpectrum(fft_.spectrum(), fft_.spectrum_cols(), &overlap_template_spectrum_);
   ApplySeparableWindow(frame, frame_rows_.data(), frame_cols_.data(), fft_.real());
   fft_.ForwardColumns(band_.cols / 2 + 1);
-  BandOfSpectrum(&overlap_frame_spectrum_);
+  BandOfSpectrum(fft_.spectrum(), fft_.spectrum_cols(), &overlap_frame_spectrum_);
   const cfloat* f = overlap_frame_spectrum_.data();
   for (std::size_t k = 0; k < product_.size(); ++k) {
     product_[k] = weight_[k] * std::conj(overlap_template_spectrum_[k]) * f[k];

@@ -135,6 +135,15 @@ class TemplateRegistrar {
   // options; the images themselves are read by the overlap-window passes
   // only. Both throw std::invalid_argument on a shape mismatch.
   void ComputeSpectrum(FrameView image, BandSpectrum* out);
+  // ComputeSpectrum's second half: the band of an image's spectrum that
+  // another transform made (RealFft2d layout, `spectrum_cols` per row, at
+  // least spectrum_columns() of them transformed), pre-processed with this
+  // registrar's window (Preprocessor of the same type and alpha), into *out.
+  // Reads only constant members: safe on any thread, beside other calls.
+  void BandFromSpectrum(const std::complex<float>* spectrum, int spectrum_cols,
+                        BandSpectrum* out) const;
+  // The spectrum columns BandFromSpectrum reads: 0 .. spectrum_columns() - 1.
+  int spectrum_columns() const { return band_.cols / 2 + 1; }
   Shift RegisterSpectra(const BandSpectrum& template_spectrum, FrameView template_image,
                         const BandSpectrum& frame_spectrum, FrameView frame, Shift initial_guess,
                         TemplateRegistrationReport* report);
@@ -147,8 +156,10 @@ class TemplateRegistrar {
  private:
   // One overlap-window pass around the estimate s; returns the new estimate.
   BandPeak OverlapPass(FrameView template_image, FrameView frame, Shift s);
-  // The band rows/columns of fft_'s spectrum, into *out (band half spectrum).
-  void BandOfSpectrum(std::vector<std::complex<float>>* out);
+  // The band rows/columns of a spectrum (RealFft2d layout), into *out (band
+  // half spectrum).
+  void BandOfSpectrum(const std::complex<float>* spectrum, int spectrum_cols,
+                      std::vector<std::complex<float>>* out) const;
   // The pixel-grid correlation of product_ over [y0, y1] x [x0, x1]; the
   // returned accessor (y, x) is valid until the next call.
   std::function<double(int, int)> PixelCorrelation(int y0, int y1, int x0, int x1);

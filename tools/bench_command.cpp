@@ -24,6 +24,7 @@
 
 #include "adapters/journal_frame_store.hpp"
 #include "adapters/npy_writer.hpp"
+#include "adapters/result_json.hpp"
 #include "core/registration_engine.hpp"
 #include "core/shift_errors.hpp"
 #include "core/simulator.hpp"
@@ -157,13 +158,12 @@ nlohmann::json PrintSlowestUpdates(const std::vector<UpdateReport>& updates,
     std::printf("%6d %8.2f %7.2f | %7.2f %7.2f %9.2f %7.2f %7.2f %7.2f %7.2f | %6.0f %7ld | %s\n", k, t.total_ms,
                 ratio(k), t.store_ms, t.preprocess_ms, t.correlate_ms, t.solve_ms, t.lattice_ms, t.average_ms,
                 t.refine_ms, x.steal_ms, x.preemptions, events.c_str());
-    list.push_back({{"k", k}, {"total_ms", t.total_ms}, {"to_bucket_median", ratio(k)},
-                    {"store_ms", t.store_ms}, {"preprocess_ms", t.preprocess_ms}, {"correlate_ms", t.correlate_ms},
-                    {"solve_ms", t.solve_ms}, {"lattice_ms", t.lattice_ms}, {"average_ms", t.average_ms},
-                    {"refine_ms", t.refine_ms}, {"full_resolve", u.full_resolve},
-                    {"background_resolve_frames", u.background_resolve_frames},
-                    {"lattice_estimated", u.lattice_estimated}, {"mosaic_grown", u.mosaic_grown},
-                    {"steal_ms", x.steal_ms}, {"preemptions", x.preemptions}});
+    nlohmann::json entry = StageTimingsJson(t);
+    entry.update({{"k", k}, {"to_bucket_median", ratio(k)}, {"full_resolve", u.full_resolve},
+                  {"background_resolve_frames", u.background_resolve_frames},
+                  {"lattice_estimated", u.lattice_estimated}, {"mosaic_grown", u.mosaic_grown},
+                  {"steal_ms", x.steal_ms}, {"preemptions", x.preemptions}});
+    list.push_back(std::move(entry));
   }
   return list;
 }
@@ -467,9 +467,11 @@ int RunBench(int argc, char** argv) {
   std::printf("finish: lattice %.1f ms, solve %.1f ms, average %.1f ms, precision stage %.1f ms\n",
               finish.timings.lattice_ms, finish.timings.solve_ms, finish.timings.average_ms,
               finish.timings.refine_ms);
-  std::printf("pairs per second %.0f; finish %.1f ms; cache %.1f MiB; frames %.1f MiB; store in RAM %.1f MiB; peak RSS "
+  std::printf("pairs per second %.0f; finish %.1f ms; cache %.1f MiB; frames %.1f MiB; store in RAM %.1f MiB; "
+              "precision spectra %.1f MiB; peak RSS "
               "%.1f MiB through Finish (%.1f MiB before it; %.1f MiB with this benchmark's pair statistics)\n",
               pairs_per_s, finish.timings.total_ms, cache_mib, frames_mib, engine.store_bytes() / 1048576.0,
+              engine.precision_spectra_bytes() / 1048576.0,
               finish_peak_rss_mib, live_peak_rss_mib, PeakRssMiB());
   std::printf("accuracy vs truth (mean offset removed): live RMS %.4f px (max %.4f), final RMS %.4f px (max %.4f)\n",
               live_errors.rms_px, live_errors.max_px, final_errors.rms_px, final_errors.max_px);
@@ -522,6 +524,7 @@ int RunBench(int argc, char** argv) {
       {"live_max_error_px", live_errors.max_px}, {"crb_px", crb_px}, {"crb_series_px", series_crb.rms_px},
       {"live_hopped_frames", live_hops}, {"final_hopped_frames", final_hops},
       {"store_mib", engine.store_bytes() / 1048576.0},
+      {"precision_spectra_mib", engine.precision_spectra_bytes() / 1048576.0},
       {"consistency_rms_px", quality.consistency_rms_px},
       {"flagged_frames", quality.flagged_frames},
       {"brightest_peak_wrong_fraction", brightest_wrong_fraction},

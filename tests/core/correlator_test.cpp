@@ -758,5 +758,50 @@ TEST_CASE("bands cached as half floats give the same shifts in half the band mem
   }
 }
 
+TEST_CASE("a spectrum tap reads the frame's pre-processed transform and leaves the bands as they were",
+          "[core][correlator]") {
+  SimulatorOptions sim;
+  sim.shape = Shape{96, 128};
+  sim.dose_counts_per_px = 2.0;
+  Simulator microscope(sim, 4);
+  const Frame frame = microscope.NextFrame();
+  const CorrelatorOptions options;
+  const Correlator correlator(options, sim.shape, 1);
+  const auto plain = correlator.Prepare(frame.view());
+
+  // The reference: the same window, the full transform.
+  const Preprocessor preprocessor(options.window, options.tukey_alpha, sim.shape);
+  RealFft2d fft(sim.shape);
+  preprocessor.Apply(frame.view(), fft.real());
+  fft.Forward();
+
+  const int columns = fft.spectrum_cols() - 3;  // wider than the correlator's own bands
+  int reads = 0;
+  double worst = 0, scale = 0;
+  Correlator::SpectrumTap tap;
+  tap.columns = columns;
+  tap.read = [&](const std::complex<float>* spectrum, int spectrum_cols) {
+    ++reads;
+    REQUIRE(spectrum_cols == fft.spectrum_cols());
+    for (int r = 0; r < sim.shape.rows; ++r)
+      for (int c = 0; c < columns; ++c) {
+        const std::size_t at = static_cast<std::size_t>(r) * spectrum_cols + c;
+        worst = std::max(worst, double{std::abs(spectrum[at] - fft.spectrum()[at])});
+        scale = std::max(scale, double{std::abs(fft.spectrum()[at])});
+      }
+  };
+  const auto tapped = correlator.Prepare(frame.view(), &tap);
+  CHECK(reads == 1);
+  CAPTURE(worst, scale);
+  CHECK(worst <= 1e-5 * scale);
+  CHECK(tapped->energy == Approx(plain->energy).epsilon(1e-6));
+  REQUIRE(tapped->coarse.size() == plain->coarse.size());
+  for (std::size_t k = 0; k < plain->coarse.size(); ++k)
+    CHECK(std::abs(tapped->coarse[k] - plain->coarse[k]) <= 1e-5 * scale);
+
+  tap.columns = fft.spectrum_cols() + 1;
+  CHECK_THROWS_AS(correlator.Prepare(frame.view(), &tap), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace livealign

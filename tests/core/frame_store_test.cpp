@@ -28,6 +28,35 @@ TEST_CASE("MemoryFrameStore returns what was put, per channel", "[core][frame_st
   REQUIRE_THROWS_AS(store.Get(1), std::out_of_range);
 }
 
+TEST_CASE("MemoryFrameStore keeps a shared frame without a copy when its header names the index",
+          "[core][frame_store]") {
+  MemoryFrameStore store;
+  FrameHeader header;
+  header.index = 0;
+  header.timestamp_s = 3.0;
+  header.shape = Shape{1, 2};
+  auto named = std::make_shared<const Frame>(Shape{1, 2}, std::vector<float>{1, 2}, header);
+  store.PutShared(0, "", named);
+  REQUIRE(store.GetShared(0) == named);  // the same frame, not a copy
+  REQUIRE(store.Get(0).pixels() == named->pixels());
+  REQUIRE(store.Get(0).header().timestamp_s == 3.0);
+
+  // A frame whose header names another index is stored as a copy under the
+  // index it was put at.
+  header.index = 7;
+  auto misnamed = std::make_shared<const Frame>(Shape{1, 2}, std::vector<float>{3, 4}, header);
+  store.PutShared(1, "", misnamed);
+  const std::shared_ptr<const Frame> back = store.GetShared(1);
+  REQUIRE(back != misnamed);
+  REQUIRE(back->header().index == 1);
+  REQUIRE(back->header().timestamp_s == 3.0);
+  REQUIRE(back->pixels() == misnamed->pixels());
+  REQUIRE(store.bytes_in_memory() == 4 * sizeof(float));
+  store.PutShared(1, "", named);  // already stored: no-op
+  REQUIRE(store.GetShared(1)->pixels() == misnamed->pixels());
+  REQUIRE_THROWS_AS(store.GetShared(2), std::out_of_range);
+}
+
 TEST_CASE("the engine stores every frame, keeps a bounded cache and reads old frames back",
           "[core][frame_store][registration_engine]") {
   SimulatorOptions sim;

@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "core/correlator.hpp"
+#include "core/engine_options.hpp"
 #include "core/simulator.hpp"
 
 namespace livealign {
@@ -98,6 +100,55 @@ TEST_CASE("the live step refines at most its budget and nothing when disabled",
   CHECK(off.RefineLive(s.averager, s.truth, flagged, pool) == 0);
   CHECK_FALSE(off.RefineAll(s.averager, s.truth, flagged, pool));
   CHECK(off.Published(3, Shift{1, 2}) == Shift{1, 2});
+}
+
+TEST_CASE("kept frame spectra, tapped from the correlator's transform, refine as computed ones do",
+          "[core][precision_stage]") {
+  Series s;
+  const int n = 10;
+  Fill(n, &s);
+  std::vector<Shift> pairwise = s.truth;
+  for (int i = 1; i < n; ++i) pairwise[i] += Shift{0.05 * (i % 3), -0.04 * (i % 2)};
+  for (int i = 0; i < n; ++i) s.averager.SetShift(i, pairwise[i], true);
+  const std::vector<bool> flagged(n, false);
+  ThreadPool pool(2);
+  const Shape shape{128, 128};
+
+  EngineOptions none;
+  none.precision_spectra_cache_mib = 0;
+  PrecisionStage computed(shape, none, pool.NumWorkers());
+  CHECK_FALSE(computed.WantsFrameSpectrum());
+
+  // Room for 3 spectra of the 64 x 33 band (16,896 bytes each).
+  EngineOptions three;
+  three.precision_spectra_cache_mib = 3.5 * 16896 / 1048576.0;
+  PrecisionStage kept(shape, three, pool.NumWorkers());
+  // The engine default window is the correlator default (engine_options.def).
+  Correlator correlator(CorrelatorOptions{}, shape, 1);
+  for (int i = 0; i < n; ++i) {
+    const bool wanted = kept.WantsFrameSpectrum();
+    CHECK(wanted == (i < 3));
+    std::unique_ptr<const BandSpectrum> spectrum;
+    Correlator::SpectrumTap tap;
+    tap.columns = kept.FrameSpectrumColumns();
+    tap.read = [&](const std::complex<float>* values, int cols) {
+      spectrum = std::make_unique<const BandSpectrum>(kept.FrameSpectrumFrom(values, cols));
+    };
+    correlator.Prepare(s.averager.frame(i)->view(), &tap);
+    REQUIRE(spectrum != nullptr);
+    kept.AddFrameSpectrum(i, std::move(spectrum));  // dropped once full
+  }
+  CHECK(kept.FrameSpectraBytes() == 3 * 16896);
+
+  REQUIRE(computed.RefineAll(s.averager, pairwise, flagged, pool));
+  REQUIRE(kept.RefineAll(s.averager, pairwise, flagged, pool));
+  for (int i = 0; i < n; ++i) {
+    CAPTURE(i);
+    const Shift a = computed.Published(i, pairwise[i]);
+    const Shift b = kept.Published(i, pairwise[i]);
+    if (i > 0) CHECK(a != pairwise[i]);  // refined (frame 0 is the gauge)
+    CHECK((a - b).Norm() < 1e-4);
+  }
 }
 
 }  // namespace
