@@ -409,6 +409,7 @@ RegistrationResult RegistrationEngine::AddFrame(PreparedFrame prepared, ResultRe
   m.Resolve(full_resolve, /*live=*/true);
   report.full_resolve = full_resolve && !m.solver.background_running();
   report.background_resolve_frames = m.last_solve.background_frames;
+  report.background_resolve_running = m.solver.background_running();
   report.timings.solve_ms = MsSince(t);
 
   t = Clock::now();

@@ -154,6 +154,9 @@ struct UpdateReport {
   // run in the background on the first `background_resolve_frames` frames.
   bool full_resolve = false;
   int background_resolve_frames = 0;
+  // A full re-solve was running in the background when this update's solve
+  // returned (it competes with the update for the cores).
+  bool background_resolve_running = false;
   // This update re-estimated the lattice (from the average or the raw frame).
   bool lattice_estimated = false;
   // Frames the precision stage refined live in this update (its budget:

@@ -90,10 +90,13 @@ ShiftErrors ErrorsAgainstTruth(const std::vector<FrameState>& frames, const std:
 }
 
 // What the machine took from the process during an update, for telling a
-// slow stage from a stalled one.
+// slow stage from a stalled one: an update whose calling thread used far
+// less CPU than its serial stages' wall time was waiting, not working.
 struct UpdateInterference {
   double steal_ms = 0;   // the hypervisor ran other guests (all vCPUs, /proc/stat)
   long preemptions = 0;  // involuntary context switches of this process's threads
+  double thread_cpu_ms = 0;  // user + system CPU of the thread that called AddFrame
+  long thread_faults = 0;    // page faults (minor + major) of that thread
 };
 
 // Cumulative steal time of all CPUs, ms (0 where /proc/stat has none).
@@ -111,6 +114,18 @@ long Preemptions() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return usage.ru_nivcsw;
+}
+
+// The calling thread's CPU time (ms) and page faults so far.
+struct ThreadUsage {
+  double cpu_ms = 0;
+  long faults = 0;
+};
+ThreadUsage CallingThreadUsage() {
+  rusage usage{};
+  getrusage(RUSAGE_THREAD, &usage);
+  auto ms = [](const timeval& t) { return t.tv_sec * 1e3 + t.tv_usec * 1e-3; };
+  return {ms(usage.ru_utime) + ms(usage.ru_stime), usage.ru_minflt + usage.ru_majflt};
 }
 
 // Updates listed as the slowest, with their stage breakdown.
@@ -140,8 +155,9 @@ nlohmann::json PrintSlowestUpdates(const std::vector<UpdateReport>& updates,
   std::partial_sort(order.begin(), order.begin() + shown, order.end(),
                     [&](int a, int b) { return ratio(a) > ratio(b); });
   std::printf("slowest updates against the median of their k bucket (ms):\n");
-  std::printf("%6s %8s %7s | %7s %7s %9s %7s %7s %7s %7s | %6s %7s | %s\n", "k", "total", "x med", "store", "fft",
-              "correlate", "solve", "lattice", "average", "refine", "steal", "preempt", "events");
+  std::printf("%6s %8s %7s | %7s %7s %9s %7s %7s %7s %7s | %6s %7s %7s %6s | %s\n", "k", "total", "x med", "store",
+              "fft", "correlate", "solve", "lattice", "average", "refine", "steal", "preempt", "thr cpu", "faults",
+              "events");
   nlohmann::json list = nlohmann::json::array();
   for (int r = 0; r < shown; ++r) {
     const int k = order[r];
@@ -152,17 +168,21 @@ nlohmann::json PrintSlowestUpdates(const std::vector<UpdateReport>& updates,
     if (u.background_resolve_frames > 0) {
       events += "adopted background re-solve of " + std::to_string(u.background_resolve_frames) + " frames; ";
     }
+    if (u.background_resolve_running) events += "background re-solve running; ";
     if (u.lattice_estimated) events += "lattice estimate; ";
     if (u.mosaic_grown) events += "mosaic canvas grown; ";
     const UpdateInterference& x = interference[static_cast<std::size_t>(k)];
-    std::printf("%6d %8.2f %7.2f | %7.2f %7.2f %9.2f %7.2f %7.2f %7.2f %7.2f | %6.0f %7ld | %s\n", k, t.total_ms,
-                ratio(k), t.store_ms, t.preprocess_ms, t.correlate_ms, t.solve_ms, t.lattice_ms, t.average_ms,
-                t.refine_ms, x.steal_ms, x.preemptions, events.c_str());
+    std::printf("%6d %8.2f %7.2f | %7.2f %7.2f %9.2f %7.2f %7.2f %7.2f %7.2f | %6.0f %7ld %7.2f %6ld | %s\n", k,
+                t.total_ms, ratio(k), t.store_ms, t.preprocess_ms, t.correlate_ms, t.solve_ms, t.lattice_ms,
+                t.average_ms, t.refine_ms, x.steal_ms, x.preemptions, x.thread_cpu_ms, x.thread_faults,
+                events.c_str());
     nlohmann::json entry = StageTimingsJson(t);
     entry.update({{"k", k}, {"to_bucket_median", ratio(k)}, {"full_resolve", u.full_resolve},
                   {"background_resolve_frames", u.background_resolve_frames},
+                  {"background_resolve_running", u.background_resolve_running},
                   {"lattice_estimated", u.lattice_estimated}, {"mosaic_grown", u.mosaic_grown},
-                  {"steal_ms", x.steal_ms}, {"preemptions", x.preemptions}});
+                  {"steal_ms", x.steal_ms}, {"preemptions", x.preemptions},
+                  {"thread_cpu_ms", x.thread_cpu_ms}, {"thread_faults", x.thread_faults}});
     list.push_back(std::move(entry));
   }
   return list;
@@ -329,8 +349,11 @@ int RunBench(int argc, char** argv) {
     if (save_stack) saved.push_back(frame.Clone());
     const double steal_before = StealMs();
     const long preemptions_before = Preemptions();
+    const ThreadUsage thread_before = CallingThreadUsage();
     live = engine.AddFrame(std::move(frame));
-    interference[k] = {StealMs() - steal_before, Preemptions() - preemptions_before};
+    const ThreadUsage thread_after = CallingThreadUsage();
+    interference[k] = {StealMs() - steal_before, Preemptions() - preemptions_before,
+                       thread_after.cpu_ms - thread_before.cpu_ms, thread_after.faults - thread_before.faults};
     const UpdateReport& report = live.update;
     updates[k] = report;
     update_ms[k] = report.timings.total_ms;
