@@ -537,10 +537,6 @@ Correlator::Correlator(const CorrelatorOptions& options, Shape frame_shape, int 
 
 Correlator::~Correlator() = default;
 
-std::unique_ptr<const Correlator::CachedFrame> Correlator::Prepare(FrameView frame) const {
-  return Prepare(frame, nullptr);
-}
-
 std::unique_ptr<const Correlator::CachedFrame> Correlator::Prepare(FrameView frame,
                                                                   const SpectrumTap* tap) const {
   if (frame.shape() != frame_shape_) {

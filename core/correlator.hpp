@@ -184,12 +184,6 @@ class Correlator {
     float band_scale = 1;
   };
 
-  // Pre-processes, transforms, weights and crops `frame` into its bands.
-  // Thread-safe against every other member (one Prepare runs at a time), so a
-  // reader can prepare frame k + 1 while frame k's pairs are correlated.
-  // Throws std::invalid_argument on a shape mismatch. The frame is not
-  // referenced after the call returns.
-  std::unique_ptr<const CachedFrame> Prepare(FrameView frame) const;
   // Another reader of the frame's pre-processed spectrum (the correlator's
   // window, RealFft2d layout): spectrum columns 0 .. columns - 1 are
   // transformed, and `read(spectrum, spectrum_cols)` is called with them
@@ -199,7 +193,14 @@ class Correlator {
     int columns = 0;
     std::function<void(const std::complex<float>* spectrum, int spectrum_cols)> read;
   };
-  std::unique_ptr<const CachedFrame> Prepare(FrameView frame, const SpectrumTap* tap) const;
+  // Pre-processes, transforms, weights and crops `frame` into its bands, and
+  // hands the transform to `tap` when given.
+  // Thread-safe against every other member (one Prepare runs at a time), so a
+  // reader can prepare frame k + 1 while frame k's pairs are correlated.
+  // Throws std::invalid_argument on a shape mismatch or a tap's column count
+  // outside 1 .. the spectrum's. The frame is not referenced after the call
+  // returns.
+  std::unique_ptr<const CachedFrame> Prepare(FrameView frame, const SpectrumTap* tap = nullptr) const;
   // Caches prepared bands in the next slot; returns its index (0, 1, 2, ... in
   // call order). Throws std::invalid_argument for null bands.
   int Add(std::unique_ptr<const CachedFrame> bands);

@@ -69,16 +69,12 @@ class MemoryFrameStore final : public FrameStore {
  public:
   void Put(frame_id_t index, const std::string& channel, FrameView frame,
            double timestamp_s) override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto key = std::make_pair(channel, index);
-    if (frames_.count(key)) return;
     FrameHeader header;
     header.index = index;
     header.timestamp_s = timestamp_s;
     header.shape = frame.shape();
     std::vector<float> pixels(frame.data(), frame.data() + frame.shape().Pixels());
-    bytes_ += pixels.size() * sizeof(float);
-    frames_.emplace(key, std::make_shared<const Frame>(frame.shape(), std::move(pixels), header));
+    Keep(channel, std::make_shared<const Frame>(frame.shape(), std::move(pixels), header));
   }
 
   // Keeps the pointer itself when the frame's header already names `index`
@@ -89,11 +85,7 @@ class MemoryFrameStore final : public FrameStore {
       Put(index, channel, frame->view(), frame->header().timestamp_s);
       return;
     }
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto key = std::make_pair(channel, index);
-    if (frames_.count(key)) return;
-    bytes_ += frame->pixels().size() * sizeof(float);
-    frames_.emplace(key, std::move(frame));
+    Keep(channel, std::move(frame));
   }
 
   Frame Get(frame_id_t index, const std::string& channel = "") const override {
@@ -118,6 +110,16 @@ class MemoryFrameStore final : public FrameStore {
   }
 
  private:
+  // Stores `frame` under (channel, its header's index) unless a frame is
+  // there already (the first one put stays).
+  void Keep(const std::string& channel, std::shared_ptr<const Frame> frame) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const std::size_t bytes = frame->pixels().size() * sizeof(float);
+    if (frames_.emplace(std::make_pair(channel, frame->header().index), std::move(frame)).second) {
+      bytes_ += bytes;
+    }
+  }
+
   std::shared_ptr<const Frame> Find(frame_id_t index, const std::string& channel) const {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = frames_.find(std::make_pair(channel, index));

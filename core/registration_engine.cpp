@@ -333,19 +333,16 @@ PreparedFrame RegistrationEngine::PrepareFrame(Frame frame) const {
   PreparedFrame prepared;
   prepared.bands_ = std::make_unique<PreparedFrame::Bands>();
   prepared.bands_->correlator = &m.correlator;
-  if (m.precision.WantsFrameSpectrum()) {
-    // The correlator's window is the precision stage's (both from
-    // EngineOptions::window and tukey_alpha), so one transform serves both.
-    Correlator::SpectrumTap tap;
-    tap.columns = m.precision.FrameSpectrumColumns();
-    tap.read = [&](const std::complex<float>* spectrum, int spectrum_cols) {
-      prepared.bands_->precision_spectrum =
-          std::make_unique<const BandSpectrum>(m.precision.FrameSpectrumFrom(spectrum, spectrum_cols));
-    };
-    prepared.bands_->cached = m.correlator.Prepare(frame.view(), &tap);
-  } else {
-    prepared.bands_->cached = m.correlator.Prepare(frame.view());
-  }
+  // The correlator's window is the precision stage's (both from
+  // EngineOptions::window and tukey_alpha), so one transform serves both.
+  Correlator::SpectrumTap tap;
+  tap.columns = m.precision.FrameSpectrumColumns();
+  tap.read = [&](const std::complex<float>* spectrum, int spectrum_cols) {
+    prepared.bands_->precision_spectrum =
+        std::make_unique<const BandSpectrum>(m.precision.FrameSpectrumFrom(spectrum, spectrum_cols));
+  };
+  prepared.bands_->cached =
+      m.correlator.Prepare(frame.view(), m.precision.WantsFrameSpectrum() ? &tap : nullptr);
   prepared.frame_ = std::move(frame);
   prepared.prepare_ms_ = MsSince(start);
   return prepared;
