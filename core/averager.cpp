@@ -357,6 +357,53 @@ void ShiftedAverager::SetShift(int i, Shift shift, bool include) {
   }
 }
 
+void ShiftedAverager::SetShifts(const std::vector<ShiftUpdate>& updates) {
+  for (const ShiftUpdate& u : updates) {
+    CheckIndex(u.frame, "ShiftedAverager::SetShifts");
+    if (!Finite(u.shift)) throw std::invalid_argument("ShiftedAverager::SetShifts: non-finite shift");
+  }
+  // Passes each way: SetShift's subtract and add per update, against one add
+  // per frame contributing afterwards.
+  std::vector<char> updated(frames_.size(), 0);
+  long incremental = 0, rebuild = 0;
+  for (const ShiftUpdate& u : updates) {
+    const Entry& entry = frames_[static_cast<std::size_t>(u.frame)];
+    const bool moved = (u.shift - entry.applied_shift).Norm() > options_.reresample_tolerance_px;
+    const bool subtract = entry.contributing && (!u.include || moved);
+    const bool add = u.include && (!entry.contributing || subtract);
+    incremental += (subtract ? 1 : 0) + (add ? 1 : 0);
+    updated[static_cast<std::size_t>(u.frame)] = 1;
+    if (u.include) ++rebuild;
+  }
+  for (std::size_t i = 0; i < frames_.size(); ++i) {
+    if (!updated[i] && frames_[i].contributing) ++rebuild;
+  }
+  if (rebuild >= incremental) {
+    for (const ShiftUpdate& u : updates) SetShift(u.frame, u.shift, u.include);
+    return;
+  }
+  // Rebuild. A frame within the tolerance keeps its applied shift, as
+  // SetShift would leave it.
+  for (const ShiftUpdate& u : updates) {
+    Entry& entry = frames_[static_cast<std::size_t>(u.frame)];
+    const bool moved = (u.shift - entry.applied_shift).Norm() > options_.reresample_tolerance_px;
+    entry.shift = u.shift;
+    entry.include = u.include;
+    if (u.include && (!entry.contributing || moved)) entry.applied_shift = u.shift;
+  }
+  for (Entry& entry : frames_) entry.contributing = false;
+  sums_[0].Zero();
+  sums_[1].Zero();
+  for (std::size_t i = 0; i < frames_.size(); ++i) {
+    Entry& entry = frames_[i];
+    if (!entry.include) continue;
+    const std::shared_ptr<const Frame> pixels = frame(static_cast<int>(i));  // may throw: see the header
+    AccumulateOnCanvas(*pixels, entry.applied_shift, +1, &sums_[i % 2], pool_);
+    ++num_resamples_;
+    entry.contributing = true;
+  }
+}
+
 int ShiftedAverager::num_included() const {
   return static_cast<int>(std::count_if(frames_.begin(), frames_.end(),
                                         [](const Entry& e) { return e.contributing; }));

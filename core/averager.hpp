@@ -117,6 +117,25 @@ class ShiftedAverager {
   // it re-resamples). Throws std::invalid_argument for a bad index or a
   // non-finite shift.
   void SetShift(int i, Shift shift, bool include);
+  // One frame's new shift and include flag, for SetShifts.
+  struct ShiftUpdate {
+    int frame = -1;
+    Shift shift;
+    bool include = true;
+  };
+  // SetShift for many frames at once (frames not listed keep theirs), with
+  // the same rule for which frames change their contribution. When that
+  // would cost more resampling passes than rebuilding the sums (a
+  // subtraction and an addition per moved frame, against one addition per
+  // contributing frame: after a from-scratch solve or a refinement pass
+  // moved nearly every frame), the sums are zeroed and rebuilt instead, on
+  // the same tiles: the same average up to rounding, at about half the
+  // passes. Throws as SetShift, before changing anything, for a bad index or
+  // a non-finite shift. When a frame cannot be read back during a rebuild,
+  // the frames not yet added are left out of the sums (not contributing, so
+  // a later SetShift or SetShifts adds them back) and the store's exception
+  // is rethrown: the sums always match the frames marked contributing.
+  void SetShifts(const std::vector<ShiftUpdate>& updates);
 
   int num_frames() const { return static_cast<int>(frames_.size()); }
   int num_included() const;

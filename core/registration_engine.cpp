@@ -229,9 +229,12 @@ void RegistrationEngine::Impl::SyncAverager(double tolerance_px, int budget) {
                       [](const auto& a, const auto& b) { return a.first > b.first; });
     moved.resize(budget);
   }
+  std::vector<ShiftedAverager::ShiftUpdate> updates;
+  updates.reserve(moved.size());
   for (const auto& [distance, index] : moved) {
-    averager.SetShift(index, frames[index].shift, !frames[index].flagged);
+    updates.push_back({index, frames[index].shift, !frames[index].flagged});
   }
+  averager.SetShifts(updates);
 }
 
 void RegistrationEngine::Impl::UpdateLattice(FrameView newest) {

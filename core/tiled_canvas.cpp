@@ -87,4 +87,11 @@ void TiledCanvas::Add(const TiledCanvas& other) {
   }
 }
 
+void TiledCanvas::Zero() {
+  for (auto& [key, tile] : tiles_) {
+    std::fill(tile->sum.begin(), tile->sum.end(), 0.0);
+    std::fill(tile->count.begin(), tile->count.end(), 0);
+  }
+}
+
 }  // namespace livealign

@@ -71,6 +71,9 @@ class TiledCanvas {
   static void ForEachRowSegment(const Rect& rect, const TiledCanvas& a, const TiledCanvas* b, F&& f);
   // Every pixel of `other` added into this canvas (tiles allocated as needed).
   void Add(const TiledCanvas& other);
+  // Every pixel back to zero, the tiles kept: a rebuild of the sums touches
+  // no fresh pages (bounds() is unchanged).
+  void Zero();
 
   // Bounding rectangle of the allocated tiles (empty when none).
   Rect bounds() const { return bounds_; }

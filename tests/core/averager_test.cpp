@@ -343,6 +343,100 @@ TEST_CASE("with a frame store only recent frames stay in RAM and old ones are re
   REQUIRE(store->gets() == 4);
 }
 
+TEST_CASE("SetShifts rebuilds the sums when most frames moved, with the incremental result",
+          "[core][averager]") {
+  SimulatorOptions options;
+  options.shape = {64, 64};
+  SimulatedSeries noisy = Simulate(options, 12, 8);
+  std::mt19937 rng(5);
+  std::normal_distribution<double> jitter(0, 0.4);
+  ShiftedAverager incremental, bulk;
+  for (int i = 0; i < 12; ++i) {
+    incremental.AddFrame(noisy.frames[i].Clone(), noisy.true_shifts[i]);
+    bulk.AddFrame(noisy.frames[i].Clone(), noisy.true_shifts[i]);
+  }
+  auto compare = [&] {
+    for (int i = 0; i < 12; ++i) {
+      CAPTURE(i);
+      REQUIRE(bulk.applied_shift(i) == incremental.applied_shift(i));
+      REQUIRE(bulk.included(i) == incremental.included(i));
+    }
+    const AverageImage a = incremental.Average(), b = bulk.Average();
+    REQUIRE(a.num_included == b.num_included);
+    REQUIRE(a.valid == b.valid);
+    REQUIRE(MaxAbsDiff(a.full, b.full) < 1e-5);
+    REQUIRE(MaxAbsDiff(a.counts, b.counts) == 0);
+    for (int parity = 0; parity < 2; ++parity) {
+      REQUIRE(MaxAbsDiff(incremental.HalfSetAverage(parity).full, bulk.HalfSetAverage(parity).full) < 1e-5);
+    }
+  };
+
+  SECTION("every frame moved, one excluded: a rebuild, one pass per contributing frame") {
+    std::vector<ShiftedAverager::ShiftUpdate> updates;
+    for (int i = 0; i < 12; ++i) {
+      updates.push_back({i, noisy.true_shifts[i] + Shift{jitter(rng), jitter(rng)}, i != 5});
+      incremental.SetShift(i, updates.back().shift, updates.back().include);
+    }
+    const long before = bulk.num_resamples();
+    bulk.SetShifts(updates);
+    CHECK(bulk.num_resamples() - before == 11);  // 2 x 11 + 1 passes incrementally
+    compare();
+    // Back in, and a move within the tolerance that must keep its applied shift.
+    updates = {{5, noisy.true_shifts[5], true}, {6, updates[6].shift + Shift{0.004, 0}, true}};
+    for (const auto& u : updates) incremental.SetShift(u.frame, u.shift, u.include);
+    const long again = bulk.num_resamples();
+    bulk.SetShifts(updates);
+    CHECK(bulk.num_resamples() - again == 1);  // incremental: the re-included frame only
+    compare();
+  }
+  SECTION("few frames moved: SetShift's passes") {
+    std::vector<ShiftedAverager::ShiftUpdate> updates = {{3, noisy.true_shifts[3] + Shift{0.3, 0}, true}};
+    incremental.SetShift(3, updates[0].shift, true);
+    const long before = bulk.num_resamples();
+    bulk.SetShifts(updates);
+    CHECK(bulk.num_resamples() - before == 2);
+    compare();
+  }
+  SECTION("a bad update changes nothing") {
+    const AverageImage before = bulk.Average();
+    REQUIRE_THROWS_AS(bulk.SetShifts({{0, Shift{0.2, 0}, true}, {12, Shift{}, true}}), std::invalid_argument);
+    REQUIRE_THROWS_AS(bulk.SetShifts({{0, Shift{0.2, 0}, true}, {1, Shift{NAN, 0}, true}}),
+                      std::invalid_argument);
+    REQUIRE(bulk.applied_shift(0) == noisy.true_shifts[0]);
+    REQUIRE(bulk.Average().full.pixels() == before.full.pixels());
+  }
+}
+
+TEST_CASE("a rebuild that cannot read a frame back leaves the rest out until a later update",
+          "[core][averager][frame_store]") {
+  SimulatorOptions options;
+  options.shape = {32, 32};
+  SimulatedSeries series = Simulate(options, 6, 2);
+  auto store = std::make_shared<MemoryFrameStore>();  // frame 2 is Put only later
+  ShiftedAverager::Options averager_options;
+  averager_options.cache_frames = 1;
+  ShiftedAverager averager(averager_options, store);
+  for (int i = 0; i < 6; ++i) {
+    if (i != 2) store->Put(i, "", series.frames[i], 0.0);
+    averager.AddFrame(series.frames[i].Clone(), series.true_shifts[i]);
+  }
+  std::vector<ShiftedAverager::ShiftUpdate> updates;
+  for (int i = 0; i < 6; ++i) updates.push_back({i, series.true_shifts[i] + Shift{0.25, -0.25}, true});
+  REQUIRE_THROWS_AS(averager.SetShifts(updates), std::out_of_range);
+  // Frames 0 and 1 are back in; 2 and later are not, and the sums say so.
+  ShiftedAverager reference;
+  for (int i = 0; i < 6; ++i) reference.AddFrame(series.frames[i].Clone(), updates[i].shift, i < 2);
+  REQUIRE(averager.num_included() == 2);
+  REQUIRE(MaxAbsDiff(averager.Average().full, reference.Average().full) < 1e-5);
+  // Once the frame can be read, the same updates add every frame back.
+  store->Put(2, "", series.frames[2], 0.0);
+  averager.SetShifts(updates);
+  ShiftedAverager all;
+  for (int i = 0; i < 6; ++i) all.AddFrame(series.frames[i].Clone(), updates[i].shift);
+  REQUIRE(averager.num_included() == 6);
+  REQUIRE(MaxAbsDiff(averager.Average().full, all.Average().full) < 1e-5);
+}
+
 TEST_CASE("a frame the store cannot return leaves the averager unchanged",
           "[core][averager][frame_store]") {
   SimulatorOptions options;

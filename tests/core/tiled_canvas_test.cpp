@@ -73,5 +73,32 @@ TEST_CASE("two canvases read together, added or cloned give the same sums", "[co
   REQUIRE(again == sum_a);
 }
 
+TEST_CASE("zeroing a canvas keeps its tiles and clears every pixel", "[core][tiled_canvas]") {
+  TiledCanvas canvas;
+  const Rect written{-kT + 5, kT + 3, -4, 2 * kT};
+  Fill(&canvas, written, 0.25);
+  const Rect bounds = canvas.bounds();
+  const std::size_t tiles = canvas.num_tiles();
+  canvas.Zero();
+  REQUIRE(canvas.bounds() == bounds);
+  REQUIRE(canvas.num_tiles() == tiles);
+  std::vector<double> sum(static_cast<std::size_t>(bounds.rows()) * bounds.cols(), -1.0);
+  std::vector<int> count(sum.size(), -1);
+  TiledCanvas::Read(bounds, canvas, nullptr, sum.data(), count.data());
+  for (std::size_t k = 0; k < sum.size(); ++k) {
+    REQUIRE(sum[k] == 0.0);
+    REQUIRE(count[k] == 0);
+  }
+  // Written again after zeroing: exactly the new values, no new tiles.
+  Fill(&canvas, written, 0.25);
+  REQUIRE(canvas.num_tiles() == tiles);
+  TiledCanvas fresh;
+  Fill(&fresh, written, 0.25);
+  std::vector<double> again(sum.size()), expected(sum.size());
+  TiledCanvas::Read(bounds, canvas, nullptr, again.data(), nullptr);
+  TiledCanvas::Read(bounds, fresh, nullptr, expected.data(), nullptr);
+  REQUIRE(again == expected);
+}
+
 }  // namespace
 }  // namespace livealign
