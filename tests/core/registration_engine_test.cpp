@@ -460,5 +460,38 @@ TEST_CASE("a lattice re-estimate runs beside the updates and is taken at a fixed
   }
 }
 
+TEST_CASE("the series end estimates the lattice again only when the last estimate saw under half of it",
+          "[core][registration_engine]") {
+  // 128^2 perovskite frames; the re-estimate due after frame 31 (32 frames)
+  // is the last before the end. Ending at 45 frames, that estimate saw more
+  // than half of the series and stands; at 70 frames it saw less, and the
+  // final average is estimated from.
+  SimulatorOptions sim;
+  sim.shape = Shape{128, 128};
+  sim.dose_counts_per_px = 0.5;
+  auto finish_after = [&](int n, double* max_error_px) {
+    Simulator microscope(sim, /*seed=*/3);
+    RegistrationEngine engine(EngineOptions{}, sim.shape);
+    std::vector<Shift> truth;
+    for (int k = 0; k < n; ++k) {
+      engine.AddFrame(microscope.NextFrame());
+      truth.push_back(microscope.TrueShift(k));
+    }
+    RegistrationResult result = engine.Finish();
+    *max_error_px = ErrorsAgainstTruth(result.frames, truth).max_px;
+    return result;
+  };
+  double short_error = 0, long_error = 0;
+  const RegistrationResult short_series = finish_after(45, &short_error);
+  REQUIRE(short_series.quality.lattice.found);
+  CHECK_FALSE(short_series.update.lattice_estimated);
+  const RegistrationResult long_series = finish_after(70, &long_error);
+  REQUIRE(long_series.quality.lattice.found);
+  CHECK(long_series.update.lattice_estimated);
+  // No frame off by a lattice vector either way.
+  CHECK(short_error < 0.35 * sim.lattice_spacing_px);
+  CHECK(long_error < 0.35 * sim.lattice_spacing_px);
+}
+
 }  // namespace
 }  // namespace livealign
