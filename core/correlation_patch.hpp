@@ -46,6 +46,14 @@ class CorrelationPatch {
   std::vector<double> values_;
   std::vector<std::complex<float>> x_phases_;  // band_cols x nx, m_c folded in
   std::vector<std::complex<float>> row_sums_;  // band.rows x nx
+  // exp(2 pi i t / n) for t in [0, n), for the n of the last call per axis:
+  // every phase above is one of these, so a patch needs no cos or sin.
+  struct Turns {
+    int n = 0;
+    std::vector<double> cos, sin;
+    void Resize(int size);
+  };
+  Turns turns_x_, turns_y_;
 };
 
 }  // namespace livealign

@@ -192,7 +192,9 @@ FrcReport FourierRingCorrelation(FrameView a, FrameView b, const FrcOptions& opt
     const double fy = static_cast<double>(SignedFrequency(ky, rows)) / rows;
     for (int kx = 0; kx < spec_cols; ++kx) {
       const double fx = static_cast<double>(kx) / cols;
-      const int ring = static_cast<int>(std::lround(std::hypot(fx, fy) * n_min));
+      // sqrt and a truncation, not hypot and lround (the arguments are small
+      // and >= 0): per spectrum pixel, the libm calls were most of this loop.
+      const int ring = static_cast<int>(std::sqrt(fx * fx + fy * fy) * n_min + 0.5);
       if (ring >= num_rings) continue;  // corners beyond the Nyquist ring
       const double w = ColumnWeight(kx, cols);
       const std::complex<double> va = sa[static_cast<std::size_t>(ky) * spec_cols + kx];
@@ -259,8 +261,8 @@ InformationTransferReport InformationTransfer(FrameView image, const Information
   for (int ky = 0; ky < rows; ++ky) {
     const double fy = static_cast<double>(SignedFrequency(ky, rows)) / rows;
     for (int kx = 0; kx < spec_cols; ++kx) {
-      const double f = std::hypot(static_cast<double>(kx) / cols, fy);
-      const int ring = static_cast<int>(std::lround(f * n_min));
+      const double fx = static_cast<double>(kx) / cols;
+      const int ring = static_cast<int>(std::sqrt(fx * fx + fy * fy) * n_min + 0.5);  // as in the FRC
       if (ring >= num_rings) continue;
       const std::size_t k = static_cast<std::size_t>(ky) * spec_cols + kx;
       ring_of[k] = ring;
