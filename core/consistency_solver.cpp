@@ -118,7 +118,15 @@ void ConsistencySolver::AppendFrame(std::shared_ptr<const Block> block) {
   empty.state.residual_px = kNaN;
   states_.emplace_back(block->size(), empty);
   later_.emplace_back();
-  for (const PairMeasurement& m : *block) later_[static_cast<std::size_t>(m.i)].push_back(k);
+  std::vector<int>& partners = partners_.emplace_back();
+  std::vector<Shift>& brightest = brightest_.emplace_back();
+  partners.reserve(block->size());
+  brightest.reserve(block->size());
+  for (const PairMeasurement& m : *block) {
+    later_[static_cast<std::size_t>(m.i)].push_back(k);
+    partners.push_back(static_cast<int>(m.i));
+    brightest.push_back(Brightest(m));
+  }
   total_pairs_ += block->size();
   blocks_.push_back(std::move(block));
   ++num_frames_;
@@ -132,12 +140,15 @@ void ConsistencySolver::LoadSnapshot(const std::vector<std::shared_ptr<const Blo
   for (const auto& block : blocks) AppendFrame(block);
 }
 
+Shift ConsistencySolver::Brightest(const PairMeasurement& m) {
+  return m.candidates.empty() ? Shift{kNaN, kNaN} : m.candidates[0].j_from_i;
+}
+
 int ConsistencySolver::Find(int i, int j) const {
-  const Block& block = *blocks_[static_cast<std::size_t>(j)];
-  auto it = std::lower_bound(block.begin(), block.end(), i,
-                             [](const PairMeasurement& m, int value) { return m.i < value; });
-  if (it == block.end() || it->i != i) return -1;
-  return static_cast<int>(it - block.begin());
+  const std::vector<int>& partners = partners_[static_cast<std::size_t>(j)];
+  auto it = std::lower_bound(partners.begin(), partners.end(), i);
+  if (it == partners.end() || *it != i) return -1;
+  return static_cast<int>(it - partners.begin());
 }
 
 void ConsistencySolver::CheckPairIndices(int i, int j, const char* who) const {
@@ -162,12 +173,17 @@ void ConsistencySolver::UpdatePair(const PairMeasurement& m) {
   std::vector<Pair>& states = states_[static_cast<std::size_t>(j)];
   if (index >= 0) {
     (*block)[static_cast<std::size_t>(index)] = m;
+    brightest_[static_cast<std::size_t>(j)][static_cast<std::size_t>(index)] = Brightest(m);
   } else {
     auto it = std::lower_bound(block->begin(), block->end(), i,
                                [](const PairMeasurement& p, int value) { return p.i < value; });
     index = static_cast<int>(it - block->begin());
     block->insert(it, m);
     states.insert(states.begin() + index, Pair{});
+    std::vector<int>& partners = partners_[static_cast<std::size_t>(j)];
+    partners.insert(partners.begin() + index, i);
+    std::vector<Shift>& brightest = brightest_[static_cast<std::size_t>(j)];
+    brightest.insert(brightest.begin() + index, Brightest(m));
     std::vector<int>& later = later_[static_cast<std::size_t>(i)];
     later.insert(std::lower_bound(later.begin(), later.end(), j), j);
     ++total_pairs_;
@@ -221,14 +237,14 @@ const PairMeasurement& ConsistencySolver::pair_measurement(int i, int j) const {
 }
 
 bool ConsistencySolver::EstimateAt(int j, int index, bool forward, Shift* out) const {
-  const PairMeasurement& m = (*blocks_[static_cast<std::size_t>(j)])[static_cast<std::size_t>(index)];
-  if (m.candidates.empty()) return false;
+  const Shift brightest = brightest_[static_cast<std::size_t>(j)][static_cast<std::size_t>(index)];
+  if (!std::isfinite(brightest.x)) return false;  // no candidates
   const Pair& p = states_[static_cast<std::size_t>(j)][static_cast<std::size_t>(index)];
   Shift j_from_i;
   if (p.state.chosen >= 0) {
     j_from_i = p.state.used_j_from_i;
   } else {
-    j_from_i = m.candidates[0].j_from_i - p.triangle_hop;
+    j_from_i = brightest - p.triangle_hop;
   }
   *out = forward ? j_from_i : j_from_i.Inverse();
   return true;

@@ -266,6 +266,8 @@ class ConsistencySolver {
 
   // Position of pair (i, j) in block j, -1 when not stored.
   int Find(int i, int j) const;
+  // m's brightest candidate, NaN when it has none (brightest_).
+  static Shift Brightest(const PairMeasurement& m);
   void CheckPairIndices(int i, int j, const char* who) const;
   void LoadSnapshot(const std::vector<std::shared_ptr<const Block>>& blocks);
   void AppendFrame(std::shared_ptr<const Block> block);
@@ -315,6 +317,14 @@ class ConsistencySolver {
   std::vector<std::shared_ptr<const Block>> blocks_;  // per frame j
   std::vector<std::vector<Pair>> states_;             // per frame j, aligned with blocks_[j]
   std::vector<std::vector<int>> later_;               // per frame i: frames j > i paired with it
+  // Per frame j, aligned with blocks_[j]: each pair's i (what Find()
+  // searches) and its brightest candidate (NaN when it has none: what
+  // EstimateAt() reads). Why copies: the triangle scores, most of a
+  // from-scratch solve, look up ~50 other pairs for each pair, and reaching
+  // these through the 72-byte measurement and its candidates' own
+  // allocation cost a cache miss each.
+  std::vector<std::vector<int>> partners_;
+  std::vector<std::vector<Shift>> brightest_;
   std::size_t total_pairs_ = 0;
   std::vector<Shift> shifts_;
   std::vector<bool> flagged_;

@@ -344,6 +344,44 @@ TEST_CASE("garbage measurements return promptly with flagged frames", "[core][co
   for (const Shift& s : report.shifts) REQUIRE((std::isfinite(s.x) && std::isfinite(s.y)));
 }
 
+TEST_CASE("a pair added after its frame, then emptied, is found and used by the solve",
+          "[core][consistency_solver]") {
+  // Pair (0, 2) is missing when frame 2 arrives: UpdatePair inserts it into
+  // the middle of the frame's pairs (the look-up index and the brightest
+  // candidates must follow), and later empties it again.
+  ConsistencySolver solver({});
+  auto pair = [](int i, int j, Shift v) {
+    PairMeasurement m;
+    m.i = i;
+    m.j = j;
+    if (std::isfinite(v.x)) m.candidates = {Candidate(v, 1.0)};
+    return m;
+  };
+  const double nan = std::nan("");
+  solver.AddFrame({});
+  solver.AddFrame({pair(0, 1, {1.0, 0.0})});
+  solver.AddFrame({pair(0, 2, {nan, nan}), pair(1, 2, {1.0, 0.5})});
+  SolverReport report = solver.Solve(true);
+  REQUIRE_THAT(report.shifts[2].x, WithinAbs(2.0, 1e-6));
+  REQUIRE_THAT(report.shifts[2].y, WithinAbs(0.5, 1e-6));
+  REQUIRE_FALSE(solver.pair_state(0, 2).inlier);
+  // The inserted pair agrees with the other two, so it is an inlier and the
+  // triangle (0, 1, 2) closes.
+  solver.UpdatePair(pair(0, 2, {2.0, 0.5}));
+  report = solver.Solve(true);
+  CHECK(solver.pair_state(0, 2).inlier);
+  CHECK(solver.pair_state(1, 2).inlier);
+  CHECK(report.cycles.evaluated == 1);
+  CHECK_THAT(report.cycles.max_px, WithinAbs(0.0, 1e-9));
+  REQUIRE_THAT(report.shifts[2].x, WithinAbs(2.0, 1e-6));
+  // Emptied again: no longer used, and the solve still places frame 2.
+  solver.UpdatePair(pair(0, 2, {nan, nan}));
+  report = solver.Solve(true);
+  CHECK_FALSE(solver.pair_state(0, 2).inlier);
+  CHECK(report.cycles.evaluated == 0);
+  REQUIRE_THAT(report.shifts[2].x, WithinAbs(2.0, 1e-6));
+}
+
 TEST_CASE("solver handles tiny and empty problems and refuses misuse", "[core][consistency_solver]") {
   ConsistencySolver solver({});
   REQUIRE(solver.Solve().shifts.empty());
