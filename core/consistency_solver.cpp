@@ -275,22 +275,46 @@ void ConsistencySolver::ScoreTriangles(int j, int index) {
   const std::size_t wanted = static_cast<std::size_t>(options_.max_triangle_partners);
   const double stride = partners > wanted + 1 ? static_cast<double>(partners) / wanted : 1.0;
   const std::size_t samples = partners > wanted + 1 ? wanted : partners;
-  std::vector<Shift> errors;
-  errors.reserve(samples);
+  // Two passes: where each sample's two pairs (j, m) and (i, m) are, their
+  // states prefetched, then their estimates. The states of these ~100 pairs
+  // lie all over the series; read one after the other, each was a cache
+  // miss waiting for the last.
+  const std::vector<int>& partners_j = partners_[static_cast<std::size_t>(j)];
+  std::vector<TriangleLookup>& lookups = triangle_lookups_;
+  lookups.clear();
   for (std::size_t s = 0; s < samples; ++s) {
     const std::size_t q = static_cast<std::size_t>(s * stride);
+    TriangleLookup l;
     int m = 0;
-    Shift m_from_j, m_from_i;
     if (q < block.size()) {
       if (static_cast<int>(q) == index) continue;
-      m = static_cast<int>(block[q].i);
-      if (!EstimateAt(j, static_cast<int>(q), /*forward=*/false, &m_from_j)) continue;
+      m = partners_j[q];
+      l.jm_frame = j;
+      l.jm_index = static_cast<int>(q);
     } else {
       m = later[q - block.size()];
-      const int at = Find(j, m);
-      if (at < 0 || !EstimateAt(m, at, /*forward=*/true, &m_from_j)) continue;
+      l.jm_frame = m;
+      l.jm_index = Find(j, m);
+      if (l.jm_index < 0) continue;
     }
-    if (!Estimate(i, m, &m_from_i)) continue;
+    l.im_frame = std::max(i, m);
+    l.im_index = Find(std::min(i, m), l.im_frame);
+    if (l.im_index < 0) continue;
+    for (const auto& [f, at] : {std::pair<int, int>{l.jm_frame, l.jm_index}, {l.im_frame, l.im_index}}) {
+      const Pair* state = &states_[static_cast<std::size_t>(f)][static_cast<std::size_t>(at)];
+      __builtin_prefetch(state);
+      __builtin_prefetch(&state->triangle_hop);
+      __builtin_prefetch(&brightest_[static_cast<std::size_t>(f)][static_cast<std::size_t>(at)]);
+    }
+    lookups.push_back(l);
+  }
+  std::vector<Shift> errors;
+  errors.reserve(lookups.size());
+  for (const TriangleLookup& l : lookups) {
+    Shift m_from_j, m_from_i;
+    // (j, m) runs forward when m is the later frame; (i, m) when i < m.
+    if (!EstimateAt(l.jm_frame, l.jm_index, /*forward=*/l.jm_frame != j, &m_from_j)) continue;
+    if (!EstimateAt(l.im_frame, l.im_index, /*forward=*/l.im_frame != i, &m_from_i)) continue;
     // R_ij + R_jm + R_mi with R_mi = -(m_from_i).
     errors.push_back(r_ij + m_from_j - m_from_i);
   }

@@ -325,6 +325,12 @@ class ConsistencySolver {
   // allocation cost a cache miss each.
   std::vector<std::vector<int>> partners_;
   std::vector<std::vector<Shift>> brightest_;
+  // ScoreTriangles' scratch: where a sampled triangle's pairs (j, m) and
+  // (i, m) are (frame, index in its block).
+  struct TriangleLookup {
+    int jm_frame = 0, jm_index = 0, im_frame = 0, im_index = 0;
+  };
+  std::vector<TriangleLookup> triangle_lookups_;
   std::size_t total_pairs_ = 0;
   std::vector<Shift> shifts_;
   std::vector<bool> flagged_;
