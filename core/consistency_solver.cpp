@@ -109,24 +109,30 @@ void ConsistencySolver::AddFrame(std::vector<PairMeasurement> pairs_with_earlier
     if (!m.candidates.empty()) block->push_back(std::move(m));
   }
   block->shrink_to_fit();
-  AppendFrame(std::move(block));
+  std::shared_ptr<const PairIndex> index = IndexOf(*block);
+  AppendFrame(std::move(block), std::move(index));
 }
 
-void ConsistencySolver::AppendFrame(std::shared_ptr<const Block> block) {
+std::shared_ptr<const ConsistencySolver::PairIndex> ConsistencySolver::IndexOf(const Block& block) {
+  auto index = std::make_shared<PairIndex>();
+  index->partners.reserve(block.size());
+  index->brightest.reserve(block.size());
+  for (const PairMeasurement& m : block) {
+    index->partners.push_back(static_cast<int>(m.i));
+    index->brightest.push_back(Brightest(m));
+  }
+  return index;
+}
+
+void ConsistencySolver::AppendFrame(std::shared_ptr<const Block> block,
+                                    std::shared_ptr<const PairIndex> index) {
   const int k = num_frames_;
   Pair empty;
   empty.state.residual_px = kNaN;
   states_.emplace_back(block->size(), empty);
   later_.emplace_back();
-  std::vector<int>& partners = partners_.emplace_back();
-  std::vector<Shift>& brightest = brightest_.emplace_back();
-  partners.reserve(block->size());
-  brightest.reserve(block->size());
-  for (const PairMeasurement& m : *block) {
-    later_[static_cast<std::size_t>(m.i)].push_back(k);
-    partners.push_back(static_cast<int>(m.i));
-    brightest.push_back(Brightest(m));
-  }
+  for (const PairMeasurement& m : *block) later_[static_cast<std::size_t>(m.i)].push_back(k);
+  index_.push_back(std::move(index));
   total_pairs_ += block->size();
   blocks_.push_back(std::move(block));
   ++num_frames_;
@@ -136,8 +142,9 @@ void ConsistencySolver::AppendFrame(std::shared_ptr<const Block> block) {
   frame_sum_sq_.resize(static_cast<std::size_t>(num_frames_), 0.0);
 }
 
-void ConsistencySolver::LoadSnapshot(const std::vector<std::shared_ptr<const Block>>& blocks) {
-  for (const auto& block : blocks) AppendFrame(block);
+void ConsistencySolver::LoadSnapshot(const std::vector<std::shared_ptr<const Block>>& blocks,
+                                     const std::vector<std::shared_ptr<const PairIndex>>& index) {
+  for (std::size_t j = 0; j < blocks.size(); ++j) AppendFrame(blocks[j], index[j]);
 }
 
 Shift ConsistencySolver::Brightest(const PairMeasurement& m) {
@@ -145,7 +152,7 @@ Shift ConsistencySolver::Brightest(const PairMeasurement& m) {
 }
 
 int ConsistencySolver::Find(int i, int j) const {
-  const std::vector<int>& partners = partners_[static_cast<std::size_t>(j)];
+  const std::vector<int>& partners = index_[static_cast<std::size_t>(j)]->partners;
   if (partners.empty()) return -1;
   // A frame's pairs usually run over a contiguous range of earlier frames
   // (all those it overlaps): i's place in that range first, which saves the
@@ -182,21 +189,17 @@ void ConsistencySolver::UpdatePair(const PairMeasurement& m) {
   std::vector<Pair>& states = states_[static_cast<std::size_t>(j)];
   if (index >= 0) {
     (*block)[static_cast<std::size_t>(index)] = m;
-    brightest_[static_cast<std::size_t>(j)][static_cast<std::size_t>(index)] = Brightest(m);
   } else {
     auto it = std::lower_bound(block->begin(), block->end(), i,
                                [](const PairMeasurement& p, int value) { return p.i < value; });
     index = static_cast<int>(it - block->begin());
     block->insert(it, m);
     states.insert(states.begin() + index, Pair{});
-    std::vector<int>& partners = partners_[static_cast<std::size_t>(j)];
-    partners.insert(partners.begin() + index, i);
-    std::vector<Shift>& brightest = brightest_[static_cast<std::size_t>(j)];
-    brightest.insert(brightest.begin() + index, Brightest(m));
     std::vector<int>& later = later_[static_cast<std::size_t>(i)];
     later.insert(std::lower_bound(later.begin(), later.end(), j), j);
     ++total_pairs_;
   }
+  index_[static_cast<std::size_t>(j)] = IndexOf(*block);
   blocks_[static_cast<std::size_t>(j)] = std::move(block);
   Pair& p = states[static_cast<std::size_t>(index)];
   p = Pair{};
@@ -246,7 +249,7 @@ const PairMeasurement& ConsistencySolver::pair_measurement(int i, int j) const {
 }
 
 bool ConsistencySolver::EstimateAt(int j, int index, bool forward, Shift* out) const {
-  const Shift brightest = brightest_[static_cast<std::size_t>(j)][static_cast<std::size_t>(index)];
+  const Shift brightest = index_[static_cast<std::size_t>(j)]->brightest[static_cast<std::size_t>(index)];
   if (!std::isfinite(brightest.x)) return false;  // no candidates
   const Pair& p = states_[static_cast<std::size_t>(j)][static_cast<std::size_t>(index)];
   Shift j_from_i;
@@ -288,7 +291,7 @@ void ConsistencySolver::ScoreTriangles(int j, int index) {
   // states prefetched, then their estimates. The states of these ~100 pairs
   // lie all over the series; read one after the other, each was a cache
   // miss waiting for the last.
-  const std::vector<int>& partners_j = partners_[static_cast<std::size_t>(j)];
+  const std::vector<int>& partners_j = index_[static_cast<std::size_t>(j)]->partners;
   std::vector<TriangleLookup>& lookups = triangle_lookups_;
   lookups.clear();
   for (std::size_t s = 0; s < samples; ++s) {
@@ -313,7 +316,7 @@ void ConsistencySolver::ScoreTriangles(int j, int index) {
       const Pair* state = &states_[static_cast<std::size_t>(f)][static_cast<std::size_t>(at)];
       __builtin_prefetch(state);
       __builtin_prefetch(&state->triangle_hop);
-      __builtin_prefetch(&brightest_[static_cast<std::size_t>(f)][static_cast<std::size_t>(at)]);
+      __builtin_prefetch(&index_[static_cast<std::size_t>(f)]->brightest[static_cast<std::size_t>(at)]);
     }
     lookups.push_back(l);
   }
@@ -761,10 +764,10 @@ void ConsistencySolver::StartBackground() {
   auto cancel = std::make_shared<std::atomic<bool>>(false);
   background_cancel_ = cancel;
   background_generation_ = generation_;
-  // The snapshot shares the immutable blocks: O(frames) here, the O(pairs)
+  // The snapshot shares the immutable blocks and their index: O(frames) here, the O(pairs)
   // copy of the state happens on the background thread.
   background_ = std::async(std::launch::async, [options = options_, hop_test = hop_test_, blocks = blocks_,
-                                                cancel]() {
+                                                index = index_, cancel]() {
     // Low priority (Linux: per-thread nice 10, ~10 % of a core's share
     // against the live update's threads): the re-solve mostly uses the cycles
     // the live updates leave idle, so it barely delays a drift message, yet
@@ -774,7 +777,7 @@ void ConsistencySolver::StartBackground() {
     auto solver = std::make_unique<ConsistencySolver>(options);
     solver->cancel_ = cancel.get();
     solver->hop_test_ = hop_test;
-    solver->LoadSnapshot(blocks);
+    solver->LoadSnapshot(blocks, index);
     solver->SolveGlobal(true);
     solver->cancel_ = nullptr;
     return solver;

@@ -259,6 +259,12 @@ class ConsistencySolver {
   // Frame j's stored pairs with earlier frames, ascending i. Immutable once
   // shared, so a background solve can read a snapshot without locks.
   using Block = std::vector<PairMeasurement>;
+  // A block's pairs' i and brightest candidates (index_).
+  struct PairIndex {
+    std::vector<int> partners;
+    std::vector<Shift> brightest;
+  };
+  static std::shared_ptr<const PairIndex> IndexOf(const Block& block);
   struct Totals {
     int measured = 0, inlier = 0, snapped = 0, not_brightest = 0;
     double sum_sq = 0;
@@ -266,11 +272,12 @@ class ConsistencySolver {
 
   // Position of pair (i, j) in block j, -1 when not stored.
   int Find(int i, int j) const;
-  // m's brightest candidate, NaN when it has none (brightest_).
+  // m's brightest candidate, NaN when it has none (PairIndex).
   static Shift Brightest(const PairMeasurement& m);
   void CheckPairIndices(int i, int j, const char* who) const;
-  void LoadSnapshot(const std::vector<std::shared_ptr<const Block>>& blocks);
-  void AppendFrame(std::shared_ptr<const Block> block);
+  void LoadSnapshot(const std::vector<std::shared_ptr<const Block>>& blocks,
+                    const std::vector<std::shared_ptr<const PairIndex>>& index);
+  void AppendFrame(std::shared_ptr<const Block> block, std::shared_ptr<const PairIndex> index);
 
   // Best current estimate of b_from_a for any ordered pair; false when missing.
   bool Estimate(int a, int b, Shift* b_from_a) const;
@@ -317,14 +324,14 @@ class ConsistencySolver {
   std::vector<std::shared_ptr<const Block>> blocks_;  // per frame j
   std::vector<std::vector<Pair>> states_;             // per frame j, aligned with blocks_[j]
   std::vector<std::vector<int>> later_;               // per frame i: frames j > i paired with it
-  // Per frame j, aligned with blocks_[j]: each pair's i (what Find()
-  // searches) and its brightest candidate (NaN when it has none: what
+  // Per frame j, aligned with blocks_[j] and immutable like it (shared with
+  // a background solve's snapshot, replaced on write): each pair's i (what
+  // Find() searches) and its brightest candidate (NaN when it has none: what
   // EstimateAt() reads). Why copies: the triangle scores, most of a
   // from-scratch solve, look up ~50 other pairs for each pair, and reaching
   // these through the 72-byte measurement and its candidates' own
-  // allocation cost a cache miss each.
-  std::vector<std::vector<int>> partners_;
-  std::vector<std::vector<Shift>> brightest_;
+  // allocation cost a cache miss each. 20 bytes a pair.
+  std::vector<std::shared_ptr<const PairIndex>> index_;
   // ScoreTriangles' scratch: where a sampled triangle's pairs (j, m) and
   // (i, m) are (frame, index in its block).
   struct TriangleLookup {
