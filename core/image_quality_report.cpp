@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 
 #include "core/quality.hpp"
 
@@ -17,6 +18,10 @@ std::optional<double> ToA(std::optional<double> f_cycles_per_px, const EngineOpt
 }
 
 using Clock = std::chrono::steady_clock;
+
+// The largest best-covered region whose three spectral figures are computed
+// in parallel (pixels): 1024^2, ~60 MB of buffers at once.
+constexpr std::int64_t kParallelQualityMaxPixels = std::int64_t{1} << 20;
 
 }  // namespace
 
@@ -35,8 +40,8 @@ ImageQualityReport AssessImageQuality(const ShiftedAverager& averager,
   const int num_frames = static_cast<int>(frames.size());
   r.num_frames = num_frames;
 
-  // The three spectral figures are independent: computed in parallel.
-  // On the mosaic's best-covered region (core/coverage_region.hpp), so the
+  // The three spectral figures are independent: computed in parallel
+  // (below a region size, see the loop). On the mosaic's best-covered region (core/coverage_region.hpp), so the
   // figures stay defined when the drift has carried the view off frame 0.
   // Region-sized buffers only (the region, the two half-set means over it):
   // at the series end this runs beside everything the series holds.
@@ -45,7 +50,10 @@ ImageQualityReport AssessImageQuality(const ShiftedAverager& averager,
   const bool have_region = region.rows() >= 32 && region.cols() >= 32;
   std::optional<FrcReport> frc;
   InformationTransferReport average_transfer, single_transfer;
-  pool.ParallelFor(3, [&](int task, int) {
+  // Each figure holds region-sized FFT buffers and ring tables while it
+  // runs (~60 bytes a pixel): the three at once add ~250 MB to the peak at
+  // 2048^2. Beyond kParallelQualityMaxPixels they run one after another.
+  const auto task_body = [&](int task) {
     if (task == 0 && have_region && num_frames >= 2) {
       // Resolution: FRC of the even/odd half-set averages over the
       // best-covered region (both halves cover every pixel of it).
@@ -59,7 +67,12 @@ ImageQualityReport AssessImageQuality(const ShiftedAverager& averager,
       // Information transfer of one frame (the latest), for comparison.
       single_transfer = InformationTransfer(*averager.frame(num_frames - 1));
     }
-  });
+  };
+  if (static_cast<std::int64_t>(region.rows()) * region.cols() <= kParallelQualityMaxPixels) {
+    pool.ParallelFor(3, [&](int task, int) { task_body(task); });
+  } else {
+    for (int task = 0; task < 3; ++task) task_body(task);
+  }
   if (frc) {
     for (const FrcRing& ring : frc->rings) {
       r.frc_frequency_cycles_per_px.push_back(ring.frequency_cycles_per_px);

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "core/image_quality_report.hpp"
+#include "core/quality.hpp"
 #include "core/registration_engine.hpp"
 #include "core/simulator.hpp"
 
@@ -39,6 +40,45 @@ TEST_CASE("without frames the image quality claims nothing", "[core][image_quali
   CHECK_FALSE(r.resolution_cycles_per_px.has_value());
   CHECK_FALSE(r.good);
   CHECK(r.drift_trend == "unknown");
+}
+
+TEST_CASE("a region too large to compute the spectral figures side by side gives the same figures",
+          "[core][image_quality]") {
+  // 1100^2 frames: a best-covered region beyond the 1024^2 up to which the
+  // FRC and the two information transfers run in parallel, so here they run
+  // one after another; each must equal its building block's result.
+  SimulatorOptions sim;
+  sim.shape = Shape{1100, 1100};
+  sim.dose_counts_per_px = 0.5;
+  sim.initial_velocity_px_per_frame = {0, 0};
+  sim.random_acceleration_px = 0;
+  Simulator microscope(sim, 9);
+  ShiftedAverager averager;
+  std::vector<FrameState> frames;
+  for (int k = 0; k < 4; ++k) {
+    averager.AddFrame(microscope.NextFrame(), Shift{0, 0});
+    FrameState state;
+    state.index = k;
+    state.timestamp_s = k;
+    frames.push_back(state);
+  }
+  ThreadPool pool(2);
+  const ImageQualityReport r = AssessImageQuality(averager, frames, EngineOptions{}, pool);
+  Frame best, even, odd;
+  const AverageImage::Rect region = averager.BestCoveredMean(&best);
+  REQUIRE(static_cast<long>(region.rows()) * region.cols() > 1024L * 1024L);
+  REQUIRE(averager.HalfSetMeanOver(0, region, &even));
+  REQUIRE(averager.HalfSetMeanOver(1, region, &odd));
+  const FrcReport frc = FourierRingCorrelation(even, odd);
+  REQUIRE(r.frc.size() == frc.rings.size());
+  for (std::size_t i = 0; i < frc.rings.size(); ++i) REQUIRE(r.frc[i] == frc.rings[i].frc);
+  REQUIRE(r.snr == frc.image_snr);
+  const InformationTransferReport average = InformationTransfer(best);
+  const InformationTransferReport single = InformationTransfer(*averager.frame(3));
+  REQUIRE(average.found);
+  REQUIRE(r.info_transfer_cycles_per_px == average.frequency_cycles_per_px);
+  REQUIRE(single.found == r.single_frame_info_transfer_cycles_per_px.has_value());
+  if (single.found) REQUIRE(*r.single_frame_info_transfer_cycles_per_px == single.frequency_cycles_per_px);
 }
 
 TEST_CASE("the average resolves what a single low-dose frame cannot", "[core][image_quality]") {
