@@ -465,28 +465,29 @@ AverageImage ShiftedAverager::MakeImage(const TiledCanvas& a, const TiledCanvas*
 
 namespace {
 
-// The mean and counts of canvas a (+ b) over `rect` into *mean and *counts
-// (rect-shaped, buffers reused when the shape fits), and, when asked, the
+// The mean of canvas a (+ b) over `rect` into `mean` (rect-sized,
+// row-major), the counts into `counts` when not null, and, when asked, the
 // per-canvas counts. Straight from the tiles, one pass: on a long drift the
 // mosaic is ~1000^2 pixels and staging it in fresh arrays cost more than the
-// arithmetic. The mean is MeanOfSums' of the sum a + b.
-void MeanOver(const AverageImage::Rect& rect, const TiledCanvas& a, const TiledCanvas* b,
-              Frame* mean, Frame* counts, std::vector<int>* counts_a, std::vector<int>* counts_b) {
+// arithmetic. The mean is MeanOfSums' of the sum a + b. Without `counts`
+// they go through one row of scratch, so that a caller that wants the mean
+// alone (an analysis of a large region) holds no second plane.
+void MeanInto(const AverageImage::Rect& rect, const TiledCanvas& a, const TiledCanvas* b, float* mean,
+              float* counts, std::vector<int>* counts_a, std::vector<int>* counts_b) {
   const Shape shape{rect.rows(), rect.cols()};
-  if (mean->shape() != shape) *mean = Frame(shape);
-  if (counts->shape() != shape) *counts = Frame(shape);
   const std::size_t n = static_cast<std::size_t>(shape.Pixels());
   if (counts_a != nullptr) counts_a->resize(n);
   if (counts_b != nullptr && b != nullptr) counts_b->resize(n);
   if (n == 0) return;
   const std::size_t cols = static_cast<std::size_t>(shape.cols);
+  std::vector<float> row_counts(counts == nullptr ? cols : 0);
   TiledCanvas::ForEachRowSegment(
       rect, a, b,
       [&](int r, int c0, int c1, const double* sa, const int* ca, const double* sb, const int* cb) {
         const int len = c1 - c0;
         const std::size_t to = static_cast<std::size_t>(r - rect.row0) * cols + (c0 - rect.col0);
-        float* m = mean->data() + to;
-        float* k = counts->data() + to;
+        float* m = mean + to;
+        float* k = counts != nullptr ? counts + to : row_counts.data();
         int* out_a = counts_a != nullptr ? counts_a->data() + to : nullptr;
         int* out_b = counts_b != nullptr && b != nullptr ? counts_b->data() + to : nullptr;
         if (out_a != nullptr) {
@@ -516,6 +517,16 @@ void MeanOver(const AverageImage::Rect& rect, const TiledCanvas& a, const TiledC
         // As MeanOfSums: the select in its own loop keeps both vectorised.
         for (int c = 0; c < len; ++c) m[c] = k[c] > 0 ? m[c] : 0.0f;
       });
+}
+
+// MeanInto into *mean and *counts, rect-shaped, their buffers reused when
+// the shape fits.
+void MeanAndCountsOver(const AverageImage::Rect& rect, const TiledCanvas& a, const TiledCanvas* b,
+                       Frame* mean, Frame* counts, std::vector<int>* counts_a, std::vector<int>* counts_b) {
+  const Shape shape{rect.rows(), rect.cols()};
+  if (mean->shape() != shape) *mean = Frame(shape);
+  if (counts->shape() != shape) *counts = Frame(shape);
+  MeanInto(rect, a, b, mean->data(), counts->data(), counts_a, counts_b);
 }
 
 // The per-canvas counts of a and b over `rect` (rect-sized, row-major).
@@ -557,7 +568,7 @@ void ShiftedAverager::MakeImageInto(const TiledCanvas& a, const TiledCanvas* b,
   image.num_included = static_cast<int>(shifts.size());
   // Frame-0 window (inside the canvas limit).
   const AverageImage::Rect window{0, shape_.rows, 0, shape_.cols};
-  MeanOver(window, a, b, &image.full, &image.counts, nullptr, nullptr);
+  MeanAndCountsOver(window, a, b, &image.full, &image.counts, nullptr, nullptr);
   AverageImage::Rect valid = shifts.empty() ? AverageImage::Rect{} : window;
   for (const Shift& s : shifts) valid = Intersect(valid, Footprint(s, shape_));
   image.valid = valid;
@@ -573,7 +584,7 @@ void ShiftedAverager::MosaicInto(const TiledCanvas& a, const TiledCanvas* b,
   // Scratch of this call only: kept per thread, two mosaic-sized count
   // arrays stayed resident in every thread that had ever averaged.
   std::vector<int> counts_a, counts_b;
-  MeanOver(extent, a, b, &image.mosaic, &image.mosaic_counts, &counts_a, &counts_b);
+  MeanAndCountsOver(extent, a, b, &image.mosaic, &image.mosaic_counts, &counts_a, &counts_b);
   image.best_covered = BestCoveredIn(extent, counts_a, b != nullptr ? &counts_b : nullptr);
   CropInto(image.mosaic, Moved(image.best_covered, -extent.row0, -extent.col0), &image.best);
 }
@@ -610,30 +621,50 @@ AverageImage::Rect ShiftedAverager::MosaicExtent(const std::vector<Shift>& shift
   return extent;
 }
 
-AverageImage::Rect ShiftedAverager::BestCoveredMean(Frame* best) const {
-  if (best == nullptr) throw std::invalid_argument("ShiftedAverager::BestCoveredMean: null output");
-  // The per-half-set counts over the mosaic decide the region; the mean is
-  // then computed over the region alone.
+AverageImage::Rect ShiftedAverager::BestCoveredRegion() const {
+  // The per-half-set counts over the mosaic decide the region.
   const AverageImage::Rect extent = MosaicExtent(ContributingShifts(0, 1));
   std::vector<int> counts_a, counts_b;
   CountsOver(extent, sums_[0], sums_[1], &counts_a, &counts_b);
-  const AverageImage::Rect region = BestCoveredIn(extent, counts_a, &counts_b);
-  // Released before the mean is allocated: the peak holds one of them, not both.
-  counts_a = {};
-  counts_b = {};
-  Frame counts;
-  MeanOver(region, sums_[0], &sums_[1], best, &counts, nullptr, nullptr);
+  return BestCoveredIn(extent, counts_a, &counts_b);
+}
+
+AverageImage::Rect ShiftedAverager::BestCoveredMean(Frame* best) const {
+  if (best == nullptr) throw std::invalid_argument("ShiftedAverager::BestCoveredMean: null output");
+  // The mosaic's counts are released (with BestCoveredRegion's return)
+  // before the mean is allocated: the peak holds one of them, not both.
+  const AverageImage::Rect region = BestCoveredRegion();
+  const Shape shape{region.rows(), region.cols()};
+  if (best->shape() != shape) *best = Frame(shape);
+  MeanInto(region, sums_[0], &sums_[1], best->data(), nullptr, nullptr, nullptr);
   return region;
 }
 
-bool ShiftedAverager::HalfSetMeanOver(int parity, const AverageImage::Rect& rect, Frame* mean) const {
+void ShiftedAverager::MeanOver(const AverageImage::Rect& rect, float* mean) const {
+  if (mean == nullptr) throw std::invalid_argument("ShiftedAverager::MeanOver: null output");
+  MeanInto(rect, sums_[0], &sums_[1], mean, nullptr, nullptr, nullptr);
+}
+
+bool ShiftedAverager::HalfSetCovers(int parity, const AverageImage::Rect& rect) const {
   if (parity != 0 && parity != 1)
     throw std::invalid_argument("ShiftedAverager::HalfSetMeanOver: parity must be 0 or 1");
-  if (mean == nullptr) throw std::invalid_argument("ShiftedAverager::HalfSetMeanOver: null output");
   const std::vector<Shift> shifts = ContributingShifts(parity, 2);
-  if (shifts.empty() || !Contains(MosaicExtent(shifts), rect)) return false;
-  Frame counts;
-  MeanOver(rect, sums_[parity], nullptr, mean, &counts, nullptr, nullptr);
+  return !shifts.empty() && Contains(MosaicExtent(shifts), rect);
+}
+
+bool ShiftedAverager::HalfSetMeanOver(int parity, const AverageImage::Rect& rect, float* mean) const {
+  if (mean == nullptr) throw std::invalid_argument("ShiftedAverager::HalfSetMeanOver: null output");
+  if (!HalfSetCovers(parity, rect)) return false;
+  MeanInto(rect, sums_[parity], nullptr, mean, nullptr, nullptr, nullptr);
+  return true;
+}
+
+bool ShiftedAverager::HalfSetMeanOver(int parity, const AverageImage::Rect& rect, Frame* mean) const {
+  if (mean == nullptr) throw std::invalid_argument("ShiftedAverager::HalfSetMeanOver: null output");
+  if (!HalfSetCovers(parity, rect)) return false;
+  const Shape shape{rect.rows(), rect.cols()};
+  if (mean->shape() != shape) *mean = Frame(shape);
+  MeanInto(rect, sums_[parity], nullptr, mean->data(), nullptr, nullptr, nullptr);
   return true;
 }
 
@@ -643,9 +674,13 @@ void ShiftedAverager::MeanOverFootprint(int i, Frame* mean, Frame* counts) const
   const Entry& e = frames_[static_cast<std::size_t>(i)];
   const AverageImage::Rect rect =
       e.contributing ? Intersect(Footprint(e.applied_shift, shape_), canvas_limit_) : AverageImage::Rect{};
-  Frame scratch_counts;
-  MeanOver(rect, sums_[0], &sums_[1], mean, counts != nullptr ? counts : &scratch_counts, nullptr,
-           nullptr);
+  if (counts != nullptr) {
+    MeanAndCountsOver(rect, sums_[0], &sums_[1], mean, counts, nullptr, nullptr);
+    return;
+  }
+  const Shape shape{rect.rows(), rect.cols()};
+  if (mean->shape() != shape) *mean = Frame(shape);
+  MeanInto(rect, sums_[0], &sums_[1], mean->data(), nullptr, nullptr, nullptr);
 }
 
 AverageImage ShiftedAverager::Average() const {

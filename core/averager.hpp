@@ -178,11 +178,20 @@ class ShiftedAverager {
   // estimate) holds the mosaic's counts for a moment and not six planes
   // (100 MB at 2048^2). Empty, and *best 0 x 0, when no frame is included.
   AverageImage::Rect BestCoveredMean(Frame* best) const;
+  // BestCoveredMean's region alone.
+  AverageImage::Rect BestCoveredRegion() const;
+  // Average()'s mosaic over `rect` (frame-0 coordinates, 0 where no frame
+  // covers) into `mean`, rect.rows() x rect.cols() floats, row-major: for a
+  // caller that writes it straight into its own buffer (an FFT's input)
+  // rather than hold a copy of a region as large as a frame.
+  void MeanOver(const AverageImage::Rect& rect, float* mean) const;
   // HalfSetAverage(parity)'s mosaic over `rect` (frame-0 coordinates) into
   // *mean, rect-shaped: what an FRC of the best-covered region reads, without
   // the half set's whole mosaic. False, *mean untouched, when the half set
   // includes no frame or its mosaic does not contain rect.
   bool HalfSetMeanOver(int parity, const AverageImage::Rect& rect, Frame* mean) const;
+  // The same into `mean`, rect.rows() x rect.cols() floats (as MeanOver).
+  bool HalfSetMeanOver(int parity, const AverageImage::Rect& rect, float* mean) const;
   // Mean of frames with subset[i] && included(i), recomputed from scratch at
   // their current shifts. Requires subset.size() == num_frames().
   AverageImage AverageOf(const std::vector<bool>& subset) const;
@@ -259,6 +268,9 @@ class ShiftedAverager {
                                    const std::vector<int>* counts_b) const;
   // Applied shifts of the contributing frames first, first + step, ...
   std::vector<Shift> ContributingShifts(int first, int step) const;
+  // Whether the half set `parity` includes a frame and its mosaic contains
+  // rect. Throws std::invalid_argument unless parity is 0 or 1.
+  bool HalfSetCovers(int parity, const AverageImage::Rect& rect) const;
   // Union of the footprints at `shifts`, inside the canvas limit.
   AverageImage::Rect MosaicExtent(const std::vector<Shift>& shifts) const;
 

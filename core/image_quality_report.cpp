@@ -20,7 +20,7 @@ std::optional<double> ToA(std::optional<double> f_cycles_per_px, const EngineOpt
 using Clock = std::chrono::steady_clock;
 
 // The largest best-covered region whose three spectral figures are computed
-// in parallel (pixels): 1024^2, ~60 MB of buffers at once.
+// in parallel (pixels): 1024^2, ~32 MB of buffers at once.
 constexpr std::int64_t kParallelQualityMaxPixels = std::int64_t{1} << 20;
 
 }  // namespace
@@ -41,33 +41,37 @@ ImageQualityReport AssessImageQuality(const ShiftedAverager& averager,
   r.num_frames = num_frames;
 
   // The three spectral figures are independent: computed in parallel
-  // (below a region size, see the loop). On the mosaic's best-covered region (core/coverage_region.hpp), so the
-  // figures stay defined when the drift has carried the view off frame 0.
-  // Region-sized buffers only (the region, the two half-set means over it):
-  // at the series end this runs beside everything the series holds.
-  Frame best;
-  const AverageImage::Rect region = averager.BestCoveredMean(&best);
+  // (below a region size, see the loop). On the mosaic's best-covered region
+  // (core/coverage_region.hpp), so the figures stay defined when the drift
+  // has carried the view off frame 0. At the series end this runs beside
+  // everything the series holds, so no copy of the region is kept: the
+  // averager writes each mean straight into the transform's input, and each
+  // figure holds its transform and spectrum alone (12 bytes a pixel for the
+  // FRC, 10 for an information transfer).
+  const AverageImage::Rect region = averager.BestCoveredRegion();
+  const Shape region_shape{region.rows(), region.cols()};
   const bool have_region = region.rows() >= 32 && region.cols() >= 32;
   std::optional<FrcReport> frc;
   InformationTransferReport average_transfer, single_transfer;
-  // Each figure holds region-sized FFT buffers and ring tables while it
-  // runs (~60 bytes a pixel): the three at once add ~250 MB to the peak at
-  // 2048^2. Beyond kParallelQualityMaxPixels they run one after another.
   const auto task_body = [&](int task) {
     if (task == 0 && have_region && num_frames >= 2) {
       // Resolution: FRC of the even/odd half-set averages over the
       // best-covered region (both halves cover every pixel of it).
-      Frame even, odd;
-      if (averager.HalfSetMeanOver(0, region, &even) && averager.HalfSetMeanOver(1, region, &odd)) {
-        frc = FourierRingCorrelation(even, odd);
-      }
+      frc = FourierRingCorrelation(
+          region_shape, [&](float* out) { return averager.HalfSetMeanOver(0, region, out); },
+          [&](float* out) { return averager.HalfSetMeanOver(1, region, out); });
     } else if (task == 1 && have_region) {
-      average_transfer = InformationTransfer(best);
+      average_transfer = InformationTransfer(region_shape, [&](float* out) {
+        averager.MeanOver(region, out);
+        return true;
+      });
     } else if (task == 2 && num_frames > 0) {
       // Information transfer of one frame (the latest), for comparison.
       single_transfer = InformationTransfer(*averager.frame(num_frames - 1));
     }
   };
+  // Beyond kParallelQualityMaxPixels they run one after another, so that
+  // the peak holds one figure's buffers and not three (~130 MB at 2048^2).
   if (static_cast<std::int64_t>(region.rows()) * region.cols() <= kParallelQualityMaxPixels) {
     pool.ParallelFor(3, [&](int task, int) { task_body(task); });
   } else {

@@ -36,22 +36,41 @@ double WindowEfficiency(const std::vector<double>& w) {
   return m4 > 0 ? m2 * m2 / m4 : 0;
 }
 
-// Windowed (optionally mean-subtracted) image into fft.real(), then Forward().
-void WindowedSpectrum(FrameView image, const std::vector<double>& wy, const std::vector<double>& wx,
-                      bool subtract_mean, RealFft2d* fft) {
+// The image the caller wrote into fft->real(), windowed (and optionally
+// mean-subtracted) in place, then Forward().
+void WindowAndForward(const std::vector<double>& wy, const std::vector<double>& wx, bool subtract_mean,
+                      RealFft2d* fft) {
+  const int rows = fft->shape().rows, cols = fft->shape().cols;
+  float* data = fft->real();
   double mean = 0;
   if (subtract_mean) {
-    for (int r = 0; r < image.rows(); ++r)
-      for (int c = 0; c < image.cols(); ++c) mean += image.at(r, c);
-    mean /= static_cast<double>(image.shape().Pixels());
+    for (std::size_t i = 0; i < static_cast<std::size_t>(rows) * cols; ++i) mean += data[i];
+    mean /= static_cast<double>(fft->shape().Pixels());
   }
-  float* out = fft->real();
-  for (int r = 0; r < image.rows(); ++r)
-    for (int c = 0; c < image.cols(); ++c)
-      out[static_cast<std::size_t>(r) * image.cols() + c] =
-          static_cast<float>((image.at(r, c) - mean) * wy[static_cast<std::size_t>(r)] *
-                             wx[static_cast<std::size_t>(c)]);
+  for (int r = 0; r < rows; ++r) {
+    float* row = data + static_cast<std::size_t>(r) * cols;
+    for (int c = 0; c < cols; ++c)
+      row[c] = static_cast<float>((row[c] - mean) * wy[static_cast<std::size_t>(r)] *
+                                  wx[static_cast<std::size_t>(c)]);
+  }
   fft->Forward();
+}
+
+// A writer of a view's pixels.
+ImageWriter CopyOf(FrameView image) {
+  return [image](float* out) {
+    std::copy(image.data(), image.data() + image.shape().Pixels(), out);
+    return true;
+  };
+}
+
+// The ring of half-spectrum pixel (ky, kx), shared by the FRC and the
+// information transfer; >= n_min / 2 + 1 beyond the Nyquist ring. sqrt and a
+// truncation, not hypot and lround (the arguments are small and >= 0): per
+// spectrum pixel, the libm calls were most of these loops.
+int RingOf(double fy, int kx, int cols, int n_min) {
+  const double fx = static_cast<double>(kx) / cols;
+  return static_cast<int>(std::sqrt(fx * fx + fy * fy) * n_min + 0.5);
 }
 
 // Weight of half-spectrum column kx in full-plane sums: the columns with a
@@ -159,20 +178,30 @@ FrcResolution FindCrossing(const std::vector<FrcRing>& rings, const RingSums& su
 }  // namespace
 
 FrcReport FourierRingCorrelation(FrameView a, FrameView b, const FrcOptions& options) {
+  if (a.shape() != b.shape()) throw std::invalid_argument("FourierRingCorrelation: shapes differ");
+  return *FourierRingCorrelation(a.shape(), CopyOf(a), CopyOf(b), options);
+}
+
+std::optional<FrcReport> FourierRingCorrelation(Shape shape, const ImageWriter& a, const ImageWriter& b,
+                                                const FrcOptions& options) {
   std::string error;
   if (!options.Check(&error)) throw std::invalid_argument("FrcOptions: " + error);
-  if (a.shape() != b.shape()) throw std::invalid_argument("FourierRingCorrelation: shapes differ");
-  if (a.rows() < 8 || a.cols() < 8)
+  if (shape.rows < 8 || shape.cols < 8)
     throw std::invalid_argument("FourierRingCorrelation: images smaller than 8 x 8");
-  const int rows = a.rows(), cols = a.cols();
+  const int rows = shape.rows, cols = shape.cols;
   const std::vector<double> wy = TukeyWindow(rows, options.apodisation_fraction);
   const std::vector<double> wx = TukeyWindow(cols, options.apodisation_fraction);
   FrcReport report;
   report.window_efficiency = WindowEfficiency(wy) * WindowEfficiency(wx);
 
-  RealFft2d fft_a(a.shape()), fft_b(a.shape());
-  WindowedSpectrum(a, wy, wx, options.subtract_mean, &fft_a);
-  WindowedSpectrum(b, wy, wx, options.subtract_mean, &fft_b);
+  // One transform for both images: a's half spectrum is copied out before b
+  // is written into the transform's input.
+  RealFft2d fft(shape);
+  if (!a(fft.real())) return std::nullopt;
+  WindowAndForward(wy, wx, options.subtract_mean, &fft);
+  const std::vector<cfloat> spectrum_a(fft.spectrum(), fft.spectrum() + fft.spectrum_size());
+  if (!b(fft.real())) return std::nullopt;
+  WindowAndForward(wy, wx, options.subtract_mean, &fft);
 
   const int n_min = std::min(rows, cols);
   const int num_rings = n_min / 2 + 1;
@@ -185,16 +214,13 @@ FrcReport FourierRingCorrelation(FrameView a, FrameView b, const FrcOptions& opt
   std::vector<double>& power_a = sums.power_a;
   std::vector<double>& power_b = sums.power_b;
   std::vector<double>& count = sums.count;
-  const int spec_cols = fft_a.spectrum_cols();
-  const cfloat* sa = fft_a.spectrum();
-  const cfloat* sb = fft_b.spectrum();
+  const int spec_cols = fft.spectrum_cols();
+  const cfloat* sa = spectrum_a.data();
+  const cfloat* sb = fft.spectrum();
   for (int ky = 0; ky < rows; ++ky) {
     const double fy = static_cast<double>(SignedFrequency(ky, rows)) / rows;
     for (int kx = 0; kx < spec_cols; ++kx) {
-      const double fx = static_cast<double>(kx) / cols;
-      // sqrt and a truncation, not hypot and lround (the arguments are small
-      // and >= 0): per spectrum pixel, the libm calls were most of this loop.
-      const int ring = static_cast<int>(std::sqrt(fx * fx + fy * fy) * n_min + 0.5);
+      const int ring = RingOf(fy, kx, cols, n_min);
       if (ring >= num_rings) continue;  // corners beyond the Nyquist ring
       const double w = ColumnWeight(kx, cols);
       const std::complex<double> va = sa[static_cast<std::size_t>(ky) * spec_cols + kx];
@@ -240,53 +266,77 @@ bool InformationTransferOptions::Check(std::string* error) const {
 }
 
 InformationTransferReport InformationTransfer(FrameView image, const InformationTransferOptions& options) {
+  return InformationTransfer(image.shape(), CopyOf(image), options);
+}
+
+InformationTransferReport InformationTransfer(Shape shape, const ImageWriter& image,
+                                              const InformationTransferOptions& options) {
   std::string error;
   if (!options.Check(&error)) throw std::invalid_argument("InformationTransferOptions: " + error);
-  if (image.rows() < 16 || image.cols() < 16)
+  if (shape.rows < 16 || shape.cols < 16)
     throw std::invalid_argument("InformationTransfer: image smaller than 16 x 16");
-  const int rows = image.rows(), cols = image.cols();
+  const int rows = shape.rows, cols = shape.cols;
   const double fraction = options.hann_window ? 0.5 : 0.0;
-  RealFft2d fft(image.shape());
-  WindowedSpectrum(image, TukeyWindow(rows, fraction), TukeyWindow(cols, fraction), true, &fft);
-  const int spec_cols = fft.spectrum_cols();
-  std::vector<float> power(fft.spectrum_size());
-  for (std::size_t k = 0; k < power.size(); ++k) power[k] = std::norm(fft.spectrum()[k]);
+  const int spec_cols = cols / 2 + 1;
+  std::vector<float> power;
+  {
+    // The transform (8 bytes a pixel) is released before the rings are
+    // grouped: the peak holds the power and one of the two.
+    RealFft2d fft(shape);
+    if (!image(fft.real())) return {};
+    WindowAndForward(TukeyWindow(rows, fraction), TukeyWindow(cols, fraction), true, &fft);
+    power.resize(fft.spectrum_size());
+    for (std::size_t k = 0; k < power.size(); ++k) power[k] = std::norm(fft.spectrum()[k]);
+  }
 
   // Per-ring background: median power / ln 2 (exponential noise power has
-  // median = mean ln 2; the median ignores the few peak pixels).
+  // median = mean ln 2; the median ignores the few peak pixels). The rings'
+  // values are grouped in one array (counted first, then filled), not one
+  // growing vector per ring, whose spare capacity could double the group.
   const int n_min = std::min(rows, cols);
   const int num_rings = n_min / 2 + 1;
-  std::vector<int> ring_of(power.size(), -1);
-  std::vector<std::vector<float>> ring_values(num_rings);
+  std::vector<std::size_t> ring_start(static_cast<std::size_t>(num_rings) + 1, 0);
   for (int ky = 0; ky < rows; ++ky) {
     const double fy = static_cast<double>(SignedFrequency(ky, rows)) / rows;
     for (int kx = 0; kx < spec_cols; ++kx) {
-      const double fx = static_cast<double>(kx) / cols;
-      const int ring = static_cast<int>(std::sqrt(fx * fx + fy * fy) * n_min + 0.5);  // as in the FRC
-      if (ring >= num_rings) continue;
-      const std::size_t k = static_cast<std::size_t>(ky) * spec_cols + kx;
-      ring_of[k] = ring;
-      ring_values[ring].push_back(power[k]);
+      const int ring = RingOf(fy, kx, cols, n_min);
+      if (ring < num_rings) ++ring_start[static_cast<std::size_t>(ring) + 1];
+    }
+  }
+  for (int r = 0; r < num_rings; ++r) ring_start[r + 1] += ring_start[r];
+  std::vector<float> ring_values(ring_start.back());
+  {
+    std::vector<std::size_t> next(ring_start.begin(), ring_start.end() - 1);
+    for (int ky = 0; ky < rows; ++ky) {
+      const double fy = static_cast<double>(SignedFrequency(ky, rows)) / rows;
+      for (int kx = 0; kx < spec_cols; ++kx) {
+        const int ring = RingOf(fy, kx, cols, n_min);
+        if (ring < num_rings) ring_values[next[ring]++] = power[static_cast<std::size_t>(ky) * spec_cols + kx];
+      }
     }
   }
   std::vector<double> background(num_rings, 0);
   std::int64_t tested = 0;
   const int min_ring = static_cast<int>(std::ceil(options.min_frequency_cycles_per_px * n_min));
   for (int r = std::max(1, min_ring); r < num_rings; ++r) {
-    auto& v = ring_values[r];
-    if (v.size() < 16) continue;  // too few samples for a median
-    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
-    background[r] = v[v.size() / 2] / std::log(2.0);
-    tested += static_cast<std::int64_t>(v.size());
+    const auto first = ring_values.begin() + static_cast<std::ptrdiff_t>(ring_start[r]);
+    const auto last = ring_values.begin() + static_cast<std::ptrdiff_t>(ring_start[r + 1]);
+    const std::size_t size = static_cast<std::size_t>(last - first);
+    if (size < 16) continue;  // too few samples for a median
+    std::nth_element(first, first + static_cast<std::ptrdiff_t>(size / 2), last);
+    background[r] = first[static_cast<std::ptrdiff_t>(size / 2)] / std::log(2.0);
+    tested += static_cast<std::int64_t>(size);
   }
+  ring_values = {};
   InformationTransferReport report;
   report.threshold = std::log(std::max<double>(1.0, tested) / options.false_alarms_per_image);
 
   for (int ky = 0; ky < rows; ++ky) {
+    const double fy = static_cast<double>(SignedFrequency(ky, rows)) / rows;
     for (int kx = 0; kx < spec_cols; ++kx) {
       const std::size_t k = static_cast<std::size_t>(ky) * spec_cols + kx;
-      const int ring = ring_of[k];
-      if (ring < 0 || !(background[ring] > 0)) continue;
+      const int ring = RingOf(fy, kx, cols, n_min);
+      if (ring >= num_rings || !(background[ring] > 0)) continue;
       const double ratio = power[k] / background[ring];
       if (ratio <= report.threshold) continue;
       // Local maximum over the 8 neighbours inside the half-plane (rows wrap).

@@ -11,6 +11,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -112,6 +114,18 @@ struct FrcReport {
 // bad options.
 FrcReport FourierRingCorrelation(FrameView a, FrameView b, const FrcOptions& options = FrcOptions());
 
+// Writes an image of the shape agreed with its caller into `out` (that many
+// floats, row-major); false when it has no image to give.
+using ImageWriter = std::function<bool(float* out)>;
+
+// The same FRC of two images that their writers put straight into the
+// transform's input, one after the other: it holds one transform and one
+// half spectrum (12 bytes a pixel) and never either image, so the caller
+// need not hold two copies of a region as large as a frame (half-set means
+// of a 2048^2 mosaic). nullopt when a writer returns false.
+std::optional<FrcReport> FourierRingCorrelation(Shape shape, const ImageWriter& a, const ImageWriter& b,
+                                                const FrcOptions& options = FrcOptions());
+
 // ---------------------------------------------------------------------------
 // Information transfer from spectral peaks.
 
@@ -154,6 +168,11 @@ struct InformationTransferReport {
 // Throws std::invalid_argument for images smaller than 16 x 16 or bad options.
 InformationTransferReport InformationTransfer(
     FrameView image, const InformationTransferOptions& options = InformationTransferOptions());
+// The same of the image its writer puts straight into the transform's input
+// (as the FRC's overload above); nothing found when the writer returns false.
+InformationTransferReport InformationTransfer(
+    Shape shape, const ImageWriter& image,
+    const InformationTransferOptions& options = InformationTransferOptions());
 
 // ---------------------------------------------------------------------------
 // Drift status.

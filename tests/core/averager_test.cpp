@@ -641,6 +641,10 @@ TEST_CASE("the best-covered mean and the half-set means over a region are what t
   REQUIRE(region == average.best_covered);
   REQUIRE(region.rows() >= 32);
   REQUIRE(MaxAbsDiff(best, average.best) == 0);
+  REQUIRE(averager.BestCoveredRegion() == region);
+  std::vector<float> best_written(static_cast<std::size_t>(best.shape().Pixels()), -1.0f);
+  averager.MeanOver(region, best_written.data());
+  REQUIRE(MaxAbsDiff(FrameView(best_written.data(), best.shape()), best) == 0);
 
   for (int parity : {0, 1}) {
     CAPTURE(parity);
@@ -648,12 +652,19 @@ TEST_CASE("the best-covered mean and the half-set means over a region are what t
     Frame mean;
     REQUIRE(averager.HalfSetMeanOver(parity, region, &mean));
     REQUIRE(MaxAbsDiff(mean, CropMosaic(half, region)) == 0);
+    // Written into a caller's buffer (an FFT's input): the same pixels.
+    std::vector<float> written(static_cast<std::size_t>(mean.shape().Pixels()), -1.0f);
+    REQUIRE(averager.HalfSetMeanOver(parity, region, written.data()));
+    REQUIRE(MaxAbsDiff(FrameView(written.data(), mean.shape()), mean) == 0);
     // A region reaching past the half set's mosaic is refused, and *mean kept.
     AverageImage::Rect beyond = half.mosaic_extent;
     beyond.col1 += 1;
     Frame untouched(Shape{2, 2});
     REQUIRE_FALSE(averager.HalfSetMeanOver(parity, beyond, &untouched));
     REQUIRE(untouched.shape() == (Shape{2, 2}));
+    float sentinel = -1.0f;
+    REQUIRE_FALSE(averager.HalfSetMeanOver(parity, beyond, &sentinel));
+    REQUIRE(sentinel == -1.0f);
   }
   // Frame 12 (even) reaches further than frame 11 (odd): the even mosaic's
   // far end is outside the odd one.
