@@ -412,13 +412,21 @@ JournalSeries JournalSeries::FromJson(const nlohmann::json& json) {
 
 // --- JournalFrame / JournalScan ------------------------------------------------
 
-Frame JournalFrame::ToFrame() const {
+namespace {
+
+FrameHeader HeaderOf(const JournalFrameEntry& entry) {
   FrameHeader header;
   header.index = entry.index;
   header.timestamp_s = entry.timestamp_s;
   header.shape = entry.shape;
-  return Frame(entry.shape, pixels, header);
+  return header;
 }
+
+}  // namespace
+
+Frame JournalFrame::ToFrame() const& { return Frame(entry.shape, pixels, HeaderOf(entry)); }
+
+Frame JournalFrame::ToFrame() && { return Frame(entry.shape, std::move(pixels), HeaderOf(entry)); }
 
 std::uint64_t JournalScan::DroppedBytes() const {
   std::uint64_t total = 0;
@@ -593,6 +601,9 @@ JournalFrame ReadJournalFrameAt(int fd, std::uint64_t offset, const std::string&
     if (type == kFull || type == kLast) break;
   }
   if (end != nullptr) *end = pos;
+  // The record is whole: its read span goes before the pixels are allocated,
+  // so that a read holds two copies of a frame at most, not three.
+  span.reset();
   JournalFrame frame;
   std::string reason;
   if (!DecodeFrameEntry(record, &frame.entry, &reason)) throw fail(reason);

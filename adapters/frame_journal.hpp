@@ -120,8 +120,10 @@ struct JournalFrame {
   JournalFrameEntry entry;
   std::vector<float> pixels;  // rows*cols, row-major
 
-  // As a Frame with its header (index, timestamp, shape) set.
-  Frame ToFrame() const;
+  // As a Frame with its header (index, timestamp, shape) set: a copy of the
+  // pixels, or on an rvalue the pixels themselves.
+  Frame ToFrame() const&;
+  Frame ToFrame() &&;
 };
 
 // One stretch of the file the reader dropped.

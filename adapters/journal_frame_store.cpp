@@ -26,8 +26,8 @@ int OpenReadOnly(const std::string& path) {
   return fd;
 }
 
-std::size_t FrameBytes(const JournalFrame& frame) {
-  return frame.pixels.size() * sizeof(float) + frame.entry.channel.size() + sizeof(JournalFrame);
+std::size_t FrameBytes(const Frame& frame) {
+  return static_cast<std::size_t>(frame.shape().Pixels()) * sizeof(float) + sizeof(Frame);
 }
 
 }  // namespace
@@ -111,6 +111,11 @@ std::uint64_t JournalFrameStore::journal_bytes() const {
 }
 
 Frame JournalFrameStore::Get(frame_id_t index, const std::string& channel) const {
+  return GetShared(index, channel)->Clone();
+}
+
+std::shared_ptr<const Frame> JournalFrameStore::GetShared(frame_id_t index,
+                                                          const std::string& channel) const {
   const Key key(channel, index);
   std::uint64_t offset = 0;
   std::uint64_t journal_end = 0;
@@ -120,7 +125,7 @@ Frame JournalFrameStore::Get(frame_id_t index, const std::string& channel) const
     auto cached = cache_pos_.find(key);
     if (cached != cache_pos_.end()) {
       cache_.splice(cache_.begin(), cache_, cached->second);
-      return cached->second->second->ToFrame();
+      return cached->second->second;
     }
     auto it = index_.find(key);
     if (it == index_.end()) {
@@ -131,17 +136,17 @@ Frame JournalFrameStore::Get(frame_id_t index, const std::string& channel) const
   }
   // Read outside the lock: several threads read at once.
   std::uint64_t end = 0;
-  auto frame = std::make_shared<const JournalFrame>(ReadJournalFrameAt(read_fd_, offset, path_, &end));
+  JournalFrame read = ReadJournalFrameAt(read_fd_, offset, path_, &end);
   // A frame older than the writer's page-cache window is read from disk;
   // its pages are dropped again, as the writer drops the window's tail.
   const std::uint64_t window = options_.journal.page_cache_bytes;
   if (window > 0 && end + window <= journal_end) DropJournalPages(read_fd_, offset, end);
-  Frame result = frame->ToFrame();
+  auto frame = std::make_shared<const Frame>(std::move(read).ToFrame());
   const std::size_t bytes = FrameBytes(*frame);
   if (bytes <= options_.cache_bytes) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (cache_pos_.count(key) == 0) {
-      cache_.emplace_front(key, std::move(frame));
+      cache_.emplace_front(key, frame);
       cache_pos_[key] = cache_.begin();
       cache_bytes_ += bytes;
       while (cache_bytes_ > options_.cache_bytes) {
@@ -151,7 +156,7 @@ Frame JournalFrameStore::Get(frame_id_t index, const std::string& channel) const
       }
     }
   }
-  return result;
+  return frame;
 }
 
 frame_id_t JournalFrameStore::Count(const std::string& channel) const {

@@ -61,6 +61,10 @@ class JournalFrameStore final : public FrameStore {
   void Put(frame_id_t index, const std::string& channel, FrameView frame,
            double timestamp_s) override;
   Frame Get(frame_id_t index, const std::string& channel = "") const override;
+  // The cached frame itself, not a copy: a reader of every frame (the
+  // averager's rebuild at the series end) holds one frame per read, not two.
+  std::shared_ptr<const Frame> GetShared(frame_id_t index,
+                                         const std::string& channel = "") const override;
   frame_id_t Count(const std::string& channel = "") const override;
   std::size_t bytes_in_memory() const override;
 
@@ -96,7 +100,7 @@ class JournalFrameStore final : public FrameStore {
   std::map<Key, JournalFrameEntry> index_;
   std::uint64_t journal_end_ = 0;  // journal bytes after the last append
   // Most recently used first; cache_pos_ finds a key's element.
-  mutable std::list<std::pair<Key, std::shared_ptr<const JournalFrame>>> cache_;
+  mutable std::list<std::pair<Key, std::shared_ptr<const Frame>>> cache_;
   mutable std::map<Key, decltype(cache_)::iterator> cache_pos_;
   mutable std::size_t cache_bytes_ = 0;
 };

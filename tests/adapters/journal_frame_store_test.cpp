@@ -78,6 +78,17 @@ TEST_CASE("JournalFrameStore's read cache stays within its bound", "[journal_fra
   Frame a = store->Get(39);
   a.at(0, 0) = -1;
   REQUIRE(store->Get(39).at(0, 0) == TestFrame(shape, 39).at(0, 0));
+  // GetShared hands out the cached frame itself (no copy), which stays
+  // valid after the cache has dropped it.
+  const std::shared_ptr<const Frame> shared = store->GetShared(39);
+  REQUIRE(store->GetShared(39) == shared);
+  REQUIRE(shared->header().index == 39);
+  for (frame_id_t i = 0; i < 10; ++i) store->GetShared(i);  // evicts 39
+  REQUIRE(store->bytes_in_memory() <= index_only + options.cache_bytes);
+  const std::shared_ptr<const Frame> again = store->GetShared(39);
+  REQUIRE(again != shared);
+  REQUIRE(shared->pixels() == TestFrame(shape, 39).pixels());
+  REQUIRE(again->pixels() == shared->pixels());
 }
 
 // Pages of [offset, end) of the file that are in the page cache, or -1 when
