@@ -20,6 +20,16 @@ EngineOptions Calibrated(double pixel_size_A) {
   return o;
 }
 
+// A simulated microscope whose stage moves at a constant velocity.
+SimulatorOptions ConstantDrift(Shape shape, double dose_counts_per_px, Shift velocity_px_per_frame) {
+  SimulatorOptions sim;
+  sim.shape = shape;
+  sim.dose_counts_per_px = dose_counts_per_px;
+  sim.initial_velocity_px_per_frame = velocity_px_per_frame;
+  sim.random_acceleration_px = 0;
+  return sim;
+}
+
 TEST_CASE("the frames needed for 1/7 grow the half-set SSNR to 1/6", "[core][image_quality]") {
   // FRC c = 0.5: half-set SSNR 1, needs 1/6 -> already there.
   CHECK(FramesToReachOneSeventh(0.5, 10) == 10);
@@ -47,12 +57,7 @@ TEST_CASE("a region too large to compute the spectral figures side by side gives
   // 1100^2 frames: a best-covered region beyond the 1024^2 up to which the
   // FRC and the two information transfers run in parallel, so here they run
   // one after another; each must equal its building block's result.
-  SimulatorOptions sim;
-  sim.shape = Shape{1100, 1100};
-  sim.dose_counts_per_px = 0.5;
-  sim.initial_velocity_px_per_frame = {0, 0};
-  sim.random_acceleration_px = 0;
-  Simulator microscope(sim, 9);
+  Simulator microscope(ConstantDrift(Shape{1100, 1100}, 0.5, Shift{0, 0}), 9);
   ShiftedAverager averager;
   std::vector<FrameState> frames;
   for (int k = 0; k < 4; ++k) {
@@ -160,11 +165,7 @@ TEST_CASE("good flips when the configured SNR target is reached", "[core][image_
 
 TEST_CASE("drift that stops halfway is reported settled from about that frame",
           "[core][image_quality]") {
-  SimulatorOptions sim;
-  sim.shape = Shape{256, 256};
-  sim.dose_counts_per_px = 1.0;
-  sim.initial_velocity_px_per_frame = Shift{0.6, -0.4};
-  sim.random_acceleration_px = 0;
+  SimulatorOptions sim = ConstantDrift(Shape{256, 256}, 1.0, Shift{0.6, -0.4});
   sim.drift_stops_at_frame = 20;
   Simulator microscope(sim, 2);
   EngineOptions options = Calibrated(0.244);
@@ -220,11 +221,7 @@ TEST_CASE("image quality stays defined when the drift carries the view off frame
   // 3 px/frame over 48 frames of 128^2: the last frames lie more than a frame
   // width from frame 0, so no region is covered by every frame. Quality is
   // measured on the mosaic's best-covered region instead.
-  SimulatorOptions sim;
-  sim.shape = Shape{128, 128};
-  sim.dose_counts_per_px = 2.0;
-  sim.initial_velocity_px_per_frame = {3.0, 0.4};
-  sim.random_acceleration_px = 0.0;
+  const SimulatorOptions sim = ConstantDrift(Shape{128, 128}, 2.0, Shift{3.0, 0.4});
   Simulator microscope(sim, 6);
   EngineOptions options = Calibrated(0.244);
   RegistrationEngine engine(options, sim.shape);
