@@ -473,7 +473,7 @@ namespace {
 // they go through one row of scratch, so that a caller that wants the mean
 // alone (an analysis of a large region) holds no second plane.
 void MeanInto(const AverageImage::Rect& rect, const TiledCanvas& a, const TiledCanvas* b, float* mean,
-              float* counts, std::vector<int>* counts_a, std::vector<int>* counts_b) {
+              float* counts, std::vector<int>* counts_a = nullptr, std::vector<int>* counts_b = nullptr) {
   const Shape shape{rect.rows(), rect.cols()};
   const std::size_t n = static_cast<std::size_t>(shape.Pixels());
   if (counts_a != nullptr) counts_a->resize(n);
@@ -519,14 +519,15 @@ void MeanInto(const AverageImage::Rect& rect, const TiledCanvas& a, const TiledC
       });
 }
 
-// MeanInto into *mean and *counts, rect-shaped, their buffers reused when
-// the shape fits.
-void MeanAndCountsOver(const AverageImage::Rect& rect, const TiledCanvas& a, const TiledCanvas* b,
-                       Frame* mean, Frame* counts, std::vector<int>* counts_a, std::vector<int>* counts_b) {
+// MeanInto into *mean, and into *counts when not null, rect-shaped, their
+// buffers reused when the shape fits.
+void MeanIntoFrames(const AverageImage::Rect& rect, const TiledCanvas& a, const TiledCanvas* b,
+                    Frame* mean, Frame* counts, std::vector<int>* counts_a = nullptr,
+                    std::vector<int>* counts_b = nullptr) {
   const Shape shape{rect.rows(), rect.cols()};
   if (mean->shape() != shape) *mean = Frame(shape);
-  if (counts->shape() != shape) *counts = Frame(shape);
-  MeanInto(rect, a, b, mean->data(), counts->data(), counts_a, counts_b);
+  if (counts != nullptr && counts->shape() != shape) *counts = Frame(shape);
+  MeanInto(rect, a, b, mean->data(), counts != nullptr ? counts->data() : nullptr, counts_a, counts_b);
 }
 
 // The per-canvas counts of a and b over `rect` (rect-sized, row-major).
@@ -568,7 +569,7 @@ void ShiftedAverager::MakeImageInto(const TiledCanvas& a, const TiledCanvas* b,
   image.num_included = static_cast<int>(shifts.size());
   // Frame-0 window (inside the canvas limit).
   const AverageImage::Rect window{0, shape_.rows, 0, shape_.cols};
-  MeanAndCountsOver(window, a, b, &image.full, &image.counts, nullptr, nullptr);
+  MeanIntoFrames(window, a, b, &image.full, &image.counts);
   AverageImage::Rect valid = shifts.empty() ? AverageImage::Rect{} : window;
   for (const Shift& s : shifts) valid = Intersect(valid, Footprint(s, shape_));
   image.valid = valid;
@@ -584,7 +585,7 @@ void ShiftedAverager::MosaicInto(const TiledCanvas& a, const TiledCanvas* b,
   // Scratch of this call only: kept per thread, two mosaic-sized count
   // arrays stayed resident in every thread that had ever averaged.
   std::vector<int> counts_a, counts_b;
-  MeanAndCountsOver(extent, a, b, &image.mosaic, &image.mosaic_counts, &counts_a, &counts_b);
+  MeanIntoFrames(extent, a, b, &image.mosaic, &image.mosaic_counts, &counts_a, &counts_b);
   image.best_covered = BestCoveredIn(extent, counts_a, b != nullptr ? &counts_b : nullptr);
   CropInto(image.mosaic, Moved(image.best_covered, -extent.row0, -extent.col0), &image.best);
 }
@@ -634,15 +635,13 @@ AverageImage::Rect ShiftedAverager::BestCoveredMean(Frame* best) const {
   // The mosaic's counts are released (with BestCoveredRegion's return)
   // before the mean is allocated: the peak holds one of them, not both.
   const AverageImage::Rect region = BestCoveredRegion();
-  const Shape shape{region.rows(), region.cols()};
-  if (best->shape() != shape) *best = Frame(shape);
-  MeanInto(region, sums_[0], &sums_[1], best->data(), nullptr, nullptr, nullptr);
+  MeanIntoFrames(region, sums_[0], &sums_[1], best, nullptr);
   return region;
 }
 
 void ShiftedAverager::MeanOver(const AverageImage::Rect& rect, float* mean) const {
   if (mean == nullptr) throw std::invalid_argument("ShiftedAverager::MeanOver: null output");
-  MeanInto(rect, sums_[0], &sums_[1], mean, nullptr, nullptr, nullptr);
+  MeanInto(rect, sums_[0], &sums_[1], mean, nullptr);
 }
 
 bool ShiftedAverager::HalfSetCovers(int parity, const AverageImage::Rect& rect) const {
@@ -655,16 +654,14 @@ bool ShiftedAverager::HalfSetCovers(int parity, const AverageImage::Rect& rect) 
 bool ShiftedAverager::HalfSetMeanOver(int parity, const AverageImage::Rect& rect, float* mean) const {
   if (mean == nullptr) throw std::invalid_argument("ShiftedAverager::HalfSetMeanOver: null output");
   if (!HalfSetCovers(parity, rect)) return false;
-  MeanInto(rect, sums_[parity], nullptr, mean, nullptr, nullptr, nullptr);
+  MeanInto(rect, sums_[parity], nullptr, mean, nullptr);
   return true;
 }
 
 bool ShiftedAverager::HalfSetMeanOver(int parity, const AverageImage::Rect& rect, Frame* mean) const {
   if (mean == nullptr) throw std::invalid_argument("ShiftedAverager::HalfSetMeanOver: null output");
   if (!HalfSetCovers(parity, rect)) return false;
-  const Shape shape{rect.rows(), rect.cols()};
-  if (mean->shape() != shape) *mean = Frame(shape);
-  MeanInto(rect, sums_[parity], nullptr, mean->data(), nullptr, nullptr, nullptr);
+  MeanIntoFrames(rect, sums_[parity], nullptr, mean, nullptr);
   return true;
 }
 
@@ -674,13 +671,7 @@ void ShiftedAverager::MeanOverFootprint(int i, Frame* mean, Frame* counts) const
   const Entry& e = frames_[static_cast<std::size_t>(i)];
   const AverageImage::Rect rect =
       e.contributing ? Intersect(Footprint(e.applied_shift, shape_), canvas_limit_) : AverageImage::Rect{};
-  if (counts != nullptr) {
-    MeanAndCountsOver(rect, sums_[0], &sums_[1], mean, counts, nullptr, nullptr);
-    return;
-  }
-  const Shape shape{rect.rows(), rect.cols()};
-  if (mean->shape() != shape) *mean = Frame(shape);
-  MeanInto(rect, sums_[0], &sums_[1], mean->data(), nullptr, nullptr, nullptr);
+  MeanIntoFrames(rect, sums_[0], &sums_[1], mean, counts);
 }
 
 AverageImage ShiftedAverager::Average() const {
