@@ -290,30 +290,33 @@ InformationTransferReport InformationTransfer(Shape shape, const ImageWriter& im
   }
 
   // Per-ring background: median power / ln 2 (exponential noise power has
-  // median = mean ln 2; the median ignores the few peak pixels). The rings'
-  // values are grouped in one array (counted first, then filled), not one
-  // growing vector per ring, whose spare capacity could double the group.
+  // median = mean ln 2; the median ignores the few peak pixels). Each pixel's
+  // ring is computed once, into a 2-byte table built after the transform is
+  // gone (so it adds nothing to the peak), and the rings' values are grouped
+  // in one array (counted, then filled), not one growing vector per ring,
+  // whose spare capacity could double the group.
   const int n_min = std::min(rows, cols);
   const int num_rings = n_min / 2 + 1;
+  constexpr std::uint16_t kBeyondNyquist = std::numeric_limits<std::uint16_t>::max();
+  if (num_rings >= kBeyondNyquist) throw std::invalid_argument("InformationTransfer: image too large");
+  std::vector<std::uint16_t> ring_of(power.size());
   std::vector<std::size_t> ring_start(static_cast<std::size_t>(num_rings) + 1, 0);
   for (int ky = 0; ky < rows; ++ky) {
     const double fy = static_cast<double>(SignedFrequency(ky, rows)) / rows;
     for (int kx = 0; kx < spec_cols; ++kx) {
       const int ring = RingOf(fy, kx, cols, n_min);
-      if (ring < num_rings) ++ring_start[static_cast<std::size_t>(ring) + 1];
+      const bool inside = ring < num_rings;
+      ring_of[static_cast<std::size_t>(ky) * spec_cols + kx] =
+          inside ? static_cast<std::uint16_t>(ring) : kBeyondNyquist;
+      if (inside) ++ring_start[static_cast<std::size_t>(ring) + 1];
     }
   }
   for (int r = 0; r < num_rings; ++r) ring_start[r + 1] += ring_start[r];
   std::vector<float> ring_values(ring_start.back());
   {
     std::vector<std::size_t> next(ring_start.begin(), ring_start.end() - 1);
-    for (int ky = 0; ky < rows; ++ky) {
-      const double fy = static_cast<double>(SignedFrequency(ky, rows)) / rows;
-      for (int kx = 0; kx < spec_cols; ++kx) {
-        const int ring = RingOf(fy, kx, cols, n_min);
-        if (ring < num_rings) ring_values[next[ring]++] = power[static_cast<std::size_t>(ky) * spec_cols + kx];
-      }
-    }
+    for (std::size_t k = 0; k < power.size(); ++k)
+      if (ring_of[k] != kBeyondNyquist) ring_values[next[ring_of[k]]++] = power[k];
   }
   std::vector<double> background(num_rings, 0);
   std::int64_t tested = 0;
@@ -332,11 +335,10 @@ InformationTransferReport InformationTransfer(Shape shape, const ImageWriter& im
   report.threshold = std::log(std::max<double>(1.0, tested) / options.false_alarms_per_image);
 
   for (int ky = 0; ky < rows; ++ky) {
-    const double fy = static_cast<double>(SignedFrequency(ky, rows)) / rows;
     for (int kx = 0; kx < spec_cols; ++kx) {
       const std::size_t k = static_cast<std::size_t>(ky) * spec_cols + kx;
-      const int ring = RingOf(fy, kx, cols, n_min);
-      if (ring >= num_rings || !(background[ring] > 0)) continue;
+      const int ring = ring_of[k];
+      if (ring == kBeyondNyquist || !(background[ring] > 0)) continue;
       const double ratio = power[k] / background[ring];
       if (ratio <= report.threshold) continue;
       // Local maximum over the 8 neighbours inside the half-plane (rows wrap).

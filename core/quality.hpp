@@ -165,7 +165,8 @@ struct InformationTransferReport {
 // significant local maximum above the ring's noise floor (the ring median /
 // ln 2, i.e. the mean of exponentially distributed noise power, robust to the
 // few peak pixels). Convert with PeriodA(highest.fx, highest.fy, pixel_size).
-// Throws std::invalid_argument for images smaller than 16 x 16 or bad options.
+// Throws std::invalid_argument for images smaller than 16 x 16 or bad options
+// (and for images over 131 000 px on both sides: 2-byte ring indices).
 InformationTransferReport InformationTransfer(
     FrameView image, const InformationTransferOptions& options = InformationTransferOptions());
 // The same of the image its writer puts straight into the transform's input
