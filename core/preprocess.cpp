@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 
 namespace livealign {
 
@@ -86,9 +89,13 @@ namespace {
 std::vector<double> OverlapLogSlopes(const std::vector<float>& w) {
   const int n = static_cast<int>(w.size());
   std::vector<double> overlap(static_cast<std::size_t>(n) + 1, 0.0);
+  // The cyclic index (k + s) mod n as two runs, k < n - s and k >= n - s,
+  // summed in the same order: an integer division per term made this O(n^2)
+  // loop ~1 ms per axis at 512, on the critical path of every engine start.
   for (int s = 0; s < n; ++s) {
     double sum = 0;
-    for (int k = 0; k < n; ++k) sum += double{w[k]} * w[(k + s) % n];
+    for (int k = 0; k < n - s; ++k) sum += double{w[k]} * w[k + s];
+    for (int k = n - s; k < n; ++k) sum += double{w[k]} * w[k + s - n];
     overlap[static_cast<std::size_t>(s)] = sum;
   }
   const double floor = 1e-9 * overlap[0];
@@ -98,6 +105,31 @@ std::vector<double> OverlapLogSlopes(const std::vector<float>& w) {
     if (overlap[static_cast<std::size_t>(s) + 1] <= floor) break;
     slopes[static_cast<std::size_t>(s)] = 0.5 * (log_r(s + 1) - log_r(s - 1));
   }
+  return slopes;
+}
+
+// OverlapLogSlopes of WindowTable(type, n, tukey_alpha), computed once per
+// process and window: every engine builds three preprocessors of the same
+// window (the correlator's and one per precision-stage worker), each for
+// rows and columns, and at 512 one O(n^2) sum is ~0.4 ms of the engine's
+// start. A few entries only (one per frame shape in use); the cache is
+// emptied rather than grown past them.
+std::vector<double> CachedOverlapLogSlopes(WindowType type, double tukey_alpha,
+                                           const std::vector<float>& window) {
+  using Key = std::tuple<WindowType, int, double>;
+  constexpr std::size_t kMaxEntries = 16;
+  static std::mutex mutex;
+  static std::map<Key, std::vector<double>> cache;
+  const Key key{type, static_cast<int>(window.size()), type == WindowType::kTukey ? tukey_alpha : 0.0};
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    const auto found = cache.find(key);
+    if (found != cache.end()) return found->second;
+  }
+  std::vector<double> slopes = OverlapLogSlopes(window);
+  std::lock_guard<std::mutex> lock(mutex);
+  if (cache.size() >= kMaxEntries) cache.clear();
+  cache.emplace(key, slopes);
   return slopes;
 }
 
@@ -121,8 +153,8 @@ Preprocessor::Preprocessor(WindowType type, double tukey_alpha, Shape shape)
   if (shape.Empty()) throw std::invalid_argument("Preprocessor: empty shape");
   row_window_ = WindowTable(type, shape.rows, tukey_alpha);
   col_window_ = WindowTable(type, shape.cols, tukey_alpha);
-  row_log_slope_ = OverlapLogSlopes(row_window_);
-  col_log_slope_ = OverlapLogSlopes(col_window_);
+  row_log_slope_ = CachedOverlapLogSlopes(type, tukey_alpha, row_window_);
+  col_log_slope_ = CachedOverlapLogSlopes(type, tukey_alpha, col_window_);
 }
 
 void Preprocessor::Apply(FrameView frame, float* out) const {
