@@ -11,6 +11,9 @@
 #include <limits>
 #include <memory>
 #include <sstream>
+#include <stdexcept>
+
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -459,6 +462,42 @@ std::optional<Frame> NpyFrameReader::Next() {
   if (m.header.big_endian) ByteSwapInPlace(m.buffer.data(), frame_items, item_size);
   ++m.next;
   return ConvertToFloat(m.buffer.data(), m.buffer.size(), m.header.type, shape, frame_header);
+}
+
+Frame NpyFrameReader::ReadAt(int index) const {
+  const Impl& m = *impl_;
+  if (index < 0 || index >= m.header.frame_count()) {
+    throw std::out_of_range(m.path + ": no frame " + std::to_string(index) + " (the stack has " +
+                            std::to_string(m.header.frame_count()) + ")");
+  }
+  const Shape shape = m.header.frame_shape();
+  const std::size_t item_size = PixelTypeSize(m.header.type);
+  const std::size_t frame_items = static_cast<std::size_t>(shape.Pixels());
+  const std::size_t frame_bytes = frame_items * item_size;
+  const std::size_t offset = m.header.data_offset + static_cast<std::size_t>(index) * frame_bytes;
+  const int fd = fileno(m.file.get());
+  auto read_exactly_at = [&](void* out) {
+    auto* bytes = static_cast<unsigned char*>(out);
+    std::size_t got = 0;
+    while (got < frame_bytes) {
+      const ssize_t r = ::pread(fd, bytes + got, frame_bytes - got, static_cast<off_t>(offset + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) throw FileError(m.path, std::string("cannot read frame ") + std::to_string(index) + ": " + std::strerror(errno));
+      if (r == 0) throw FileError(m.path, "truncated: file ended while reading frame " + std::to_string(index));
+      got += static_cast<std::size_t>(r);
+    }
+  };
+  FrameHeader frame_header;
+  frame_header.index = index;
+  if (m.header.type == PixelType::kFloat32 && !m.header.big_endian) {
+    Frame frame(shape, frame_header);
+    read_exactly_at(frame.data());
+    return frame;
+  }
+  std::vector<unsigned char> buffer(frame_bytes);
+  read_exactly_at(buffer.data());
+  if (m.header.big_endian) ByteSwapInPlace(buffer.data(), frame_items, item_size);
+  return ConvertToFloat(buffer.data(), buffer.size(), m.header.type, shape, frame_header);
 }
 
 FrameStack ReadNpy(const std::string& path) {

@@ -76,6 +76,11 @@ class NpyFrameReader {
   // The next frame as float32, or std::nullopt after the last one. Throws
   // FileError when the file ends early.
   std::optional<Frame> Next();
+  // Frame `index` as float32 (header index set), read at its offset with
+  // pread: Next()'s position is unchanged, and any number of threads may call
+  // this at once, also beside Next(). Throws std::out_of_range for an index
+  // outside the series and FileError when the read fails or comes up short.
+  Frame ReadAt(int index) const;
 
  private:
   struct Impl;

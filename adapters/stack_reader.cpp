@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "adapters/file_error.hpp"
+#include "adapters/npy_frame_store.hpp"
 #include "adapters/npy_reader.hpp"
 #include "adapters/tiff_io.hpp"
 
@@ -35,6 +36,11 @@ FrameStack ReadFrameStack(const std::string& path) {
   if (extension == "npy") return ReadNpy(path);
   if (extension == "tif" || extension == "tiff") return ReadTiff(path);
   throw FileError(path, "unsupported file type '." + extension + "' (expected .npy, .tif or .tiff)");
+}
+
+std::shared_ptr<FrameStore> OpenStackFrameStore(const std::string& path) {
+  if (Extension(path) == "npy") return std::make_shared<NpyFrameStore>(path);
+  return std::make_shared<MemoryFrameStore>();
 }
 
 std::vector<FrameStack> ReadChannelStacks(const std::string& path, int channel_axis) {

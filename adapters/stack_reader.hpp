@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "adapters/frame_stack.hpp"
+#include "core/frame_store.hpp"
 
 namespace livealign {
 
@@ -44,5 +45,12 @@ class StackFrameReader {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Where a registration of the stack at `path` keeps its frames: for an .npy
+// file the file itself (adapters/npy_frame_store.hpp: frames are read back
+// at their offsets, so RAM holds only the engine's frame cache); for any
+// other file, which is read whole anyway, RAM (MemoryFrameStore). Throws
+// FileError as the readers.
+std::shared_ptr<FrameStore> OpenStackFrameStore(const std::string& path);
 
 }  // namespace livealign

@@ -88,7 +88,12 @@ int RunRegister(int argc, char** argv) {
   const double open_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 
-  RegistrationEngine engine(engine_options, reader->frame_shape());
+  // One channel from a file: the frames stay in the file and are read back
+  // when the averager needs them (OpenStackFrameStore), so RAM does not grow
+  // with the stack; the channels of a multi-channel stack are in RAM already.
+  RegistrationEngine engine(engine_options, reader->frame_shape(),
+                            channel_axis < 0 ? OpenStackFrameStore(input)
+                                             : std::make_shared<MemoryFrameStore>());
   // Frames k + 1 .. k + 4 are read and prepared (PrepareFrame) on a thread of
   // its own while frame k is added; a read error or a bad frame surfaces in
   // order. Four, not one or two: the reader is the slower side, and the

@@ -11,7 +11,9 @@
 #include <fstream>
 #include <optional>
 #include <random>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "adapters/file_error.hpp"
@@ -409,6 +411,59 @@ TEST_CASE("npy frame reader streams the frames ReadNpy reads, and stops cleanly"
     }
     CHECK_FALSE(reader.Next());
     CHECK_FALSE(reader.Next());
+  }
+}
+
+TEST_CASE("npy frame reader reads any frame at its offset, from several threads, beside Next",
+          "[adapters][npy]") {
+  const std::string dir = testing::ScratchDir("npy_read_at");
+  // <f4 is read straight into the frame; >u2 through the buffer, swapped
+  // and converted.
+  for (const char* descr : {"<f4", ">u2"}) {
+    CAPTURE(descr);
+    const bool big_endian = descr[0] == '>';
+    const std::string path = dir + "/stack" + (big_endian ? "_be" : "_le") + ".npy";
+    WriteFile(path, NpyBytes(Dict(descr, "(4, 3, 5)"),
+                             big_endian ? Elements<std::uint16_t>(60, true) : Elements<float>(60, false)));
+    const FrameStack whole = ReadNpy(path);
+    NpyFrameReader reader(path);
+    REQUIRE(reader.Next());  // the stream's position must not matter
+    std::vector<std::vector<float>> got(4);
+    std::vector<std::thread> threads;
+    for (int f = 3; f >= 0; --f) {
+      threads.emplace_back([&reader, &got, f] {
+        const Frame frame = reader.ReadAt(f);
+        got[static_cast<std::size_t>(f)] = frame.pixels();
+        CHECK(frame.header().index == f);
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    for (int f = 0; f < 4; ++f) CHECK(got[static_cast<std::size_t>(f)] == whole.frames[f].pixels());
+    // Next goes on from where it was.
+    const std::optional<Frame> second = reader.Next();
+    REQUIRE(second);
+    CHECK(second->header().index == 1);
+    CHECK_THROWS_AS(reader.ReadAt(4), std::out_of_range);
+    CHECK_THROWS_AS(reader.ReadAt(-1), std::out_of_range);
+  }
+}
+
+TEST_CASE("npy frame reader: a frame read at its offset from a file cut short is a FileError",
+          "[adapters][npy]") {
+  const std::string dir = testing::ScratchDir("npy_read_at_cut");
+  const std::string path = dir + "/cut.npy";
+  WriteFile(path, NpyBytes(Dict("<f4", "(3, 4, 5)"), Elements<float>(60, false)));
+  const std::vector<float> frame0 = ReadNpy(path).frames[0].pixels();
+  NpyFrameReader reader(path);
+  // Another process truncates the file in the middle of frame 1.
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 30 * sizeof(float));
+  CHECK(reader.ReadAt(0).pixels() == frame0);  // whole frames still read
+  try {
+    reader.ReadAt(2);
+    FAIL("no FileError for the cut frame");
+  } catch (const FileError& e) {
+    CHECK(e.path() == path);
+    CHECK_THAT(std::string(e.what()), Contains("truncated") && Contains("frame 2"));
   }
 }
 
