@@ -12,28 +12,15 @@
 #include "adapters/npy_writer.hpp"
 #include "core/registration_engine.hpp"
 #include "core/simulator.hpp"
+#include "tests/support/ramp_frames.hpp"
 #include "tests/support/test_data.hpp"
 
 namespace livealign {
-namespace {
-
-std::vector<Frame> Ramps(int n, Shape shape) {
-  std::vector<Frame> frames;
-  for (int f = 0; f < n; ++f) {
-    Frame frame(shape);
-    for (int r = 0; r < shape.rows; ++r)
-      for (int c = 0; c < shape.cols; ++c) frame.at(r, c) = static_cast<float>(100 * f + 10 * r + c);
-    frames.push_back(std::move(frame));
-  }
-  return frames;
-}
-
-}  // namespace
 
 TEST_CASE("npy frame store hands back the file's frames with the timestamps put",
           "[adapters][npy][store]") {
   const std::string path = testing::ScratchDir("npy_frame_store") + "/stack.npy";
-  const std::vector<Frame> frames = Ramps(3, Shape{4, 6});
+  const std::vector<Frame> frames = testing::RampFrames(3, Shape{4, 6});
   WriteNpy(path, frames);
   NpyFrameStore store(path);
   CHECK(store.Count() == 0);
@@ -59,7 +46,7 @@ TEST_CASE("npy frame store hands back the file's frames with the timestamps put"
 
 TEST_CASE("npy frame store refuses what the file does not hold", "[adapters][npy][store]") {
   const std::string dir = testing::ScratchDir("npy_frame_store_refuse");
-  const std::vector<Frame> frames = Ramps(2, Shape{4, 6});
+  const std::vector<Frame> frames = testing::RampFrames(2, Shape{4, 6});
   WriteNpy(dir + "/stack.npy", frames);
   NpyFrameStore store(dir + "/stack.npy");
   CHECK_THROWS_AS(store.Put(2, "", frames[0].view(), 0), std::invalid_argument);

@@ -8,20 +8,11 @@
 #include "adapters/file_error.hpp"
 #include "adapters/npy_writer.hpp"
 #include "adapters/tiff_io.hpp"
+#include "tests/support/ramp_frames.hpp"
 #include "tests/support/test_data.hpp"
 
 namespace livealign {
 namespace {
-
-std::vector<Frame> Ramps(int count, Shape shape) {
-  std::vector<Frame> frames;
-  for (int k = 0; k < count; ++k) {
-    Frame f(shape);
-    for (int i = 0; i < shape.Pixels(); ++i) f.data()[i] = 0.25f * i + 10.0f * k;
-    frames.push_back(std::move(f));
-  }
-  return frames;
-}
 
 // Every frame of `reader`, checking that the end stays the end.
 std::vector<Frame> Drain(StackFrameReader* reader) {
@@ -37,7 +28,7 @@ TEST_CASE("stack frame reader hands out the frames ReadFrameStack reads, for .np
           "[adapters][stack_reader]") {
   const std::string dir = testing::ScratchDir("stack_frame_reader");
   const Shape shape{6, 9};
-  const std::vector<Frame> frames = Ramps(4, shape);
+  const std::vector<Frame> frames = testing::RampFrames(4, shape);
   WriteNpy(dir + "/s.npy", frames);
   FrameStack tiff_stack;
   for (const Frame& f : frames) tiff_stack.frames.push_back(f.Clone());
