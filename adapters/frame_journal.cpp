@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "adapters/file_error.hpp"
+#include "adapters/pread_fully.hpp"
 
 namespace livealign {
 namespace {
@@ -322,17 +323,6 @@ int OpenForReading(const std::string& path, std::uint64_t* size) {
   }
   *size = static_cast<std::uint64_t>(st.st_size);
   return fd;
-}
-
-std::size_t PreadFully(int fd, std::uint64_t offset, std::size_t n, char* out) {
-  std::size_t got = 0;
-  while (got < n) {
-    const ssize_t r = ::pread(fd, out + got, n - got, static_cast<off_t>(offset + got));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    got += static_cast<std::size_t>(r);
-  }
-  return got;
 }
 
 }  // namespace

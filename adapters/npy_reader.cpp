@@ -13,11 +13,10 @@
 #include <sstream>
 #include <stdexcept>
 
-#include <unistd.h>
-
 #include <nlohmann/json.hpp>
 
 #include "adapters/file_error.hpp"
+#include "adapters/pread_fully.hpp"
 
 namespace livealign {
 namespace {
@@ -442,26 +441,40 @@ NpyFrameReader& NpyFrameReader::operator=(NpyFrameReader&&) noexcept = default;
 const NpyHeader& NpyFrameReader::header() const { return impl_->header; }
 const FrameStack& NpyFrameReader::calibration() const { return impl_->calibration; }
 
+namespace {
+
+// Frame `index` of the stack `header` describes, its file bytes read by
+// read(out, n): straight into the frame's pixels when they are little-endian
+// float32 already (no second copy), else through `buffer`, byte-swapped and
+// converted.
+template <typename Read>
+Frame DecodeFrame(const NpyHeader& header, int index, std::vector<unsigned char>* buffer, Read read) {
+  const Shape shape = header.frame_shape();
+  const std::size_t item_size = PixelTypeSize(header.type);
+  const std::size_t frame_items = static_cast<std::size_t>(shape.Pixels());
+  FrameHeader frame_header;
+  frame_header.index = index;
+  if (header.type == PixelType::kFloat32 && !header.big_endian) {
+    Frame frame(shape, frame_header);
+    read(frame.data(), frame_items * item_size);
+    return frame;
+  }
+  buffer->resize(frame_items * item_size);
+  read(buffer->data(), buffer->size());
+  if (header.big_endian) ByteSwapInPlace(buffer->data(), frame_items, item_size);
+  return ConvertToFloat(buffer->data(), buffer->size(), header.type, shape, frame_header);
+}
+
+}  // namespace
+
 std::optional<Frame> NpyFrameReader::Next() {
   Impl& m = *impl_;
   if (m.next >= m.header.frame_count()) return std::nullopt;
-  const Shape shape = m.header.frame_shape();
-  const std::size_t item_size = PixelTypeSize(m.header.type);
-  const std::size_t frame_items = static_cast<std::size_t>(shape.Pixels());
-  FrameHeader frame_header;
-  frame_header.index = m.next;
-  if (m.header.type == PixelType::kFloat32 && !m.header.big_endian) {
-    // Already the frame's layout: straight into its pixels, no second copy.
-    Frame frame(shape, frame_header);
-    ReadExactly(m.file.get(), m.path, frame.data(), frame_items * item_size, "pixel data");
-    ++m.next;
-    return frame;
-  }
-  m.buffer.resize(frame_items * item_size);
-  ReadExactly(m.file.get(), m.path, m.buffer.data(), m.buffer.size(), "pixel data");
-  if (m.header.big_endian) ByteSwapInPlace(m.buffer.data(), frame_items, item_size);
+  Frame frame = DecodeFrame(m.header, m.next, &m.buffer, [&](void* out, std::size_t n) {
+    ReadExactly(m.file.get(), m.path, out, n, "pixel data");
+  });
   ++m.next;
-  return ConvertToFloat(m.buffer.data(), m.buffer.size(), m.header.type, shape, frame_header);
+  return frame;
 }
 
 Frame NpyFrameReader::ReadAt(int index) const {
@@ -470,34 +483,17 @@ Frame NpyFrameReader::ReadAt(int index) const {
     throw std::out_of_range(m.path + ": no frame " + std::to_string(index) + " (the stack has " +
                             std::to_string(m.header.frame_count()) + ")");
   }
-  const Shape shape = m.header.frame_shape();
-  const std::size_t item_size = PixelTypeSize(m.header.type);
-  const std::size_t frame_items = static_cast<std::size_t>(shape.Pixels());
-  const std::size_t frame_bytes = frame_items * item_size;
-  const std::size_t offset = m.header.data_offset + static_cast<std::size_t>(index) * frame_bytes;
-  const int fd = fileno(m.file.get());
-  auto read_exactly_at = [&](void* out) {
-    auto* bytes = static_cast<unsigned char*>(out);
-    std::size_t got = 0;
-    while (got < frame_bytes) {
-      const ssize_t r = ::pread(fd, bytes + got, frame_bytes - got, static_cast<off_t>(offset + got));
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) throw FileError(m.path, std::string("cannot read frame ") + std::to_string(index) + ": " + std::strerror(errno));
-      if (r == 0) throw FileError(m.path, "truncated: file ended while reading frame " + std::to_string(index));
-      got += static_cast<std::size_t>(r);
+  const std::size_t frame_bytes =
+      static_cast<std::size_t>(m.header.frame_shape().Pixels()) * PixelTypeSize(m.header.type);
+  const std::uint64_t offset = m.header.data_offset + static_cast<std::uint64_t>(index) * frame_bytes;
+  std::vector<unsigned char> buffer;  // this call's own: ReadAt runs on several threads
+  return DecodeFrame(m.header, index, &buffer, [&](void* out, std::size_t n) {
+    if (PreadFully(fileno(m.file.get()), offset, n, static_cast<char*>(out)) == n) return;
+    if (errno != 0) {
+      throw FileError(m.path, "cannot read frame " + std::to_string(index) + ": " + std::strerror(errno));
     }
-  };
-  FrameHeader frame_header;
-  frame_header.index = index;
-  if (m.header.type == PixelType::kFloat32 && !m.header.big_endian) {
-    Frame frame(shape, frame_header);
-    read_exactly_at(frame.data());
-    return frame;
-  }
-  std::vector<unsigned char> buffer(frame_bytes);
-  read_exactly_at(buffer.data());
-  if (m.header.big_endian) ByteSwapInPlace(buffer.data(), frame_items, item_size);
-  return ConvertToFloat(buffer.data(), buffer.size(), m.header.type, shape, frame_header);
+    throw FileError(m.path, "truncated: file ended while reading frame " + std::to_string(index));
+  });
 }
 
 FrameStack ReadNpy(const std::string& path) {
