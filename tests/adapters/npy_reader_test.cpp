@@ -428,17 +428,23 @@ TEST_CASE("npy frame reader reads any frame at its offset, from several threads,
     const FrameStack whole = ReadNpy(path);
     NpyFrameReader reader(path);
     REQUIRE(reader.Next());  // the stream's position must not matter
+    // Catch2 assertions are not thread-safe: the threads only read, the
+    // checks follow the join.
     std::vector<std::vector<float>> got(4);
+    std::vector<frame_id_t> indices(4, kInvalidFrameId);
     std::vector<std::thread> threads;
     for (int f = 3; f >= 0; --f) {
-      threads.emplace_back([&reader, &got, f] {
+      threads.emplace_back([&reader, &got, &indices, f] {
         const Frame frame = reader.ReadAt(f);
         got[static_cast<std::size_t>(f)] = frame.pixels();
-        CHECK(frame.header().index == f);
+        indices[static_cast<std::size_t>(f)] = frame.header().index;
       });
     }
     for (std::thread& t : threads) t.join();
-    for (int f = 0; f < 4; ++f) CHECK(got[static_cast<std::size_t>(f)] == whole.frames[f].pixels());
+    for (int f = 0; f < 4; ++f) {
+      CHECK(indices[static_cast<std::size_t>(f)] == f);
+      CHECK(got[static_cast<std::size_t>(f)] == whole.frames[f].pixels());
+    }
     // Next goes on from where it was.
     const std::optional<Frame> second = reader.Next();
     REQUIRE(second);
