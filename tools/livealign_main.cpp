@@ -1,10 +1,11 @@
 // `livealign <command> [options]`: dispatches to the registered subcommands.
-#include <unistd.h>
+#include <malloc.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <iostream>
+#include <limits>
 #include <string>
 
 #include "tools/command.hpp"
@@ -30,35 +31,35 @@ void PrintUsage(std::ostream& os) {
 // took 150 ms, of which 130 ms were 10,000 page faults). glibc's default
 // mmap/munmap of every block above 128 KiB faults a frame's pages afresh on
 // each allocation; a high mmap threshold keeps large blocks on the heap, where
-// freed frames are reused without faults. Transparent huge pages for the heap
-// (glibc.malloc.hugetlb=1) cut the faults of `register` 40 x 512^2 further
-// (9,200 against 32,900) but not its time (0.32 s against 0.34 s median of 6
-// runs), and each first touch of a 2 MiB page stalled the thread 6.7 ms here:
-// a 256^2 series whose store grows by a frame per update then had one update
-// in seven 3.5x its median, against 2.5x at most with 4 KiB pages and the same
-// median. Live latency wins, so the heap keeps 4 KiB pages. A high trim
-// threshold keeps glibc from handing the freed top of a heap back to the
-// kernel (128 KiB by default), only to fault it in again at the next large
-// allocation: 2048^2 x 100 frames took 1.81 M page faults without it and
-// 0.26 M with it, 41 s against 39 s. The tunables are
-// read at process start only, so main() sets them and re-executes itself once.
-// LIVEALIGN_NO_REEXEC=1 skips this (e.g. under valgrind); an explicit
-// GLIBC_TUNABLES is respected as it is.
-void ReexecWithMallocTunables(char** argv) {
-  if (std::getenv("GLIBC_TUNABLES") || std::getenv("LIVEALIGN_NO_REEXEC")) return;
-  if (setenv("GLIBC_TUNABLES",
-             "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967296",
-             1) != 0) {
-    return;
-  }
-  execv("/proc/self/exe", argv);
-  unsetenv("GLIBC_TUNABLES");  // exec failed: carry on with the defaults
+// freed frames are reused without faults. A high trim threshold keeps glibc
+// from handing the freed top of a heap back to the kernel (128 KiB by
+// default), only to fault it in again at the next large allocation: 2048^2 x
+// 100 frames took 1.81 M page faults without it and 0.26 M with it, 41 s
+// against 39 s. Transparent huge pages for the heap (glibc.malloc.hugetlb=1)
+// cut the faults of `register` 40 x 512^2 further (9,200 against 32,900) but
+// not its time (0.32 s against 0.34 s median of 6 runs), and each first touch
+// of a 2 MiB page stalled the thread 6.7 ms here: a 256^2 series whose store
+// grows by a frame per update then had one update in seven 3.5x its median,
+// against 2.5x at most with 4 KiB pages and the same median. Live latency
+// wins, so the heap keeps 4 KiB pages.
+//
+// mallopt sets the same parameters as the glibc.malloc tunables of those
+// names, from inside the process. (Setting the tunables meant re-executing
+// the binary, a second load of its 47 libraries: 4.5 ms of every start.) The
+// trim threshold is mallopt's largest, 2 GiB, above the peak heap of the
+// largest benchmark (2048^2 x 1000 frames, 1.4 GiB). An explicit
+// GLIBC_TUNABLES is respected as it is; under ASan or valgrind, whose
+// allocators replace glibc's, mallopt does nothing.
+void KeepLargeBlocksOnHeap() {
+  if (std::getenv("GLIBC_TUNABLES") != nullptr) return;
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  ReexecWithMallocTunables(argv);
+  KeepLargeBlocksOnHeap();
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
       !std::strcmp(argv[1], "help")) {
     PrintUsage(std::cout);
