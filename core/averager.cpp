@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -394,13 +396,34 @@ void ShiftedAverager::SetShifts(const std::vector<ShiftUpdate>& updates) {
   for (Entry& entry : frames_) entry.contributing = false;
   sums_[0].Zero();
   sums_[1].Zero();
-  for (std::size_t i = 0; i < frames_.size(); ++i) {
+  std::vector<int> order;
+  for (std::size_t i = 0; i < frames_.size(); ++i)
+    if (frames_[i].include) order.push_back(static_cast<int>(i));
+  if (order.empty()) return;
+  // Each frame is read back while the one before is resampled, as one more
+  // task of its parallel loop: a read from the store (a pread of the frame)
+  // would otherwise leave the other workers idle. A failed read is rethrown
+  // when its frame's turn comes, so the frames before it are in the sums.
+  std::shared_ptr<const Frame> next = frame(order[0]);  // may throw: see the header
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    const std::size_t i = static_cast<std::size_t>(order[k]);
     Entry& entry = frames_[i];
-    if (!entry.include) continue;
-    const std::shared_ptr<const Frame> pixels = frame(static_cast<int>(i));  // may throw: see the header
-    AccumulateOnCanvas(*pixels, entry.applied_shift, +1, &sums_[i % 2], pool_);
+    const std::shared_ptr<const Frame> pixels = std::move(next);
+    std::exception_ptr read_error;
+    std::function<void()> read_next;
+    if (k + 1 < order.size()) {
+      read_next = [this, &next, &read_error, f = order[k + 1]] {
+        try {
+          next = frame(f);
+        } catch (...) {
+          read_error = std::current_exception();
+        }
+      };
+    }
+    AccumulateOnCanvas(*pixels, entry.applied_shift, +1, &sums_[i % 2], pool_, read_next);
     ++num_resamples_;
     entry.contributing = true;
+    if (read_error) std::rethrow_exception(read_error);
   }
 }
 
@@ -423,10 +446,12 @@ bool ShiftedAverager::included(int i) const {
 }
 
 void ShiftedAverager::AccumulateOnCanvas(FrameView frame, Shift shift, double sign,
-                                         TiledCanvas* canvas, ThreadPool* pool) const {
+                                         TiledCanvas* canvas, ThreadPool* pool,
+                                         const std::function<void()>& alongside) const {
   constexpr int kTile = TiledCanvas::kTileSize;
   if (pool == nullptr || pool->NumWorkers() < 2 || frame.rows() < 4 * kTile) {
     ResampleAccumulate(frame, shift, canvas_limit_, sign, canvas);
+    if (alongside) alongside();
     return;
   }
   // The rows the frame covers, cut into bands of whole tile rows, one band
@@ -435,7 +460,10 @@ void ShiftedAverager::AccumulateOnCanvas(FrameView frame, Shift shift, double si
   // the shift alone).
   const ResampleGeometry g = MakeGeometry(frame, shift, canvas_limit_.row0, canvas_limit_.col0,
                                           Shape{canvas_limit_.rows(), canvas_limit_.cols()});
-  if (g.Empty()) return;
+  if (g.Empty()) {
+    if (alongside) alongside();
+    return;
+  }
   const AverageImage::Rect covered{static_cast<int>(g.r0 + canvas_limit_.row0),
                                    static_cast<int>(g.r1 + canvas_limit_.row0),
                                    static_cast<int>(g.c0 + canvas_limit_.col0),
@@ -444,7 +472,15 @@ void ShiftedAverager::AccumulateOnCanvas(FrameView frame, Shift shift, double si
   const int first_tile = TiledCanvas::TileIndex(covered.row0);
   const int tiles = TiledCanvas::TileIndex(covered.row1 - 1) - first_tile + 1;
   const int bands = std::min(tiles, 2 * pool->NumWorkers());
-  pool->ParallelFor(bands, [&](int b, int /*worker*/) {
+  // `alongside` is the first task, so that it starts at once beside the
+  // first band and its worker then joins the others.
+  const int first_band = alongside ? 1 : 0;
+  pool->ParallelFor(first_band + bands, [&](int task, int /*worker*/) {
+    if (task < first_band) {
+      alongside();
+      return;
+    }
+    const int b = task - first_band;
     AverageImage::Rect band = canvas_limit_;
     band.row0 = std::max(covered.row0, (first_tile + b * tiles / bands) * kTile);
     band.row1 = std::min(covered.row1, (first_tile + (b + 1) * tiles / bands) * kTile);

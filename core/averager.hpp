@@ -53,6 +53,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -246,9 +247,13 @@ class ShiftedAverager {
   void CheckIndex(int i, const char* where) const;
   // Adds sign * (frame resampled at p + shift) to the canvas sums / counts
   // over its footprint clipped to the canvas limit (allocating tiles), by
-  // bands of rows on the pool's workers when one is given.
+  // bands of rows on the pool's workers when one is given. `alongside`, when
+  // given, runs once beside them as the first task of the same parallel loop
+  // (after the resampling when there is no pool); it must not touch the
+  // canvas, and what it throws is rethrown after the resampling finished.
   void AccumulateOnCanvas(FrameView frame, Shift shift, double sign, TiledCanvas* canvas,
-                          ThreadPool* pool = nullptr) const;
+                          ThreadPool* pool = nullptr,
+                          const std::function<void()>& alongside = nullptr) const;
   // Mean of every contributing frame but i over `rect` (frame-0 coords; 0
   // where none covers or outside the canvas), into *mean (rect-shaped).
   void LeaveOneOutOver(int i, FrameView frame_i, const AverageImage::Rect& rect,

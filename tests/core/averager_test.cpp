@@ -10,6 +10,7 @@
 #include "core/frame_store.hpp"
 #include "tests/core/counting_frame_store.hpp"
 #include "core/simulator.hpp"
+#include "core/thread_pool.hpp"
 
 namespace livealign {
 namespace {
@@ -435,6 +436,58 @@ TEST_CASE("a rebuild that cannot read a frame back leaves the rest out until a l
   for (int i = 0; i < 6; ++i) all.AddFrame(series.frames[i].Clone(), updates[i].shift);
   REQUIRE(averager.num_included() == 6);
   REQUIRE(MaxAbsDiff(averager.Average().full, all.Average().full) < 1e-5);
+}
+
+TEST_CASE("a rebuild on a thread pool reads each frame back beside the resampling of the one before",
+          "[core][averager][frame_store]") {
+  // Frames tall enough for bands (the read is one more task of a frame's
+  // parallel loop), read back from a store, with one frame whose footprint
+  // lies beyond the canvas limit: no band to run, and the next frame must be
+  // read all the same.
+  SimulatorOptions options;
+  options.shape = {300, 200};
+  SimulatedSeries series = Simulate(options, 7, 8);
+  const std::vector<Shift> shifts = {{0, 0},      {3.3, -70.6}, {-41.7, 12.2}, {0.5, 130.25},
+                                     {5000, 0.5}, {17.01, 64.99}, {-2.2, -3.3}};
+  ThreadPool pool(2);
+  ShiftedAverager::Options averager_options;
+  averager_options.reresample_tolerance_px = 0.0;
+  averager_options.cache_frames = 1;
+  auto store = std::make_shared<CountingFrameStore>();
+  ShiftedAverager banded(averager_options, store);
+  banded.SetThreadPool(&pool);
+  ShiftedAverager serial(ShiftedAverager::Options{0.0});
+  for (int i = 0; i < 7; ++i) {
+    store->Put(i, "", series.frames[i], 0.0);
+    banded.AddFrame(series.frames[i].Clone(), shifts[i]);
+    serial.AddFrame(series.frames[i].Clone(), shifts[i]);
+  }
+  std::vector<ShiftedAverager::ShiftUpdate> updates;
+  for (int i = 0; i < 7; ++i) updates.push_back({i, shifts[i] + Shift{0.37 * i, -0.61 * i}, i != 2});
+  const long resamples = banded.num_resamples();
+  banded.SetShifts(updates);
+  for (const auto& u : updates) serial.SetShift(u.frame, u.shift, u.include);
+  REQUIRE(banded.num_resamples() - resamples == 6);  // a rebuild: one pass per included frame
+  REQUIRE(store->gets() == 5);  // every included frame but the cached newest, once
+  const AverageImage a = serial.Average(), b = banded.Average();
+  REQUIRE(a.mosaic_extent == b.mosaic_extent);
+  REQUIRE(MaxAbsDiff(a.mosaic, b.mosaic) < 1e-5);
+  REQUIRE(a.mosaic_counts.pixels() == b.mosaic_counts.pixels());
+
+  SECTION("a frame that cannot be read back is rethrown in its turn, the frames before it in") {
+    auto partial = std::make_shared<MemoryFrameStore>();  // frame 3 is never Put
+    ShiftedAverager averager(averager_options, partial);
+    averager.SetThreadPool(&pool);
+    for (int i = 0; i < 7; ++i) {
+      if (i != 3) partial->Put(i, "", series.frames[i], 0.0);
+      averager.AddFrame(series.frames[i].Clone(), shifts[i]);
+    }
+    REQUIRE_THROWS_AS(averager.SetShifts(updates), std::out_of_range);
+    ShiftedAverager reference(ShiftedAverager::Options{0.0});
+    for (int i = 0; i < 7; ++i) reference.AddFrame(series.frames[i].Clone(), updates[i].shift, i < 3 && i != 2);
+    REQUIRE(averager.num_included() == 2);
+    REQUIRE(MaxAbsDiff(averager.Average().mosaic, reference.Average().mosaic) < 1e-5);
+  }
 }
 
 TEST_CASE("a frame the store cannot return leaves the averager unchanged",
