@@ -11,6 +11,7 @@
 #include "adapters/result_json.hpp"
 #include "adapters/shift_matrix_image.hpp"
 #include "adapters/tiff_io.hpp"
+#include "core/fft.hpp"
 
 namespace livealign {
 namespace {
@@ -38,7 +39,10 @@ nlohmann::json BuildReport(const RegistrationEngine& engine, const RegistrationR
       {"image_quality", std::move(image_quality_json)},
       {"frames", FrameColumnsJson(result.frames)},
       {"memory", {{"cache_bytes", engine.cache_bytes()}, {"frame_bytes", engine.frame_bytes()},
-                  {"precision_spectra_bytes", engine.precision_spectra_bytes()}}}};
+                  {"precision_spectra_bytes", engine.precision_spectra_bytes()}}},
+      // Plans from this machine's wisdom or estimated (core/fft.hpp): the
+      // timings depend on it, the results only in float rounding.
+      {"fft_planning", FftPlanningName(CurrentFftPlanning())}};
   for (auto it = extra.begin(); it != extra.end(); ++it) report[it.key()] = it.value();
   return report;
 }

@@ -2,8 +2,11 @@
 
 #include <fftw3.h>
 
+#include <cstdlib>
 #include <map>
 #include <mutex>
+#include <new>
+#include <optional>
 #include <stdexcept>
 #include <tuple>
 
@@ -14,6 +17,49 @@ std::mutex& PlannerMutex() {
   static std::mutex mutex;
   return mutex;
 }
+
+// Guarded by PlannerMutex().
+FftPlanning& Planning() {
+  static FftPlanning planning = FftPlanning::kEstimate;
+  return planning;
+}
+
+// make(flags) plans a problem on the arrays it was given, with the current
+// planning's flags. A measured plan is made on scratch arrays of the same
+// size (fftwf_malloc'd, so aligned as every RealFft2d's), because measuring
+// overwrites its arrays and PlanForwardColumns may be called on an instance
+// whose input is already written; estimated plans and plans from wisdom
+// leave their arrays untouched. `scratch` gives make() those arrays.
+// Requires PlannerMutex() held.
+template <typename Make>
+fftwf_plan PlanWithPlanning(Make make) {
+  switch (Planning()) {
+    case FftPlanning::kEstimate:
+      return make(FFTW_ESTIMATE, /*scratch=*/false);
+    case FftPlanning::kWisdom:
+      if (const fftwf_plan plan = make(FFTW_MEASURE | FFTW_WISDOM_ONLY, false)) return plan;
+      return make(FFTW_ESTIMATE, false);  // a problem the wisdom does not hold
+    case FftPlanning::kMeasure:
+      return make(FFTW_MEASURE, /*scratch=*/true);
+  }
+  return nullptr;
+}
+
+// Scratch arrays for a measured plan; freed with the object.
+struct PlanningArrays {
+  PlanningArrays(std::size_t n_real, std::size_t n_complex)
+      : real(fftwf_alloc_real(n_real)), spectrum(fftwf_alloc_complex(n_complex)) {
+    if (real == nullptr || spectrum == nullptr) throw std::bad_alloc();
+  }
+  ~PlanningArrays() {
+    fftwf_free(real);
+    fftwf_free(spectrum);
+  }
+  PlanningArrays(const PlanningArrays&) = delete;
+  PlanningArrays& operator=(const PlanningArrays&) = delete;
+  float* real;
+  fftwf_complex* spectrum;
+};
 
 // Plans are made once per problem and kept for the process. Planning, even
 // with FFTW_ESTIMATE, was 7.5 % of the instructions of `register` on a
@@ -38,6 +84,41 @@ fftwf_plan CachedPlan(const PlanKey& key, Make make) {
   return plan;
 }
 }  // namespace
+
+bool ImportFftWisdom(const std::string& wisdom) {
+  std::lock_guard<std::mutex> lock(PlannerMutex());
+  if (fftwf_import_wisdom_from_string(wisdom.c_str()) == 0) return false;
+  Planning() = FftPlanning::kWisdom;
+  return true;
+}
+
+void MeasureFftPlans() {
+  std::lock_guard<std::mutex> lock(PlannerMutex());
+  Planning() = FftPlanning::kMeasure;
+}
+
+std::string ExportFftWisdom() {
+  std::lock_guard<std::mutex> lock(PlannerMutex());
+  char* text = fftwf_export_wisdom_to_string();
+  if (text == nullptr) throw std::bad_alloc();
+  std::string wisdom(text);
+  std::free(text);  // FFTW allocates the string with malloc
+  return wisdom;
+}
+
+FftPlanning CurrentFftPlanning() {
+  std::lock_guard<std::mutex> lock(PlannerMutex());
+  return Planning();
+}
+
+const char* FftPlanningName(FftPlanning planning) {
+  switch (planning) {
+    case FftPlanning::kEstimate: return "estimate";
+    case FftPlanning::kWisdom: return "wisdom";
+    case FftPlanning::kMeasure: return "measure";
+  }
+  return "unknown";
+}
 
 int FftFriendlySizeAtMost(int n) {
   if (n < 1) throw std::invalid_argument("FftFriendlySizeAtMost: n must be >= 1");
@@ -78,14 +159,22 @@ RealFft2d::RealFft2d(Shape shape) : impl_(std::make_unique<Impl>()) {
   m.real = fftwf_alloc_real(n_real);
   m.spectrum = fftwf_alloc_complex(n_complex);
   if (!m.real || !m.spectrum) throw std::bad_alloc();
-  // FFTW_ESTIMATE: on this class of machine MEASURE picked no faster plans
-  // within the run-to-run noise (+-30 % here). Planned on this instance's
-  // buffers, which ESTIMATE leaves untouched.
+  // Planned with the process's FftPlanning (fft.hpp).
   m.forward = CachedPlan({PlanKind::kForward, shape.rows, shape.cols, 0}, [&] {
-    return fftwf_plan_dft_r2c_2d(shape.rows, shape.cols, m.real, m.spectrum, FFTW_ESTIMATE);
+    return PlanWithPlanning([&](unsigned flags, bool scratch) {
+      std::optional<PlanningArrays> arrays;
+      if (scratch) arrays.emplace(n_real, n_complex);
+      return fftwf_plan_dft_r2c_2d(shape.rows, shape.cols, scratch ? arrays->real : m.real,
+                                   scratch ? arrays->spectrum : m.spectrum, flags);
+    });
   });
   m.inverse = CachedPlan({PlanKind::kInverse, shape.rows, shape.cols, 0}, [&] {
-    return fftwf_plan_dft_c2r_2d(shape.rows, shape.cols, m.spectrum, m.real, FFTW_ESTIMATE);
+    return PlanWithPlanning([&](unsigned flags, bool scratch) {
+      std::optional<PlanningArrays> arrays;
+      if (scratch) arrays.emplace(n_real, n_complex);
+      return fftwf_plan_dft_c2r_2d(shape.rows, shape.cols, scratch ? arrays->spectrum : m.spectrum,
+                                   scratch ? arrays->real : m.real, flags);
+    });
   });
 }
 
@@ -114,13 +203,24 @@ void RealFft2d::PlanForwardColumns(int columns) {
     std::lock_guard<std::mutex> lock(PlannerMutex());
     int rows = m.shape.rows, cols = m.shape.cols;
     const int half = spectrum_cols();
+    const std::size_t n_real = static_cast<std::size_t>(m.shape.Pixels());
+    const std::size_t n_complex = spectrum_size();
     m.rows_forward = CachedPlan({PlanKind::kRowsForward, rows, cols, 0}, [&] {
-      return fftwf_plan_many_dft_r2c(1, &cols, rows, m.real, nullptr, 1, cols, m.spectrum, nullptr, 1,
-                                     half, FFTW_ESTIMATE);
+      return PlanWithPlanning([&](unsigned flags, bool scratch) {
+        std::optional<PlanningArrays> arrays;
+        if (scratch) arrays.emplace(n_real, n_complex);
+        return fftwf_plan_many_dft_r2c(1, &cols, rows, scratch ? arrays->real : m.real, nullptr, 1, cols,
+                                       scratch ? arrays->spectrum : m.spectrum, nullptr, 1, half, flags);
+      });
     });
     m.columns_forward = CachedPlan({PlanKind::kColumnsForward, rows, cols, columns}, [&] {
-      return fftwf_plan_many_dft(1, &rows, columns, m.spectrum, nullptr, half, 1, m.spectrum, nullptr,
-                                 half, 1, FFTW_FORWARD, FFTW_ESTIMATE);
+      return PlanWithPlanning([&](unsigned flags, bool scratch) {
+        std::optional<PlanningArrays> arrays;
+        if (scratch) arrays.emplace(n_real, n_complex);
+        fftwf_complex* spectrum = scratch ? arrays->spectrum : m.spectrum;
+        return fftwf_plan_many_dft(1, &rows, columns, spectrum, nullptr, half, 1, spectrum, nullptr,
+                                   half, 1, FFTW_FORWARD, flags);
+      });
     });
     m.columns = columns;
   }

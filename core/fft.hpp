@@ -20,6 +20,7 @@
 
 #include <complex>
 #include <memory>
+#include <string>
 
 #include "core/frame.hpp"
 
@@ -68,6 +69,31 @@ class RealFft2d {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Plan quality. Plans are FFTW_ESTIMATE by default: made in microseconds
+// from FFTW's cost model. Measured plans (FFTW_MEASURE) run up to twice as
+// fast on this machine (a 2048^2 r2c 33 -> 17 ms; the 512-row pass of a 512^2
+// band transform 0.51 -> 0.39 ms) but take up to seconds each to make, so
+// they come from FFTW wisdom, made once per machine by `livealign
+// fft-wisdom` and imported when a process starts (tools/livealign_main.cpp).
+// A plan is made at the first use of its problem and then kept for the
+// process, so these calls belong before the first RealFft2d.
+enum class FftPlanning {
+  kEstimate,  // the default
+  kWisdom,    // measured plans from imported wisdom where it holds the problem, else estimated
+  kMeasure,   // every new plan measured (seconds at 2048^2), for making wisdom
+};
+// Imports wisdom in FFTW's text form (fftwf_export_wisdom_to_string) and
+// switches to kWisdom. False, planning unchanged, when FFTW rejects the text.
+// A plan made from wisdom is the same plan in every process that imports the
+// same wisdom, so results stay repeatable.
+bool ImportFftWisdom(const std::string& wisdom);
+// Switches to kMeasure.
+void MeasureFftPlans();
+// The wisdom of every plan measured or imported so far, in FFTW's text form.
+std::string ExportFftWisdom();
+FftPlanning CurrentFftPlanning();
+const char* FftPlanningName(FftPlanning planning);  // "estimate", "wisdom", "measure"
 
 // Signed frequency index for FFT row/column index k of an n-point transform.
 // For even n, index n/2 (Nyquist) maps to -n/2.

@@ -454,8 +454,9 @@ int RunBench(int argc, char** argv) {
   if (milestones.empty() || milestones.back() != num_frames) milestones.push_back(num_frames);
   std::printf("livealign bench: %d frames of %dx%d, dose %.3g counts/px, %s, drift %.3g px/frame, threads %d\n",
               num_frames, size, size, dose, specimen.c_str(), drift_px_per_frame, engine_options.threads);
-  std::printf("FFT floor: forward %dx%d %.3f ms + k x inverse %dx%d %.4f ms\n", size, size, forward_ms,
-              engine.correlation_map_shape().rows, engine.correlation_map_shape().cols, inverse_ms);
+  std::printf("FFT floor: forward %dx%d %.3f ms + k x inverse %dx%d %.4f ms (FFT plans: %s)\n", size, size,
+              forward_ms, engine.correlation_map_shape().rows, engine.correlation_map_shape().cols, inverse_ms,
+              FftPlanningName(CurrentFftPlanning()));
   std::printf("%6s %6s %9s %9s %7s | %9s %9s %9s %9s %9s %7s | %8s %9s %7s\n", "k", "frames", "median", "max",
               "max/med", "correlate", "corr max", "solve", "solve max", "fft+avg", "pairs", "RSS MiB",
               "floor ms", "ratio");
@@ -542,6 +543,7 @@ int RunBench(int argc, char** argv) {
       {"live_peak_rss_mib", live_peak_rss_mib}, {"finish_peak_rss_mib", finish_peak_rss_mib}, {"full_resolves", full_resolves},
       {"background_resolves", background_resolves}, {"drift_px_per_frame", drift_px_per_frame},
       {"fft_forward_ms", forward_ms}, {"fft_map_inverse_ms", inverse_ms},
+      {"fft_planning", FftPlanningName(CurrentFftPlanning())},
       {"live_rms_error_px", live_errors.rms_px}, {"final_rms_error_px", final_errors.rms_px},
       {"final_max_error_px", final_errors.max_px},
       {"live_max_error_px", live_errors.max_px}, {"crb_px", crb_px}, {"crb_series_px", series_crb.rms_px},

@@ -1,5 +1,6 @@
 // `livealign <command> [options]`: dispatches to the registered subcommands.
 #include <malloc.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -8,6 +9,7 @@
 #include <limits>
 #include <string>
 
+#include "adapters/fft_wisdom_file.hpp"
 #include "tools/command.hpp"
 
 namespace livealign {
@@ -56,10 +58,28 @@ void KeepLargeBlocksOnHeap() {
   mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());
 }
 
+// Measured FFT plans (core/fft.hpp): the wisdom file LIVEALIGN_FFTW_WISDOM
+// names (empty: none), by default fftw_wisdom beside the executable, which
+// tools/build makes with `livealign fft-wisdom` (that command itself starts
+// from none). Without the file, plans are estimated as before; a file that
+// cannot be used is reported and then ignored.
+void ImportMachineFftWisdom(const char* command) {
+  if (command != nullptr && std::strcmp(command, "fft-wisdom") == 0) return;
+  const char* named = std::getenv("LIVEALIGN_FFTW_WISDOM");
+  const std::string path = named != nullptr ? named : livealign::DefaultFftWisdomPath();
+  if (path.empty()) return;
+  if (named == nullptr && access(path.c_str(), F_OK) != 0) return;  // no wisdom made for this build
+  std::string error;
+  if (!livealign::LoadFftWisdomFile(path, &error)) {
+    std::cerr << "livealign: FFT wisdom not used (" << error << "); FFT plans are estimated\n";
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   KeepLargeBlocksOnHeap();
+  ImportMachineFftWisdom(argc >= 2 ? argv[1] : nullptr);
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
       !std::strcmp(argv[1], "help")) {
     PrintUsage(std::cout);
