@@ -2,6 +2,8 @@
 
 #include <fftw3.h>
 
+#include <algorithm>
+
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -24,23 +26,44 @@ FftPlanning& Planning() {
   return planning;
 }
 
-// make(flags) plans a problem on the arrays it was given, with the current
-// planning's flags. A measured plan is made on scratch arrays of the same
-// size (fftwf_malloc'd, so aligned as every RealFft2d's), because measuring
-// overwrites its arrays and PlanForwardColumns may be called on an instance
-// whose input is already written; estimated plans and plans from wisdom
-// leave their arrays untouched. `scratch` gives make() those arrays.
-// Requires PlannerMutex() held.
+// Measured plans only for transforms at least this long along every
+// dimension they transform; shorter ones stay estimated. Measuring the short
+// ones gained nothing: the measured plans of a 64^2 and a 128^2 c2r are the
+// estimated ones (fftwf_print_plan), and a 256^2 series' updates were no
+// faster with its 256^2 transforms measured. From about 500 on they pay:
+// register 40 x 512^2 took 0.180 s with its 504^2 and 500 x 504 region
+// transforms measured too, against 0.186 s with only the 512^2 ones (medians
+// of 50 alternated runs; both with buffering allowed, see below).
+constexpr int kMinMeasuredLength = 384;
+
+// Measured plans exclude FFTW's buffered algorithms (FFTW_NO_BUFFERING),
+// which allocate their buffers on every execution: with them the RSS of a
+// 1024^2 series grew by about 0.75 MiB a frame more than with estimated
+// plans (370 against 295 MiB at k = 200; 292 MiB without buffering),
+// presumably the frames' long-lived band caches taking the holes the
+// buffers left. A problem only buffering solves is estimated. The cost: a
+// 2048^2 r2c takes 28.8 ms instead of 19.0 ms buffered (31.5 ms estimated).
+constexpr unsigned kMeasured = FFTW_MEASURE | FFTW_NO_BUFFERING;
+
+// make(flags, scratch) plans a problem whose shortest transformed dimension
+// is `length`, with the current planning's flags. A measured plan is made on
+// scratch arrays of the same size (fftwf_malloc'd, so aligned as every
+// RealFft2d's), because measuring overwrites its arrays and
+// PlanForwardColumns may be called on an instance whose input is already
+// written; estimated plans and plans from wisdom leave the instance's arrays
+// untouched. Requires PlannerMutex() held.
 template <typename Make>
-fftwf_plan PlanWithPlanning(Make make) {
+fftwf_plan PlanWithPlanning(int length, Make make) {
+  if (length < kMinMeasuredLength) return make(FFTW_ESTIMATE, /*scratch=*/false);
   switch (Planning()) {
     case FftPlanning::kEstimate:
       return make(FFTW_ESTIMATE, /*scratch=*/false);
     case FftPlanning::kWisdom:
-      if (const fftwf_plan plan = make(FFTW_MEASURE | FFTW_WISDOM_ONLY, false)) return plan;
+      if (const fftwf_plan plan = make(kMeasured | FFTW_WISDOM_ONLY, false)) return plan;
       return make(FFTW_ESTIMATE, false);  // a problem the wisdom does not hold
     case FftPlanning::kMeasure:
-      return make(FFTW_MEASURE, /*scratch=*/true);
+      if (const fftwf_plan plan = make(kMeasured, /*scratch=*/true)) return plan;
+      return make(FFTW_ESTIMATE, false);  // a problem only buffering solves
   }
   return nullptr;
 }
@@ -160,8 +183,9 @@ RealFft2d::RealFft2d(Shape shape) : impl_(std::make_unique<Impl>()) {
   m.spectrum = fftwf_alloc_complex(n_complex);
   if (!m.real || !m.spectrum) throw std::bad_alloc();
   // Planned with the process's FftPlanning (fft.hpp).
+  const int length = std::min(shape.rows, shape.cols);
   m.forward = CachedPlan({PlanKind::kForward, shape.rows, shape.cols, 0}, [&] {
-    return PlanWithPlanning([&](unsigned flags, bool scratch) {
+    return PlanWithPlanning(length, [&](unsigned flags, bool scratch) {
       std::optional<PlanningArrays> arrays;
       if (scratch) arrays.emplace(n_real, n_complex);
       return fftwf_plan_dft_r2c_2d(shape.rows, shape.cols, scratch ? arrays->real : m.real,
@@ -169,7 +193,7 @@ RealFft2d::RealFft2d(Shape shape) : impl_(std::make_unique<Impl>()) {
     });
   });
   m.inverse = CachedPlan({PlanKind::kInverse, shape.rows, shape.cols, 0}, [&] {
-    return PlanWithPlanning([&](unsigned flags, bool scratch) {
+    return PlanWithPlanning(length, [&](unsigned flags, bool scratch) {
       std::optional<PlanningArrays> arrays;
       if (scratch) arrays.emplace(n_real, n_complex);
       return fftwf_plan_dft_c2r_2d(shape.rows, shape.cols, scratch ? arrays->spectrum : m.spectrum,
@@ -206,7 +230,7 @@ void RealFft2d::PlanForwardColumns(int columns) {
     const std::size_t n_real = static_cast<std::size_t>(m.shape.Pixels());
     const std::size_t n_complex = spectrum_size();
     m.rows_forward = CachedPlan({PlanKind::kRowsForward, rows, cols, 0}, [&] {
-      return PlanWithPlanning([&](unsigned flags, bool scratch) {
+      return PlanWithPlanning(cols, [&](unsigned flags, bool scratch) {
         std::optional<PlanningArrays> arrays;
         if (scratch) arrays.emplace(n_real, n_complex);
         return fftwf_plan_many_dft_r2c(1, &cols, rows, scratch ? arrays->real : m.real, nullptr, 1, cols,
@@ -214,7 +238,7 @@ void RealFft2d::PlanForwardColumns(int columns) {
       });
     });
     m.columns_forward = CachedPlan({PlanKind::kColumnsForward, rows, cols, columns}, [&] {
-      return PlanWithPlanning([&](unsigned flags, bool scratch) {
+      return PlanWithPlanning(rows, [&](unsigned flags, bool scratch) {
         std::optional<PlanningArrays> arrays;
         if (scratch) arrays.emplace(n_real, n_complex);
         fftwf_complex* spectrum = scratch ? arrays->spectrum : m.spectrum;

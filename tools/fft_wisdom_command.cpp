@@ -59,8 +59,9 @@ int RunFftWisdom(int argc, char** argv) {
       ("help,h", "show this help")
       ("out", po::value(&out)->default_value(DefaultFftWisdomPath()),
        "wisdom file to write (default: fftw_wisdom beside the executable, read by every livealign run)")
-      ("sizes", po::value(&sizes_text)->default_value("256,512,1024,2048"),
-       "comma-separated square frame sizes to plan for")
+      ("sizes", po::value(&sizes_text)->default_value("512,1024,2048"),
+       "comma-separated square frame sizes to plan for (transforms shorter than 384 are always "
+       "estimated, core/fft.cpp)")
       ("config", po::value<std::string>(), "ini file with any of these options");
   AddEngineOptions(&options, &engine_options);
   po::variables_map vm;
