@@ -25,7 +25,7 @@ bool LoadFftWisdomFile(const std::string& path, std::string* error) {
   }
   std::ostringstream text;
   text << in.rdbuf();
-  if (!in.good() && !in.eof()) {
+  if (in.bad()) {
     *error = "cannot read " + path;
     return false;
   }

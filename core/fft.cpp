@@ -8,7 +8,6 @@
 #include <map>
 #include <mutex>
 #include <new>
-#include <optional>
 #include <stdexcept>
 #include <tuple>
 
@@ -45,44 +44,61 @@ constexpr int kMinMeasuredLength = 384;
 // 2048^2 r2c takes 28.8 ms instead of 19.0 ms buffered (31.5 ms estimated).
 constexpr unsigned kMeasured = FFTW_MEASURE | FFTW_NO_BUFFERING;
 
-// make(flags, scratch) plans a problem whose shortest transformed dimension
-// is `length`, with the current planning's flags. A measured plan is made on
-// scratch arrays of the same size (fftwf_malloc'd, so aligned as every
-// RealFft2d's), because measuring overwrites its arrays and
-// PlanForwardColumns may be called on an instance whose input is already
-// written; estimated plans and plans from wisdom leave the instance's arrays
-// untouched. Requires PlannerMutex() held.
-template <typename Make>
-fftwf_plan PlanWithPlanning(int length, Make make) {
-  if (length < kMinMeasuredLength) return make(FFTW_ESTIMATE, /*scratch=*/false);
-  switch (Planning()) {
-    case FftPlanning::kEstimate:
-      return make(FFTW_ESTIMATE, /*scratch=*/false);
-    case FftPlanning::kWisdom:
-      if (const fftwf_plan plan = make(kMeasured | FFTW_WISDOM_ONLY, false)) return plan;
-      return make(FFTW_ESTIMATE, false);  // a problem the wisdom does not hold
-    case FftPlanning::kMeasure:
-      if (const fftwf_plan plan = make(kMeasured, /*scratch=*/true)) return plan;
-      return make(FFTW_ESTIMATE, false);  // a problem only buffering solves
-  }
-  return nullptr;
-}
+// The arrays a plan is made on, and their sizes.
+struct PlanArrays {
+  float* real;
+  fftwf_complex* spectrum;
+  std::size_t n_real, n_complex;
+};
 
-// Scratch arrays for a measured plan; freed with the object.
-struct PlanningArrays {
-  PlanningArrays(std::size_t n_real, std::size_t n_complex)
+// Scratch arrays for a measured plan, freed with the object.
+struct ScratchArrays {
+  ScratchArrays(std::size_t n_real, std::size_t n_complex)
       : real(fftwf_alloc_real(n_real)), spectrum(fftwf_alloc_complex(n_complex)) {
-    if (real == nullptr || spectrum == nullptr) throw std::bad_alloc();
+    if (real == nullptr || spectrum == nullptr) {
+      fftwf_free(real);
+      fftwf_free(spectrum);
+      throw std::bad_alloc();
+    }
   }
-  ~PlanningArrays() {
+  ~ScratchArrays() {
     fftwf_free(real);
     fftwf_free(spectrum);
   }
-  PlanningArrays(const PlanningArrays&) = delete;
-  PlanningArrays& operator=(const PlanningArrays&) = delete;
+  ScratchArrays(const ScratchArrays&) = delete;
+  ScratchArrays& operator=(const ScratchArrays&) = delete;
   float* real;
   fftwf_complex* spectrum;
 };
+
+// make(flags, real, spectrum) plans a problem whose shortest transformed
+// dimension is `length`, with the current planning's flags, on the arrays it
+// is given: the instance's (`arrays`), or for a measured plan scratch arrays
+// of the same sizes (fftwf_malloc'd, so aligned as every RealFft2d's),
+// because measuring overwrites its arrays and PlanForwardColumns may be
+// called on an instance whose input is already written. Estimated plans and
+// plans from wisdom leave the instance's arrays untouched. Requires
+// PlannerMutex() held.
+template <typename Make>
+fftwf_plan PlanWithPlanning(int length, const PlanArrays& arrays, Make make) {
+  const auto estimated = [&] { return make(FFTW_ESTIMATE, arrays.real, arrays.spectrum); };
+  if (length < kMinMeasuredLength) return estimated();
+  switch (Planning()) {
+    case FftPlanning::kEstimate:
+      return estimated();
+    case FftPlanning::kWisdom:
+      if (const fftwf_plan plan = make(kMeasured | FFTW_WISDOM_ONLY, arrays.real, arrays.spectrum)) {
+        return plan;
+      }
+      return estimated();  // a problem the wisdom does not hold
+    case FftPlanning::kMeasure: {
+      const ScratchArrays scratch(arrays.n_real, arrays.n_complex);
+      if (const fftwf_plan plan = make(kMeasured, scratch.real, scratch.spectrum)) return plan;
+      return estimated();  // a problem only buffering solves
+    }
+  }
+  return nullptr;
+}
 
 // Plans are made once per problem and kept for the process. Planning, even
 // with FFTW_ESTIMATE, was 7.5 % of the instructions of `register` on a
@@ -184,20 +200,15 @@ RealFft2d::RealFft2d(Shape shape) : impl_(std::make_unique<Impl>()) {
   if (!m.real || !m.spectrum) throw std::bad_alloc();
   // Planned with the process's FftPlanning (fft.hpp).
   const int length = std::min(shape.rows, shape.cols);
+  const PlanArrays arrays{m.real, m.spectrum, n_real, n_complex};
   m.forward = CachedPlan({PlanKind::kForward, shape.rows, shape.cols, 0}, [&] {
-    return PlanWithPlanning(length, [&](unsigned flags, bool scratch) {
-      std::optional<PlanningArrays> arrays;
-      if (scratch) arrays.emplace(n_real, n_complex);
-      return fftwf_plan_dft_r2c_2d(shape.rows, shape.cols, scratch ? arrays->real : m.real,
-                                   scratch ? arrays->spectrum : m.spectrum, flags);
+    return PlanWithPlanning(length, arrays, [&](unsigned flags, float* real, fftwf_complex* spectrum) {
+      return fftwf_plan_dft_r2c_2d(shape.rows, shape.cols, real, spectrum, flags);
     });
   });
   m.inverse = CachedPlan({PlanKind::kInverse, shape.rows, shape.cols, 0}, [&] {
-    return PlanWithPlanning(length, [&](unsigned flags, bool scratch) {
-      std::optional<PlanningArrays> arrays;
-      if (scratch) arrays.emplace(n_real, n_complex);
-      return fftwf_plan_dft_c2r_2d(shape.rows, shape.cols, scratch ? arrays->spectrum : m.spectrum,
-                                   scratch ? arrays->real : m.real, flags);
+    return PlanWithPlanning(length, arrays, [&](unsigned flags, float* real, fftwf_complex* spectrum) {
+      return fftwf_plan_dft_c2r_2d(shape.rows, shape.cols, spectrum, real, flags);
     });
   });
 }
@@ -227,23 +238,17 @@ void RealFft2d::PlanForwardColumns(int columns) {
     std::lock_guard<std::mutex> lock(PlannerMutex());
     int rows = m.shape.rows, cols = m.shape.cols;
     const int half = spectrum_cols();
-    const std::size_t n_real = static_cast<std::size_t>(m.shape.Pixels());
-    const std::size_t n_complex = spectrum_size();
+    const PlanArrays arrays{m.real, m.spectrum, static_cast<std::size_t>(m.shape.Pixels()), spectrum_size()};
     m.rows_forward = CachedPlan({PlanKind::kRowsForward, rows, cols, 0}, [&] {
-      return PlanWithPlanning(cols, [&](unsigned flags, bool scratch) {
-        std::optional<PlanningArrays> arrays;
-        if (scratch) arrays.emplace(n_real, n_complex);
-        return fftwf_plan_many_dft_r2c(1, &cols, rows, scratch ? arrays->real : m.real, nullptr, 1, cols,
-                                       scratch ? arrays->spectrum : m.spectrum, nullptr, 1, half, flags);
+      return PlanWithPlanning(cols, arrays, [&](unsigned flags, float* real, fftwf_complex* spectrum) {
+        return fftwf_plan_many_dft_r2c(1, &cols, rows, real, nullptr, 1, cols, spectrum, nullptr, 1, half,
+                                       flags);
       });
     });
     m.columns_forward = CachedPlan({PlanKind::kColumnsForward, rows, cols, columns}, [&] {
-      return PlanWithPlanning(rows, [&](unsigned flags, bool scratch) {
-        std::optional<PlanningArrays> arrays;
-        if (scratch) arrays.emplace(n_real, n_complex);
-        fftwf_complex* spectrum = scratch ? arrays->spectrum : m.spectrum;
-        return fftwf_plan_many_dft(1, &rows, columns, spectrum, nullptr, half, 1, spectrum, nullptr,
-                                   half, 1, FFTW_FORWARD, flags);
+      return PlanWithPlanning(rows, arrays, [&](unsigned flags, float*, fftwf_complex* spectrum) {
+        return fftwf_plan_many_dft(1, &rows, columns, spectrum, nullptr, half, 1, spectrum, nullptr, half, 1,
+                                   FFTW_FORWARD, flags);
       });
     });
     m.columns = columns;
