@@ -14,23 +14,15 @@
 #include "adapters/tiff_io.hpp"
 #include "core/averager.hpp"
 #include "core/simulator.hpp"
+#include "tests/support/run_livealign.hpp"
 #include "tests/support/test_data.hpp"
 
 namespace livealign {
 namespace {
 
-struct RunResult {
-  int exit_code;
-  std::string output;
-};
-
-RunResult Apply(const std::string& args, const std::string& log_dir) {
-  const std::string log = log_dir + "/apply_output.txt";
-  const std::string command = testing::LivealignBinary() + " apply " + args + " > " + log + " 2>&1";
-  const int status = std::system(command.c_str());
-  std::stringstream text;
-  text << std::ifstream(log).rdbuf();
-  return {WEXITSTATUS(status), text.str()};
+// `livealign apply ARGS`.
+testing::CommandResult Apply(const std::string& args, const std::string& log_dir) {
+  return testing::RunLivealign("apply " + args, log_dir);
 }
 
 TEST_CASE("apply averages a stack with given shifts exactly as the averager does", "[tools][apply]") {
@@ -47,7 +39,8 @@ TEST_CASE("apply averages a stack with given shifts exactly as the averager does
     rows.push_back({i, std::round(s.x * 1e4) / 1e4, std::round(s.y * 1e4) / 1e4, 0.01, i == 5});
   }
   WriteShiftsCsv(dir + "/shifts.csv", rows);
-  const RunResult run = Apply(dir + "/shifts.csv " + dir + "/stack.npy --out " + dir + "/out", dir);
+  const testing::CommandResult run =
+      Apply(dir + "/shifts.csv " + dir + "/stack.npy --out " + dir + "/out", dir);
   INFO(run.output);
   REQUIRE(run.exit_code == 0);
   ShiftedAverager reference;
@@ -77,7 +70,7 @@ TEST_CASE("apply refuses shifts that do not fit the stack in one line and exits 
   sim.shape = Shape{32, 32};
   WriteNpy(dir + "/stack.npy", Simulate(sim, 3, 1).frames);
   WriteShiftsCsv(dir + "/long.csv", {{0, 0, 0, 0, false}, {7, 1, 1, 0, false}});
-  RunResult run = Apply(dir + "/long.csv " + dir + "/stack.npy --out " + dir + "/o1", dir);
+  testing::CommandResult run = Apply(dir + "/long.csv " + dir + "/stack.npy --out " + dir + "/o1", dir);
   CHECK(run.exit_code != 0);
   CHECK(run.output.find("frame 7") != std::string::npos);
   WriteShiftsCsv(dir + "/twice.csv", {{0, 0, 0, 0, false}, {0, 1, 1, 0, false}});

@@ -14,27 +14,11 @@
 #include "adapters/json_report.hpp"
 #include "adapters/npy_writer.hpp"
 #include "core/simulator.hpp"
+#include "tests/support/run_livealign.hpp"
 #include "tests/support/test_data.hpp"
 
 namespace livealign {
 namespace {
-
-struct RunResult {
-  int exit_code;
-  std::string output;
-};
-
-// `env livealign ARGS`, its output captured in log_dir.
-RunResult Run(const std::string& env, const std::string& args, const std::string& log_dir) {
-  const std::string log = log_dir + "/command_output.txt";
-  const std::string command =
-      "env " + env + " " + testing::LivealignBinary() + " " + args + " > " + log + " 2>&1";
-  const int status = std::system(command.c_str());
-  std::ifstream in(log);
-  std::stringstream text;
-  text << in.rdbuf();
-  return {WEXITSTATUS(status), text.str()};
-}
 
 std::string ReadText(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -52,7 +36,8 @@ TEST_CASE("fft-wisdom measures the plans a registration uses, and register uses 
   sim.dose_counts_per_px = 0.5;
   WriteNpy(dir + "/stack.npy", Simulate(sim, 6, 5).frames);
 
-  RunResult made = Run("", "fft-wisdom --sizes 512 --out " + dir + "/wisdom", dir);
+  const testing::CommandResult made =
+      testing::RunLivealign("fft-wisdom --sizes 512 --out " + dir + "/wisdom", dir);
   INFO(made.output);
   REQUIRE(made.exit_code == 0);
   const std::string wisdom = ReadText(dir + "/wisdom");
@@ -60,7 +45,8 @@ TEST_CASE("fft-wisdom measures the plans a registration uses, and register uses 
   REQUIRE(wisdom.size() > 1000);            // plans, not an empty header
 
   auto registered = [&](const std::string& env, const std::string& out) {
-    const RunResult run = Run(env, "register " + dir + "/stack.npy --out " + dir + "/" + out, dir);
+    const testing::CommandResult run =
+        testing::RunLivealign("register " + dir + "/stack.npy --out " + dir + "/" + out, dir, env);
     INFO(run.output);
     REQUIRE(run.exit_code == 0);
     return run;
@@ -93,8 +79,8 @@ TEST_CASE("a wisdom file FFTW rejects is reported and the plans are estimated",
   std::ofstream(dir + "/garbage") << "(not fftw wisdom";
   for (const std::string& file : {dir + "/garbage", dir + "/missing"}) {
     CAPTURE(file);
-    const RunResult run = Run("LIVEALIGN_FFTW_WISDOM=" + file,
-                              "register " + dir + "/stack.npy --out " + dir + "/out", dir);
+    const testing::CommandResult run = testing::RunLivealign(
+        "register " + dir + "/stack.npy --out " + dir + "/out", dir, "LIVEALIGN_FFTW_WISDOM=" + file);
     INFO(run.output);
     REQUIRE(run.exit_code == 0);
     CHECK(run.output.find("FFT wisdom not used") != std::string::npos);
@@ -106,7 +92,8 @@ TEST_CASE("fft-wisdom refuses a size list it cannot plan", "[tools][fft_wisdom]"
   const std::string dir = testing::ScratchDir("fft_wisdom_sizes");
   for (const char* sizes : {"12", "512x", ""}) {
     CAPTURE(sizes);
-    const RunResult run = Run("", std::string("fft-wisdom --sizes '") + sizes + "' --out " + dir + "/w", dir);
+    const testing::CommandResult run =
+        testing::RunLivealign(std::string("fft-wisdom --sizes '") + sizes + "' --out " + dir + "/w", dir);
     CHECK(run.exit_code != 0);
     CHECK_FALSE(std::filesystem::exists(dir + "/w"));
   }

@@ -15,6 +15,7 @@
 #include "adapters/npy_writer.hpp"
 #include "adapters/tiff_io.hpp"
 #include "core/simulator.hpp"
+#include "tests/support/run_livealign.hpp"
 #include "tests/support/test_data.hpp"
 
 namespace livealign {
@@ -22,21 +23,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct RunResult {
-  int exit_code;
-  std::string output;
-};
-
-// Runs `livealign register ARGS`, capturing its output in `log_dir` (each test
-// case passes its own scratch directory: ctest runs cases in parallel).
-RunResult Run(const std::string& args, const std::string& log_dir) {
-  const std::string log = log_dir + "/command_output.txt";
-  const std::string command = testing::LivealignBinary() + " register " + args + " > " + log + " 2>&1";
-  const int status = std::system(command.c_str());
-  std::ifstream in(log);
-  std::stringstream text;
-  text << in.rdbuf();
-  return {WEXITSTATUS(status), text.str()};
+// `livealign register ARGS`.
+testing::CommandResult Run(const std::string& args, const std::string& log_dir) {
+  return testing::RunLivealign("register " + args, log_dir);
 }
 
 double StdDev(FrameView f) {
@@ -58,7 +47,8 @@ TEST_CASE("register writes every output and recovers a simulated drift", "[tools
   const SimulatedSeries series = Simulate(sim, 20, 21);
   WriteNpy(dir + "/stack.npy", series.frames);
 
-  const RunResult run = Run(dir + "/stack.npy --out " + dir + "/out --pixel-size-A 0.244", dir);
+  const testing::CommandResult run =
+      Run(dir + "/stack.npy --out " + dir + "/out --pixel-size-A 0.244", dir);
   INFO(run.output);
   REQUIRE(run.exit_code == 0);
   for (const char* name : {"average.tif", "average_full.tif", "average.png", "shifts.csv",
@@ -112,7 +102,7 @@ TEST_CASE("register reports a corrupt or missing input in one line and exits non
     std::ofstream out(dir + "/bad.npy", std::ios::binary);
     out << "\x93NUMPY\x01\x00garbage";
   }
-  RunResult run = Run(dir + "/bad.npy --out " + dir + "/out", dir);
+  testing::CommandResult run = Run(dir + "/bad.npy --out " + dir + "/out", dir);
   CHECK(run.exit_code != 0);
   CHECK(run.output.find("bad.npy") != std::string::npos);
   CHECK_FALSE(fs::exists(dir + "/out/report.json"));
@@ -146,7 +136,7 @@ TEST_CASE("the real drifting SrTiO3 series registers consistently", "[tools][reg
     return;
   }
   const std::string dir = testing::ScratchDir("register_real");
-  const RunResult run = Run(*path + " --out " + dir, dir);
+  const testing::CommandResult run = Run(*path + " --out " + dir, dir);
   INFO(run.output);
   REQUIRE(run.exit_code == 0);
   const nlohmann::json report = ReadJsonFile(dir + "/report.json");
@@ -227,7 +217,7 @@ TEST_CASE("register --channel-axis averages every channel with the registered ch
     channels[1].push_back(std::move(inverted));
   }
   WriteChannelNpy(dir + "/two.npy", channels);
-  const RunResult run = Run(dir + "/two.npy --out " + dir + "/out --channel-axis 1 "
+  const testing::CommandResult run = Run(dir + "/two.npy --out " + dir + "/out --channel-axis 1 "
                             "--channel-names HAADF,INV --register-channel HAADF", dir);
   INFO(run.output);
   REQUIRE(run.exit_code == 0);
@@ -265,7 +255,7 @@ TEST_CASE("register --channel-axis averages every channel with the registered ch
   CHECK(report["channels"]["names"] == nlohmann::json({"HAADF", "INV"}));
   CHECK(report["channels"]["register_channel"] == "HAADF");
   // Registered on the inverted channel instead: the same shifts, within noise.
-  const RunResult by_index = Run(dir + "/two.npy --out " + dir + "/out1 --channel-axis 1 "
+  const testing::CommandResult by_index = Run(dir + "/two.npy --out " + dir + "/out1 --channel-axis 1 "
                                  "--register-channel 1", dir);
   REQUIRE(by_index.exit_code == 0);
   const auto rows_haadf = ReadShiftsCsv(dir + "/out/shifts.csv");
