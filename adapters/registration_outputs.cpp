@@ -65,6 +65,12 @@ std::vector<std::string> WriteAverageFiles(const std::string& dir, const std::st
     if (png) WriteGreyPng(path(".png"), average.common);
   }
   WriteTiffFloat32(path("_full.tif"), average.full, pixel_size_A);
+  // The mosaic is what a drift beyond the frame leaves to look at: frame 0's
+  // window then holds only the frames still overlapping it.
+  if (!average.mosaic_extent.Empty()) {
+    WriteTiffFloat32(path("_mosaic.tif"), average.mosaic, pixel_size_A);
+    WriteTiffFloat32(path("_mosaic_counts.tif"), average.mosaic_counts, pixel_size_A);
+  }
   return written;
 }
 
@@ -121,9 +127,15 @@ RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
 
   // So is the average (assembling it, TIFF and PNG encoding), while this one
   // computes the report's image quality: both only read the engine.
-  std::future<std::vector<std::string>> averages_written =
+  struct AverageWritten {
+    std::vector<std::string> files;
+    nlohmann::json geometry;
+  };
+  std::future<AverageWritten> averages_written =
       std::async(std::launch::async, [&dir, &engine, &pixel_size_A] {
-        return WriteAverageFiles(dir, "average", engine.Average(), pixel_size_A, /*png=*/true);
+        const AverageImage average = engine.Average();
+        return AverageWritten{WriteAverageFiles(dir, "average", average, pixel_size_A, /*png=*/true),
+                              AverageGeometryJson(average)};
       });
 
   std::vector<ShiftCsvRow> rows;
@@ -133,7 +145,9 @@ RegistrationOutputs WriteRegistrationOutputs(const std::string& dir,
   WriteShiftsCsv(path("shifts.csv"), rows);
 
   nlohmann::json report = BuildReport(engine, result, extra, image_quality);
-  for (std::string& written : averages_written.get()) outputs.written.push_back(std::move(written));
+  AverageWritten average = averages_written.get();
+  for (std::string& written : average.files) outputs.written.push_back(std::move(written));
+  report["average"] = std::move(average.geometry);
   if (shift_matrix_written.valid()) {
     shift_matrix_written.get();  // rethrows the writer thread's exception, if any
     outputs.written.push_back(matrix_path);

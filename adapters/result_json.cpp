@@ -17,6 +17,24 @@ nlohmann::json ShiftJson(const std::optional<Shift>& shift) {
   return shift ? ShiftJson(*shift) : nlohmann::json();
 }
 
+namespace {
+
+nlohmann::json RectJson(const AverageImage::Rect& rect) {
+  if (rect.Empty()) return nullptr;
+  return nlohmann::json::array({rect.row0, rect.row1, rect.col0, rect.col1});
+}
+
+}  // namespace
+
+nlohmann::json AverageGeometryJson(const AverageImage& average) {
+  const AverageImage::Rect window{0, average.full.rows(), 0, average.full.cols()};
+  return {{"n_included", average.num_included},
+          {"valid", RectJson(average.valid)},
+          {"window", RectJson(window)},
+          {"mosaic", RectJson(average.mosaic_extent)},
+          {"best_covered", RectJson(average.best_covered)}};
+}
+
 nlohmann::json StageTimingsJson(const StageTimings& t) {
   return {{"store_ms", t.store_ms},         {"preprocess_ms", t.preprocess_ms},
           {"correlate_ms", t.correlate_ms}, {"solve_ms", t.solve_ms},

@@ -25,6 +25,14 @@ namespace livealign {
 nlohmann::json ShiftJson(const Shift& shift);
 nlohmann::json ShiftJson(const std::optional<Shift>& shift);
 
+// Where an average's images lie, frame-0 pixel coordinates, each rectangle
+// [row0, row1, col0, col1] half-open: `valid` (every included frame covers
+// it: <stem>.tif), `window` (frame 0's own: <stem>_full.tif), `mosaic` (the
+// union of the footprints: <stem>_mosaic.tif) and `best_covered` (where the
+// image quality is measured), with n_included. The `average` section of
+// report.json; null rectangles are empty.
+nlohmann::json AverageGeometryJson(const AverageImage& average);
+
 // Each stage's wall time in ms under its StageTimings field name
 // (store_ms, preprocess_ms, ... total_ms) and the pair count `pairs`.
 nlohmann::json StageTimingsJson(const StageTimings& timings);

@@ -51,7 +51,8 @@ TEST_CASE("register writes every output and recovers a simulated drift", "[tools
       Run(dir + "/stack.npy --out " + dir + "/out --pixel-size-A 0.244", dir);
   INFO(run.output);
   REQUIRE(run.exit_code == 0);
-  for (const char* name : {"average.tif", "average_full.tif", "average.png", "shifts.csv",
+  for (const char* name : {"average.tif", "average_full.tif", "average_mosaic.tif",
+                           "average_mosaic_counts.tif", "average.png", "shifts.csv",
                            "shift_matrix.png", "report.json"}) {
     CAPTURE(name);
     CHECK(fs::exists(dir + "/out/" + name));
@@ -93,6 +94,98 @@ TEST_CASE("register writes every output and recovers a simulated drift", "[tools
   REQUIRE(average.frames.size() == 1);
   REQUIRE(average.pixel_size_A.has_value());
   CHECK(std::abs(*average.pixel_size_A - 0.244) < 1e-6);
+}
+
+// Pearson correlation of two equally long pixel lists.
+double Correlation(const std::vector<double>& a, const std::vector<double>& b) {
+  double ma = 0, mb = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) ma += a[i], mb += b[i];
+  ma /= a.size(), mb /= b.size();
+  double ab = 0, aa = 0, bb = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    ab += (a[i] - ma) * (b[i] - mb), aa += (a[i] - ma) * (a[i] - ma), bb += (b[i] - mb) * (b[i] - mb);
+  }
+  return ab / std::sqrt(aa * bb);
+}
+
+TEST_CASE("register writes the mosaic when the drift carries the view beyond the frame",
+          "[tools][register]") {
+  // 50 frames of 96^2 drifting 2.5 px a frame in x: the last frame lies
+  // wholly beyond frame 0's window, so no pixel is covered by every frame
+  // (no average.tif) and only the mosaic shows the whole field.
+  const std::string dir = testing::ScratchDir("register_mosaic");
+  SimulatorOptions sim;
+  sim.shape = Shape{96, 96};
+  sim.dose_counts_per_px = 2.0;
+  sim.initial_velocity_px_per_frame = Shift{2.5, -0.6};
+  sim.random_acceleration_px = 0.0;
+  const int n = 50;
+  const SimulatedSeries series = Simulate(sim, n, 5);
+  WriteNpy(dir + "/stack.npy", series.frames);
+  const testing::CommandResult run = Run(dir + "/stack.npy --out " + dir + "/out", dir);
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+
+  const nlohmann::json report = ReadJsonFile(dir + "/out/report.json");
+  const nlohmann::json& geometry = report["average"];
+  INFO(geometry.dump());
+  CHECK(geometry["valid"].is_null());
+  CHECK_FALSE(fs::exists(dir + "/out/average.tif"));
+  CHECK(geometry["window"] == nlohmann::json::array({0, 96, 0, 96}));
+  REQUIRE(geometry["mosaic"].is_array());
+  const int row0 = geometry["mosaic"][0], row1 = geometry["mosaic"][1];
+  const int col0 = geometry["mosaic"][2], col1 = geometry["mosaic"][3];
+  const std::vector<ShiftCsvRow> rows = ReadShiftsCsv(dir + "/out/shifts.csv");
+  REQUIRE(rows.size() == static_cast<std::size_t>(n));
+  // The extent spans every footprint: frame i's pixel (r, c) is frame-0
+  // pixel (r - shift_y, c - shift_x), less the resampling kernel's margin.
+  CHECK(col1 - col0 >= 96 + std::abs(rows.back().shift_x_px) - 3);
+  CHECK(col0 <= -rows.back().shift_x_px + 3);
+  CHECK(col1 == 96);
+  const Frame mosaic = std::move(ReadTiff(dir + "/out/average_mosaic.tif").frames.at(0));
+  const Frame counts = std::move(ReadTiff(dir + "/out/average_mosaic_counts.tif").frames.at(0));
+  REQUIRE(mosaic.shape() == (Shape{row1 - row0, col1 - col0}));
+  REQUIRE(counts.shape() == mosaic.shape());
+  float most = 0;
+  for (std::int64_t i = 0; i < counts.shape().Pixels(); ++i) {
+    const float c = counts.data()[i];
+    REQUIRE(c >= 0);
+    REQUIRE(c <= n);
+    if (c == 0) REQUIRE(mosaic.data()[i] == 0);
+    most = std::max(most, c);
+  }
+  CHECK(most > 5);
+
+  // Inside frame 0's window the mosaic is average_full.tif, pixel for pixel.
+  const Frame full = std::move(ReadTiff(dir + "/out/average_full.tif").frames.at(0));
+  REQUIRE(full.shape() == sim.shape);
+  double worst = 0;
+  for (int r = 0; r < 96; ++r)
+    for (int c = 0; c < 96; ++c)
+      worst = std::max(worst, double(std::abs(full.at(r, c) - mosaic.at(r - row0, c - col0))));
+  CHECK(worst < 1e-5);
+
+  // Beyond it, the mosaic shows what the last frame saw: the frame correlates
+  // with the mosaic where the shifts put it, and not half a lattice period
+  // (8 px) away.
+  const Frame& last = series.frames.back();
+  auto correlation_at = [&](int dx) {
+    std::vector<double> a, b;
+    for (int r = 8; r < 88; ++r)
+      for (int c = 8; c < 88; ++c) {
+        const int mr = static_cast<int>(std::lround(r - rows.back().shift_y_px)) - row0;
+        const int mc = static_cast<int>(std::lround(c - rows.back().shift_x_px)) - col0 + dx;
+        if (mr < 0 || mc < 0 || mr >= mosaic.rows() || mc >= mosaic.cols()) continue;
+        a.push_back(last.at(r, c));
+        b.push_back(mosaic.at(mr, mc));
+      }
+    return Correlation(a, b);
+  };
+  CHECK(88 - rows.back().shift_x_px <= 0);  // the compared region lies left of frame 0's window
+  const double aligned = correlation_at(0), misaligned = correlation_at(8);
+  CAPTURE(aligned, misaligned);
+  CHECK(aligned > 0.4);  // 0.55 here: a single frame at 2 counts/px is noisy
+  CHECK(aligned > misaligned + 0.3);
 }
 
 TEST_CASE("register reports a corrupt or missing input in one line and exits non-zero",
