@@ -60,9 +60,19 @@ std::vector<std::string> WriteAverageFiles(const std::string& dir, const std::st
     written.push_back((base / (stem + suffix)).string());
     return written.back();
   };
+  // The PNG (contrast percentiles, scaling, zlib: the longest of these) is
+  // encoded on a thread of its own while this one writes the TIFFs; at the
+  // end of `register` this is the last file still being written.
+  // (An exception here leaves the future's destructor to wait for it.)
+  std::future<void> png_written;
   if (!average.valid.Empty()) {
+    if (png) {
+      const std::string png_path = path(".png");
+      png_written = std::async(std::launch::async, [png_path, &average] {
+        WriteGreyPng(png_path, average.common);
+      });
+    }
     WriteTiffFloat32(path(".tif"), average.common, pixel_size_A);
-    if (png) WriteGreyPng(path(".png"), average.common);
   }
   WriteTiffFloat32(path("_full.tif"), average.full, pixel_size_A);
   // The mosaic is what a drift beyond the frame leaves to look at: frame 0's
@@ -71,6 +81,7 @@ std::vector<std::string> WriteAverageFiles(const std::string& dir, const std::st
     WriteTiffFloat32(path("_mosaic.tif"), average.mosaic, pixel_size_A);
     WriteTiffFloat32(path("_mosaic_counts.tif"), average.mosaic_counts, pixel_size_A);
   }
+  if (png_written.valid()) png_written.get();  // rethrows the PNG's exception, if any
   return written;
 }
 

@@ -4,6 +4,7 @@
 #include <boost/program_options.hpp>
 
 #include <chrono>
+#include <future>
 #include <iomanip>
 #include <iostream>
 #include <optional>
@@ -13,6 +14,7 @@
 #include "adapters/stack_reader.hpp"
 #include "adapters/registration_outputs.hpp"
 #include "adapters/result_json.hpp"
+#include "adapters/shift_matrix_image.hpp"
 #include "core/channel_averages.hpp"
 #include "core/read_ahead.hpp"
 #include "core/registration_engine.hpp"
@@ -65,6 +67,9 @@ int RunRegister(int argc, char** argv) {
   std::string error;
   if (!engine_options.Check(&error)) throw std::invalid_argument(error);
   const auto start = std::chrono::steady_clock::now();
+  // The figure's font is loaded on the core the engine's set-up leaves idle
+  // (PreloadShiftMatrixFont), not on the outputs' path at the end.
+  std::future<void> font_loaded = std::async(std::launch::async, &PreloadShiftMatrixFont);
   // One channel is streamed from the file; with a channel axis every channel
   // is read first and the registration channel handed out from memory.
   std::vector<FrameStack> stacks;
@@ -163,6 +168,7 @@ int RunRegister(int argc, char** argv) {
                                              channels.names[channels.register_index], pixel_size);
     channel_files = extra["channels"]["files"].get<std::vector<std::string>>();
   }
+  font_loaded.get();
   RegistrationOutputs outputs = WriteRegistrationOutputs(out_dir, engine, result, extra);
   outputs.written.insert(outputs.written.begin(), channel_files.begin(), channel_files.end());
 

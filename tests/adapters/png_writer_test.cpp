@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -92,6 +93,29 @@ TEST_CASE("percentile range and scaling behave at the edges", "[adapters][png]")
   CHECK(grey[50] == 128);
   CHECK(grey[90] == 255);
   CHECK(grey[100] == 255);
+
+  // Shuffled values with repeats and NaNs: the nearest ranks of the finite
+  // values, as a full sort gives them, for any pair of percentiles.
+  Frame shuffled(Shape{37, 41});
+  std::mt19937 random(7);
+  std::uniform_int_distribution<int> level(0, 200);
+  std::vector<float> finite;
+  for (std::int64_t i = 0; i < shuffled.shape().Pixels(); ++i) {
+    const bool nan = i % 17 == 3;
+    shuffled.data()[i] = nan ? std::nanf("") : static_cast<float>(level(random)) * 0.5f;
+    if (!nan) finite.push_back(shuffled.data()[i]);
+  }
+  std::sort(finite.begin(), finite.end());
+  for (const auto& [low, high] : std::vector<std::pair<double, double>>{{0, 100}, {1, 99}, {50, 50.0001}, {37.5, 62.5}}) {
+    CAPTURE(low, high);
+    GreyPngOptions percentiles;
+    percentiles.low_percentile = low;
+    percentiles.high_percentile = high;
+    const ContrastRange got = PercentileRange(shuffled, percentiles);
+    auto rank = [&](double p) { return finite[static_cast<std::size_t>(std::llround(p / 100.0 * (finite.size() - 1)))]; };
+    CHECK(got.low == rank(low));
+    CHECK(got.high == rank(high));
+  }
 
   Frame constant(Shape{4, 4});
   std::fill(constant.data(), constant.data() + 16, 7.0f);
