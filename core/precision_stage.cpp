@@ -111,11 +111,62 @@ std::shared_ptr<const Frame> PrecisionStage::Pixels(const ShiftedAverager& avera
   return job->pixels;
 }
 
+bool PrecisionStage::Register(const ShiftedAverager& averager, int frame, Shift pairwise, Shift whole,
+                              const BandSpectrum& template_spectrum, const BandSpectrum& frame_spectrum,
+                              const Frame& pixels, TemplateRegistrar& registrar, Shift* refined) const {
+  TemplateRegistrationReport report;
+  // No overlap-window passes (see the constructor), so the template's
+  // pixels are not needed.
+  const Shift residual = registrar.RegisterSpectra(template_spectrum, FrameView(), frame_spectrum, pixels,
+                                                   averager.applied_shift(frame) - whole, &report);
+  *refined = whole + residual;
+  return report.peak_in_window && report.converged && (*refined - pairwise).Norm() < kMaxRefinementStepPx;
+}
+
 void PrecisionStage::Refine(const ShiftedAverager& averager, const std::vector<int>& frames,
                             const std::vector<Shift>& pairwise, ThreadPool& pool,
                             std::vector<char>* ok, std::vector<Shift>* refined) {
   ok->assign(frames.size(), 0);
   refined->assign(frames.size(), Shift{});
+  if (frames.size() > jobs_.size()) {
+    RefineEach(averager, frames, pairwise, pool, ok, refined);
+  } else {
+    RefineBatch(averager, frames, pairwise, pool, ok, refined);
+  }
+}
+
+void PrecisionStage::RefineEach(const ShiftedAverager& averager, const std::vector<int>& frames,
+                                const std::vector<Shift>& pairwise, ThreadPool& pool,
+                                std::vector<char>* ok, std::vector<Shift>* refined) {
+  pool.ParallelFor(static_cast<int>(frames.size()), [&](int c, int worker) {
+    const int frame = frames[static_cast<std::size_t>(c)];
+    const std::size_t f = static_cast<std::size_t>(frame);
+    const std::shared_ptr<const Frame> pixels = averager.frame(frame);
+    TemplateRegistrar& registrar = registrars_[static_cast<std::size_t>(worker)];
+    WorkerScratch& scratch = scratch_[static_cast<std::size_t>(worker)];
+    Job& spectra = *jobs_[static_cast<std::size_t>(worker)];
+    // As RefineBatch's template task: moved by whole pixels, never interpolated.
+    const Shift whole = averager.LeaveOneOutMeanInFrame(frame, *pixels, &scratch.leave_one_out,
+                                                        &scratch.template_image);
+    registrar.ComputeSpectrum(scratch.template_image, &spectra.template_spectrum);
+    const BandSpectrum* frame_spectrum = f < frame_spectra_.size() ? frame_spectra_[f].get() : nullptr;
+    if (frame_spectrum == nullptr) {
+      registrar.ComputeSpectrum(*pixels, &spectra.frame_spectrum);
+      frame_spectrum = &spectra.frame_spectrum;
+    }
+    Shift result;
+    (*ok)[static_cast<std::size_t>(c)] =
+        Register(averager, frame, pairwise[f], whole, spectra.template_spectrum, *frame_spectrum, *pixels,
+                 registrar, &result)
+            ? 1
+            : 0;
+    (*refined)[static_cast<std::size_t>(c)] = result;
+  });
+}
+
+void PrecisionStage::RefineBatch(const ShiftedAverager& averager, const std::vector<int>& frames,
+                                 const std::vector<Shift>& pairwise, ThreadPool& pool,
+                                 std::vector<char>* ok, std::vector<Shift>* refined) {
   const std::size_t batch = jobs_.size();
   for (std::size_t first = 0; first < frames.size(); first += batch) {
     const int m = static_cast<int>(std::min(batch, frames.size() - first));
@@ -153,15 +204,9 @@ void PrecisionStage::Refine(const ShiftedAverager& averager, const std::vector<i
     });
     pool.ParallelFor(m, [&](int c, int worker) {
       Job& job = *jobs_[static_cast<std::size_t>(c)];
-      TemplateRegistrationReport report;
-      // No overlap-window passes (see the constructor), so the template's
-      // pixels are not needed.
-      const Shift residual = registrars_[static_cast<std::size_t>(worker)].RegisterSpectra(
-          job.template_spectrum, FrameView(), *job.frame_spectrum_used, *job.pixels,
-          averager.applied_shift(job.frame) - job.whole, &report);
-      job.refined = job.whole + residual;
-      job.ok = report.peak_in_window && report.converged &&
-               (job.refined - job.pairwise).Norm() < kMaxRefinementStepPx;
+      job.ok = Register(averager, job.frame, job.pairwise, job.whole, job.template_spectrum,
+                        *job.frame_spectrum_used, *job.pixels, registrars_[static_cast<std::size_t>(worker)],
+                        &job.refined);
     });
     for (int c = 0; c < m; ++c) {
       Job& job = *jobs_[static_cast<std::size_t>(c)];

@@ -11,11 +11,14 @@
 // published until the frame is refined again.
 //
 // Not synchronised: the engine thread calls it; refinements run on the given
-// pool, one registrar and scratch per worker. A refinement is three tasks:
-// the leave-one-out template's spectrum, the frame's spectrum (the two
+// pool, one registrar and scratch per worker. Live, a refinement is three
+// tasks: the leave-one-out template's spectrum, the frame's spectrum (the two
 // forward FFTs, on different workers), then the registration from both. So
 // an update's three refinements keep two workers busy to the end (six
-// spectra) instead of leaving one idle while the other does the third.
+// spectra) instead of leaving one idle while the other does the third. More
+// frames than one batch (the series end) are one task each, all of them in
+// one parallel loop: no barrier between batches, so no worker waits for the
+// batch's last template.
 
 #include <atomic>
 #include <complex>
@@ -99,11 +102,25 @@ class PrecisionStage {
     Shift refined;
   };
   std::shared_ptr<const Frame> Pixels(const ShiftedAverager& averager, Job* job) const;
-  // Refines frames[0..n) (with their pairwise shifts) into *ok / *refined,
-  // in batches of jobs_. Safe only on the engine thread; tasks on the pool.
+  // Refines frames[0..n) (with their pairwise shifts) into *ok / *refined:
+  // in batches of jobs_ (RefineBatch), or one task per frame (RefineEach)
+  // when there are more than a batch. Safe only on the engine thread; tasks
+  // on the pool.
   void Refine(const ShiftedAverager& averager, const std::vector<int>& frames,
               const std::vector<Shift>& pairwise, ThreadPool& pool, std::vector<char>* ok,
               std::vector<Shift>* refined);
+  void RefineBatch(const ShiftedAverager& averager, const std::vector<int>& frames,
+                   const std::vector<Shift>& pairwise, ThreadPool& pool, std::vector<char>* ok,
+                   std::vector<Shift>* refined);
+  void RefineEach(const ShiftedAverager& averager, const std::vector<int>& frames,
+                  const std::vector<Shift>& pairwise, ThreadPool& pool, std::vector<char>* ok,
+                  std::vector<Shift>* refined);
+  // Frame `frame`'s refinement from its template's and its own spectrum:
+  // the shift (frame-0 gauge of the pairwise solution) and whether it is
+  // trusted. Any worker.
+  bool Register(const ShiftedAverager& averager, int frame, Shift pairwise, Shift whole,
+                const BandSpectrum& template_spectrum, const BandSpectrum& frame_spectrum,
+                const Frame& pixels, TemplateRegistrar& registrar, Shift* refined) const;
   // Refines the `chosen` frames and records them in the schedule.
   void RefineChosen(const ShiftedAverager& averager, const std::vector<int>& chosen,
                     const std::vector<Shift>& pairwise, const std::vector<bool>& flagged, ThreadPool& pool);
@@ -116,7 +133,9 @@ class PrecisionStage {
     Frame template_image;
   };
   std::vector<WorkerScratch> scratch_;  // one per worker
-  std::vector<std::unique_ptr<Job>> jobs_;  // a batch; spectra reused across batches
+  // A batch; spectra reused across batches. RefineEach uses job w's spectra
+  // as worker w's (there are at least as many jobs as workers).
+  std::vector<std::unique_ptr<Job>> jobs_;
   // Kept frame spectra by frame index (null: not kept); at most
   // max_frame_spectra_ of them, the series' first.
   std::vector<std::unique_ptr<const BandSpectrum>> frame_spectra_;
