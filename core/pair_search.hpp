@@ -10,7 +10,9 @@
 //    no other lattice translate fits, so no pair can hop;
 //  - the peak-height stage-jump test: a stage jump leaves no real peak in the
 //    window, so the newest pair's windowed peak must keep kJumpHeightRatio of
-//    an unrestricted search's, or the frame is searched without the window.
+//    an unrestricted search's, or (unless the unrestricted maxima of the two
+//    next-newest pairs both lie in their windows: a noise peak won the
+//    newest pair's search) the frame is searched without the window.
 //    This only chooses the search; the stage jumps the quality reports are
 //    those of the lattice tracker (core/lattice_tracker.hpp).
 // Also the coarse (Bragg-free) correlations the lattice tracker pins lattice
