@@ -1,8 +1,15 @@
 #include "core/pair_search.hpp"
 
+#include <cmath>
 #include <limits>
+#include <vector>
 
 #include <catch2/catch.hpp>
+
+#include "core/correlator.hpp"
+#include "core/lattice.hpp"
+#include "core/simulator.hpp"
+#include "core/thread_pool.hpp"
 
 namespace livealign {
 namespace {
@@ -92,6 +99,91 @@ TEST_CASE("the overlap gate keeps near partners and always the newest", "[core][
   CHECK(OverlapPartners(shape, frames, predicted, 0.0).size() == 10u);
   // Even a frame that overlaps nothing keeps its predecessor as a partner.
   CHECK(OverlapPartners(shape, frames, Shift{1000, 0}, 0.75) == std::vector<int>{9});
+}
+
+// `frame` moved by (dx, 0) whole pixels, cyclically.
+Frame MovedCyclically(const Frame& frame, int dx) {
+  Frame out(frame.shape());
+  for (int r = 0; r < frame.rows(); ++r)
+    for (int c = 0; c < frame.cols(); ++c) out.at(r, (c + dx) % frame.cols()) = frame.at(r, c);
+  return out;
+}
+
+// Frames 0..k of a simulated perovskite series in a correlator, with their
+// true shifts as the published ones, and the specimen's lattice; the new
+// frame is k.
+struct PredictedSearch {
+  SimulatorOptions sim;
+  std::vector<Frame> frames;
+  std::vector<FrameState> states;
+  std::vector<Shift> truth;
+};
+
+NewFramePairs SearchNewest(const PredictedSearch& s, ThreadPool& pool) {
+  Correlator correlator(CorrelatorOptions{}, s.sim.shape, pool.NumWorkers());
+  for (const Frame& f : s.frames) correlator.AddFrame(f.view());
+  const double angle = s.sim.rotation_deg * M_PI / 180;
+  const double spacing = s.sim.lattice_spacing_px;
+  const Lattice lattice = Lattice::Reduced(Shift{spacing * std::cos(angle), spacing * std::sin(angle)},
+                                           Shift{-spacing * std::sin(angle), spacing * std::cos(angle)});
+  return SearchNewFramePairs(correlator, pool, s.sim.shape, s.states, kNoTime, lattice, PairSearchOptions{});
+}
+
+PredictedSearch Series(int k, const std::vector<StageJump>& jumps) {
+  PredictedSearch s;
+  s.sim.shape = Shape{128, 128};
+  s.sim.dose_counts_per_px = 2.0;
+  s.sim.random_acceleration_px = 0;
+  s.sim.jumps = jumps;
+  Simulator microscope(s.sim, 11);
+  for (int i = 0; i <= k; ++i) {
+    s.frames.push_back(microscope.NextFrame());
+    s.truth.push_back(microscope.TrueShift(i));
+  }
+  s.states = Drifting(k, Shift{});
+  for (int i = 0; i < k; ++i) s.states[i].shift = s.truth[i];
+  return s;
+}
+
+TEST_CASE("a stage jump sends the new frame to the unrestricted search, one odd newest pair does not",
+          "[core][pair_search]") {
+  const int k = 9;
+  ThreadPool pool(2);
+
+  // Frame k - 1 replaced by frame k itself moved 40 px: pair (k - 1, k) peaks
+  // 40 px from its prediction, far outside the window (5.6 px), and nothing
+  // real lies inside it. The next two partners see frame k where it is.
+  PredictedSearch odd = Series(k, {});
+  odd.frames[k - 1] = MovedCyclically(odd.frames[k], 40);
+  const NewFramePairs kept = SearchNewest(odd, pool);
+  CHECK(kept.used_prediction);
+  for (int i = 0; i < k - 1; ++i) {
+    CAPTURE(i);
+    REQUIRE_FALSE(kept.pairs[i].candidates.empty());
+    CHECK((kept.pairs[i].candidates.front().j_from_i - (odd.truth[k] - odd.truth[i])).Norm() < 0.5);
+  }
+
+  // A jump of 0.6 lattice spacings before frame k moves every pair's peak
+  // out of its window alike.
+  const Shift jump{0.6 * 16 * 0.8, 0.6 * 16 * 0.6};
+  PredictedSearch jumped = Series(k, {StageJump{k, jump}});
+  const NewFramePairs searched = SearchNewest(jumped, pool);
+  CHECK_FALSE(searched.used_prediction);
+  // Its peaks are the jumped frame's, up to a lattice vector (the solver's
+  // hop test and the lattice tracker decide which translate), but for the
+  // odd pair that peaks on the perovskite's A-on-B translate instead.
+  const double angle = jumped.sim.rotation_deg * M_PI / 180;
+  const Shift a{16 * std::cos(angle), 16 * std::sin(angle)}, b{-16 * std::sin(angle), 16 * std::cos(angle)};
+  int placed = 0;
+  for (int i = 0; i < k; ++i) {
+    REQUIRE_FALSE(searched.pairs[i].candidates.empty());
+    const Shift d = searched.pairs[i].candidates.front().j_from_i - (jumped.truth[k] - jumped.truth[i]);
+    // d in the basis (a, b), rounded to the nearest lattice vector.
+    const double det = a.x * b.y - a.y * b.x;
+    const double na = std::round((d.x * b.y - d.y * b.x) / det), nb = std::round((a.x * d.y - a.y * d.x) / det);
+    placed += (d - a * na - b * nb).Norm() < 0.5 ? 1 : 0;
+  }
+  CHECK(placed >= k - 2);
 }
 
 }  // namespace
