@@ -5,7 +5,12 @@
 // lattice: a frame (or a run of frames) can sit a whole lattice vector away
 // and every pair still looks consistent. Two kinds of evidence fix this:
 //  - temporal continuity: drift is smooth, so a frame that deviates from the
-//    prediction of its predecessors by (nearly) a lattice vector has hopped;
+//    prediction of its predecessors by (nearly) a lattice vector has hopped,
+//    and one that deviates by neither (nearly) zero nor a lattice vector has
+//    jumped. "Nearly zero" is the hop test's tolerance and, once the series
+//    has shown how steady it is, also a multiple of its recent deviations:
+//    a jump whose lattice translate lies near the prediction leaves only a
+//    deviation of a few pixels, and is a jump all the same;
 //  - the coarse, hop-free stage: correlations below the first Bragg ring see
 //    only non-periodic content (defects, blobs, edges); when they are clear
 //    they decide the offset across a real stage jump, where continuity

@@ -1,5 +1,7 @@
 #include "core/lattice_offsets.hpp"
 
+#include <cmath>
+
 #include <catch2/catch.hpp>
 
 namespace livealign {
@@ -118,6 +120,28 @@ TEST_CASE("a real stage jump without coarse evidence is reported as not observab
   REQUIRE(report.jumps.size() == 1);
   CHECK(report.jumps[0].frame == 12);
   CHECK_FALSE(report.jumps[0].lattice_offset_observable);
+}
+
+TEST_CASE("a jump within the hop tolerance but far beyond the series' steadiness is a stage jump",
+          "[core][lattice_offsets]") {
+  // Drift with 0.1 px of noise a frame; after frame 30 the solution is 2.5 px
+  // off its prediction (within the hop test's 4 px, so drift by the lattice's
+  // measure): what a jump leaves when a lattice (or sublattice) translate of
+  // the jumped peak lies inside the pair search's window.
+  std::vector<Shift> solved = SmoothDrift(50);
+  for (int k = 0; k < 50; ++k) solved[k] += Shift{0.1 * std::sin(1.7 * k), 0.1 * std::cos(2.3 * k)};
+  const LatticeOffsetReport steady = ResolveLatticeOffsets(solved, std::vector<bool>(50, false), kHops, {});
+  CHECK(steady.jumps.empty());
+  for (int k = 30; k < 50; ++k) solved[k] += Shift{2.0, 1.5};
+  const LatticeOffsetReport report = ResolveLatticeOffsets(solved, std::vector<bool>(50, false), kHops, {});
+  REQUIRE(report.jumps.size() == 1);
+  CHECK(report.jumps[0].frame == 30);
+  CHECK_FALSE(report.jumps[0].lattice_offset_observable);
+  CHECK(report.frames_moved == 0);
+  // Fewer frames than the steadiness needs before it (8): drift as before.
+  std::vector<Shift> early = SmoothDrift(20);
+  for (int k = 6; k < 20; ++k) early[k] += Shift{2.0, 1.5};
+  CHECK(ResolveLatticeOffsets(early, std::vector<bool>(20, false), kHops, {}).jumps.empty());
 }
 
 TEST_CASE("clear coarse evidence pins the lattice offset across a stage jump",
