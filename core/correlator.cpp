@@ -721,10 +721,14 @@ PairMeasurement Correlator::Correlate(int i, int j, int worker, std::optional<Sh
   }
   const Shift center = predicted ? *predicted : Shift{0, 0};
   const Shift half = predicted ? Shift{radius_px, radius_px} : max_shift_;
-  return Search(i, j, WorkerScratch(worker), center, half);
+  return Search(i, j, WorkerScratch(worker), center, half, options_.refine_candidates);
 }
 
-PairMeasurement Correlator::Search(int i, int j, Worker& w, Shift center, Shift half) const {
+PairMeasurement Correlator::CorrelateEveryCandidate(int i, int j, int worker) const {
+  return Search(i, j, WorkerScratch(worker), Shift{0, 0}, max_shift_, options_.top_k);
+}
+
+PairMeasurement Correlator::Search(int i, int j, Worker& w, Shift center, Shift half, int refine) const {
   const CachedFrame& a = Slot(i);
   const CachedFrame& b = Slot(j);
   PairMeasurement result;
@@ -752,7 +756,7 @@ PairMeasurement Correlator::Search(int i, int j, Worker& w, Shift center, Shift 
   const int num_fitted = static_cast<int>(w.peaks.size());
   w.refined.clear();
   int next = 0;
-  for (; next < num_fitted && static_cast<int>(w.refined.size()) < options_.refine_candidates; ++next) {
+  for (; next < num_fitted && static_cast<int>(w.refined.size()) < refine; ++next) {
     const BandPeak peak = MaximizeBandCorrelation(w.product.data(), band_, frame_shape_,
                                                   FitGridPeak(map, w.peaks[next]), step, 1e-3, 20,
                                                   &w.ex);

@@ -221,6 +221,12 @@ class Correlator {
   PairMeasurement Correlate(int i, int j, int worker) const;
   PairMeasurement Correlate(int i, int j, int worker, std::optional<Shift> predicted,
                             double radius_px) const;
+  // Correlate(i, j, worker) with every candidate (top_k) refined, not only
+  // refine_candidates: its first candidate is then the highest refined
+  // maximum of the map, where the fitted heights of a lattice of near-equal
+  // peaks, which pick the ones refined, differ by the sampling phase. For
+  // decisions that compare heights (the pair search's stage-jump test).
+  PairMeasurement CorrelateEveryCandidate(int i, int j, int worker) const;
 
   // Maximises the band-limited correlation of (i, j) starting at `initial`
   // (a j_from_i estimate, e.g. a non-best candidate the solver chose).
@@ -265,7 +271,7 @@ class Correlator {
   // full-spectrum sum of |h|^2 in *power.
   double ComputeProduct(const CachedFrame& a, const CachedFrame& b, Worker& w,
                         double* power) const;
-  PairMeasurement Search(int i, int j, Worker& w, Shift center, Shift half_width) const;
+  PairMeasurement Search(int i, int j, Worker& w, Shift center, Shift half_width, int refine) const;
 
   CorrelatorOptions options_;
   Shape frame_shape_;
