@@ -54,6 +54,10 @@ bool WherePredicted(const Correlator& correlator, const std::vector<FrameState>&
                     const std::vector<int>& partners, const std::vector<PairMeasurement>& pairs,
                     Shift predicted_k, double radius) {
   const int k = static_cast<int>(frames.size());
+  // Where pair (i, k)'s candidate lies relative to its prediction.
+  const auto from_prediction = [&](int i, const PeakCandidate& candidate) {
+    return candidate.j_from_i - (predicted_k - frames[static_cast<std::size_t>(i)].shift);
+  };
   const PairMeasurement& windowed = pairs[static_cast<std::size_t>(k - 1)];
   // The unrestricted search refines one candidate, the one of highest fitted
   // height; at low dose on a crystal that is often a lattice translate lower
@@ -61,10 +65,8 @@ bool WherePredicted(const Correlator& correlator, const std::vector<FrameState>&
   // when the windowed peak is off the prediction by more than steady drift
   // puts it (what a jump that brought a translate into the window leaves),
   // every candidate is refined, and the test compares the highest maxima.
-  const bool off_prediction =
-      windowed.candidates.empty() ||
-      (windowed.candidates.front().j_from_i - (predicted_k - frames[static_cast<std::size_t>(k - 1)].shift)).Norm() >
-          kThoroughJumpTestPx;
+  const bool off_prediction = windowed.candidates.empty() ||
+                              from_prediction(k - 1, windowed.candidates.front()).Norm() > kThoroughJumpTestPx;
   const PairMeasurement free = off_prediction ? correlator.CorrelateEveryCandidate(k - 1, k, 0)
                                               : correlator.Correlate(k - 1, k, 0);
   if (!windowed.candidates.empty() && !free.candidates.empty() &&
@@ -77,7 +79,7 @@ bool WherePredicted(const Correlator& correlator, const std::vector<FrameState>&
     const int i = partners[static_cast<std::size_t>(n)];
     const PairMeasurement check = correlator.CorrelateEveryCandidate(i, k, 0);
     if (check.candidates.empty()) return false;
-    const Shift offset = check.candidates.front().j_from_i - (predicted_k - frames[static_cast<std::size_t>(i)].shift);
+    const Shift offset = from_prediction(i, check.candidates.front());
     if (std::abs(offset.x) > radius || std::abs(offset.y) > radius) return false;
   }
   return true;

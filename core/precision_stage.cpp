@@ -111,6 +111,23 @@ std::shared_ptr<const Frame> PrecisionStage::Pixels(const ShiftedAverager& avera
   return job->pixels;
 }
 
+const BandSpectrum* PrecisionStage::KeptFrameSpectrum(int frame) const {
+  const std::size_t f = static_cast<std::size_t>(frame);
+  return f < frame_spectra_.size() ? frame_spectra_[f].get() : nullptr;
+}
+
+Shift PrecisionStage::TemplateSpectrum(const ShiftedAverager& averager, int frame, const Frame& pixels,
+                                       int worker, BandSpectrum* out) {
+  // The template is moved into the frame's coordinates by whole pixels, so
+  // the registration measures only the fractional rest of the frame's
+  // current shift (and its error), with the template never interpolated.
+  WorkerScratch& scratch = scratch_[static_cast<std::size_t>(worker)];
+  const Shift whole =
+      averager.LeaveOneOutMeanInFrame(frame, pixels, &scratch.leave_one_out, &scratch.template_image);
+  registrars_[static_cast<std::size_t>(worker)].ComputeSpectrum(scratch.template_image, out);
+  return whole;
+}
+
 bool PrecisionStage::Register(const ShiftedAverager& averager, int frame, Shift pairwise, Shift whole,
                               const BandSpectrum& template_spectrum, const BandSpectrum& frame_spectrum,
                               const Frame& pixels, TemplateRegistrar& registrar, Shift* refined) const {
@@ -143,13 +160,9 @@ void PrecisionStage::RefineEach(const ShiftedAverager& averager, const std::vect
     const std::size_t f = static_cast<std::size_t>(frame);
     const std::shared_ptr<const Frame> pixels = averager.frame(frame);
     TemplateRegistrar& registrar = registrars_[static_cast<std::size_t>(worker)];
-    WorkerScratch& scratch = scratch_[static_cast<std::size_t>(worker)];
     Job& spectra = *jobs_[static_cast<std::size_t>(worker)];
-    // As RefineBatch's template task: moved by whole pixels, never interpolated.
-    const Shift whole = averager.LeaveOneOutMeanInFrame(frame, *pixels, &scratch.leave_one_out,
-                                                        &scratch.template_image);
-    registrar.ComputeSpectrum(scratch.template_image, &spectra.template_spectrum);
-    const BandSpectrum* frame_spectrum = f < frame_spectra_.size() ? frame_spectra_[f].get() : nullptr;
+    const Shift whole = TemplateSpectrum(averager, frame, *pixels, worker, &spectra.template_spectrum);
+    const BandSpectrum* frame_spectrum = KeptFrameSpectrum(frame);
     if (frame_spectrum == nullptr) {
       registrar.ComputeSpectrum(*pixels, &spectra.frame_spectrum);
       frame_spectrum = &spectra.frame_spectrum;
@@ -176,8 +189,7 @@ void PrecisionStage::RefineBatch(const ShiftedAverager& averager, const std::vec
       job.pairwise = pairwise[static_cast<std::size_t>(job.frame)];
       job.pixels.reset();
       job.ok = false;
-      const std::size_t f = static_cast<std::size_t>(job.frame);
-      job.frame_spectrum_used = f < frame_spectra_.size() ? frame_spectra_[f].get() : nullptr;
+      job.frame_spectrum_used = KeptFrameSpectrum(job.frame);
     }
     // The two spectra of every job, templates (the longer tasks) first; a
     // kept frame spectrum is not computed again.
@@ -194,13 +206,7 @@ void PrecisionStage::RefineBatch(const ShiftedAverager& averager, const std::vec
         job.frame_spectrum_used = &job.frame_spectrum;
         return;
       }
-      // The template is moved into the frame's coordinates by whole pixels,
-      // so the registration measures only the fractional rest of the frame's
-      // current shift (and its error), with the template never interpolated.
-      WorkerScratch& scratch = scratch_[static_cast<std::size_t>(worker)];
-      job.whole = averager.LeaveOneOutMeanInFrame(job.frame, *pixels, &scratch.leave_one_out,
-                                                  &scratch.template_image);
-      registrar.ComputeSpectrum(scratch.template_image, &job.template_spectrum);
+      job.whole = TemplateSpectrum(averager, job.frame, *pixels, worker, &job.template_spectrum);
     });
     pool.ParallelFor(m, [&](int c, int worker) {
       Job& job = *jobs_[static_cast<std::size_t>(c)];

@@ -115,6 +115,13 @@ class PrecisionStage {
   void RefineEach(const ShiftedAverager& averager, const std::vector<int>& frames,
                   const std::vector<Shift>& pairwise, ThreadPool& pool, std::vector<char>* ok,
                   std::vector<Shift>* refined);
+  // Frame `frame`'s kept spectrum (AddFrameSpectrum), or null.
+  const BandSpectrum* KeptFrameSpectrum(int frame) const;
+  // Frame `frame`'s leave-one-out template, in its coordinates moved by whole
+  // pixels, transformed into *out on worker `worker`'s registrar and scratch;
+  // returns the whole-pixel move. Any worker, its own scratch.
+  Shift TemplateSpectrum(const ShiftedAverager& averager, int frame, const Frame& pixels, int worker,
+                         BandSpectrum* out);
   // Frame `frame`'s refinement from its template's and its own spectrum:
   // the shift (frame-0 gauge of the pairwise solution) and whether it is
   // trusted. Any worker.
