@@ -359,16 +359,6 @@ ShiftMatrixFigure RenderShiftMatrixFigure(const ShiftMatrix& data,
   return figure;
 }
 
-void PreloadShiftMatrixFont() {
-  try {
-    // The labels' characters: the glyphs are rasterised into cairo's cache.
-    Canvas canvas(1, 1);
-    canvas.Text("shift xy (px) frame ij -+0123456789.e", 0, 0, 0);
-  } catch (const std::exception&) {
-    // The figure itself reports whatever failed here.
-  }
-}
-
 ShiftMatrixFigure WriteShiftMatrixPng(const std::string& path, const ShiftMatrix& data,
                                       const ShiftMatrixImageOptions& options,
                                       const AtomicWriteOptions& atomic) {

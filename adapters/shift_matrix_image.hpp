@@ -96,14 +96,6 @@ ShiftMatrixImage RenderShiftMatrix(const ShiftMatrix& data,
 ShiftMatrixFigure RenderShiftMatrixFigure(const ShiftMatrix& data,
                                           const ShiftMatrixImageOptions& options = {});
 
-// Loads what the figure's text needs (fontconfig's configuration, the font
-// face, its glyphs), which the process's first figure otherwise pays for:
-// about 8 ms, against 4 ms for drawing a 40-frame figure. Calling it on an
-// idle thread ahead of time (register does, while the engine is built) takes
-// that off the figure's path. Cairo keeps the loaded font for the process.
-// Never throws; safe on any thread.
-void PreloadShiftMatrixFont();
-
 // RenderShiftMatrixFigure + WriteRgbPng (atomic). Returns the rendering.
 ShiftMatrixFigure WriteShiftMatrixPng(const std::string& path, const ShiftMatrix& data,
                                      const ShiftMatrixImageOptions& options = {},

@@ -4,7 +4,6 @@
 #include <boost/program_options.hpp>
 
 #include <chrono>
-#include <future>
 #include <iomanip>
 #include <iostream>
 #include <optional>
@@ -14,7 +13,6 @@
 #include "adapters/stack_reader.hpp"
 #include "adapters/registration_outputs.hpp"
 #include "adapters/result_json.hpp"
-#include "adapters/shift_matrix_image.hpp"
 #include "core/channel_averages.hpp"
 #include "core/read_ahead.hpp"
 #include "core/registration_engine.hpp"
@@ -67,9 +65,6 @@ int RunRegister(int argc, char** argv) {
   std::string error;
   if (!engine_options.Check(&error)) throw std::invalid_argument(error);
   const auto start = std::chrono::steady_clock::now();
-  // The figure's font is loaded on the core the engine's set-up leaves idle
-  // (PreloadShiftMatrixFont), not on the outputs' path at the end.
-  std::future<void> font_loaded = std::async(std::launch::async, &PreloadShiftMatrixFont);
   // One channel is streamed from the file; with a channel axis every channel
   // is read first and the registration channel handed out from memory.
   std::vector<FrameStack> stacks;
@@ -168,7 +163,6 @@ int RunRegister(int argc, char** argv) {
                                              channels.names[channels.register_index], pixel_size);
     channel_files = extra["channels"]["files"].get<std::vector<std::string>>();
   }
-  font_loaded.get();
   RegistrationOutputs outputs = WriteRegistrationOutputs(out_dir, engine, result, extra);
   outputs.written.insert(outputs.written.begin(), channel_files.begin(), channel_files.end());
 
