@@ -42,9 +42,11 @@ double CoarseCutoff(const std::optional<Lattice>& lattice) {
 //  - A stage jump leaves no real peak in the window: the newest pair's
 //    windowed peak must keep kJumpHeightRatio of an unrestricted search's.
 //  - At low dose that can fail with no jump, a noise maximum elsewhere
-//    outgrowing the real peak: one update in 1000 of 256^2 frames at 0.2
-//    counts/px, where searching every pair without the windows then made the
-//    update 4.4 times the median. So before that search the two next-newest
+//    outgrowing the real peak: seen once in about 3000 updates of 256^2
+//    frames at 0.2 counts/px (it depends on the prediction, so on when
+//    background re-solves are taken, and did not recur in 3800 later ones),
+//    where searching every pair without the windows then made the update
+//    4.4 times the median. So before that search the two next-newest
 //    partners are searched without the window too: if the maximum of each
 //    lies inside its window, the frame is where the prediction put it. After
 //    a stage jump (every window is centred on the one prediction of the new
