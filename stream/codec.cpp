@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <sstream>
 
@@ -693,16 +694,33 @@ OutMessage EncodeQuality(const SeriesId& series, const EngineQuality& q,
 
 namespace {
 
-// The image messages (average, frame) share one layout (docs/protocol.md):
-// series, n_frames, one counter (`count_key`), shape, dtype float32, valid
-// rectangle, byte order, topic; the pixels are the data part.
+void PackRect(Packer& p, const AverageImage::Rect& rect) {
+  p.pack_array(4);
+  p.pack_int(rect.row0);
+  p.pack_int(rect.row1);
+  p.pack_int(rect.col0);
+  p.pack_int(rect.col1);
+}
+
+// The keys an image message adds to the common layout: how many, and a
+// function packing them.
+struct ExtraKeys {
+  std::uint32_t count = 0;
+  std::function<void(Packer&)> pack;
+};
+
+// The image messages (average, frame, mosaic) share one layout
+// (docs/protocol.md): series, n_frames, one counter (`count_key`), shape,
+// dtype float32, valid rectangle, byte order, topic, then the message's own
+// keys (`extra`); the pixels are the data part.
 OutMessage EncodeImageMessage(const char* topic, const SeriesId& series, int n_frames,
                               const char* count_key, std::int64_t count, FrameView image,
                               const AverageImage::Rect& valid, const std::string& channel = "",
-                              const std::vector<std::string>& channels = {}) {
+                              const std::vector<std::string>& channels = {},
+                              const ExtraKeys& extra = {}) {
   msgpack::sbuffer buffer;
   Packer p(buffer);
-  p.pack_map(8 + (channel.empty() ? 0 : 2));
+  p.pack_map(8 + (channel.empty() ? 0 : 2) + extra.count);
   if (!channel.empty()) {
     PackKey(p, "channel");
     PackString(p, channel);
@@ -718,15 +736,12 @@ OutMessage EncodeImageMessage(const char* topic, const SeriesId& series, int n_f
   PackKey(p, "dtype");
   PackString(p, "float32");
   PackKey(p, "valid");
-  p.pack_array(4);
-  p.pack_int(valid.row0);
-  p.pack_int(valid.row1);
-  p.pack_int(valid.col0);
-  p.pack_int(valid.col1);
+  PackRect(p, valid);
   PackKey(p, "byteorder");
   PackString(p, "little");
   PackKey(p, "topic");
   PackString(p, topic);
+  if (extra.pack) extra.pack(p);
   // float32 in host order; every platform we build on is little-endian.
   std::string data(reinterpret_cast<const char*>(image.data()),
                    static_cast<std::size_t>(image.shape().Pixels()) * sizeof(float));
@@ -746,6 +761,31 @@ OutMessage EncodeLatestFrame(const SeriesId& series, int n_frames, frame_id_t wi
   if (frame.pixels().empty()) throw std::invalid_argument("EncodeLatestFrame: empty frame");
   return EncodeImageMessage("frame", series, n_frames, "frame", wire_index, frame,
                             AverageImage::Rect{0, frame.rows(), 0, frame.cols()});
+}
+
+OutMessage EncodeMosaic(const SeriesId& series, int n_frames, int n_included, const MosaicPreview& preview,
+                        const std::string& channel, const std::vector<std::string>& channels) {
+  if (preview.mean.pixels().empty()) throw std::invalid_argument("EncodeMosaic: empty mosaic");
+  if (preview.min_counts.size() != preview.mean.pixels().size()) {
+    throw std::invalid_argument("EncodeMosaic: counts do not match the mean");
+  }
+  ExtraKeys extra;
+  extra.count = 4;
+  extra.pack = [&](Packer& p) {
+    PackKey(p, "bin");
+    p.pack_int(preview.bin);
+    PackKey(p, "extent");
+    PackRect(p, preview.extent);
+    PackKey(p, "window");
+    PackRect(p, preview.window);
+    // uint16 in host order, little-endian like the pixels.
+    PackKey(p, "counts");
+    const auto bytes = static_cast<std::uint32_t>(preview.min_counts.size() * sizeof(std::uint16_t));
+    p.pack_bin(bytes);
+    p.pack_bin_body(reinterpret_cast<const char*>(preview.min_counts.data()), bytes);
+  };
+  return EncodeImageMessage("mosaic", series, n_frames, "n_included", n_included, preview.mean,
+                            preview.best_covered, channel, channels, extra);
 }
 
 namespace {

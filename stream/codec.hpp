@@ -26,6 +26,7 @@
 #include "core/average_image.hpp"
 #include "core/drift_prediction.hpp"
 #include "core/frame.hpp"
+#include "core/mosaic_preview.hpp"
 #include "core/registration_engine.hpp"
 #include "core/shift.hpp"
 #include "core/shift_matrix.hpp"
@@ -203,6 +204,14 @@ OutMessage EncodeQuality(const SeriesId& series, const EngineQuality& quality,
 OutMessage EncodeAverage(const SeriesId& series, int n_frames, const AverageImage& image,
                          const std::string& channel = "",
                          const std::vector<std::string>& channels = {});
+
+// The `mosaic` message: the binned mosaic (core/mosaic_preview.hpp) in the
+// form of `average`, its `valid` the best-covered region, plus `bin`,
+// `extent`, `window` and `counts` (docs/protocol.md). Channels as
+// EncodeAverage. Throws std::invalid_argument for an empty preview.
+OutMessage EncodeMosaic(const SeriesId& series, int n_frames, int n_included, const MosaicPreview& preview,
+                        const std::string& channel = "",
+                        const std::vector<std::string>& channels = {});
 
 // The `frame` message: the latest raw frame in the form of `average` (valid is
 // the whole frame) plus `frame`, its wire index. Throws std::invalid_argument

@@ -33,6 +33,7 @@ bool DaemonOptions::Check(std::string* error) const {
   if (queue_bytes <= 0) return fail("--queue-bytes must be positive");
   if (!(max_queue_wait_s >= 0)) return fail("--max-queue-wait-s must be >= 0");
   if (!(average_interval_s >= 0)) return fail("--average-interval-s must be >= 0");
+  if (mosaic_max_px < 0) return fail("--mosaic-max-px must be >= 0");
   if (!(quality_interval_s >= 0)) return fail("--quality-interval-s must be >= 0");
   if (!(save_interval_s >= 0)) return fail("--save-interval-s must be >= 0");
   if (keep_frames && out.empty()) return fail("--keep-frames needs --out");
@@ -54,6 +55,7 @@ nlohmann::json DaemonOptions::ToJson() const {
                         {"queue_bytes", queue_bytes},
                         {"max_queue_wait_s", max_queue_wait_s},
                         {"average_interval_s", average_interval_s},
+                        {"mosaic_max_px", mosaic_max_px},
                         {"quality_interval_s", quality_interval_s},
                         {"save_interval_s", save_interval_s},
                         {"log_events", log_events},

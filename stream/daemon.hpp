@@ -85,6 +85,11 @@ struct DaemonOptions {
   // Minimum seconds between `average` messages (each costs a full average);
   // the last frame of a series always gets one.
   double average_interval_s = 0.5;
+  // Longest side of the `mosaic` message's image, pixels: the mosaic is
+  // binned by the smallest integer that fits (core/mosaic_preview.hpp), so
+  // its size is bounded however far the drift carries the view; 0 sends no
+  // `mosaic`.
+  int mosaic_max_px = 1024;
   // Minimum seconds between image-quality computations (FRC resolution, SNR,
   // information transfer, stop-when-good; tens of ms at 512^2). The `quality`
   // message after every frame repeats the latest figures; the last frame of a

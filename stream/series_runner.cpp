@@ -670,22 +670,31 @@ struct SeriesRunner::Impl {
     }
   }
 
-  // One `average` per channel: the other channels first, the registration
-  // channel last (its header is the one `snapshot` returns).
+  // One `average` and one `mosaic` per channel: the other channels first,
+  // the registration channel last (its header is the one `snapshot` returns).
   void PublishAverages(int n_frames) {
     const Series& s = *series_;
     if (s.start.channels.empty()) {
-      publisher_->Publish(EncodeAverage(s.start.series, n_frames, s.engine->Average()));
+      PublishAverage(n_frames, s.engine->Average(), "");
       return;
     }
     const std::string& registered = s.start.channels[RegisterChannelIndex(s.start)];
     for (const std::string& channel : s.start.channels) {
-      if (channel == registered) continue;
-      publisher_->Publish(EncodeAverage(s.start.series, n_frames, s.engine->ChannelAverage(channel), channel,
-                            s.start.channels));
+      if (channel != registered) PublishAverage(n_frames, s.engine->ChannelAverage(channel), channel);
     }
-    publisher_->Publish(EncodeAverage(s.start.series, n_frames, s.engine->Average(), registered,
-                          s.start.channels));
+    PublishAverage(n_frames, s.engine->Average(), registered);
+  }
+
+  // `average` (frame 0's window) and, from the same image, `mosaic` (the
+  // whole extent, binned to --mosaic-max-px).
+  void PublishAverage(int n_frames, const AverageImage& image, const std::string& channel) {
+    const Series& s = *series_;
+    const std::vector<std::string> no_channels;
+    const std::vector<std::string>& channels = channel.empty() ? no_channels : s.start.channels;
+    publisher_->Publish(EncodeAverage(s.start.series, n_frames, image, channel, channels));
+    if (options_.mosaic_max_px == 0 || image.mosaic_extent.Empty()) return;
+    const MosaicPreview preview = MakeMosaicPreview(image, s.start.shape, options_.mosaic_max_px);
+    publisher_->Publish(EncodeMosaic(s.start.series, n_frames, image.num_included, preview, channel, channels));
   }
 
   // The next frame's shift for scan feedback, over the drift window.

@@ -77,6 +77,8 @@ int RunServe(int argc, char** argv) {
        "wait longer, nothing is lost (0 = the byte bound alone)")
       ("average-interval-s", po::value(&o.average_interval_s)->default_value(o.average_interval_s),
        "minimum seconds between average messages")
+      ("mosaic-max-px", po::value(&o.mosaic_max_px)->default_value(o.mosaic_max_px),
+       "longest side of the mosaic message's image; the mosaic is binned to fit (0 = no mosaic message)")
       ("quality-interval-s", po::value(&o.quality_interval_s)->default_value(o.quality_interval_s),
        "minimum seconds between image-quality computations (FRC, SNR, stop-when-good)")
       ("save-interval-s", po::value(&o.save_interval_s)->default_value(o.save_interval_s),

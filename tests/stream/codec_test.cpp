@@ -357,6 +357,40 @@ TEST_CASE("outbound messages carry the documented keys", "[stream][codec]") {
     CHECK(j["valid"] == Json({0, 2, 1, 3}));
     CHECK(j["n_frames"] == 5);
   }
+  SECTION("mosaic with its counts and rectangles") {
+    AverageImage image;
+    image.mosaic_extent = AverageImage::Rect{-3, 2, 1, 5};
+    image.mosaic = Frame(Shape{5, 4});
+    image.mosaic_counts = Frame(Shape{5, 4});
+    for (int r = 0; r < 5; ++r) {
+      for (int c = 0; c < 4; ++c) {
+        image.mosaic.at(r, c) = static_cast<float>(r);
+        image.mosaic_counts.at(r, c) = static_cast<float>(c + 1);
+      }
+    }
+    image.best_covered = AverageImage::Rect{-1, 1, 2, 4};
+    const MosaicPreview preview = MakeMosaicPreview(image, Shape{2, 4}, 3);  // bin 2: 3 x 2
+    const OutMessage m = EncodeMosaic(SeriesId::Int(2), 5, 4, preview);
+    CHECK(m.topic == "mosaic");
+    REQUIRE(m.data.size() == 6 * sizeof(float));
+    std::vector<float> pixels(6);
+    std::memcpy(pixels.data(), m.data.data(), m.data.size());
+    CHECK(pixels[0] == 0.5f);  // rows 0 and 1
+    CHECK(pixels[5] == 4.0f);  // row 4 alone
+    const Json j = MsgpackToJson(m.header);
+    CHECK(j["shape"] == Json({3, 2}));
+    CHECK(j["bin"] == 2);
+    CHECK(j["extent"] == Json({-3, 2, 1, 5}));
+    CHECK(j["valid"] == Json({1, 2, 0, 2}));   // best covered, in preview pixels
+    CHECK(j["window"] == Json({1, 3, 0, 2}));  // frame 0's [0, 2) x [0, 4)
+    CHECK(j["n_included"] == 4);
+    const std::vector<std::uint8_t>& counts = j["counts"].get_binary();
+    REQUIRE(counts.size() == 6 * sizeof(std::uint16_t));
+    std::vector<std::uint16_t> fewest(6);
+    std::memcpy(fewest.data(), counts.data(), counts.size());
+    CHECK(fewest == std::vector<std::uint16_t>{1, 3, 1, 3, 1, 3});
+    CHECK_THROWS_AS(EncodeMosaic(SeriesId::Int(2), 5, 0, MosaicPreview{}), std::invalid_argument);
+  }
   SECTION("event with missing indices") {
     Event e{"warning", "frame_gap", "frames 2-3 missing", SeriesId::Int(1), 4, {2, 3}, 2};
     const Json j = MsgpackToJson(EncodeEvent(e).header);

@@ -144,6 +144,11 @@ TEST_CASE("docs/protocol.md lists exactly the keys the codec writes, for every m
     const OutMessage average = EncodeAverage(series, n, engine.Average(), "ABF", channels);
     CheckSameKeys("average", documented("average", "topic"), Keys(average.header));
 
+    const AverageImage whole = engine.Average();
+    const OutMessage mosaic = EncodeMosaic(series, n, whole.num_included,
+                                           MakeMosaicPreview(whole, sim.shape, 64), "ABF", channels);
+    CheckSameKeys("mosaic", documented("mosaic", "topic"), Keys(mosaic.header));
+
     const OutMessage frame = EncodeLatestFrame(series, n, n - 1, engine.LatestFrame());
     CheckSameKeys("frame", documented("frame", "topic"), Keys(frame.header));
 
