@@ -3,7 +3,7 @@
 // message, docs/protocol.md).
 //
 // Why: the mosaic follows the drift, so it outgrows any fixed frame (at 2048^2
-// with a drift of two frame widths it is 60 MB of float32), and the preview
+// with a drift of two frame widths it is 2048 x 6144 px, 50 MB of float32), and the preview
 // sends it every half second to every subscriber and browser. Binning by an
 // integer factor bounds it whatever the drift, and keeps the frame-0
 // coordinates a viewer needs exact (extent and bin are integers).

@@ -6,7 +6,7 @@ of the livealign sources; this package only packs and unpacks it:
 - :class:`Sender` sends a series of frames (``series_start``, ``frame``,
   ``series_end``), one or several channels per frame.
 - :class:`Results` subscribes to the published results (``drift``,
-  ``average``, ``quality``, ...) and decodes images to numpy arrays.
+  ``average``, ``mosaic``, ``quality``, ...) and decodes images to numpy arrays.
 - :class:`Control` asks the daemon for ``status``, ``snapshot``, ``save``,
   ``reset`` and ``shutdown``.
 """

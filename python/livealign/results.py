@@ -9,10 +9,11 @@ import zmq
 from livealign.socket_owner import SocketOwner
 from livealign.wire import image_from_part, unpack
 
-# topic: str, header: dict, data: numpy array (average, frame) or None.
+# topic: str, header: dict, data: numpy array (average, frame, mosaic) or None.
 Message = collections.namedtuple("Message", ["topic", "header", "data"])
 
-TOPICS = ("drift", "average", "frame", "matrices", "matrices_window", "quality", "event", "series_end")
+TOPICS = ("drift", "average", "mosaic", "frame", "matrices", "matrices_window", "quality", "event",
+          "series_end")
 
 
 class Results(SocketOwner):
@@ -110,3 +111,21 @@ def matrices_arrays(header):
     y = np.frombuffer(header["y"], dtype=order + "f4").reshape(n, n)
     status = np.frombuffer(header["status"], dtype="u1").reshape(n, n)
     return x, y, status
+
+
+def mosaic_counts(header):
+    """The uint16 rows x cols array of a ``mosaic`` message header: the fewest
+    frames covering any mosaic pixel of each binned pixel (docs/protocol.md)."""
+    rows, cols = (int(v) for v in header["shape"])
+    order = "<" if header.get("byteorder", "little") == "little" else ">"
+    return np.frombuffer(header["counts"], dtype=order + "u2").reshape(rows, cols)
+
+
+def mosaic_frame0_coordinates(header):
+    """Frame-0 pixel coordinates (row, col) of the top-left mosaic pixel of each
+    binned pixel of a ``mosaic`` message: two rows x cols arrays. A binned pixel
+    (r, c) covers ``bin`` x ``bin`` frame-0 pixels from there."""
+    rows, cols = (int(v) for v in header["shape"])
+    row0, _, col0, _ = (int(v) for v in header["extent"])
+    step = int(header["bin"])
+    return np.meshgrid(row0 + step * np.arange(rows), col0 + step * np.arange(cols), indexing="ij")

@@ -18,6 +18,8 @@
     channels: [],      // the series' channel names (empty: one unnamed channel)
     channel: null,     // the channel shown (null: the unnamed one)
     frame: null,       // latest raw frame, same form as average
+    mosaic: null,      // the whole drift extent, binned: as average plus counts (Uint16Array) and bin
+    mosaics: {},       // several detectors: the latest mosaic of each channel, by name
     spectrum: null,    // {n, values: Float32Array (log power, centred), source: 'browser'|'daemon'}
     quality: null,     // latest quality header
     matrices: null,    // the overview: {k, i0, j0, block, n, n_frames, x, y, status} (n x n cells)
@@ -41,7 +43,7 @@
 
   // View state of the image panel (not data).
   const view = {
-    source: 'average',            // 'average' | 'frame'
+    source: 'average',            // 'average' | 'mosaic' | 'frame'
     contrast: 'auto',             // 'auto' | 'manual'
     manualMin: 0, manualMax: 1,
     zoom: 1, panX: 0, panY: 0,    // image px -> canvas px: canvas = (img - pan) * zoom * fit
@@ -107,6 +109,7 @@
     switch (topic) {
       case 'drift': OnDrift(header); break;
       case 'average': OnAverage(header, data); break;
+      case 'mosaic': OnMosaic(header, data); break;
       case 'frame': state.frame = DecodeImage(header, data); if (view.source === 'frame') dirty.image = true; break;
       case 'spectrum': OnSpectrum(header, data); break;
       case 'quality': OnQuality(header); break;
@@ -126,6 +129,7 @@
     state.series = series;
     state.drift = null; state.average = null; state.frame = null; state.spectrum = null;
     state.averages = {}; state.channels = []; state.channel = null;
+    state.mosaic = null; state.mosaics = {};
     RenderChannelSwitch();
     state.quality = null; state.matrices = null; state.seriesEnd = null;
     state.matricesWindow = null; state.matricesWindowWanted = null;
@@ -162,9 +166,32 @@
     }
   }
 
+  // `mosaic` (docs/protocol.md): the union of every frame's footprint,
+  // binned by `bin`; `counts` is the fewest frames covering each binned
+  // pixel, `valid` the best-covered region and `window` frame 0's window, in
+  // its pixels. One per channel, like `average`.
+  function OnMosaic(header, data) {
+    const image = DecodeImage(header, data);
+    if (!image) return;
+    const counts = header.counts;
+    if (!(counts instanceof Uint8Array) || counts.byteLength !== 2 * image.rows * image.cols) {
+      console.warn('livealign: mosaic counts do not match its shape', header);
+      return;
+    }
+    image.counts = new Uint16Array(counts.slice().buffer);
+    image.bin = Number(header.bin) > 0 ? Number(header.bin) : 1;
+    const channel = typeof header.channel === 'string' ? header.channel : null;
+    if (channel !== null) state.mosaics[channel] = image;
+    if (channel === null || channel === state.channel) {
+      state.mosaic = image;
+      if (view.source === 'mosaic') dirty.image = true;
+    }
+  }
+
   function ShowChannel(channel) {
     state.channel = channel;
     state.average = state.averages[channel] || null;
+    state.mosaic = state.mosaics[channel] || null;
     RenderChannelSwitch();
     dirty.image = dirty.spectrum = true;
     ScheduleRender();
@@ -445,8 +472,8 @@
     return qs.map((q) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.round(q * (sorted.length - 1))))]);
   }
 
-  function ValidRect(image) {
-    const v = image.header.valid;
+  function ValidRect(image, key = 'valid') {
+    const v = image.header[key];
     if (Array.isArray(v) && v.length === 4) {
       const [r0, r1, c0, c1] = v.map(Number);
       if (r0 >= 0 && r1 <= image.rows && c0 >= 0 && c1 <= image.cols && r1 > r0 && c1 > c0) return [r0, r1, c0, c1];
@@ -460,19 +487,24 @@
   let imageKey = null;  // which image imageBitmap holds
 
   function CurrentImage() {
-    return view.source === 'frame' ? state.frame : state.average;
+    return view.source === 'frame' ? state.frame : view.source === 'mosaic' ? state.mosaic : state.average;
   }
+
+  const kSourceTitles = { average: 'Average', mosaic: 'Mosaic', frame: 'Latest frame' };
+  const kSourceWaiting = {
+    average: 'waiting for the first average…',
+    mosaic: 'no mosaic yet (the daemon sends it with each average, unless --mosaic-max-px is 0)',
+    frame: 'no raw frame published (the daemon sends them rate-limited, when enabled)',
+  };
 
   function RenderImage() {
     const canvas = $('image-canvas');
     const { ctx, w, h } = Fit(canvas);
     const image = CurrentImage();
-    $('image-title').textContent = view.source === 'frame' ? 'Latest frame'
-      : 'Average' + (state.channel !== null ? ` — ${state.channel}` : '');
+    $('image-title').textContent = kSourceTitles[view.source] +
+      (view.source !== 'frame' && state.channel !== null ? ` — ${state.channel}` : '');
     if (!image) {
-      $('image-info').textContent = view.source === 'frame'
-        ? 'no raw frame published (the daemon sends them rate-limited, when enabled)'
-        : 'waiting for the first average…';
+      $('image-info').textContent = kSourceWaiting[view.source];
       return;
     }
     const rect = ValidRect(image);
@@ -495,6 +527,7 @@
       const out = bctx.createImageData(image.cols, image.rows);
       const scale = hi > lo ? 255 / (hi - lo) : 0;
       const [r0, r1, c0, c1] = rect;
+      const counts = image.counts;  // mosaic only
       for (let r = 0; r < image.rows; r++) {
         const inRows = r >= r0 && r < r1;
         for (let c = 0; c < image.cols; c++) {
@@ -502,8 +535,9 @@
           let g = (image.pixels[i] - lo) * scale;
           g = g < 0 ? 0 : g > 255 ? 255 : g;
           if (!Number.isFinite(g)) g = 0;
-          // Outside the valid rectangle (not covered by every frame): dimmed.
-          if (!(inRows && c >= c0 && c < c1)) g *= 0.35;
+          // The average: outside the valid rectangle (not covered by every
+          // frame) dimmed. The mosaic: where no frame covers, black.
+          if (counts) { if (counts[i] === 0) g = 0; } else if (!(inRows && c >= c0 && c < c1)) g *= 0.35;
           out.data[4 * i] = out.data[4 * i + 1] = out.data[4 * i + 2] = g;
           out.data[4 * i + 3] = 255;
         }
@@ -524,8 +558,18 @@
     ctx.setLineDash([4, 4]);
     ctx.strokeRect((rect[2] - view.panX) * s, (rect[0] - view.panY) * s, (rect[3] - rect[2]) * s, (rect[1] - rect[0]) * s);
     ctx.setLineDash([]);
+    if (view.source === 'mosaic') {
+      // Frame 0's window, the image the average shows.
+      const win = ValidRect(image, 'window');
+      ctx.strokeStyle = 'rgba(242,165,65,0.7)';
+      ctx.strokeRect((win[2] - view.panX) * s, (win[0] - view.panY) * s, (win[3] - win[2]) * s, (win[1] - win[0]) * s);
+    }
     const n = image.header.n_frames;
+    const extent = image.header.extent;
     $('image-info').textContent = `${image.rows}×${image.cols} px` +
+      (view.source === 'mosaic' && Array.isArray(extent)
+        ? ` at bin ${image.bin} (frame-0 rows ${extent[0]}…${extent[1]}, cols ${extent[2]}…${extent[3]}; ` +
+          'dashed: best covered, orange: frame 0)' : '') +
       (n !== undefined ? `, ${n} frames` : '') +
       (image.header.frame !== undefined ? `, frame ${image.header.frame}` : '') +
       `, contrast ${lo.toPrecision(4)} … ${hi.toPrecision(4)}, zoom ${view.zoom.toFixed(2)}×`;
@@ -961,8 +1005,15 @@
   }
 
   function SetupControls() {
-    $('show-average').onclick = () => { view.source = 'average'; Toggle('show-average', ['show-frame']); dirty.image = true; ScheduleRender(); };
-    $('show-frame').onclick = () => { view.source = 'frame'; Toggle('show-frame', ['show-average']); dirty.image = true; ScheduleRender(); };
+    const sources = Object.keys(kSourceTitles);
+    for (const source of sources) {
+      $(`show-${source}`).onclick = () => {
+        view.source = source;
+        Toggle(`show-${source}`, sources.filter((other) => other !== source).map((other) => `show-${other}`));
+        view.fitted = true;  // the mosaic and the window differ in size
+        dirty.image = true; ScheduleRender();
+      };
+    }
     const setContrast = (mode) => {
       view.contrast = mode;
       Toggle(mode === 'auto' ? 'contrast-auto' : 'contrast-manual', [mode === 'auto' ? 'contrast-manual' : 'contrast-auto']);

@@ -8,7 +8,7 @@ import pytest
 import zmq
 
 import livealign
-from livealign.results import matrices_arrays
+from livealign.results import matrices_arrays, mosaic_counts, mosaic_frame0_coordinates
 from conftest import Daemon, drifting_series
 
 TIMEOUT_S = 30
@@ -220,6 +220,32 @@ def test_matrices_message_decodes_to_arrays(daemon):
     x, y, status = matrices_arrays(m.header)
     assert x.shape == (4, 4) and status.dtype == np.uint8
     np.testing.assert_allclose(x[0, 3], truth[3, 0] - truth[0, 0], atol=0.25)
+
+
+def test_mosaic_message_holds_the_frames_the_drift_carried_away(daemon):
+    # 12 frames of 96^2 moving 8 px a frame: the last sees frame-0 columns
+    # 88 to 184, mostly outside frame 0's window.
+    frames, truth = drifting_series(12, step_px=(8, 0))
+    with livealign.Results(daemon.publish, topics=("mosaic",)) as results:
+        results.wait_live(daemon.control)
+        with livealign.Sender(daemon.source) as sender:
+            send_series(sender, "mosaic", frames)
+        m = results.wait_for("mosaic", TIMEOUT_S, lambda m: m.header["n_frames"] == 12)
+    assert m is not None
+    h = m.header
+    assert h["bin"] == 1 and m.data.shape == tuple(h["shape"])
+    row0, row1, col0, col1 = h["extent"]
+    assert col1 - col0 >= 96 + 88 - 4
+    counts = mosaic_counts(h)
+    assert counts.shape == m.data.shape and counts.max() >= 10
+    rows, cols = mosaic_frame0_coordinates(h)
+    assert rows[0, 0] == row0 and cols[0, -1] == col1 - 1
+    # Where the shifts put the last frame, the mosaic shows what it saw.
+    dx = int(-truth[-1, 0])
+    last = frames[-1][8:88, 8:88]
+    seen = m.data[8 - row0:88 - row0, dx + 8 - col0:dx + 88 - col0]
+    assert np.corrcoef(last.ravel(), seen.ravel())[0, 1] > 0.9
+    assert (counts[8 - row0:88 - row0, dx + 8 - col0:dx + 88 - col0] >= 1).all()
 
 
 def test_generic_acquisition_example_runs_against_the_daemon(daemon, tmp_path):

@@ -274,6 +274,23 @@ async function MainDaemon() {
 
   const image = await CanvasStats(page, 'image-canvas');
   Check(image.drawnFraction > 0.3 && image.colours > 50, `image canvas shows the average (${image.colours} colours)`);
+  // The last mosaic the daemon published is the one the page holds and draws.
+  const pm = published.mosaic;
+  const mosaicShown = await page.evaluate(() => {
+    const image = window.livealign.state.mosaic;
+    return image && { n_frames: image.header.n_frames, extent: image.header.extent, bin: image.bin,
+      shape: [image.rows, image.cols], count_sum: image.counts.reduce((a, b) => a + b, 0) };
+  });
+  Check(pm && mosaicShown && mosaicShown.n_frames === pm.n_frames && mosaicShown.bin === pm.bin &&
+        JSON.stringify(mosaicShown.extent) === JSON.stringify(pm.extent) &&
+        JSON.stringify(mosaicShown.shape) === JSON.stringify(pm.shape) && mosaicShown.count_sum === pm.count_sum,
+    `the page holds the daemon's last mosaic: ${JSON.stringify(mosaicShown)}`);
+  await page.click('#show-mosaic');
+  await page.waitForFunction(() => document.getElementById('image-title').textContent === 'Mosaic');
+  const mosaicImage = await CanvasStats(page, 'image-canvas');
+  Check(mosaicImage.drawnFraction > 0.3 && mosaicImage.colours > 50, `the mosaic is drawn (${mosaicImage.colours} colours)`);
+  await page.screenshot({ path: path.join(outDir, 'preview_mosaic.png') });
+  await page.click('#show-average');
   const spectrum = await CanvasStats(page, 'spectrum-canvas');
   Check(spectrum.drawnFraction > 0.5 && spectrum.colours > 50, 'spectrum canvas drawn');
   const x = await ColourPixels(page, 'drift-canvas', [242, 165, 65]);
@@ -398,6 +415,25 @@ async function Main() {
   await page.waitForFunction(() => document.getElementById('image-title').textContent === 'Latest frame');
   const frameImage = await CanvasStats(page, 'image-canvas');
   Check(frameImage.drawnFraction > 0.3 && frameImage.colours > 50, 'the latest raw frame (uint16) is drawn');
+  // The mosaic: the whole extent the drift covered, binned by the daemon's codec.
+  await page.click('#show-mosaic');
+  await page.waitForFunction(() => document.getElementById('image-title').textContent === 'Mosaic — HAADF');
+  const m = truth.mosaic;
+  const mosaicShown = await page.evaluate(() => {
+    const image = window.livealign.state.mosaics.HAADF;
+    return image && { rows: image.rows, cols: image.cols, bin: image.bin, n: image.header.n_frames,
+      countSum: image.counts.reduce((a, b) => a + b, 0), uncovered: image.counts.filter((v) => v === 0).length };
+  });
+  Check(mosaicShown && mosaicShown.rows === m.rows && mosaicShown.cols === m.cols && mosaicShown.bin === m.bin &&
+        mosaicShown.n === m.n_frames && mosaicShown.countSum === m.count_sum && mosaicShown.uncovered > 0,
+    `the page decoded the last mosaic as published: ${JSON.stringify(mosaicShown)} against ${JSON.stringify(m)}`);
+  const mosaicInfo = await Text(page, '#image-info');
+  const [e0, e1, e2, e3] = m.extent;
+  Check(mosaicInfo.startsWith(`${m.rows}×${m.cols} px at bin ${m.bin} (frame-0 rows ${e0}…${e1}, cols ${e2}…${e3};`),
+    `the mosaic's size, bin and frame-0 extent are shown: "${mosaicInfo}"`);
+  const mosaicImage = await CanvasStats(page, 'image-canvas');
+  Check(mosaicImage.drawnFraction > 0.3 && mosaicImage.colours > 50, 'the mosaic is drawn');
+  await page.screenshot({ path: path.join(outDir, 'preview_mosaic.png') });
   await page.click('#show-average');
   const before = await Text(page, '#image-info');
   const box = await page.locator('#image-canvas').boundingBox();

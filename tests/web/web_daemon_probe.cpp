@@ -55,6 +55,16 @@ int main(int argc, char** argv) {
       }
       if (message->topic == "drift" || message->topic == "quality") {
         out[message->topic] = message->header;
+      } else if (message->topic == "mosaic") {
+        // The header and the sums of its two images (counts alone would be
+        // megabytes of JSON).
+        nlohmann::json header = message->header;
+        double count_sum = 0;
+        const std::vector<std::uint8_t>& counts = header["counts"].get_binary();
+        for (std::size_t i = 0; i + 1 < counts.size(); i += 2) count_sum += counts[i] | (counts[i + 1] << 8);
+        header.erase("counts");
+        header["count_sum"] = count_sum;
+        out["mosaic"] = header;
       } else if (message->topic == "series_end") {
         out["series_end"] = message->header;
         ended = true;

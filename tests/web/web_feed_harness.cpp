@@ -12,7 +12,8 @@
 // `matrices_window` requests for them. --timestamps 0 publishes nil timestamps (the page then plots against frame
 // index). --channels HAADF,ABF publishes one average per channel (the second
 // and later channels show the lattice in inverted contrast), registration
-// channel (the first) last, as the daemon does. Prints "listening PORT" once the server is up, waits for --start-after-clients
+// channel (the first) last, as the daemon does. With each average goes a
+// `mosaic` one frame width wider, binned to 256 px by the real codec. Prints "listening PORT" once the server is up, waits for --start-after-clients
 // WebSocket clients (default 0), publishes the series, writes the last values it
 // published to --truth as JSON, then serves until SIGINT/SIGTERM.
 
@@ -34,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/mosaic_preview.hpp"
 #include "core/shift_matrix_view.hpp"
 #include "stream/codec.hpp"
 #include "stream/http_server.hpp"
@@ -56,6 +58,7 @@ struct HarnessOptions {
   bool timestamps = true;  // false: every timestamp_s is nil (and no drift rate)
   std::vector<std::string> channels;  // several detectors; empty = one unnamed channel
   int matrices_k = 0;  // > 0: `matrices` of this many frames (else of the frames so far)
+  int mosaic_max_px = 256;  // the `mosaic` bound (the daemon's --mosaic-max-px)
 };
 
 // Pairs further apart than this are "not correlated", as the daemon's overlap
@@ -156,7 +159,7 @@ int Run(const HarnessOptions& o) {
     }
   }
 
-  nlohmann::json truth;
+  nlohmann::json truth, mosaic_truth;
   auto publish_event = [&](const std::string& level, const std::string& code,
                            const std::string& message, int frame) {
     msgpack::sbuffer b;
@@ -232,6 +235,33 @@ int Run(const HarnessOptions& o) {
       const int m = std::min(max_shift, s / 4);
       p.pack(std::vector<int>{m, s - m, m, s - m});
       server.Publish(OutMessage{"average", Str(b), Bytes(average)});
+
+      // The mosaic, as the daemon binds it (the real codec): a drift of one
+      // frame width to the left, frame 0's window on the right. Its counts
+      // fall from n there to 1 at the far edge, and its top-left corner is
+      // covered by no frame.
+      AverageImage whole;
+      whole.mosaic_extent = AverageImage::Rect{0, s, -s, s};
+      whole.mosaic = Frame(Shape{s, 2 * s});
+      whole.mosaic_counts = Frame(Shape{s, 2 * s});
+      for (int r = 0; r < s; ++r) {
+        for (int col = 0; col < 2 * s; ++col) {
+          const int count = col >= s ? n : (r < s / 8 && col < s / 8) ? 0 : std::max(1, n * col / s);
+          whole.mosaic_counts.at(r, col) = static_cast<float>(count);
+          whole.mosaic.at(r, col) = count == 0 ? 0.0f : average[static_cast<std::size_t>(r) * s + col % s];
+        }
+      }
+      whole.best_covered = AverageImage::Rect{0, s, 0, s};
+      const MosaicPreview preview = MakeMosaicPreview(whole, Shape{s, s}, o.mosaic_max_px);
+      server.Publish(EncodeMosaic(SeriesId::Str(o.series), n, n, preview,
+                                  o.channels.empty() ? "" : o.channels[c], o.channels));
+      if (c == 0) {
+        std::uint64_t count_sum = 0;
+        for (std::uint16_t v : preview.min_counts) count_sum += v;
+        mosaic_truth = {{"bin", preview.bin}, {"rows", preview.mean.rows()}, {"cols", preview.mean.cols()},
+                        {"n_frames", n}, {"count_sum", count_sum},
+                        {"extent", {preview.extent.row0, preview.extent.row1, preview.extent.col0, preview.extent.col1}}};
+      }
     }
 
     // a raw frame (uint16) every 5th frame
@@ -319,6 +349,7 @@ int Run(const HarnessOptions& o) {
     server.Publish(OutMessage{"series_end", Str(b), ""});
   }
   if (!o.truth_path.empty()) {
+    truth["mosaic"] = mosaic_truth;
     std::ofstream(o.truth_path) << truth.dump(2) << "\n";
   }
   std::cout << "published " << n_total << std::endl;
