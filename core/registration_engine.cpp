@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <deque>
 #include <future>
 #include <optional>
 #include <stdexcept>
@@ -84,6 +85,19 @@ constexpr int kLatticeReestimateDelayFrames = 8;
 
 }  // namespace
 
+// Updates shorter than this (median of the last kRecentUpdates) leave a core
+// to a running background job (the solver's re-solve, a lattice
+// re-estimate). Why: with a third runnable thread on two cores, a pool worker
+// preempted in the middle of an item holds up its whole ParallelFor until it
+// runs again, one scheduler slice later. In bench --size 256 --frames 1000
+// (seed 3) every update above 3x its bucket's median had a background
+// re-solve running and was mostly waiting: correlation 4.8 ms against a
+// median of 0.9 ms, the update's thread on the CPU for 2.9 of 9.1 ms. A
+// slice is a few ms, so for an update of tens of ms the second core is worth
+// more than the stall, and such updates keep every worker.
+constexpr double kShortUpdateMs = 20.0;
+constexpr std::size_t kRecentUpdates = 16;
+
 // The orchestrator's state: each concern is owned by its unit (pair search,
 // solver, lattice tracker, precision stage, averager); the engine sequences
 // them and publishes the frames.
@@ -138,6 +152,14 @@ struct RegistrationEngine::Impl {
   bool overlap_lost = false;
   // The result of the last update without its O(k^2) parts (Snapshot()).
   RegistrationResult result;
+  // total_ms of the last kRecentUpdates updates, oldest first.
+  std::deque<double> recent_update_ms;
+
+  // Sets the pool's worker limit for the next stage of an update: one
+  // worker fewer while a background job runs and updates are short
+  // (kShortUpdateMs), else all.
+  void ShareCoresWithBackground();
+  bool BackgroundRunning() const;
 
   // live: a per-frame update (full re-solves of large series run in the
   // solver's background thread); otherwise a synchronous solve.
@@ -255,6 +277,22 @@ void RegistrationEngine::Impl::UpdateLattice(FrameView newest) {
     solver.SetHopTest(lattice_tracker.hop_test());
     lattice_estimated_at_frames = static_cast<int>(frames.size());
   }
+}
+
+bool RegistrationEngine::Impl::BackgroundRunning() const {
+  if (solver.background_running()) return true;
+  return pending_lattice && pending_lattice->estimate.valid() &&
+         pending_lattice->estimate.wait_for(std::chrono::seconds(0)) != std::future_status::ready;
+}
+
+void RegistrationEngine::Impl::ShareCoresWithBackground() {
+  int limit = 0;  // all workers
+  if (pool.NumWorkers() > 1 && !recent_update_ms.empty() && BackgroundRunning()) {
+    std::vector<double> recent(recent_update_ms.begin(), recent_update_ms.end());
+    std::nth_element(recent.begin(), recent.begin() + recent.size() / 2, recent.end());
+    if (recent[recent.size() / 2] < kShortUpdateMs) limit = pool.NumWorkers() - 1;
+  }
+  pool.SetWorkerLimit(limit);
 }
 
 void RegistrationEngine::Impl::StartLatticeReestimate(int k) {
@@ -394,6 +432,7 @@ RegistrationResult RegistrationEngine::AddFrame(PreparedFrame prepared, ResultRe
   m.precision.AddFrameSpectrum(k, std::move(prepared.bands_->precision_spectrum));
 
   t = Clock::now();
+  m.ShareCoresWithBackground();
   NewFramePairs found = SearchNewFramePairs(m.correlator, m.pool, m.shape, m.frames,
                                             frame.header().timestamp_s, m.lattice_tracker.lattice(),
                                             ToPairSearchOptions(m.options));
@@ -422,6 +461,7 @@ RegistrationResult RegistrationEngine::AddFrame(PreparedFrame prepared, ResultRe
   report.background_resolve_frames = m.last_solve.background_frames;
   report.background_resolve_running = m.solver.background_running();
   report.timings.solve_ms = MsSince(t);
+  m.ShareCoresWithBackground();  // the solve may have started a re-solve
 
   t = Clock::now();
   m.ResolveLattice();
@@ -458,6 +498,8 @@ RegistrationResult RegistrationEngine::AddFrame(PreparedFrame prepared, ResultRe
   }
   report.timings.refine_ms = MsSince(t);
   report.timings.total_ms = report.timings.preprocess_ms + MsSince(start);
+  m.recent_update_ms.push_back(report.timings.total_ms);
+  if (m.recent_update_ms.size() > kRecentUpdates) m.recent_update_ms.pop_front();
   return m.Conclude(report, request);
 }
 
@@ -466,6 +508,7 @@ RegistrationResult RegistrationEngine::Finish(ResultRequest request) {
   const auto start = Clock::now();
   UpdateReport report;
   report.index = static_cast<int>(m.frames.size()) - 1;
+  m.pool.SetWorkerLimit(0);  // the series end is long: every worker
   if (m.frames.empty()) return m.Conclude(report, request);
   auto t = Clock::now();
   // A pending re-estimate is taken now. The lattice is estimated from the

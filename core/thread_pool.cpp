@@ -1,5 +1,6 @@
 #include "core/thread_pool.hpp"
 
+#include <algorithm>
 #include <exception>
 
 namespace livealign {
@@ -49,6 +50,7 @@ void ThreadPool::WorkerLoop(int worker) {
       work_ready_.wait(lock, [&] { return stopping_ || generation_ != seen; });
       if (stopping_) return;
       seen = generation_;
+      if (worker >= generation_limit_) continue;  // sits this call out
       ++active_;
     }
     RunItems(worker);
@@ -69,6 +71,7 @@ void ThreadPool::ParallelFor(int count, const std::function<void(int, int)>& fn)
     count_ = count;
     next_ = 0;
     error_ = nullptr;
+    generation_limit_ = worker_limit_ <= 0 ? NumWorkers() : std::min(worker_limit_, NumWorkers());
     ++generation_;
   }
   work_ready_.notify_all();
@@ -83,6 +86,16 @@ void ThreadPool::ParallelFor(int count, const std::function<void(int, int)>& fn)
     error = error_;
   }
   if (error) std::rethrow_exception(error);
+}
+
+void ThreadPool::SetWorkerLimit(int limit) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  worker_limit_ = limit;
+}
+
+int ThreadPool::WorkerLimit() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return worker_limit_;
 }
 
 }  // namespace livealign

@@ -34,18 +34,27 @@ class ThreadPool {
   // fn is rethrown here after the others finish.
   void ParallelFor(int count, const std::function<void(int index, int worker)>& fn);
 
+  // How many workers (the caller included, so at least 1) take part in the
+  // ParallelFor calls that start after this; 0 (the default) or more than
+  // NumWorkers() means all. The others stay idle, leaving their cores to
+  // threads outside the pool. `worker` indices stay below the limit.
+  void SetWorkerLimit(int limit);
+  int WorkerLimit() const;
+
  private:
   void WorkerLoop(int worker);
   void RunItems(int worker);
 
   std::mutex call_mutex_;  // serialises ParallelFor callers
-  std::mutex mutex_;       // guards every member below
+  mutable std::mutex mutex_;  // guards every member below
   std::condition_variable work_ready_;
   std::condition_variable work_done_;
   const std::function<void(int, int)>* fn_ = nullptr;
   int count_ = 0;
   int next_ = 0;
   int active_ = 0;
+  int worker_limit_ = 0;      // SetWorkerLimit's value
+  int generation_limit_ = 0;  // the workers taking part in the current call
   long generation_ = 0;
   bool stopping_ = false;
   std::exception_ptr error_;
