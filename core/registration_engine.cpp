@@ -91,8 +91,9 @@ constexpr int kLatticeReestimateDelayFrames = 8;
 // preempted in the middle of an item holds up its whole ParallelFor until it
 // runs again, one scheduler slice later. In bench --size 256 --frames 1000
 // (seed 3) every update above 3x its bucket's median had a background
-// re-solve running and was mostly waiting: correlation 4.8 ms against a
-// median of 0.9 ms, the update's thread on the CPU for 2.9 of 9.1 ms. A
+// re-solve running and was mostly waiting (k = 933: correlation 4.7 ms
+// against a median of 0.9 ms, the update's thread on the CPU for 2.9 of
+// 9.1 ms). A
 // slice is a few ms, so for an update of tens of ms the second core is worth
 // more than the stall, and such updates keep every worker.
 constexpr double kShortUpdateMs = 20.0;

@@ -688,13 +688,14 @@ struct SeriesRunner::Impl {
   // `average` (frame 0's window) and, from the same image, `mosaic` (the
   // whole extent, binned to --mosaic-max-px).
   void PublishAverage(int n_frames, const AverageImage& image, const std::string& channel) {
+    // A one-channel series has no channel names: `channel` is "" and
+    // s.start.channels empty.
     const Series& s = *series_;
-    const std::vector<std::string> no_channels;
-    const std::vector<std::string>& channels = channel.empty() ? no_channels : s.start.channels;
-    publisher_->Publish(EncodeAverage(s.start.series, n_frames, image, channel, channels));
+    publisher_->Publish(EncodeAverage(s.start.series, n_frames, image, channel, s.start.channels));
     if (options_.mosaic_max_px == 0 || image.mosaic_extent.Empty()) return;
     const MosaicPreview preview = MakeMosaicPreview(image, s.start.shape, options_.mosaic_max_px);
-    publisher_->Publish(EncodeMosaic(s.start.series, n_frames, image.num_included, preview, channel, channels));
+    publisher_->Publish(
+        EncodeMosaic(s.start.series, n_frames, image.num_included, preview, channel, s.start.channels));
   }
 
   // The next frame's shift for scan feedback, over the drift window.
