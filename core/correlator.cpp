@@ -1,6 +1,7 @@
 #include "core/correlator.hpp"
 #include "core/check.hpp"
 
+#include <Eigen/Cholesky>
 #include <Eigen/Core>
 #if defined(__F16C__)
 #include <immintrin.h>
@@ -847,6 +848,195 @@ Frame Correlator::CorrelationMap(int i, int j, int worker) const {
     map.data()[k] = static_cast<float>(w.map_fft.real()[k] / norm);
   }
   return map;
+}
+
+std::vector<double> Correlator::CoarseRunCorrelation(const std::vector<int>& first,
+                                                     const std::vector<Shift>& first_shifts,
+                                                     const std::vector<int>& second,
+                                                     const std::vector<Shift>& second_shifts,
+                                                     const std::vector<Shift>& offsets,
+                                                     double cutoff_cycles_per_px) const {
+  if (first.empty() || second.empty() || first.size() != first_shifts.size() ||
+      second.size() != second_shifts.size()) {
+    throw std::invalid_argument("Correlator::CoarseRunCorrelation: empty run or size mismatch");
+  }
+  if (!(cutoff_cycles_per_px > 0)) {
+    throw std::invalid_argument("Correlator::CoarseRunCorrelation: cutoff must be > 0");
+  }
+  using cdouble = std::complex<double>;
+  const double cutoff = std::min({cutoff_cycles_per_px, 0.5 * coarse_band_.rows / frame_shape_.rows,
+                                  0.5 * coarse_band_.cols / frame_shape_.cols});
+  const int rows = coarse_band_.rows;
+  const int band_cols = coarse_band_.cols / 2 + 1;
+  const std::size_t size = static_cast<std::size_t>(rows) * band_cols;
+  // CorrelateCoarse's low-pass over the coarse band.
+  std::vector<double> lowpass(size);
+  for (int r = 0; r < rows; ++r) {
+    const double ky = static_cast<double>(SignedFrequency(r, rows)) / frame_shape_.rows;
+    for (int c = 0; c < band_cols; ++c) {
+      const double k = std::hypot(static_cast<double>(c) / frame_shape_.cols, ky);
+      lowpass[static_cast<std::size_t>(r) * band_cols + c] = k < cutoff ? 0.5 * (1.0 + std::cos(M_PI * k / cutoff)) : 0.0;
+    }
+  }
+  // The window's own coarse band (it is separable: a product of two 1-D
+  // transforms), so that each run's weight can be summed like its frames.
+  const auto window_transform = [](const std::vector<float>& window, int frequency) {
+    cdouble sum(0, 0);
+    const int n = static_cast<int>(window.size());
+    for (int x = 0; x < n; ++x) {
+      const double phase = -2 * M_PI * frequency * static_cast<double>(x) / n;
+      sum += double{window[static_cast<std::size_t>(x)]} * cdouble(std::cos(phase), std::sin(phase));
+    }
+    return sum;
+  };
+  std::vector<cdouble> window_rows(static_cast<std::size_t>(rows)), window_cols(static_cast<std::size_t>(band_cols));
+  for (int r = 0; r < rows; ++r) window_rows[static_cast<std::size_t>(r)] = window_transform(preprocessor_.row_window(), SignedFrequency(r, rows));
+  for (int c = 0; c < band_cols; ++c) window_cols[static_cast<std::size_t>(c)] = window_transform(preprocessor_.col_window(), c);
+  // All positions relative to their common mean: the sums are images on the
+  // frame's cyclic grid, and centred runs keep their common region away from
+  // its seam.
+  Shift centre;
+  for (const Shift& f : first_shifts) centre += f * (1.0 / (first_shifts.size() + second_shifts.size()));
+  for (const Shift& f : second_shifts) centre += f * (1.0 / (first_shifts.size() + second_shifts.size()));
+  // A run's low-passed frames and windows, each moved to its position:
+  // sum_f F_f(k) exp(2 pi i k . (s_f - centre)) (a frame's content then sits
+  // where the specimen is), in double.
+  struct RunSum {
+    std::vector<cdouble> content, weight;
+  };
+  const auto run_sum = [&](const std::vector<int>& run, const std::vector<Shift>& shifts) {
+    RunSum sum{std::vector<cdouble>(size), std::vector<cdouble>(size)};
+    std::vector<cdouble> column_phase(static_cast<std::size_t>(band_cols));
+    for (std::size_t n = 0; n < run.size(); ++n) {
+      const CachedFrame& frame = Slot(run[n]);
+      if (frame.coarse.size() != size) {
+        throw std::invalid_argument("Correlator::CoarseRunCorrelation: slot " + std::to_string(run[n]) +
+                                    " has no coarse band");
+      }
+      const Shift s = shifts[n] - centre;
+      const double ax = 2 * M_PI * s.x / frame_shape_.cols;
+      const double ay = 2 * M_PI * s.y / frame_shape_.rows;
+      const cdouble step_x(std::cos(ax), std::sin(ax));
+      cdouble phase(1, 0);
+      for (int c = 0; c < band_cols; ++c, phase *= step_x) column_phase[static_cast<std::size_t>(c)] = phase;
+      for (int r = 0; r < rows; ++r) {
+        const double fy = SignedFrequency(r, rows);
+        const cdouble row_phase(std::cos(ay * fy), std::sin(ay * fy));
+        const std::size_t row = static_cast<std::size_t>(r) * band_cols;
+        for (int c = 0; c < band_cols; ++c) {
+          const cdouble shift = row_phase * column_phase[static_cast<std::size_t>(c)];
+          sum.content[row + c] += cdouble(frame.coarse[row + c]) * shift;
+          sum.weight[row + c] += window_rows[static_cast<std::size_t>(r)] * window_cols[static_cast<std::size_t>(c)] * shift;
+        }
+      }
+    }
+    return sum;
+  };
+  const RunSum a = run_sum(first, first_shifts);
+  const RunSum b = run_sum(second, second_shifts);
+
+  // Images of a band on the coarse map grid (one map transform).
+  RealFft2d fft(coarse_map_shape_);
+  const std::size_t pixels = static_cast<std::size_t>(coarse_map_shape_.Pixels());
+  std::vector<cfloat> band(size);
+  const auto image = [&](const std::vector<cdouble>& spectrum, std::vector<float>* out) {
+    for (std::size_t idx = 0; idx < size; ++idx) band[idx] = cfloat(spectrum[idx] * lowpass[idx]);
+    ScatterPadded(band.data(), coarse_band_, fft);
+    fft.Inverse();
+    out->assign(fft.real(), fft.real() + pixels);
+  };
+  // The runs' means where both runs hold at least half their peak weight,
+  // each with its own best-fitting plane removed (a thickness ramp is the
+  // same wherever it is, and would make every offset look alike); their
+  // correlation coefficient is the height. Divided by its weight, a sum is
+  // free of the window, whose pull toward zero displacement biases a
+  // correlation of windowed frames by pixels when the content is broad.
+  std::vector<float> a_content, a_weight, b_content, b_weight;
+  image(a.content, &a_content);
+  image(a.weight, &a_weight);
+  image(b.content, &b_content);
+  image(b.weight, &b_weight);
+  const float a_floor = 0.5f * *std::max_element(a_weight.begin(), a_weight.end());
+  const float b_floor = 0.5f * *std::max_element(b_weight.begin(), b_weight.end());
+  const int map_rows = coarse_map_shape_.rows, map_cols = coarse_map_shape_.cols;
+  // (1, x, y) of each map pixel, x and y wrapped about the grid's origin.
+  std::vector<Eigen::Vector3d> plane_basis(pixels);
+  for (std::size_t p = 0; p < pixels; ++p) {
+    const int r = static_cast<int>(p) / map_cols, c = static_cast<int>(p) % map_cols;
+    plane_basis[p] = Eigen::Vector3d(1.0, WrapShift(c, map_cols), WrapShift(r, map_rows));
+  }
+  // The second run moved by v is its images read at x + v (bilinear on the
+  // cyclic map grid: the low-pass leaves nothing shorter than ~6 map pixels,
+  // so the interpolation costs little accuracy and saves a transform pair
+  // per candidate).
+  const double px_per_col = static_cast<double>(frame_shape_.cols) / map_cols;
+  const double px_per_row = static_cast<double>(frame_shape_.rows) / map_rows;
+  std::vector<double> heights;
+  heights.reserve(offsets.size());
+  std::vector<int> region;
+  std::vector<double> va, vb;
+  for (const Shift& v : offsets) {
+    const double gx = v.x / px_per_col, gy = v.y / px_per_row;
+    const int ix = static_cast<int>(std::floor(gx)), iy = static_cast<int>(std::floor(gy));
+    const double fx = gx - ix, fy = gy - iy;
+    const auto wrap = [](int i, int n) { return ((i % n) + n) % n; };
+    std::vector<int> cols0(static_cast<std::size_t>(map_cols)), cols1(static_cast<std::size_t>(map_cols));
+    for (int c = 0; c < map_cols; ++c) {
+      cols0[static_cast<std::size_t>(c)] = wrap(c + ix, map_cols);
+      cols1[static_cast<std::size_t>(c)] = wrap(c + ix + 1, map_cols);
+    }
+    region.clear();
+    va.clear();
+    vb.clear();
+    for (int r = 0; r < map_rows; ++r) {
+      const std::size_t row0 = static_cast<std::size_t>(wrap(r + iy, map_rows)) * map_cols;
+      const std::size_t row1 = static_cast<std::size_t>(wrap(r + iy + 1, map_rows)) * map_cols;
+      for (int c = 0; c < map_cols; ++c) {
+        const std::size_t p = static_cast<std::size_t>(r) * map_cols + c;
+        if (!(a_weight[p] > a_floor)) continue;
+        const std::size_t c0 = static_cast<std::size_t>(cols0[static_cast<std::size_t>(c)]);
+        const std::size_t c1 = static_cast<std::size_t>(cols1[static_cast<std::size_t>(c)]);
+        const auto sample = [&](const std::vector<float>& m) {
+          return (1 - fy) * ((1 - fx) * m[row0 + c0] + fx * m[row0 + c1]) +
+                 fy * ((1 - fx) * m[row1 + c0] + fx * m[row1 + c1]);
+        };
+        const double weight = sample(b_weight);
+        if (!(weight > b_floor)) continue;
+        region.push_back(static_cast<int>(p));
+        va.push_back(a_content[p] / a_weight[p]);
+        vb.push_back(sample(b_content) / weight);
+      }
+    }
+    if (region.size() < pixels / 16 || !(a_floor > 0) || !(b_floor > 0)) {  // too little in common
+      heights.push_back(0.0);
+      continue;
+    }
+    // Plane fits over the region, in map pixels about its centre (the
+    // region is centred, so the seam does not cut it). A quadratic surface
+    // instead changed nothing on the simulated jumps; a cubic one made one
+    // of them confidently wrong.
+    Eigen::Matrix3d normal = Eigen::Matrix3d::Zero();
+    Eigen::Vector3d rhs_a = Eigen::Vector3d::Zero(), rhs_b = Eigen::Vector3d::Zero();
+    for (std::size_t q = 0; q < region.size(); ++q) {
+      const Eigen::Vector3d& x = plane_basis[static_cast<std::size_t>(region[q])];
+      normal += x * x.transpose();
+      rhs_a += x * va[q];
+      rhs_b += x * vb[q];
+    }
+    const Eigen::Vector3d plane_a = normal.ldlt().solve(rhs_a);
+    const Eigen::Vector3d plane_b = normal.ldlt().solve(rhs_b);
+    double ab = 0, aa = 0, bb = 0;
+    for (std::size_t q = 0; q < region.size(); ++q) {
+      const Eigen::Vector3d& x = plane_basis[static_cast<std::size_t>(region[q])];
+      const double ra = va[q] - plane_a.dot(x);
+      const double rb = vb[q] - plane_b.dot(x);
+      ab += ra * rb;
+      aa += ra * ra;
+      bb += rb * rb;
+    }
+    heights.push_back(aa > 0 && bb > 0 ? ab / std::sqrt(aa * bb) : 0.0);
+  }
+  return heights;
 }
 
 PairMeasurement Correlator::CorrelateCoarse(int i, int j, double cutoff_cycles_per_px,

@@ -244,6 +244,25 @@ class Correlator {
   // Throws std::invalid_argument for bad slots/worker or cutoff <= 0.
   PairMeasurement CorrelateCoarse(int i, int j, double cutoff_cycles_per_px, int worker) const;
 
+  // The coarse correlation of two runs of frames: each run's coarse bands
+  // summed at its frames' positions (shifts s, so that s_j - s_i is j_from_i),
+  // correlated through CorrelateCoarse's low-pass and evaluated at each of
+  // `offsets` added to the second run's positions. Element n is the
+  // normalised height there (1 = identical content): the sum over the pairs
+  // (i of `first`, j of `second`) of their coarse correlations at
+  // s_j - s_i + offsets[n], over the runs' energies. Summing the frames first
+  // is what makes it clear where each pair's coarse peak is not: with N
+  // frames a run, the noise of each sum is sqrt(N) times a frame's and its
+  // non-periodic content N times. Costs (runs' frames + offsets) x the coarse
+  // band. Throws std::invalid_argument for a bad slot, a size mismatch, an
+  // empty run or cutoff <= 0.
+  std::vector<double> CoarseRunCorrelation(const std::vector<int>& first,
+                                           const std::vector<Shift>& first_shifts,
+                                           const std::vector<int>& second,
+                                           const std::vector<Shift>& second_shifts,
+                                           const std::vector<Shift>& offsets,
+                                           double cutoff_cycles_per_px) const;
+
   // The normalised oversampled correlation map of (i, j) (what Correlate
   // searches), (oversample * band_rows) x (oversample * band_cols), in FFT order:
   // element (r, c) is the shift (y, x) = (r', c') * frame / map size with

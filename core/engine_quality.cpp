@@ -102,6 +102,13 @@ EngineQuality AssessEngineQuality(const EngineQualityInputs& m) {
   if (q.frames_moved_by_lattice_offset > 0) {
     verdict << "; " << q.frames_moved_by_lattice_offset << " frames moved by a lattice vector";
   }
+  int pinned_by_runs = 0;
+  for (const StageJumpRecord& jump : m.offsets->jumps) {
+    if (jump.run_frames_after > 0) ++pinned_by_runs;
+  }
+  if (pinned_by_runs > 0) {
+    verdict << "; " << pinned_by_runs << " stage jump(s) pinned by the frames summed on either side";
+  }
   if (m.lattice) {
     verdict << (q.lattice_offset_observable
                     ? "; absolute lattice offset observable (non-periodic content)"

@@ -108,13 +108,106 @@ void PlaceFlaggedFrames(const std::vector<Shift>& solver_shifts, const std::vect
   }
 }
 
+// Decides the lattice offset across each jump coarse pairs left undecided,
+// from the run correlation of the frames before it with those after it (up
+// to the next jump), and moves every frame from the jump on by the lattice
+// vector it finds. Jumps are taken in order, so a later jump's first run
+// holds the frames this one has moved.
+void DecideJumpsByRuns(const std::vector<Shift>& solver_shifts, const std::vector<bool>& flagged,
+                       const HopTest& hops, const LatticeOffsetOptions& options,
+                       const CoarseRunScore& runs, LatticeOffsetReport* report) {
+  const int n = static_cast<int>(solver_shifts.size());
+  const Lattice& lattice = hops.lattice();
+  const int reach = std::max(options.run_candidate_reach, 0);
+  for (std::size_t jump = 0; jump < report->jumps.size(); ++jump) {
+    StageJumpRecord& record = report->jumps[jump];
+    if (record.lattice_offset_observable) continue;
+    const int begin = record.frame;
+    const int end = jump + 1 < report->jumps.size() ? report->jumps[jump + 1].frame : n;
+    CoarseRunQuery query;
+    query.jump_frame = begin;
+    for (int f = begin - 1; f >= 0 && static_cast<int>(query.first.size()) < options.run_frames; --f) {
+      if (flagged[f]) continue;
+      query.first.push_back(f);
+      query.first_shifts.push_back(solver_shifts[f] + report->offsets[f]);
+    }
+    std::vector<int> after;
+    for (int f = begin; f < end && static_cast<int>(after.size()) < options.run_frames; ++f) {
+      if (!flagged[f]) after.push_back(f);
+    }
+    if (query.first.empty() || after.empty()) continue;
+    // A power of two, so a growing run is correlated again only when it has
+    // doubled (and the scorer can keep what it computed for each size).
+    std::size_t used = 1;
+    while (2 * used <= after.size()) used *= 2;
+    for (std::size_t m = 0; m < used; ++m) {
+      query.second.push_back(after[m]);
+      query.second_shifts.push_back(solver_shifts[after[m]] + report->offsets[after[m]]);
+    }
+    std::vector<LatticeVector> candidates;
+    for (int na = -reach; na <= reach; ++na) {
+      for (int nb = -reach; nb <= reach; ++nb) {
+        candidates.push_back({na, nb, lattice.Vector(na, nb)});
+        query.offsets.push_back(candidates.back().vector);
+      }
+    }
+    // The best candidate of the runs' sums; and, as the check that noise did
+    // not pick it, of the two halves (alternate frames of each run), whose
+    // noise is independent: all three must agree.
+    const auto best_of = [&](const CoarseRunQuery& q, double* height, double* margin) -> int {
+      const std::vector<double> heights = runs(q);
+      if (heights.size() != candidates.size()) return -1;
+      std::size_t best = 0;
+      for (std::size_t c = 1; c < heights.size(); ++c) {
+        if (heights[c] > heights[best]) best = c;
+      }
+      double second = -std::numeric_limits<double>::infinity();
+      for (std::size_t c = 0; c < heights.size(); ++c) {
+        if (c != best) second = std::max(second, heights[c]);
+      }
+      *height = heights[best];
+      *margin = heights[best] - second;
+      return static_cast<int>(best);
+    };
+    double height = 0, margin = 0;
+    const int best = best_of(query, &height, &margin);
+    if (best < 0 || !(height >= options.min_run_height && margin >= options.min_run_margin)) continue;
+    if (query.first.size() < 2 || query.second.size() < 2) continue;
+    bool halves_agree = true;
+    for (std::size_t half = 0; half < 2 && halves_agree; ++half) {
+      CoarseRunQuery part;
+      part.jump_frame = query.jump_frame;
+      part.offsets = query.offsets;
+      for (std::size_t m = half; m < query.first.size(); m += 2) {
+        part.first.push_back(query.first[m]);
+        part.first_shifts.push_back(query.first_shifts[m]);
+      }
+      for (std::size_t m = half; m < query.second.size(); m += 2) {
+        part.second.push_back(query.second[m]);
+        part.second_shifts.push_back(query.second_shifts[m]);
+      }
+      double part_height = 0, part_margin = 0;
+      halves_agree = best_of(part, &part_height, &part_margin) == best;
+    }
+    if (!halves_agree) continue;
+    record.lattice_offset_observable = true;
+    record.run_height = height;
+    record.run_frames_after = static_cast<int>(used);
+    const Shift correction = candidates[best].vector;
+    if (candidates[best].IsZero()) continue;
+    record.jump_px = record.jump_px + correction;
+    for (int f = begin; f < n; ++f) report->offsets[f] = report->offsets[f] + correction;
+  }
+}
+
 }  // namespace
 
 LatticeOffsetReport ResolveLatticeOffsets(const std::vector<Shift>& solver_shifts,
                                           const std::vector<bool>& flagged, const HopTest& hops,
                                           const std::vector<CoarsePairEvidence>& coarse,
                                           const LatticeOffsetOptions& options,
-                                          const std::vector<double>& timestamps_s) {
+                                          const std::vector<double>& timestamps_s,
+                                          const CoarseRunScore& runs) {
   const int n = static_cast<int>(solver_shifts.size());
   if (static_cast<int>(flagged.size()) != n) {
     throw std::invalid_argument("ResolveLatticeOffsets: flagged and shifts differ in size");
@@ -236,6 +329,7 @@ LatticeOffsetReport ResolveLatticeOffsets(const std::vector<Shift>& solver_shift
     if (static_cast<int>(baseline.size()) > kVelocityBaselineFrames) baseline.pop_front();
     previous = k;
   }
+  if (runs) DecideJumpsByRuns(solver_shifts, flagged, hops, options, runs, &report);
   PlaceFlaggedFrames(solver_shifts, flagged, lattice, time, &report.offsets);
   for (const Shift& offset : report.offsets) {
     if (offset.Norm() > 0) ++report.frames_moved;

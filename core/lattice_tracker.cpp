@@ -1,6 +1,7 @@
 #include "core/lattice_tracker.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 namespace livealign {
 namespace {
@@ -9,6 +10,14 @@ namespace {
 // many), re-estimated from the average when the series reaches this many
 // frames and then at every fourfold growth, and at the end.
 constexpr int kFirstLatticeEstimate = 8;
+// Run correlations kept (Resolve): a handful per stage jump.
+constexpr std::size_t kMaxKeptRunCorrelations = 256;
+// A kept run correlation is reused while the runs' relative position is
+// within this of the one it was computed at: re-solves move frames by
+// hundredths of a pixel, the coarse correlation varies over many pixels,
+// and a lattice translate (which a new solution may apply) moves them by
+// far more.
+constexpr double kRunReuseTolerancePx = 0.5;
 
 }  // namespace
 
@@ -47,6 +56,8 @@ bool LatticeTracker::Apply(const LatticeEstimate& estimate) {
   lattice_ = estimate.lattice;
   hop_test_.emplace(estimate.lattice, tolerances_);
   lattice_changed_ = true;
+  run_heights_.clear();  // the candidates were this lattice's vectors
+  kept_run_heights_ = 0;
   reciprocal_peaks_.clear();
   for (const ReciprocalPeak& peak : estimate.peaks) {
     if (peak.indexed) reciprocal_peaks_.push_back(Shift{peak.fx, peak.fy});
@@ -58,9 +69,39 @@ void LatticeTracker::AddCoarseEvidence(const std::vector<CoarsePairEvidence>& ev
   coarse_.insert(coarse_.end(), evidence.begin(), evidence.end());
 }
 
-void LatticeTracker::Resolve(const SolverReport& solve, const std::vector<double>& timestamps_s) {
+void LatticeTracker::Resolve(const SolverReport& solve, const std::vector<double>& timestamps_s,
+                             const CoarseRunScore& runs) {
   if (hop_test_) {
-    offsets_ = ResolveLatticeOffsets(solve.shifts, solve.flagged, *hop_test_, coarse_, {}, timestamps_s);
+    CoarseRunScore kept;
+    if (runs) {
+      kept = [this, &runs](const CoarseRunQuery& query) {
+        if (query.first.empty() || query.second.empty()) return runs(query);
+        Shift first_mean, second_mean;
+        for (const Shift& s : query.first_shifts) first_mean += s * (1.0 / query.first_shifts.size());
+        for (const Shift& s : query.second_shifts) second_mean += s * (1.0 / query.second_shifts.size());
+        const Shift relative = second_mean - first_mean;
+        const auto key = std::make_tuple(query.jump_frame, query.first.front(), query.second.front(),
+                                         static_cast<int>(query.first.size()),
+                                         static_cast<int>(query.second.size()), query.offsets.size(),
+                                         query.offsets.empty() ? 0L : std::lround(query.offsets[0].x),
+                                         query.offsets.empty() ? 0L : std::lround(query.offsets[0].y));
+        const auto found = run_heights_.find(key);
+        if (found != run_heights_.end()) {
+          for (const KeptRunHeights& kept_heights : found->second) {
+            if ((kept_heights.relative - relative).Norm() <= kRunReuseTolerancePx) return kept_heights.heights;
+          }
+        }
+        if (kept_run_heights_ >= kMaxKeptRunCorrelations) {
+          run_heights_.clear();
+          kept_run_heights_ = 0;
+        }
+        std::vector<double> heights = runs(query);
+        run_heights_[key].push_back({relative, heights});
+        ++kept_run_heights_;
+        return heights;
+      };
+    }
+    offsets_ = ResolveLatticeOffsets(solve.shifts, solve.flagged, *hop_test_, coarse_, {}, timestamps_s, kept);
   } else {
     offsets_ = LatticeOffsetReport{};
     offsets_.offsets.assign(solve.shifts.size(), Shift{});

@@ -28,7 +28,9 @@
 //
 // Not synchronised: the engine thread calls it.
 
+#include <map>
 #include <optional>
+#include <tuple>
 #include <vector>
 
 #include "core/consistency_solver.hpp"
@@ -68,7 +70,12 @@ class LatticeTracker {
   void AddCoarseEvidence(const std::vector<CoarsePairEvidence>& evidence);
   // Pins every frame's lattice offset against the solver's solution;
   // timestamps_s: of every frame solved (or empty: the frame index is the time).
-  void Resolve(const SolverReport& solve, const std::vector<double>& timestamps_s);
+  // runs: the run correlation across stage jumps (ResolveLatticeOffsets);
+  // what it returns is kept, per jump, run sizes and the runs' relative
+  // position, until the lattice changes, so a live series pays for it only
+  // when a run has doubled or a re-solve has moved the runs.
+  void Resolve(const SolverReport& solve, const std::vector<double>& timestamps_s,
+               const CoarseRunScore& runs = {});
   // Frame i's lattice offset (0 before Resolve covered it).
   Shift offset(int i) const;
   // A used pair's status in published coordinates (see the top): kRejected
@@ -114,6 +121,19 @@ class LatticeTracker {
   std::vector<Shift> reciprocal_peaks_;  // indexed Bragg peaks, cycles/px
   int next_estimate_;
   std::vector<CoarsePairEvidence> coarse_;
+  // Resolve's kept run correlations, by (jump frame, the runs' first frames
+  // and sizes, the offsets' count and first one in whole pixels; the two
+  // halves of a run differ in their first frame): the runs' mean relative
+  // position each was computed at, and its heights. One is reused while the
+  // runs have moved by at most kRunReuseTolerancePx (lattice_tracker.cpp)
+  // against each other.
+  struct KeptRunHeights {
+    Shift relative;
+    std::vector<double> heights;
+  };
+  std::map<std::tuple<int, int, int, int, int, std::size_t, long, long>, std::vector<KeptRunHeights>>
+      run_heights_;
+  std::size_t kept_run_heights_ = 0;  // entries in run_heights_, all keys
   LatticeOffsetReport offsets_;
   TemporalCheckReport temporal_;
   // CountSnappedPairs' state: per frame j, its pairs (i, j) snapped; the

@@ -28,14 +28,6 @@ constexpr int kVelocityBaselineFrames = 8;
 // Each new frame is coarse-correlated with this many predecessors.
 constexpr int kCoarsePartners = 4;
 
-double CoarseCutoff(const std::optional<Lattice>& lattice) {
-  if (!lattice) return kCoarseCutoffDefault;
-  // The first Bragg ring is at 1 / d_max, d_max the largest interplanar
-  // spacing: that of the planes along the shortest lattice vector.
-  const double d_max = lattice->CellArea() / lattice->ShortestSpacing();
-  return std::min(kCoarseCutoffFraction / d_max, 0.25);
-}
-
 // Whether new frame k = frames.size() lies where `predicted_k` put it, so
 // that the pairs searched in the prediction windows (`pairs`, half-width
 // `radius`) stand; false after a stage jump.
@@ -192,11 +184,19 @@ NewFramePairs SearchNewFramePairs(const Correlator& correlator, ThreadPool& pool
   return result;
 }
 
+double CoarseCutoffCyclesPerPx(const std::optional<Lattice>& lattice) {
+  if (!lattice) return kCoarseCutoffDefault;
+  // The first Bragg ring is at 1 / d_max, d_max the largest interplanar
+  // spacing: that of the planes along the shortest lattice vector.
+  const double d_max = lattice->CellArea() / lattice->ShortestSpacing();
+  return std::min(kCoarseCutoffFraction / d_max, 0.25);
+}
+
 std::vector<CoarsePairEvidence> SearchCoarsePairs(const Correlator& correlator, ThreadPool& pool,
                                                   int k, const std::optional<Lattice>& lattice) {
   const int count = std::min(k, kCoarsePartners);
   std::vector<CoarsePairEvidence> found(count);
-  const double cutoff = CoarseCutoff(lattice);
+  const double cutoff = CoarseCutoffCyclesPerPx(lattice);
   pool.ParallelFor(count, [&](int n, int worker) {
     const int i = k - 1 - n;
     const PairMeasurement m = correlator.CorrelateCoarse(i, k, cutoff, worker);

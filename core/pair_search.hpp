@@ -73,6 +73,10 @@ NewFramePairs SearchNewFramePairs(const Correlator& correlator, ThreadPool& pool
                                   const std::optional<Lattice>& lattice,
                                   const PairSearchOptions& options);
 
+// The coarse stage's low-pass cut-off: below the first Bragg ring of
+// `lattice`, or a fixed low cut-off before a lattice is known.
+double CoarseCutoffCyclesPerPx(const std::optional<Lattice>& lattice);
+
 // Coarse (Bragg-free) correlations of frame k with its kCoarsePartners
 // predecessors, below the first Bragg ring of `lattice` (or a fixed low
 // cut-off before a lattice is known).

@@ -202,7 +202,11 @@ void RegistrationEngine::Impl::ResolveLattice() {
   std::vector<double> times(frames.size());
   for (std::size_t i = 0; i < frames.size(); ++i) times[i] = frames[i].timestamp_s;
   if (times.size() != last_solve.shifts.size()) times.clear();
-  lattice_tracker.Resolve(last_solve, times);
+  const double cutoff = CoarseCutoffCyclesPerPx(lattice_tracker.lattice());
+  lattice_tracker.Resolve(last_solve, times, [this, cutoff](const CoarseRunQuery& q) {
+    return correlator.CoarseRunCorrelation(q.first, q.first_shifts, q.second, q.second_shifts, q.offsets,
+                                           cutoff);
+  });
   lattice_tracker.CountSnappedPairs(solver, last_solve);
 }
 

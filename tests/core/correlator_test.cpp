@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <cmath>
@@ -432,6 +433,66 @@ TEST_CASE("the coarse correlation ignores the lattice and follows the blob",
   const PairMeasurement fine = correlator.Correlate(0, 1, 0, coarse.coarse_j_from_i, 0.4 * period);
   REQUIRE_FALSE(fine.candidates.empty());
   REQUIRE(Distance(fine.candidates[0].j_from_i, truth) < 0.1);
+}
+
+TEST_CASE("the run correlation of the frames either side of a low-dose stage jump picks the true translate",
+          "[core][correlator]") {
+  // The simulated perovskite at 0.2 counts/px, 32 frames either side of a
+  // jump of 1.7 lattice spacings, at their true shifts.
+  SimulatorOptions sim;
+  sim.shape = Shape{256, 256};
+  sim.dose_counts_per_px = 0.2;
+  sim.initial_velocity_px_per_frame = SimulatorOptions::DefaultDriftAt(0.4);
+  sim.jumps.push_back({32, Shift{1.7 * 16 * 0.8, 1.7 * 16 * 0.6}});
+  Simulator microscope(sim, 9);
+  Correlator correlator(CorrelatorOptions{}, sim.shape, 1);
+  std::vector<int> first, second;
+  std::vector<Shift> first_shifts, second_shifts;
+  for (int k = 0; k < 64; ++k) {
+    const int slot = correlator.AddFrame(microscope.NextFrame().view());
+    (k < 32 ? first : second).push_back(slot);
+    (k < 32 ? first_shifts : second_shifts).push_back(microscope.TrueShift(k));
+  }
+  // The lattice translates within two cells (the simulator's cell: 16 px,
+  // rotated by 7 degrees).
+  const double angle = sim.rotation_deg * M_PI / 180;
+  const Shift a{16 * std::cos(angle), 16 * std::sin(angle)}, b{-16 * std::sin(angle), 16 * std::cos(angle)};
+  std::vector<Shift> translates;
+  for (int na = -2; na <= 2; ++na)
+    for (int nb = -2; nb <= 2; ++nb) translates.push_back(a * na + b * nb);
+  const std::size_t zero = translates.size() / 2;
+  // Below the first Bragg ring (1/16 cycles/px), as the coarse stage uses it.
+  const double cutoff = 0.6 / 16;
+  const auto best_and_margin = [&](const std::vector<double>& heights) {
+    const std::size_t best = static_cast<std::size_t>(std::max_element(heights.begin(), heights.end()) - heights.begin());
+    double second_best = -1;
+    for (std::size_t c = 0; c < heights.size(); ++c)
+      if (c != best) second_best = std::max(second_best, heights[c]);
+    return std::make_pair(best, heights[best] - second_best);
+  };
+  const std::vector<double> at_truth =
+      correlator.CoarseRunCorrelation(first, first_shifts, second, second_shifts, translates, cutoff);
+  REQUIRE(at_truth.size() == translates.size());
+  const auto [best, margin] = best_and_margin(at_truth);
+  CAPTURE(at_truth[best], margin);
+  CHECK(best == zero);
+  CHECK(margin > 0.03);
+  // The second run placed a lattice vector off: the translate that undoes it wins.
+  std::vector<Shift> off = second_shifts;
+  for (Shift& s : off) s = s - b;
+  const auto [best_off, margin_off] =
+      best_and_margin(correlator.CoarseRunCorrelation(first, first_shifts, second, off, translates, cutoff));
+  CAPTURE(margin_off);
+  CHECK(translates[best_off].x == Approx(b.x));
+  CHECK(translates[best_off].y == Approx(b.y));
+
+  REQUIRE_THROWS_AS(correlator.CoarseRunCorrelation({}, {}, second, second_shifts, translates, cutoff),
+                    std::invalid_argument);
+  const std::vector<Shift> too_few(first_shifts.begin(), first_shifts.begin() + 5);
+  REQUIRE_THROWS_AS(correlator.CoarseRunCorrelation(first, too_few, second, second_shifts, translates, cutoff),
+                    std::invalid_argument);
+  REQUIRE_THROWS_AS(correlator.CoarseRunCorrelation(first, first_shifts, second, second_shifts, translates, 0.0),
+                    std::invalid_argument);
 }
 
 TEST_CASE("workers correlate concurrently with the same results", "[core][correlator]") {

@@ -169,6 +169,92 @@ TEST_CASE("clear coarse evidence pins the lattice offset across a stage jump",
   }
 }
 
+// A stand-in for the run correlation (Correlator::CoarseRunCorrelation): the
+// broad peak of smooth non-periodic content, centred where the second run
+// truly lies against the first (`truth`), of width `width_px`.
+CoarseRunScore BroadContentScore(const std::vector<Shift>& truth, double width_px,
+                                 int* calls = nullptr) {
+  return [truth, width_px, calls](const CoarseRunQuery& q) {
+    if (calls != nullptr) ++*calls;
+    Shift first, second, first_true, second_true;
+    for (std::size_t m = 0; m < q.first.size(); ++m) {
+      first += q.first_shifts[m] * (1.0 / q.first.size());
+      first_true += truth[q.first[m]] * (1.0 / q.first.size());
+    }
+    for (std::size_t m = 0; m < q.second.size(); ++m) {
+      second += q.second_shifts[m] * (1.0 / q.second.size());
+      second_true += truth[q.second[m]] * (1.0 / q.second.size());
+    }
+    std::vector<double> heights;
+    for (const Shift& v : q.offsets) {
+      const Shift error = (second + v - first) - (second_true - first_true);
+      heights.push_back(std::exp(-error.Norm() * error.Norm() / (2 * width_px * width_px)));
+    }
+    return heights;
+  };
+}
+
+TEST_CASE("without clear coarse pairs the run correlation pins the lattice offset across a stage jump",
+          "[core][lattice_offsets]") {
+  std::vector<Shift> truth = SmoothDrift(40);
+  for (int k = 20; k < 40; ++k) truth[k] += Shift{24, 0};
+  std::vector<Shift> solved = truth;
+  for (int k = 20; k < 40; ++k) solved[k] += Shift{-16, 0};
+  int calls = 0;
+  const LatticeOffsetReport report = ResolveLatticeOffsets(
+      solved, std::vector<bool>(40, false), kHops, {}, {}, {}, BroadContentScore(truth, 20.0, &calls));
+  REQUIRE(report.jumps.size() == 1);
+  CHECK(report.jumps[0].frame == 20);
+  CHECK(report.jumps[0].lattice_offset_observable);
+  // 20 frames after the jump: the largest power of two up to them.
+  CHECK(report.jumps[0].run_frames_after == 16);
+  CHECK_THAT(report.jumps[0].run_height, WithinAbs(1.0, 1e-6));
+  CHECK_THAT(report.jumps[0].jump_px.x, WithinAbs(24, 1.0));
+  // The runs, then each of their halves.
+  CHECK(calls == 3);
+  for (int k = 0; k < 40; ++k) {
+    CAPTURE(k);
+    REQUIRE_THAT((solved[k] + report.offsets[k] - truth[k]).Norm(), WithinAbs(0, 1e-9));
+  }
+}
+
+TEST_CASE("a run correlation with no clear best vector, or halves that disagree, decides nothing",
+          "[core][lattice_offsets]") {
+  std::vector<Shift> truth = SmoothDrift(40);
+  for (int k = 20; k < 40; ++k) truth[k] += Shift{24, 0};
+  std::vector<Shift> solved = truth;
+  for (int k = 20; k < 40; ++k) solved[k] += Shift{-16, 0};
+  const std::vector<bool> flagged(40, false);
+  SECTION("content too broad to tell neighbouring translates apart") {
+    // Width 200 px: the right vector leads its neighbours 16 px away by
+    // 1 - exp(-16^2 / (2 200^2)) = 0.003, below min_run_margin.
+    const LatticeOffsetReport report =
+        ResolveLatticeOffsets(solved, flagged, kHops, {}, {}, {}, BroadContentScore(truth, 200.0));
+    REQUIRE(report.jumps.size() == 1);
+    CHECK_FALSE(report.jumps[0].lattice_offset_observable);
+    CHECK(report.frames_moved == 0);
+  }
+  SECTION("the halves pick another vector than the whole runs") {
+    const CoarseRunScore whole = BroadContentScore(truth, 20.0);
+    std::vector<Shift> elsewhere = truth;  // where the halves put the second run
+    for (int k = 20; k < 40; ++k) elsewhere[k] += Shift{0, 16};
+    const CoarseRunScore halves = BroadContentScore(elsewhere, 20.0);
+    const CoarseRunScore score = [&](const CoarseRunQuery& q) {
+      return q.second.size() == 16 ? whole(q) : halves(q);
+    };
+    const LatticeOffsetReport report = ResolveLatticeOffsets(solved, flagged, kHops, {}, {}, {}, score);
+    REQUIRE(report.jumps.size() == 1);
+    CHECK_FALSE(report.jumps[0].lattice_offset_observable);
+    CHECK(report.frames_moved == 0);
+  }
+  SECTION("a scorer that cannot score") {
+    const CoarseRunScore empty = [](const CoarseRunQuery&) { return std::vector<double>{}; };
+    const LatticeOffsetReport report = ResolveLatticeOffsets(solved, flagged, kHops, {}, {}, {}, empty);
+    REQUIRE(report.jumps.size() == 1);
+    CHECK_FALSE(report.jumps[0].lattice_offset_observable);
+  }
+}
+
 TEST_CASE("weak coarse peaks are ignored", "[core][lattice_offsets]") {
   const std::vector<Shift> truth = SmoothDrift(10);
   std::vector<CoarsePairEvidence> coarse;

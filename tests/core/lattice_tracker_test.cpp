@@ -55,6 +55,55 @@ TEST_CASE("disabled, the tracker never finds a lattice and every offset is zero"
   CHECK(tracker.offset(7) == Shift{});  // beyond the solve: zero
 }
 
+TEST_CASE("across a stage jump the run correlation is asked again only when a run doubles or moves",
+          "[core][lattice_tracker]") {
+  LatticeTracker tracker(true);
+  SimulatorOptions sim;
+  sim.shape = Shape{128, 128};
+  sim.dose_counts_per_px = 2.0;
+  Simulator microscope(sim, 2);
+  const Frame frame = microscope.NextFrame();
+  REQUIRE(tracker.Estimate(frame.view(), false, frame.view()));
+  const Lattice lattice = *tracker.lattice();
+  // A jump of 1.5 cells along a at frame 20; the solution has it modulo the lattice.
+  std::vector<Shift> truth;
+  for (int k = 0; k < 40; ++k) truth.push_back(Shift{0.3 * k, -0.2 * k} + (k >= 20 ? lattice.a * 1.5 : Shift{}));
+  std::vector<Shift> solved = truth;
+  for (int k = 20; k < 40; ++k) solved[k] = solved[k] - lattice.a;
+  // Scores: the true translate 1, every other 0.5.
+  int calls = 0;
+  const CoarseRunScore score = [&](const CoarseRunQuery& q) {
+    ++calls;
+    Shift relative;
+    for (std::size_t m = 0; m < q.second.size(); ++m) {
+      relative += (truth[q.second[m]] - q.second_shifts[m]) * (1.0 / q.second.size());
+    }
+    std::vector<double> heights;
+    for (const Shift& v : q.offsets) heights.push_back((v - relative).Norm() < 1 ? 1.0 : 0.5);
+    return heights;
+  };
+  // Frames 20 .. k after the jump, as a live series adds them.
+  const auto resolve_up_to = [&](int k) {
+    const std::vector<Shift> head(solved.begin(), solved.begin() + k + 1);
+    tracker.Resolve(Solved(head), {}, score);
+  };
+  resolve_up_to(20);  // a run of 1 frame after the jump: too short for halves
+  CHECK(calls == 1);
+  resolve_up_to(21);  // 2 frames: the runs and their two halves
+  CHECK(calls == 4);
+  REQUIRE(tracker.offsets().jumps.size() == 1);
+  CHECK(tracker.offsets().jumps[0].lattice_offset_observable);
+  CHECK_THAT((solved[21] + tracker.offset(21) - truth[21]).Norm(), WithinAbs(0, 1e-9));
+  resolve_up_to(22);  // still 2 in the run's power of two: nothing asked
+  CHECK(calls == 4);
+  // A re-solve moving the runs apart by more than half a pixel asks again.
+  for (int k = 20; k < 40; ++k) solved[k] += Shift{0.8, 0};
+  for (int k = 20; k < 40; ++k) truth[k] += Shift{0.8, 0};
+  resolve_up_to(22);
+  CHECK(calls == 7);
+  CHECK_THAT((solved[22] + tracker.offset(22) - truth[22]).Norm(), WithinAbs(0, 1e-9));
+}
+
 TEST_CASE("a hopped frame gets the offset that puts it back on smooth drift",
           "[core][lattice_tracker]") {
   LatticeTracker tracker(true);
