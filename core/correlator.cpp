@@ -1,7 +1,7 @@
 #include "core/correlator.hpp"
 #include "core/check.hpp"
+#include "core/run_correlation.hpp"
 
-#include <Eigen/Cholesky>
 #include <Eigen/Core>
 #if defined(__F16C__)
 #include <immintrin.h>
@@ -883,18 +883,18 @@ std::vector<double> Correlator::CoarseRunCorrelation(const std::vector<int>& fir
   const auto window_transform = [](const std::vector<float>& window, int frequency) {
     cdouble sum(0, 0);
     const int n = static_cast<int>(window.size());
-    for (int x = 0; x < n; ++x) {
-      const double phase = -2 * M_PI * frequency * static_cast<double>(x) / n;
-      sum += double{window[static_cast<std::size_t>(x)]} * cdouble(std::cos(phase), std::sin(phase));
-    }
+    const double angle = -2 * M_PI * frequency / n;
+    const cdouble step(std::cos(angle), std::sin(angle));
+    cdouble phase(1, 0);  // by recurrence: a sin and cos per term were most of this call
+    for (int x = 0; x < n; ++x, phase *= step) sum += double{window[static_cast<std::size_t>(x)]} * phase;
     return sum;
   };
   std::vector<cdouble> window_rows(static_cast<std::size_t>(rows)), window_cols(static_cast<std::size_t>(band_cols));
   for (int r = 0; r < rows; ++r) window_rows[static_cast<std::size_t>(r)] = window_transform(preprocessor_.row_window(), SignedFrequency(r, rows));
   for (int c = 0; c < band_cols; ++c) window_cols[static_cast<std::size_t>(c)] = window_transform(preprocessor_.col_window(), c);
   // All positions relative to their common mean: the sums are images on the
-  // frame's cyclic grid, and centred runs keep their common region away from
-  // its seam.
+  // frame's cyclic grid, and runs about their mean cover its middle, away
+  // from the seam at its edges.
   Shift centre;
   for (const Shift& f : first_shifts) centre += f * (1.0 / (first_shifts.size() + second_shifts.size()));
   for (const Shift& f : second_shifts) centre += f * (1.0 / (first_shifts.size() + second_shifts.size()));
@@ -945,98 +945,16 @@ std::vector<double> Correlator::CoarseRunCorrelation(const std::vector<int>& fir
     fft.Inverse();
     out->assign(fft.real(), fft.real() + pixels);
   };
-  // The runs' means where both runs hold at least half their peak weight,
-  // each with its own best-fitting plane removed (a thickness ramp is the
-  // same wherever it is, and would make every offset look alike); their
-  // correlation coefficient is the height. Divided by its weight, a sum is
-  // free of the window, whose pull toward zero displacement biases a
-  // correlation of windowed frames by pixels when the content is broad.
+  // Their images on the coarse map grid, compared at each offset.
   std::vector<float> a_content, a_weight, b_content, b_weight;
   image(a.content, &a_content);
   image(a.weight, &a_weight);
   image(b.content, &b_content);
   image(b.weight, &b_weight);
-  const float a_floor = 0.5f * *std::max_element(a_weight.begin(), a_weight.end());
-  const float b_floor = 0.5f * *std::max_element(b_weight.begin(), b_weight.end());
-  const int map_rows = coarse_map_shape_.rows, map_cols = coarse_map_shape_.cols;
-  // (1, x, y) of each map pixel, x and y wrapped about the grid's origin.
-  std::vector<Eigen::Vector3d> plane_basis(pixels);
-  for (std::size_t p = 0; p < pixels; ++p) {
-    const int r = static_cast<int>(p) / map_cols, c = static_cast<int>(p) % map_cols;
-    plane_basis[p] = Eigen::Vector3d(1.0, WrapShift(c, map_cols), WrapShift(r, map_rows));
-  }
-  // The second run moved by v is its images read at x + v (bilinear on the
-  // cyclic map grid: the low-pass leaves nothing shorter than ~6 map pixels,
-  // so the interpolation costs little accuracy and saves a transform pair
-  // per candidate).
-  const double px_per_col = static_cast<double>(frame_shape_.cols) / map_cols;
-  const double px_per_row = static_cast<double>(frame_shape_.rows) / map_rows;
-  std::vector<double> heights;
-  heights.reserve(offsets.size());
-  std::vector<int> region;
-  std::vector<double> va, vb;
-  for (const Shift& v : offsets) {
-    const double gx = v.x / px_per_col, gy = v.y / px_per_row;
-    const int ix = static_cast<int>(std::floor(gx)), iy = static_cast<int>(std::floor(gy));
-    const double fx = gx - ix, fy = gy - iy;
-    const auto wrap = [](int i, int n) { return ((i % n) + n) % n; };
-    std::vector<int> cols0(static_cast<std::size_t>(map_cols)), cols1(static_cast<std::size_t>(map_cols));
-    for (int c = 0; c < map_cols; ++c) {
-      cols0[static_cast<std::size_t>(c)] = wrap(c + ix, map_cols);
-      cols1[static_cast<std::size_t>(c)] = wrap(c + ix + 1, map_cols);
-    }
-    region.clear();
-    va.clear();
-    vb.clear();
-    for (int r = 0; r < map_rows; ++r) {
-      const std::size_t row0 = static_cast<std::size_t>(wrap(r + iy, map_rows)) * map_cols;
-      const std::size_t row1 = static_cast<std::size_t>(wrap(r + iy + 1, map_rows)) * map_cols;
-      for (int c = 0; c < map_cols; ++c) {
-        const std::size_t p = static_cast<std::size_t>(r) * map_cols + c;
-        if (!(a_weight[p] > a_floor)) continue;
-        const std::size_t c0 = static_cast<std::size_t>(cols0[static_cast<std::size_t>(c)]);
-        const std::size_t c1 = static_cast<std::size_t>(cols1[static_cast<std::size_t>(c)]);
-        const auto sample = [&](const std::vector<float>& m) {
-          return (1 - fy) * ((1 - fx) * m[row0 + c0] + fx * m[row0 + c1]) +
-                 fy * ((1 - fx) * m[row1 + c0] + fx * m[row1 + c1]);
-        };
-        const double weight = sample(b_weight);
-        if (!(weight > b_floor)) continue;
-        region.push_back(static_cast<int>(p));
-        va.push_back(a_content[p] / a_weight[p]);
-        vb.push_back(sample(b_content) / weight);
-      }
-    }
-    if (region.size() < pixels / 16 || !(a_floor > 0) || !(b_floor > 0)) {  // too little in common
-      heights.push_back(0.0);
-      continue;
-    }
-    // Plane fits over the region, in map pixels about its centre (the
-    // region is centred, so the seam does not cut it). A quadratic surface
-    // instead changed nothing on the simulated jumps; a cubic one made one
-    // of them confidently wrong.
-    Eigen::Matrix3d normal = Eigen::Matrix3d::Zero();
-    Eigen::Vector3d rhs_a = Eigen::Vector3d::Zero(), rhs_b = Eigen::Vector3d::Zero();
-    for (std::size_t q = 0; q < region.size(); ++q) {
-      const Eigen::Vector3d& x = plane_basis[static_cast<std::size_t>(region[q])];
-      normal += x * x.transpose();
-      rhs_a += x * va[q];
-      rhs_b += x * vb[q];
-    }
-    const Eigen::Vector3d plane_a = normal.ldlt().solve(rhs_a);
-    const Eigen::Vector3d plane_b = normal.ldlt().solve(rhs_b);
-    double ab = 0, aa = 0, bb = 0;
-    for (std::size_t q = 0; q < region.size(); ++q) {
-      const Eigen::Vector3d& x = plane_basis[static_cast<std::size_t>(region[q])];
-      const double ra = va[q] - plane_a.dot(x);
-      const double rb = vb[q] - plane_b.dot(x);
-      ab += ra * rb;
-      aa += ra * ra;
-      bb += rb * rb;
-    }
-    heights.push_back(aa > 0 && bb > 0 ? ab / std::sqrt(aa * bb) : 0.0);
-  }
-  return heights;
+  const Shift px_per_cell{static_cast<double>(frame_shape_.cols) / coarse_map_shape_.cols,
+                          static_cast<double>(frame_shape_.rows) / coarse_map_shape_.rows};
+  return RunCorrelationAtOffsets({a_content.data(), a_weight.data()}, {b_content.data(), b_weight.data()},
+                                 coarse_map_shape_, px_per_cell, offsets);
 }
 
 PairMeasurement Correlator::CorrelateCoarse(int i, int j, double cutoff_cycles_per_px,

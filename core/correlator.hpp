@@ -244,18 +244,18 @@ class Correlator {
   // Throws std::invalid_argument for bad slots/worker or cutoff <= 0.
   PairMeasurement CorrelateCoarse(int i, int j, double cutoff_cycles_per_px, int worker) const;
 
-  // The coarse correlation of two runs of frames: each run's coarse bands
-  // summed at its frames' positions (shifts s, so that s_j - s_i is j_from_i),
-  // correlated through CorrelateCoarse's low-pass and evaluated at each of
-  // `offsets` added to the second run's positions. Element n is the
-  // normalised height there (1 = identical content): the sum over the pairs
-  // (i of `first`, j of `second`) of their coarse correlations at
-  // s_j - s_i + offsets[n], over the runs' energies. Summing the frames first
-  // is what makes it clear where each pair's coarse peak is not: with N
-  // frames a run, the noise of each sum is sqrt(N) times a frame's and its
-  // non-periodic content N times. Costs (runs' frames + offsets) x the coarse
-  // band. Throws std::invalid_argument for a bad slot, a size mismatch, an
-  // empty run or cutoff <= 0.
+  // The coarse correlation of two runs of frames (core/run_correlation.hpp):
+  // each run's coarse bands, and the window's, summed at its frames'
+  // positions (shifts s, so that s_j - s_i is j_from_i) through
+  // CorrelateCoarse's low-pass, and the two runs' means compared at each of
+  // `offsets` added to the second run's positions. Element n is their
+  // correlation coefficient there. Summing the frames first is what makes it
+  // clear where each pair's coarse peak is not: with N frames a run, the
+  // noise of each sum is sqrt(N) times a frame's and its non-periodic
+  // content N times. Costs the runs' frames times the coarse band, four
+  // coarse-map transforms, and the offsets times the coarse map. Throws
+  // std::invalid_argument for a bad slot, a size mismatch, an empty run or
+  // cutoff <= 0.
   std::vector<double> CoarseRunCorrelation(const std::vector<int>& first,
                                            const std::vector<Shift>& first_shifts,
                                            const std::vector<int>& second,

@@ -171,7 +171,10 @@ void DecideJumpsByRuns(const std::vector<Shift>& solver_shifts, const std::vecto
     };
     double height = 0, margin = 0;
     const int best = best_of(query, &height, &margin);
-    if (best < 0 || !(height >= options.min_run_height && margin >= options.min_run_margin)) continue;
+    if (best < 0 || !(height >= options.min_run_height && margin >= options.min_run_margin &&
+                      margin >= options.min_run_margin_to_mismatch * (1 - height))) {
+      continue;
+    }
     if (query.first.size() < 2 || query.second.size() < 2) continue;
     bool halves_agree = true;
     for (std::size_t half = 0; half < 2 && halves_agree; ++half) {

@@ -61,15 +61,20 @@ struct LatticeOffsetOptions {
   int run_frames = 32;
   // The run correlation decides when its height at the best lattice vector
   // is at least min_run_height, exceeds that at every other candidate by at
-  // least min_run_margin, and the runs' two halves (alternate frames) pick
-  // the same vector. The margin is small because the content that pins the
-  // offset is broad. Simulated perovskite series at 0.2 counts/px (blobs of
-  // 20-60 px, a 16 px cell; 30 jumps of 0.3-2.2 spacings at frame 80 of 160,
-  // seeds 7-12): where the run correlation put the frames right, its best
-  // vector led the next by 0.038-0.124; where it did not, by 0.001-0.035,
-  // and the one run above 0.03 there had halves that disagreed.
+  // least min_run_margin and by min_run_margin_to_mismatch times what it
+  // falls short of 1, and the runs' two halves (alternate frames) pick the
+  // same vector. The margin is small because the content that pins the
+  // offset is broad, and what limits it is mostly not noise (the halves'
+  // margins are within 0.02 of the whole runs'): where the best translate
+  // matches the other run no better than 1 - margin, window, overlap and
+  // content have ranked the translates as much as position has. Simulated
+  // perovskite series at 0.2 counts/px (blobs of 20-60 px, a 16 px cell; 30
+  // jumps of 0.3-2.2 spacings at frame 80 of 160, seeds 7-12): where the run
+  // correlation put the frames right, margin / (1 - height) was 1.3-18; where
+  // it did not, 0.04-0.91.
   double min_run_height = 0.5;
   double min_run_margin = 0.03;
+  double min_run_margin_to_mismatch = 1.0;
   // Candidate lattice vectors n_a a + n_b b with |n_a|, |n_b| <= this.
   int run_candidate_reach = 2;
 };

@@ -16,6 +16,7 @@
 #include "core/simulator.hpp"
 #include "core/template_registration.hpp"
 #include "core/thread_pool.hpp"
+#include "tests/support/low_dose_jump.hpp"
 
 namespace livealign {
 namespace {
@@ -439,11 +440,7 @@ TEST_CASE("the run correlation of the frames either side of a low-dose stage jum
           "[core][correlator]") {
   // The simulated perovskite at 0.2 counts/px, 32 frames either side of a
   // jump of 1.7 lattice spacings, at their true shifts.
-  SimulatorOptions sim;
-  sim.shape = Shape{256, 256};
-  sim.dose_counts_per_px = 0.2;
-  sim.initial_velocity_px_per_frame = SimulatorOptions::DefaultDriftAt(0.4);
-  sim.jumps.push_back({32, Shift{1.7 * 16 * 0.8, 1.7 * 16 * 0.6}});
+  const SimulatorOptions sim = testing::LowDoseJump(32, 1.7);
   Simulator microscope(sim, 9);
   Correlator correlator(CorrelatorOptions{}, sim.shape, 1);
   std::vector<int> first, second;

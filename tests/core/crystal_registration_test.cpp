@@ -10,6 +10,7 @@
 #include "core/registration_engine.hpp"
 #include "core/shift_errors.hpp"
 #include "core/simulator.hpp"
+#include "tests/support/low_dose_jump.hpp"
 
 namespace livealign {
 namespace {
@@ -136,12 +137,7 @@ TEST_CASE("at 0.2 counts/px the frames summed on either side of a stage jump pin
   // No single coarse pair is clear at this dose (their heights are 0.3-0.4
   // and right about 60 % of the time), so before the run correlation the 48
   // frames after this jump ended a lattice vector off.
-  SimulatorOptions sim;
-  sim.shape = Shape{256, 256};
-  sim.dose_counts_per_px = 0.2;
-  sim.initial_velocity_px_per_frame = SimulatorOptions::DefaultDriftAt(0.4);
-  sim.jumps.push_back({48, Shift{1.7 * 16 * 0.8, 1.7 * 16 * 0.6}});
-  const CrystalRun run = Register(sim, 96, 9);
+  const CrystalRun run = Register(testing::LowDoseJump(48, 1.7), 96, 9);
   CAPTURE(run.max_error_spacings, run.quality.verdict);
   CHECK(run.quality.stage_jumps == 1);
   CHECK(run.quality.stage_jumps_unobservable == 0);

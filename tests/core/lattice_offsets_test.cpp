@@ -169,6 +169,19 @@ TEST_CASE("clear coarse evidence pins the lattice offset across a stage jump",
   }
 }
 
+// n frames drifting smoothly with a jump of 1.5 lattice spacings at frame
+// `at`, and the pairwise solution, which knows it only modulo the lattice.
+struct JumpSeries {
+  std::vector<Shift> truth, solved;
+};
+JumpSeries JumpOfOneAndAHalfCells(int n, int at) {
+  JumpSeries series{SmoothDrift(n), {}};
+  for (int k = at; k < n; ++k) series.truth[k] += Shift{24, 0};
+  series.solved = series.truth;
+  for (int k = at; k < n; ++k) series.solved[k] += Shift{-16, 0};
+  return series;
+}
+
 // A stand-in for the run correlation (Correlator::CoarseRunCorrelation): the
 // broad peak of smooth non-periodic content, centred where the second run
 // truly lies against the first (`truth`), of width `width_px`.
@@ -196,10 +209,7 @@ CoarseRunScore BroadContentScore(const std::vector<Shift>& truth, double width_p
 
 TEST_CASE("without clear coarse pairs the run correlation pins the lattice offset across a stage jump",
           "[core][lattice_offsets]") {
-  std::vector<Shift> truth = SmoothDrift(40);
-  for (int k = 20; k < 40; ++k) truth[k] += Shift{24, 0};
-  std::vector<Shift> solved = truth;
-  for (int k = 20; k < 40; ++k) solved[k] += Shift{-16, 0};
+  const auto [truth, solved] = JumpOfOneAndAHalfCells(40, 20);
   int calls = 0;
   const LatticeOffsetReport report = ResolveLatticeOffsets(
       solved, std::vector<bool>(40, false), kHops, {}, {}, {}, BroadContentScore(truth, 20.0, &calls));
@@ -220,10 +230,7 @@ TEST_CASE("without clear coarse pairs the run correlation pins the lattice offse
 
 TEST_CASE("a run correlation with no clear best vector, or halves that disagree, decides nothing",
           "[core][lattice_offsets]") {
-  std::vector<Shift> truth = SmoothDrift(40);
-  for (int k = 20; k < 40; ++k) truth[k] += Shift{24, 0};
-  std::vector<Shift> solved = truth;
-  for (int k = 20; k < 40; ++k) solved[k] += Shift{-16, 0};
+  const auto [truth, solved] = JumpOfOneAndAHalfCells(40, 20);
   const std::vector<bool> flagged(40, false);
   SECTION("content too broad to tell neighbouring translates apart") {
     // Width 200 px: the right vector leads its neighbours 16 px away by

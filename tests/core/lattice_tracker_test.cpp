@@ -16,6 +16,16 @@ SolverReport Solved(const std::vector<Shift>& shifts) {
   return r;
 }
 
+// A tracker whose lattice was estimated from one simulated 128^2 frame.
+void EstimateFromOneFrame(LatticeTracker* tracker) {
+  SimulatorOptions sim;
+  sim.shape = Shape{128, 128};
+  sim.dose_counts_per_px = 2.0;
+  Simulator microscope(sim, 2);
+  const Frame frame = microscope.NextFrame();
+  REQUIRE(tracker->Estimate(frame.view(), false, frame.view()));
+}
+
 TEST_CASE("the lattice is estimated from the first raw frames, then on a growing schedule",
           "[core][lattice_tracker]") {
   LatticeTracker tracker(/*enabled=*/true);
@@ -58,12 +68,7 @@ TEST_CASE("disabled, the tracker never finds a lattice and every offset is zero"
 TEST_CASE("across a stage jump the run correlation is asked again only when a run doubles or moves",
           "[core][lattice_tracker]") {
   LatticeTracker tracker(true);
-  SimulatorOptions sim;
-  sim.shape = Shape{128, 128};
-  sim.dose_counts_per_px = 2.0;
-  Simulator microscope(sim, 2);
-  const Frame frame = microscope.NextFrame();
-  REQUIRE(tracker.Estimate(frame.view(), false, frame.view()));
+  EstimateFromOneFrame(&tracker);
   const Lattice lattice = *tracker.lattice();
   // A jump of 1.5 cells along a at frame 20; the solution has it modulo the lattice.
   std::vector<Shift> truth;
@@ -107,12 +112,7 @@ TEST_CASE("across a stage jump the run correlation is asked again only when a ru
 TEST_CASE("a hopped frame gets the offset that puts it back on smooth drift",
           "[core][lattice_tracker]") {
   LatticeTracker tracker(true);
-  SimulatorOptions sim;
-  sim.shape = Shape{128, 128};
-  sim.dose_counts_per_px = 2.0;
-  Simulator microscope(sim, 2);
-  const Frame frame = microscope.NextFrame();
-  REQUIRE(tracker.Estimate(frame.view(), false, frame.view()));
+  EstimateFromOneFrame(&tracker);
   const Lattice lattice = *tracker.lattice();
   std::vector<Shift> truth(12);
   for (int k = 0; k < 12; ++k) truth[k] = Shift{0.3 * k, -0.2 * k};
