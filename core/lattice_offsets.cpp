@@ -135,7 +135,8 @@ void DecideJumpsByRuns(const std::vector<Shift>& solver_shifts, const std::vecto
     for (int f = begin; f < end && static_cast<int>(after.size()) < options.run_frames; ++f) {
       if (!flagged[f]) after.push_back(f);
     }
-    if (query.first.empty() || after.empty()) continue;
+    // Two frames a side at least: the check below splits each run in two.
+    if (query.first.size() < 2 || after.size() < 2) continue;
     // A power of two, so a growing run is correlated again only when it has
     // doubled (and the scorer can keep what it computed for each size).
     std::size_t used = 1;
@@ -175,7 +176,6 @@ void DecideJumpsByRuns(const std::vector<Shift>& solver_shifts, const std::vecto
                       margin >= options.min_run_margin_to_mismatch * (1 - height))) {
       continue;
     }
-    if (query.first.size() < 2 || query.second.size() < 2) continue;
     bool halves_agree = true;
     for (std::size_t half = 0; half < 2 && halves_agree; ++half) {
       CoarseRunQuery part;

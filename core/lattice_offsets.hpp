@@ -55,8 +55,8 @@ struct LatticeOffsetOptions {
   // Coarse pairs that must agree on the lattice vector before it is applied.
   int min_coarse_agreeing = 2;
   // Across a jump no coarse pair decides: up to this many frames on each
-  // side are summed (CoarseRunScore). The run after the jump is used at 1,
-  // 2, 4, ... frames, so a live series asks for a new correlation only when
+  // side are summed (CoarseRunScore). The run after the jump is used at 2,
+  // 4, 8, ... frames, so a live series asks for a new correlation only when
   // its run has doubled.
   int run_frames = 32;
   // The run correlation decides when its height at the best lattice vector
