@@ -66,6 +66,36 @@ void ScatterPadded(const cfloat* band_spectrum, Shape band, RealFft2d& fft) {
   }
 }
 
+// The coarse stage's raised-cosine low-pass W_c(k) = 0.5 (1 + cos(pi |k| /
+// cutoff)) for |k| < cutoff over the coarse band's half spectrum, with the
+// cutoff first lowered to what the band holds (the raised cosine must reach
+// 0 inside the band for the crop to be exact).
+void CoarseLowPass(Shape coarse_band, Shape frame, double cutoff_cycles_per_px, std::vector<double>* weight) {
+  const double cutoff = std::min({cutoff_cycles_per_px, 0.5 * coarse_band.rows / frame.rows,
+                                  0.5 * coarse_band.cols / frame.cols});
+  const int band_cols = coarse_band.cols / 2 + 1;
+  weight->resize(static_cast<std::size_t>(coarse_band.rows) * band_cols);
+  for (int r = 0; r < coarse_band.rows; ++r) {
+    const double ky = static_cast<double>(SignedFrequency(r, coarse_band.rows)) / frame.rows;
+    for (int c = 0; c < band_cols; ++c) {
+      const double k = std::hypot(static_cast<double>(c) / frame.cols, ky);
+      (*weight)[static_cast<std::size_t>(r) * band_cols + c] =
+          k < cutoff ? 0.5 * (1.0 + std::cos(M_PI * k / cutoff)) : 0.0;
+    }
+  }
+}
+
+// sum_x window[x] exp(-2 pi i frequency x / n), the phases by recurrence.
+std::complex<double> WindowTransform(const std::vector<float>& window, int frequency) {
+  std::complex<double> sum(0, 0);
+  const int n = static_cast<int>(window.size());
+  const double angle = -2 * M_PI * frequency / n;
+  const std::complex<double> step(std::cos(angle), std::sin(angle));
+  std::complex<double> phase(1, 0);
+  for (int x = 0; x < n; ++x, phase *= step) sum += double{window[static_cast<std::size_t>(x)]} * phase;
+  return sum;
+}
+
 // Vertex of the 3-point fit through (-1, m), (0, z), (+1, p): its offset in
 // [-0.5, 0.5] grid steps and the factor by which the fitted peak exceeds z
 // (Gaussian fit: parabola on the logarithm; parabola on the values otherwise,
@@ -544,6 +574,23 @@ Correlator::Correlator(const CorrelatorOptions& options, Shape frame_shape, int 
                            std::min(options.max_shift_px, half_rows)}
                    : Shift{0.25 * frame_shape.cols, 0.25 * frame_shape.rows};
 
+  // The window's own coarse band, which CoarseRunCorrelation sums like a
+  // frame's: the window is separable, so its transform is a product of two
+  // 1-D transforms.
+  const int coarse_cols = coarse_band_.cols / 2 + 1;
+  coarse_window_.resize(static_cast<std::size_t>(coarse_band_.rows) * coarse_cols);
+  std::vector<std::complex<double>> window_cols(static_cast<std::size_t>(coarse_cols));
+  for (int c = 0; c < coarse_cols; ++c) {
+    window_cols[static_cast<std::size_t>(c)] = WindowTransform(preprocessor_.col_window(), c);
+  }
+  for (int r = 0; r < coarse_band_.rows; ++r) {
+    const std::complex<double> row =
+        WindowTransform(preprocessor_.row_window(), SignedFrequency(r, coarse_band_.rows));
+    for (int c = 0; c < coarse_cols; ++c) {
+      coarse_window_[static_cast<std::size_t>(r) * coarse_cols + c] = row * window_cols[static_cast<std::size_t>(c)];
+    }
+  }
+
   forward_fft_ = std::make_unique<RealFft2d>(frame_shape);
   workers_.reserve(static_cast<std::size_t>(num_workers));
   for (int w = 0; w < num_workers; ++w) {
@@ -864,40 +911,18 @@ std::vector<double> Correlator::CoarseRunCorrelation(const std::vector<int>& fir
     throw std::invalid_argument("Correlator::CoarseRunCorrelation: cutoff must be > 0");
   }
   using cdouble = std::complex<double>;
-  const double cutoff = std::min({cutoff_cycles_per_px, 0.5 * coarse_band_.rows / frame_shape_.rows,
-                                  0.5 * coarse_band_.cols / frame_shape_.cols});
   const int rows = coarse_band_.rows;
   const int band_cols = coarse_band_.cols / 2 + 1;
   const std::size_t size = static_cast<std::size_t>(rows) * band_cols;
-  // CorrelateCoarse's low-pass over the coarse band.
-  std::vector<double> lowpass(size);
-  for (int r = 0; r < rows; ++r) {
-    const double ky = static_cast<double>(SignedFrequency(r, rows)) / frame_shape_.rows;
-    for (int c = 0; c < band_cols; ++c) {
-      const double k = std::hypot(static_cast<double>(c) / frame_shape_.cols, ky);
-      lowpass[static_cast<std::size_t>(r) * band_cols + c] = k < cutoff ? 0.5 * (1.0 + std::cos(M_PI * k / cutoff)) : 0.0;
-    }
-  }
-  // The window's own coarse band (it is separable: a product of two 1-D
-  // transforms), so that each run's weight can be summed like its frames.
-  const auto window_transform = [](const std::vector<float>& window, int frequency) {
-    cdouble sum(0, 0);
-    const int n = static_cast<int>(window.size());
-    const double angle = -2 * M_PI * frequency / n;
-    const cdouble step(std::cos(angle), std::sin(angle));
-    cdouble phase(1, 0);  // by recurrence: a sin and cos per term were most of this call
-    for (int x = 0; x < n; ++x, phase *= step) sum += double{window[static_cast<std::size_t>(x)]} * phase;
-    return sum;
-  };
-  std::vector<cdouble> window_rows(static_cast<std::size_t>(rows)), window_cols(static_cast<std::size_t>(band_cols));
-  for (int r = 0; r < rows; ++r) window_rows[static_cast<std::size_t>(r)] = window_transform(preprocessor_.row_window(), SignedFrequency(r, rows));
-  for (int c = 0; c < band_cols; ++c) window_cols[static_cast<std::size_t>(c)] = window_transform(preprocessor_.col_window(), c);
+  std::vector<double> lowpass;
+  CoarseLowPass(coarse_band_, frame_shape_, cutoff_cycles_per_px, &lowpass);
   // All positions relative to their common mean: the sums are images on the
   // frame's cyclic grid, and runs about their mean cover its middle, away
   // from the seam at its edges.
   Shift centre;
-  for (const Shift& f : first_shifts) centre += f * (1.0 / (first_shifts.size() + second_shifts.size()));
-  for (const Shift& f : second_shifts) centre += f * (1.0 / (first_shifts.size() + second_shifts.size()));
+  for (const Shift& f : first_shifts) centre += f;
+  for (const Shift& f : second_shifts) centre += f;
+  centre = centre * (1.0 / static_cast<double>(first_shifts.size() + second_shifts.size()));
   // A run's low-passed frames and windows, each moved to its position:
   // sum_f F_f(k) exp(2 pi i k . (s_f - centre)) (a frame's content then sits
   // where the specimen is), in double.
@@ -926,7 +951,7 @@ std::vector<double> Correlator::CoarseRunCorrelation(const std::vector<int>& fir
         for (int c = 0; c < band_cols; ++c) {
           const cdouble shift = row_phase * column_phase[static_cast<std::size_t>(c)];
           sum.content[row + c] += cdouble(frame.coarse[row + c]) * shift;
-          sum.weight[row + c] += window_rows[static_cast<std::size_t>(r)] * window_cols[static_cast<std::size_t>(c)] * shift;
+          sum.weight[row + c] += coarse_window_[row + c] * shift;
         }
       }
     }
@@ -965,22 +990,10 @@ PairMeasurement Correlator::CorrelateCoarse(int i, int j, double cutoff_cycles_p
   Worker& w = WorkerScratch(worker);
   const CachedFrame& a = Slot(i);
   const CachedFrame& b = Slot(j);
-  // The raised cosine must reach 0 inside the band for the crop to be exact.
-  const double cutoff = std::min({cutoff_cycles_per_px,
-                                  0.5 * coarse_band_.rows / frame_shape_.rows,
-                                  0.5 * coarse_band_.cols / frame_shape_.cols});
   const int band_cols = coarse_band_.cols / 2 + 1;
-  if (w.coarse_weight_cutoff != cutoff) {
-    w.coarse_weight.resize(static_cast<std::size_t>(coarse_band_.rows) * band_cols);
-    for (int r = 0; r < coarse_band_.rows; ++r) {
-      const double ky = static_cast<double>(SignedFrequency(r, coarse_band_.rows)) / frame_shape_.rows;
-      for (int c = 0; c < band_cols; ++c) {
-        const double k = std::hypot(static_cast<double>(c) / frame_shape_.cols, ky);
-        w.coarse_weight[static_cast<std::size_t>(r) * band_cols + c] =
-            k < cutoff ? 0.5 * (1.0 + std::cos(M_PI * k / cutoff)) : 0.0;
-      }
-    }
-    w.coarse_weight_cutoff = cutoff;
+  if (w.coarse_weight_cutoff != cutoff_cycles_per_px) {
+    CoarseLowPass(coarse_band_, frame_shape_, cutoff_cycles_per_px, &w.coarse_weight);
+    w.coarse_weight_cutoff = cutoff_cycles_per_px;
   }
   double energy_a = 0, energy_b = 0, power = 0;
   for (int r = 0; r < coarse_band_.rows; ++r) {

@@ -298,6 +298,9 @@ class Correlator {
   Shape coarse_band_;  // coarse band size
   Shape map_shape_;    // oversampled fine map
   Shape coarse_map_shape_;
+  // The window's coarse band (half spectrum, coarse_band_ rows): summed with
+  // each run's frames by CoarseRunCorrelation to divide the window out.
+  std::vector<std::complex<double>> coarse_window_;
   double p_ = 1.0;
   Preprocessor preprocessor_;
   std::vector<float> sqrt_weight_;      // band half spectrum: sqrt(W)
