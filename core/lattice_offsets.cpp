@@ -125,7 +125,6 @@ void DecideJumpsByRuns(const std::vector<Shift>& solver_shifts, const std::vecto
     const int begin = record.frame;
     const int end = jump + 1 < report->jumps.size() ? report->jumps[jump + 1].frame : n;
     CoarseRunQuery query;
-    query.jump_frame = begin;
     for (int f = begin - 1; f >= 0 && static_cast<int>(query.first.size()) < options.run_frames; --f) {
       if (flagged[f]) continue;
       query.first.push_back(f);
@@ -179,7 +178,6 @@ void DecideJumpsByRuns(const std::vector<Shift>& solver_shifts, const std::vecto
     bool halves_agree = true;
     for (std::size_t half = 0; half < 2 && halves_agree; ++half) {
       CoarseRunQuery part;
-      part.jump_frame = query.jump_frame;
       part.offsets = query.offsets;
       for (std::size_t m = half; m < query.first.size(); m += 2) {
         part.first.push_back(query.first[m]);

@@ -82,13 +82,13 @@ struct LatticeOffsetOptions {
 // Two runs of frames on either side of a stage jump, at their pinned shifts,
 // and the offsets to try on the second (CoarseRunScore).
 struct CoarseRunQuery {
-  int jump_frame = 0;  // first frame of the second run
   std::vector<int> first, second;
   std::vector<Shift> first_shifts, second_shifts;
   std::vector<Shift> offsets;
 };
-// The normalised coarse correlation of the two runs' sums at each offset
-// (Correlator::CoarseRunCorrelation); empty when it cannot be computed.
+// The correlation coefficient of the two runs' means at each offset (1 =
+// the same content; Correlator::CoarseRunCorrelation); empty when it cannot
+// be computed.
 using CoarseRunScore = std::function<std::vector<double>(const CoarseRunQuery&)>;
 
 struct StageJumpRecord {

@@ -80,11 +80,10 @@ void LatticeTracker::Resolve(const SolverReport& solve, const std::vector<double
         for (const Shift& s : query.first_shifts) first_mean += s * (1.0 / query.first_shifts.size());
         for (const Shift& s : query.second_shifts) second_mean += s * (1.0 / query.second_shifts.size());
         const Shift relative = second_mean - first_mean;
-        const auto key = std::make_tuple(query.jump_frame, query.first.front(), query.second.front(),
-                                         static_cast<int>(query.first.size()),
-                                         static_cast<int>(query.second.size()), query.offsets.size(),
-                                         query.offsets.empty() ? 0L : std::lround(query.offsets[0].x),
-                                         query.offsets.empty() ? 0L : std::lround(query.offsets[0].y));
+        // The candidates are the lattice's vectors, and the kept heights go
+        // when the lattice changes: the runs alone name a query.
+        const auto key = std::make_tuple(query.first.front(), static_cast<int>(query.first.size()),
+                                         query.second.front(), static_cast<int>(query.second.size()));
         const auto found = run_heights_.find(key);
         if (found != run_heights_.end()) {
           for (const KeptRunHeights& kept_heights : found->second) {

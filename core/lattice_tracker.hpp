@@ -121,18 +121,17 @@ class LatticeTracker {
   std::vector<Shift> reciprocal_peaks_;  // indexed Bragg peaks, cycles/px
   int next_estimate_;
   std::vector<CoarsePairEvidence> coarse_;
-  // Resolve's kept run correlations, by (jump frame, the runs' first frames
-  // and sizes, the offsets' count and first one in whole pixels; the two
-  // halves of a run differ in their first frame): the runs' mean relative
-  // position each was computed at, and its heights. One is reused while the
-  // runs have moved by at most kRunReuseTolerancePx (lattice_tracker.cpp)
-  // against each other.
+  // Resolve's kept run correlations, by the runs' first frames and sizes
+  // (the two halves of a run differ in their first frame): the runs' mean
+  // relative position each was computed at, and its heights. One is reused
+  // while the runs have moved by at most kRunReuseTolerancePx
+  // (lattice_tracker.cpp) against each other; all go when the lattice
+  // changes.
   struct KeptRunHeights {
     Shift relative;
     std::vector<double> heights;
   };
-  std::map<std::tuple<int, int, int, int, int, std::size_t, long, long>, std::vector<KeptRunHeights>>
-      run_heights_;
+  std::map<std::tuple<int, int, int, int>, std::vector<KeptRunHeights>> run_heights_;
   std::size_t kept_run_heights_ = 0;  // entries in run_heights_, all keys
   LatticeOffsetReport offsets_;
   TemporalCheckReport temporal_;
