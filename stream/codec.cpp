@@ -364,6 +364,12 @@ void PackString(Packer& p, std::string_view s) {
   p.pack_str_body(s.data(), static_cast<std::uint32_t>(s.size()));
 }
 
+// A msgpack bin of `bytes` bytes from `data`.
+void PackBin(Packer& p, const void* data, std::size_t bytes) {
+  p.pack_bin(static_cast<std::uint32_t>(bytes));
+  p.pack_bin_body(static_cast<const char*>(data), static_cast<std::uint32_t>(bytes));
+}
+
 // "shape": [rows, cols].
 void PackShape(Packer& p, Shape shape) {
   PackKey(p, "shape");
@@ -429,9 +435,7 @@ void PackJson(Packer& p, const nlohmann::json& j) {
       break;
     case nlohmann::json::value_t::binary: {
       const auto& bin = j.get_binary();
-      p.pack_bin(static_cast<std::uint32_t>(bin.size()));
-      p.pack_bin_body(reinterpret_cast<const char*>(bin.data()),
-                      static_cast<std::uint32_t>(bin.size()));
+      PackBin(p, bin.data(), bin.size());
       break;
     }
     case nlohmann::json::value_t::array:
@@ -780,9 +784,7 @@ OutMessage EncodeMosaic(const SeriesId& series, int n_frames, int n_included, co
     PackRect(p, preview.window);
     // uint16 in host order, little-endian like the pixels.
     PackKey(p, "counts");
-    const auto bytes = static_cast<std::uint32_t>(preview.min_counts.size() * sizeof(std::uint16_t));
-    p.pack_bin(bytes);
-    p.pack_bin_body(reinterpret_cast<const char*>(preview.min_counts.data()), bytes);
+    PackBin(p, preview.min_counts.data(), preview.min_counts.size() * sizeof(std::uint16_t));
   };
   return EncodeImageMessage("mosaic", series, n_frames, "n_included", n_included, preview.mean,
                             preview.best_covered, channel, channels, extra);
@@ -801,10 +803,8 @@ OutMessage EncodeShiftMatrixView(const char* topic, const SeriesId& series, int 
   // float32 little-endian (host order; every platform we build on is
   // little-endian); NaN stays NaN here: a bin has no nil.
   auto pack_floats = [&](Packer& p, const std::vector<double>& values) {
-    std::vector<float> floats(values.begin(), values.end());
-    const auto bytes = static_cast<std::uint32_t>(floats.size() * sizeof(float));
-    p.pack_bin(bytes);
-    p.pack_bin_body(reinterpret_cast<const char*>(floats.data()), bytes);
+    const std::vector<float> floats(values.begin(), values.end());
+    PackBin(p, floats.data(), floats.size() * sizeof(float));
   };
   msgpack::sbuffer buffer;
   Packer p(buffer);
@@ -828,9 +828,7 @@ OutMessage EncodeShiftMatrixView(const char* topic, const SeriesId& series, int 
   PackKey(p, "y");
   pack_floats(p, view.y);
   PackKey(p, "status");
-  p.pack_bin(static_cast<std::uint32_t>(cells));
-  p.pack_bin_body(reinterpret_cast<const char*>(view.status.data()),
-                  static_cast<std::uint32_t>(cells));
+  PackBin(p, view.status.data(), cells);
   PackKey(p, "byteorder");
   PackString(p, "little");
   PackKey(p, "topic");
